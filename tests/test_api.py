@@ -1,0 +1,188 @@
+"""API client: URLs, encoding, headers, bodies and transport trouble, as sent on the wire."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from tests.conftest import CompatAioresponses
+from worker.api import ApiClient, Op, parse_retry_after, payment_url, segment
+
+NASTY = ["a/b", "q?x=1", "frag#1", "100%", "sp ace", ".", "..", "Zürich€", "a+b", "x;y", "~t"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "encoded"),
+    [
+        ("a/b", "a%2Fb"),
+        ("q?x", "q%3Fx"),
+        ("f#1", "f%231"),
+        ("100%", "100%25"),
+        ("sp ace", "sp%20ace"),
+        (".", "%2E"),
+        ("..", "%2E%2E"),
+        ("...", "..."),
+        ("é", "%C3%A9"),
+        ("plain-1_2.3~", "plain-1_2.3~"),
+    ],
+)
+def test_segment(raw: str, encoded: str) -> None:
+    assert segment(raw) == encoded
+
+
+def test_payment_url_keeps_encoding_exactly() -> None:
+    url = payment_url("https://api.example", "T/1", "..", Op.CANCEL)
+    assert url.raw_path == "/v1/merchants/T%2F1/payments/%2E%2E/cancel/"
+    assert str(payment_url("https://api.example", "T1", "r", Op.QUERY)).endswith(
+        "/v1/merchants/T1/payments/r/"
+    )
+
+
+def test_retry_after_seconds_and_dates() -> None:
+    assert parse_retry_after("3") == 3.0
+    assert parse_retry_after("999") == 60.0  # capped
+    assert parse_retry_after("-4") == 0.0
+    assert parse_retry_after("Thu, 01 Jan 1970 00:00:10 GMT", now=0.0) == 10.0
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after(None) is None
+
+
+@pytest.fixture
+async def echo_server() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
+    """A real loopback server that records the raw path, headers and body of each request."""
+    seen: list[dict[str, Any]] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(
+            {
+                "method": request.method,
+                "raw_path": request.raw_path,
+                "headers": dict(request.headers),
+                "body": await request.read(),
+            }
+        )
+        return web.json_response({"state": "Canceled"}, status=201)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    yield str(server.make_url("")).rstrip("/"), seen
+    await server.close()
+
+
+async def test_every_reference_reaches_its_own_path(
+    echo_server: tuple[str, list[dict[str, Any]]],
+) -> None:
+    base, seen = echo_server
+    async with aiohttp.ClientSession() as session:
+        client = ApiClient(session, base, timeout=5)
+        for ref in NASTY:
+            reply = await client.call(Op.CANCEL, "T 1/x", ref, "tok")
+            assert reply.status == 201
+    assert [s["raw_path"] for s in seen] == [
+        f"/v1/merchants/T%201%2Fx/payments/{segment(ref)}/cancel/" for ref in NASTY
+    ]
+
+
+async def test_headers_and_optional_comment_body(
+    echo_server: tuple[str, list[dict[str, Any]]],
+) -> None:
+    base, seen = echo_server
+    async with aiohttp.ClientSession() as session:
+        client = ApiClient(session, base, timeout=5)
+        await client.call(Op.CANCEL, "T1", "r1", "jwt-value", comment="end of day")
+        await client.call(Op.CANCEL, "T1", "r2", "jwt-value")
+        await client.call(Op.QUERY, "T1", "r3", "jwt-value")
+    first, second, third = seen
+    assert first["method"] == "POST" and first["headers"]["Authorization"] == "Bearer jwt-value"
+    assert first["headers"]["API-Version"] == "1"
+    assert first["headers"]["Content-Type"] == "application/json"
+    assert first["body"] == b'{"comment":"end of day"}'
+    assert second["body"] == b"" and "Content-Type" not in second["headers"]
+    assert third["method"] == "GET" and third["raw_path"] == "/v1/merchants/T1/payments/r3/"
+    assert third["headers"]["API-Version"] == "1"
+
+
+async def test_problem_json_is_parsed(mock_http: CompatAioresponses) -> None:
+    url = "https://api.test/v1/merchants/T1/payments/r1/cancel/"
+    mock_http.post(
+        url,
+        status=422,
+        content_type="application/problem+json",
+        payload={
+            "type": "https://api.bambora.com/definitions/payments/invalid_payment_state_transition",
+            "title": "Invalid payment state transition",
+            "detail": "",
+            "status": 422,
+        },
+        headers={"Retry-After": "7"},
+    )
+    async with aiohttp.ClientSession() as session:
+        reply = await ApiClient(session, "https://api.test", 5).call(Op.CANCEL, "T1", "r1", "t")
+    assert reply.status == 422
+    assert reply.error_type and reply.error_type.endswith("invalid_payment_state_transition")
+    assert reply.title == "Invalid payment state transition"
+    assert reply.retry_after == 7.0 and reply.payment_state is None
+
+
+async def test_query_reads_state_and_ignores_garbage(mock_http: CompatAioresponses) -> None:
+    url = "https://api.test/v1/merchants/T1/payments/r1/"
+    mock_http.get(url, status=200, payload={"state": "Captured", "payment": "r1"})
+    mock_http.get(url, status=502, body="<html>bad gateway</html>", content_type="text/html")
+    async with aiohttp.ClientSession() as session:
+        client = ApiClient(session, "https://api.test", 5)
+        ok = await client.call(Op.QUERY, "T1", "r1", "t")
+        bad = await client.call(Op.QUERY, "T1", "r1", "t")
+    assert ok.payment_state == "Captured" and ok.error_type is None
+    assert bad.status == 502 and bad.error_type is None and bad.detail is None
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind", "maybe_sent"),
+    [
+        (TimeoutError(), "timeout", True),
+        (aiohttp.ServerDisconnectedError(), "disconnected", True),
+        (aiohttp.ClientOSError(104, "Connection reset by peer"), "disconnected", True),
+        (aiohttp.ClientPayloadError("truncated"), "connection_error", True),
+    ],
+)
+async def test_transport_trouble(
+    mock_http: CompatAioresponses, exc: Exception, kind: str, maybe_sent: bool
+) -> None:
+    mock_http.post("https://api.test/v1/merchants/T1/payments/r1/cancel/", exception=exc)
+    async with aiohttp.ClientSession() as session:
+        reply = await ApiClient(session, "https://api.test", 5).call(Op.CANCEL, "T1", "r1", "t")
+    assert reply.status is None and reply.error_type == kind and reply.maybe_sent is maybe_sent
+
+
+async def test_refused_connection_was_not_sent() -> None:
+    async with aiohttp.ClientSession() as session:
+        # port 9 on loopback: nothing listens, so the connect itself fails
+        reply = await ApiClient(session, "http://127.0.0.1:9", 5).call(Op.CANCEL, "T1", "r", "t")
+    assert reply.error_type == "connection_error" and reply.maybe_sent is False
+
+
+async def test_timeout_is_reported_as_timeout() -> None:
+    async def slow(request: web.Request) -> web.Response:
+        import asyncio
+
+        await asyncio.sleep(5)
+        return web.Response(status=201)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", slow)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        async with aiohttp.ClientSession() as session:
+            client = ApiClient(session, str(server.make_url("")).rstrip("/"), timeout=0.2)
+            reply = await client.call(Op.CANCEL, "T1", "r", "t")
+    finally:
+        await server.close()
+    assert reply.error_type == "timeout" and reply.maybe_sent is True

@@ -1,0 +1,180 @@
+"""Token provider: single flight, early refresh, failures that release every waiter."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import aiohttp
+import orjson
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from worker.auth import (
+    AuthUnavailable,
+    ClientCredentials,
+    CredentialsRefused,
+    StaticToken,
+    jwt_lifetime,
+    refresh_margin,
+)
+
+
+@dataclass
+class TokenEndpoint:
+    """A loopback token endpoint whose answers a test scripts; it records each request."""
+
+    answers: list[tuple[int, dict[str, object]]] = field(default_factory=list)
+    requests: list[dict[str, str]] = field(default_factory=list)
+    gate: asyncio.Event = field(default_factory=asyncio.Event)
+    received: asyncio.Event = field(default_factory=asyncio.Event)
+    issued: int = 0
+
+    async def handle(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        self.requests.append(
+            {
+                "auth": request.headers.get("Authorization", ""),
+                **{k: str(v) for k, v in form.items()},
+            }
+        )
+        self.received.set()
+        await self.gate.wait()
+        if self.answers:
+            status, body = self.answers.pop(0)
+            return web.json_response(body, status=status)
+        self.issued += 1
+        return web.json_response(
+            {"access_token": f"jwt-{self.issued}", "token_type": "Bearer", "expires_in": 100}
+        )
+
+
+@pytest.fixture
+async def endpoint() -> AsyncIterator[tuple[TokenEndpoint, str]]:
+    ep = TokenEndpoint()
+    app = web.Application()
+    app.router.add_post("/connect/token", ep.handle)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    yield ep, str(server.make_url("/connect/token"))
+    await server.close()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_fifty_waiters_one_request_and_the_right_form(
+    endpoint: tuple[TokenEndpoint, str],
+) -> None:
+    ep, url = endpoint
+    async with aiohttp.ClientSession() as session:
+        provider = ClientCredentials(session, url, "client-1", "s3cret")
+        waiters = [asyncio.create_task(provider.get()) for _ in range(50)]
+        await ep.received.wait()  # the one request is at the server; all 50 wait on it
+        ep.gate.set()
+        tokens = await asyncio.gather(*waiters)
+    assert set(tokens) == {"jwt-1"}
+    assert len(ep.requests) == 1
+    sent = ep.requests[0]
+    assert sent["auth"] == "Basic " + base64.b64encode(b"client-1:s3cret").decode()
+    assert sent["grant_type"] == "client_credentials"
+    assert sent["scope"] == "cancel_payment read_payment"
+
+
+async def test_refreshes_before_expiry_not_after(endpoint: tuple[TokenEndpoint, str]) -> None:
+    ep, url = endpoint
+    ep.gate.set()
+    clock = Clock()
+    async with aiohttp.ClientSession() as session:
+        provider = ClientCredentials(session, url, "c", "s", clock=clock)
+        assert await provider.get() == "jwt-1"
+        clock.now += 100 - refresh_margin(100) - 0.01  # just before the refresh point
+        assert await provider.get() == "jwt-1"
+        clock.now += 0.02  # past it, still before expiry at +100
+        assert await provider.get() == "jwt-2"
+    assert len(ep.requests) == 2
+    assert refresh_margin(100) == 10 and refresh_margin(3600) == 60
+
+
+async def test_invalidate_forces_one_new_token(endpoint: tuple[TokenEndpoint, str]) -> None:
+    ep, url = endpoint
+    ep.gate.set()
+    async with aiohttp.ClientSession() as session:
+        provider = ClientCredentials(session, url, "c", "s")
+        first = await provider.get()
+        provider.invalidate("some-older-token")  # a stale 401 must not drop the new token
+        assert await provider.get() == first
+        provider.invalidate(first)
+        assert await provider.get() == "jwt-2"
+
+
+@pytest.mark.parametrize("status", [400, 401])
+async def test_refused_client_is_final_and_releases_all_waiters(
+    endpoint: tuple[TokenEndpoint, str], status: int
+) -> None:
+    ep, url = endpoint
+    ep.answers = [(status, {"error": "invalid_client"})]
+    async with aiohttp.ClientSession() as session:
+        provider = ClientCredentials(session, url, "c", "wrong-secret-value")
+        waiters = [asyncio.create_task(provider.get()) for _ in range(20)]
+        await ep.received.wait()
+        ep.gate.set()
+        results = await asyncio.gather(*waiters, return_exceptions=True)
+    assert all(isinstance(r, CredentialsRefused) for r in results)
+    assert "invalid_client" in str(results[0]) and "wrong-secret-value" not in str(results[0])
+    assert len(ep.requests) == 1
+
+
+async def test_5xx_is_retried_then_succeeds(endpoint: tuple[TokenEndpoint, str]) -> None:
+    ep, url = endpoint
+    ep.gate.set()
+    ep.answers = [(503, {}), (500, {}), (429, {})]
+    async with aiohttp.ClientSession() as session:
+        provider = ClientCredentials(session, url, "c", "s", give_up_after=30)
+        assert await provider.get() == "jwt-1"
+    assert len(ep.requests) == 4
+
+
+async def test_endpoint_down_gives_up_and_releases_waiters() -> None:
+    async with aiohttp.ClientSession() as session:
+        provider = ClientCredentials(
+            session, "http://127.0.0.1:9/connect/token", "c", "s", give_up_after=1
+        )
+        results = await asyncio.gather(*(provider.get() for _ in range(10)), return_exceptions=True)
+    assert all(isinstance(r, AuthUnavailable) for r in results)
+
+
+async def test_cancelled_waiter_does_not_cancel_the_refresh(
+    endpoint: tuple[TokenEndpoint, str],
+) -> None:
+    ep, url = endpoint
+    async with aiohttp.ClientSession() as session:
+        provider = ClientCredentials(session, url, "c", "s")
+        impatient = asyncio.create_task(provider.get())
+        patient = asyncio.create_task(provider.get())
+        await ep.received.wait()
+        impatient.cancel()
+        ep.gate.set()
+        assert await patient == "jwt-1"
+
+
+async def test_static_token_cannot_refresh() -> None:
+    token = StaticToken("ready.jwt.value")
+    assert await token.get() == "ready.jwt.value"
+    with pytest.raises(CredentialsRefused):
+        token.invalidate("ready.jwt.value")
+    assert "ready.jwt.value" not in repr(token)
+
+
+def test_jwt_lifetime_read_from_exp() -> None:
+    payload = base64.urlsafe_b64encode(orjson.dumps({"exp": 1060})).rstrip(b"=").decode()
+    assert jwt_lifetime(f"h.{payload}.s", now=1000.0) == 60.0
+    assert jwt_lifetime("not-a-jwt", now=0) is None

@@ -1,0 +1,163 @@
+"""API client: the only module that knows Bambora's URLs, headers and encodings.
+
+It turns one call (cancel or query) into a `Reply`, a plain value that says what came
+back: an HTTP status with the problem+json fields and the payment state, or the kind
+of transport trouble and whether the request may have reached the server. It never
+decides what a reply *means*: that is `outcomes.decide`.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import orjson
+import yarl
+
+API_VERSION = "1"
+MAX_RETRY_AFTER = 60.0
+
+
+class Op(StrEnum):
+    CANCEL = "cancel"
+    QUERY = "query"
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What one HTTP exchange produced.
+
+    `status` is None when no answer came back; then `error_type` is a local name
+    (`timeout`, `connection_error`, `disconnected`) and `maybe_sent` says whether the
+    server may have received, and acted on, the request.
+    """
+
+    status: int | None
+    error_type: str | None = None
+    title: str | None = None
+    detail: str | None = None
+    payment_state: str | None = None
+    retry_after: float | None = None
+    maybe_sent: bool = True
+
+
+def segment(value: str) -> str:
+    """Percent-encode text as exactly one path segment.
+
+    `quote(safe="")` encodes `/ ? # %`, spaces and non-ASCII; `.` and `..` are
+    unreserved yet special to every URL resolver, so they are encoded by hand.
+    """
+    if value in (".", ".."):
+        return "%2E" * len(value)
+    return quote(value, safe="")
+
+
+def payment_url(base: str, merchant: str, reference: str, op: Op) -> yarl.URL:
+    """`encoded=True` stops yarl from normalising the path (PITFALLS.md #2)."""
+    tail = "cancel/" if op is Op.CANCEL else ""
+    return yarl.URL(
+        f"{base}/v1/merchants/{segment(merchant)}/payments/{segment(reference)}/{tail}",
+        encoded=True,
+    )
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a `Retry-After` header (delta-seconds or HTTP-date), capped."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None:
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+class ApiClient:
+    """Sends cancels and queries over one shared aiohttp session."""
+
+    def __init__(self, session: aiohttp.ClientSession, base_url: str, timeout: float) -> None:
+        self._session = session
+        self._base = base_url.rstrip("/")
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+
+    async def call(
+        self, op: Op, merchant: str, reference: str, token: str, comment: str | None = None
+    ) -> Reply:
+        url = payment_url(self._base, merchant, reference, op)
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "API-Version": API_VERSION,
+            "Accept": "application/json",
+        }
+        data: bytes | None = None
+        if op is Op.CANCEL and comment:
+            data = orjson.dumps({"comment": comment})
+            headers["Content-Type"] = "application/json"
+        method = "POST" if op is Op.CANCEL else "GET"
+        try:
+            async with self._session.request(
+                method,
+                url,
+                headers=headers,
+                data=data,
+                # No body, no Content-Type: aiohttp would otherwise claim octet-stream,
+                # which a strict API may answer with 415.
+                skip_auto_headers=None if data else ("Content-Type",),
+                timeout=self._timeout,
+                allow_redirects=False,
+            ) as response:
+                body = await response.read()
+                return self._reply(response, body)
+        except aiohttp.ConnectionTimeoutError:
+            return Reply(None, "timeout", detail="timed out connecting", maybe_sent=False)
+        except (TimeoutError, aiohttp.ServerTimeoutError):
+            return Reply(None, "timeout", detail="no answer within the timeout")
+        except aiohttp.ClientConnectorError as exc:
+            return Reply(None, "connection_error", detail=_describe(exc), maybe_sent=False)
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+            return Reply(None, "disconnected", detail=_describe(exc))
+        except aiohttp.ClientError as exc:
+            return Reply(None, "connection_error", detail=_describe(exc))
+
+    @staticmethod
+    def _reply(response: aiohttp.ClientResponse, body: bytes) -> Reply:
+        doc: Any = None
+        if body:
+            try:
+                doc = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                doc = None
+        fields = doc if isinstance(doc, dict) else {}
+        status = response.status
+        problem = status >= 400
+        return Reply(
+            status,
+            error_type=_text(fields.get("type")) if problem else None,
+            title=_text(fields.get("title")) if problem else None,
+            detail=_text(fields.get("detail")) if problem else None,
+            payment_state=None if problem else _text(fields.get("state")),
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        )
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:300]

@@ -1,0 +1,228 @@
+"""Auth: the token provider. One object, one refresh in flight, secrets kept inside.
+
+`ClientCredentials` fetches JWTs from the auth URL (OAuth2 client credentials,
+Basic auth, scope `cancel_payment read_payment`), caches one, and refreshes it
+shortly before it expires: at most 10 % of its lifetime and at most 60 s early.
+However many workers ask at once, one token request is in flight; when it fails,
+every waiter gets the error (nobody hangs). Transient trouble at the token endpoint
+(5xx, 429, timeouts, resets) is retried with capped, jittered backoff until
+`give_up_after` passes; a refused client is final (`CredentialsRefused`, exit 3).
+
+`StaticToken` wraps `BAMBORA_TOKEN`: used as is, and it cannot be refreshed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import aiohttp
+import orjson
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_random_exponential,
+)
+
+from worker.api import parse_retry_after
+from worker.config import SCOPE
+
+DEFAULT_LIFETIME = 300.0
+
+
+class CredentialsRefused(Exception):
+    """The auth server or the API refused our credentials: abort (exit 3)."""
+
+
+class AuthUnavailable(Exception):
+    """The token endpoint stayed unreachable for `give_up_after` seconds: abort (exit 3)."""
+
+
+class _Transient(Exception):
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class TokenProvider(Protocol):
+    can_refresh: bool
+    refreshes: int
+
+    async def get(self) -> str: ...
+
+    def invalidate(self, token: str) -> None: ...
+
+
+class StaticToken:
+    """A ready JWT from the environment; a 401 with it is final."""
+
+    can_refresh = False
+    refreshes = 0
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    async def get(self) -> str:
+        return self._token
+
+    def invalidate(self, token: str) -> None:
+        raise CredentialsRefused("the API refused BAMBORA_TOKEN (401); it cannot be refreshed")
+
+    def __repr__(self) -> str:
+        return "StaticToken(<hidden>)"
+
+
+def jwt_lifetime(token: str, now: float) -> float | None:
+    """Seconds until the JWT's `exp`, read without verifying (we are its user, not its judge)."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        padded = parts[1] + "=" * (-len(parts[1]) % 4)
+        claims = orjson.loads(base64.urlsafe_b64decode(padded))
+        exp = claims.get("exp") if isinstance(claims, dict) else None
+    except (binascii.Error, ValueError, orjson.JSONDecodeError):
+        return None
+    if isinstance(exp, int | float) and not isinstance(exp, bool):
+        return float(exp) - now
+    return None
+
+
+def refresh_margin(lifetime: float) -> float:
+    """How early to refresh: at most 10 % of the lifetime and at most 60 s."""
+    return min(0.1 * lifetime, 60.0)
+
+
+class ClientCredentials:
+    """Fetches, caches and refreshes JWTs; single-flight."""
+
+    can_refresh = True
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        auth_url: str,
+        client_id: str,
+        client_secret: str,
+        *,
+        timeout: float = 15.0,
+        give_up_after: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._session = session
+        self._url = auth_url
+        self._basic = {"Authorization": aiohttp.encode_basic_auth(client_id, client_secret)}
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._give_up_after = give_up_after
+        self._clock = clock
+        self._token: str | None = None
+        self._refresh_at = 0.0
+        self._inflight: asyncio.Future[str] | None = None
+        self.refreshes = 0
+
+    def __repr__(self) -> str:
+        return f"ClientCredentials(url={self._url!r}, secret=<hidden>)"
+
+    async def get(self) -> str:
+        token = self._token
+        if token is not None and self._clock() < self._refresh_at:
+            return token
+        if self._inflight is None:
+            self._inflight = asyncio.ensure_future(self._refresh())
+            self._inflight.add_done_callback(self._clear_inflight)
+        # shield: a waiter that is cancelled must not cancel the refresh the others wait on.
+        return await asyncio.shield(self._inflight)
+
+    def _clear_inflight(self, future: asyncio.Future[str]) -> None:
+        if self._inflight is future:
+            self._inflight = None
+        if not future.cancelled():
+            future.exception()  # mark retrieved: waiters re-raise it themselves
+
+    def invalidate(self, token: str) -> None:
+        """Forget `token` after a 401 so the next `get` fetches a new one."""
+        if self._token == token:
+            self._token = None
+            self._refresh_at = 0.0
+
+    async def _refresh(self) -> str:
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(_Transient),
+            stop=stop_after_delay(self._give_up_after),
+            wait=_wait_token_retry,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._fetch_once()
+        except _Transient as exc:
+            raise AuthUnavailable(
+                f"the token endpoint stayed unreachable for {self._give_up_after:g}s: {exc}"
+            ) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _fetch_once(self) -> str:
+        form = {"grant_type": "client_credentials", "scope": SCOPE}
+        try:
+            async with self._session.post(
+                self._url, data=form, headers=self._basic, timeout=self._timeout
+            ) as response:
+                body = await response.read()
+                status = response.status
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise _Transient(f"{type(exc).__name__}") from None
+        doc = _json(body)
+        if status == 429 or status >= 500:
+            raise _Transient(f"token endpoint answered {status}", retry_after)
+        if status != 200:
+            error = doc.get("error") if isinstance(doc.get("error"), str) else None
+            reason = f"{status} {error}" if error else str(status)
+            raise CredentialsRefused(f"the auth server refused the client credentials ({reason})")
+        token = doc.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise _Transient("token endpoint answered 200 without an access_token")
+        now = self._clock()
+        lifetime = _lifetime(doc.get("expires_in"), token)
+        self._token = token
+        self._refresh_at = now + lifetime - refresh_margin(lifetime)
+        self.refreshes += 1
+        return token
+
+
+def _json(body: bytes) -> dict[str, Any]:
+    try:
+        doc = orjson.loads(body) if body else {}
+    except orjson.JSONDecodeError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _lifetime(expires_in: Any, token: str) -> float:
+    if isinstance(expires_in, int | float) and not isinstance(expires_in, bool) and expires_in > 0:
+        return float(expires_in)
+    if isinstance(expires_in, str):
+        try:
+            return max(float(expires_in), 1.0)
+        except ValueError:
+            pass
+    from_jwt = jwt_lifetime(token, time.time())
+    return from_jwt if from_jwt and from_jwt > 0 else DEFAULT_LIFETIME
+
+
+_backoff = wait_random_exponential(multiplier=0.5, max=30)
+
+
+def _wait_token_retry(state: RetryCallState) -> float:
+    """Honour Retry-After when the endpoint sends one, else full-jitter backoff."""
+    exc = state.outcome.exception() if state.outcome else None
+    if isinstance(exc, _Transient) and exc.retry_after is not None:
+        return exc.retry_after
+    return _backoff(state)

@@ -1,0 +1,207 @@
+"""Canceller: drives one reference from its first request to its final outcome.
+
+For each row it loops: wait for the health gate and the throttle, get a token, make
+the call `decide` asked for, and feed the reply back into `decide`. Transient trouble
+is retried by tenacity (full-jitter exponential backoff, capped, `Retry-After`
+honoured, `--max-attempts` counted tries); trouble during an API-wide outage is held
+by `health` and not counted. It owns no I/O but the HTTP call and the intent journal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from worker.api import ApiClient, Op, Reply
+from worker.auth import CredentialsRefused, TokenProvider
+from worker.health import Health
+from worker.models import Outcome, Result, Row
+from worker.outcomes import Final, Next, Reauth, Step, decide, is_api_trouble
+from worker.throttle import Throttle
+
+#: Backoff between counted tries: full jitter, uniform(0, min(cap, 0.5 * 2**n)).
+BACKOFF = wait_random_exponential(multiplier=0.5, max=30)
+#: 401s in a row for one reference before we call the credentials refused.
+MAX_REAUTH = 2
+
+
+class _Trouble(Exception):
+    """A counted transient failure; tenacity decides whether and when to try again."""
+
+    def __init__(self, after: float | None) -> None:
+        super().__init__("transient trouble")
+        self.after = after
+
+
+def _wait(state: RetryCallState) -> float:
+    exc = state.outcome.exception() if state.outcome else None
+    backoff = BACKOFF(state)
+    if isinstance(exc, _Trouble) and exc.after is not None:
+        return max(exc.after, 0.0)
+    return backoff
+
+
+@dataclass
+class Stats:
+    """Counters for the summary and metrics."""
+
+    requests: int = 0
+    retries: int = 0
+    throttled: int = 0
+    timeouts: int = 0
+
+
+@dataclass
+class _Progress:
+    step: Step
+    attempts: int = 0
+    last: Reply | None = None
+    state: str | None = None
+    journaled: bool = False
+    extra: list[str] = field(default_factory=list)
+
+
+class Journal(Protocol):
+    """Where a cancel's intent is written before it is sent (`report.IntentJournal`)."""
+
+    def record(self, merchant: str, reference: str) -> None: ...
+
+
+class Canceller:
+    """Turns a `Row` into a `Result`, making as many API calls as that takes."""
+
+    def __init__(
+        self,
+        api: ApiClient,
+        tokens: TokenProvider,
+        throttle: Throttle,
+        health: Health,
+        *,
+        max_attempts: int,
+        comment: str | None = None,
+        check_only: bool = False,
+        journal: Journal | None = None,
+        stats: Stats | None = None,
+    ) -> None:
+        self._api = api
+        self._tokens = tokens
+        self._throttle = throttle
+        self._health = health
+        self._comment = comment
+        self._check_only = check_only
+        self._journal = journal
+        self.stats = stats or Stats()
+        self._retrying = AsyncRetrying(
+            stop=stop_after_attempt(max_attempts),
+            wait=_wait,
+            retry=retry_if_exception_type(_Trouble),
+            reraise=True,
+        )
+        # A hard ceiling on calls per reference, so an API whose answers never agree
+        # (422 yet Authorized, forever) cannot keep one reference busy for ever.
+        self._call_cap = 4 * max_attempts + 8
+        self._max_attempts = max_attempts
+
+    def attach_journal(self, journal: Journal) -> None:
+        self._journal = journal
+
+    async def process(self, row: Row, *, maybe_landed: bool = False) -> Result:
+        """`maybe_landed`: a killed earlier run may have sent this cancel; query first."""
+        if self._check_only:
+            first = Step(Op.QUERY, check_only=True)
+        elif maybe_landed:
+            first = Step(Op.QUERY, maybe_landed=True)
+        else:
+            first = Step(Op.CANCEL)
+        progress = _Progress(first)
+        try:
+            async for attempt in self._retrying.copy():
+                with attempt:
+                    return await self._drive(row, progress)
+        except _Trouble:
+            pass
+        last = progress.last
+        why = (last.detail or last.title or last.error_type) if last else None
+        status = (
+            f"HTTP {last.status}" if last and last.status else (last.error_type if last else "")
+        )
+        detail = f"gave up after {self._max_attempts} tries; last: {status}"
+        if why and why != status:
+            detail += f" ({why})"
+        return self._result(row, progress, Outcome.FAILED, detail)
+
+    async def _drive(self, row: Row, progress: _Progress) -> Result:
+        reauths = 0
+        while True:
+            if progress.attempts >= self._call_cap:
+                return self._result(
+                    row, progress, Outcome.FAILED, "gave up: the API's answers do not agree"
+                )
+            await self._health.admit()
+            await self._throttle.acquire()
+            token = await self._tokens.get()
+            step = progress.step
+            if step.op is Op.CANCEL and not progress.journaled and self._journal is not None:
+                self._journal.record(row.merchant, row.reference)
+                progress.journaled = True
+            reply = await self._api.call(step.op, row.merchant, row.reference, token, self._comment)
+            progress.attempts += 1
+            progress.last = reply
+            self.stats.requests += 1
+            if reply.payment_state:
+                progress.state = reply.payment_state
+            decision = decide(step, reply)
+
+            if isinstance(decision, Reauth):
+                self._health.record_ok()
+                reauths += 1
+                if reauths > MAX_REAUTH:
+                    raise CredentialsRefused("the API refused freshly issued tokens (401)")
+                self._tokens.invalidate(token)
+                continue
+            reauths = 0
+
+            if is_api_trouble(reply):
+                counted = self._health.record_trouble(timeout=reply.error_type == "timeout")
+                if reply.error_type == "timeout":
+                    self.stats.timeouts += 1
+            else:
+                self._health.record_ok()
+                self._throttle.on_success()
+                counted = True
+
+            if isinstance(decision, Final):
+                return self._result(row, progress, decision.outcome, decision.detail)
+            assert isinstance(decision, Next)
+            progress.step = decision.step
+            if decision.throttled:
+                self.stats.throttled += 1
+                self._throttle.on_throttled(decision.after)
+            if decision.transient and counted:
+                self.stats.retries += 1
+                raise _Trouble(decision.after)
+
+    @staticmethod
+    def _result(row: Row, progress: _Progress, outcome: Outcome, detail: str | None) -> Result:
+        last = progress.last
+        if detail is None and last is not None and last.status is not None and last.status >= 400:
+            detail = last.detail or last.title
+        return Result(
+            line=row.line,
+            merchant=row.merchant,
+            reference=row.reference,
+            outcome=outcome,
+            http_status=last.status if last else None,
+            error_type=last.error_type if last else None,
+            payment_state=progress.state,
+            attempts=progress.attempts,
+            detail=detail or None,
+        )

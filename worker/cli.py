@@ -1,0 +1,389 @@
+"""CLI: parses options and the environment into `Settings`, runs a job, maps it to an exit code.
+
+    cancel-worker run INPUT [options]        cancel every payment reference in INPUT
+    cancel-worker check INPUT [options]      query each payment's state, cancel nothing
+    cancel-worker sandbox [--host H] [--port P]
+    cancel-worker merge-reports OUT REPORT...
+
+Exit codes: 0 all done, 1 finished with some references not canceled, 2 usage or
+input error (nothing sent), 3 aborted (credentials refused or API unreachable),
+130/143 interrupted (rerun the same command to resume).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable, Coroutine
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import click
+import structlog
+
+from worker import __version__, logs
+from worker.config import (
+    DEFAULT_API_URL,
+    DEFAULT_AUTH_URL,
+    MAX_COMMENT,
+    ConfigError,
+    Credentials,
+    Mode,
+    Settings,
+    Shard,
+    check_url,
+    credentials_from_env,
+    default_report,
+    environ,
+    shard_from_env,
+)
+from worker.pipeline import EXIT_USAGE, Job, UsageError, prepare
+
+SANDBOX_TIMEOUT = 2.0
+
+
+def _fail_usage(message: str) -> None:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(EXIT_USAGE)
+
+
+def _run_loop(main: Callable[[], Coroutine[Any, Any, int]], use_uvloop: bool) -> int:
+    if use_uvloop:
+        try:
+            import uvloop
+        except ImportError:  # pragma: no cover - uvloop is optional off Linux/macOS
+            pass
+        else:
+            return uvloop.run(main())
+    return asyncio.run(main())
+
+
+def _job_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.argument("input", metavar="INPUT"),
+        click.option(
+            "--report",
+            type=click.Path(dir_okay=False),
+            help="Outcome report (default: <INPUT name>.report.csv in the working directory; a .jsonl name gives JSON Lines). An existing report is resumed.",
+        ),
+        click.option(
+            "--input-format",
+            type=click.Choice(["csv", "jsonl"]),
+            help="Override the format recognised from INPUT's name.",
+        ),
+        click.option(
+            "--merchant",
+            envvar="BAMBORA_MERCHANT_NUMBER",
+            help="Merchant number for rows that name none. [env: BAMBORA_MERCHANT_NUMBER]",
+        ),
+        click.option(
+            "--concurrency",
+            type=click.IntRange(1, 1024),
+            default=8,
+            show_default=True,
+            help="Requests in flight at most.",
+        ),
+        click.option(
+            "--rate",
+            type=click.FloatRange(0),
+            default=20.0,
+            show_default=True,
+            help="API requests per second at most, all workers together (no 1-second window carries more than RATE + 1; token requests not counted). 0 means no limit.",
+        ),
+        click.option(
+            "--max-attempts",
+            type=click.IntRange(1, 100),
+            default=5,
+            show_default=True,
+            help="Tries per reference for transient failures.",
+        ),
+        click.option(
+            "--timeout",
+            type=click.FloatRange(0.1),
+            default=None,
+            help="Seconds per HTTP request. [default: 15; 2 with --sandbox]",
+        ),
+        click.option(
+            "--comment",
+            help=f"Sent as the cancel body's comment (at most {MAX_COMMENT} characters).",
+        ),
+        click.option(
+            "--give-up-after",
+            type=click.FloatRange(1),
+            default=300.0,
+            show_default=True,
+            help="Abort (exit 3) when no API request has succeeded for this many seconds.",
+        ),
+        click.option(
+            "--grace-seconds",
+            type=click.FloatRange(0),
+            default=20.0,
+            show_default=True,
+            help="On SIGTERM/SIGINT, how long in-flight requests may finish.",
+        ),
+        click.option(
+            "--progress-seconds",
+            type=click.FloatRange(0.1),
+            default=5.0,
+            show_default=True,
+            help="Seconds between progress log lines.",
+        ),
+        click.option(
+            "--sandbox",
+            is_flag=True,
+            help="Start the embedded Bambora sandbox on loopback and run against it; no credentials needed.",
+        ),
+        click.option(
+            "--dry-run",
+            is_flag=True,
+            help="Read and validate the input and write the report; send nothing.",
+        ),
+        click.option(
+            "--shard",
+            "shard_text",
+            metavar="I/N",
+            help="Only the references whose stable hash falls in shard I of N. [env: JOB_COMPLETION_INDEX with SHARD_COUNT]",
+        ),
+        click.option(
+            "--log-format",
+            type=click.Choice(["json", "console"]),
+            help="Log lines on standard error. [default: console on a terminal, json otherwise]",
+        ),
+        click.option(
+            "--log-level",
+            type=click.Choice(["debug", "info", "warning"]),
+            default="info",
+            show_default=True,
+            help="debug adds one event per reference.",
+        ),
+        click.option(
+            "--no-uvloop",
+            is_flag=True,
+            help="Use asyncio's default event loop even when uvloop is installed.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def build_settings(mode: Mode, kw: dict[str, Any]) -> Settings:
+    """Options + environment -> Settings; raises ConfigError (exit 2)."""
+    env = environ()
+    shard = (
+        Shard.parse(kw["shard_text"]) if kw.get("shard_text") else (shard_from_env(env) or Shard())
+    )
+    report = Path(kw["report"]) if kw.get("report") else default_report(kw["input"], shard)
+    comment = kw.get("comment")
+    if comment is not None and len(comment) > MAX_COMMENT:
+        raise ConfigError(f"--comment is {len(comment)} characters; at most {MAX_COMMENT}")
+    sandbox, dry_run = bool(kw.get("sandbox")), bool(kw.get("dry_run"))
+    timeout = kw.get("timeout") or (SANDBOX_TIMEOUT if sandbox else 15.0)
+    api_url = check_url("BAMBORA_API_URL", env.get("BAMBORA_API_URL") or DEFAULT_API_URL)
+    auth_url = check_url("BAMBORA_AUTH_URL", env.get("BAMBORA_AUTH_URL") or DEFAULT_AUTH_URL)
+    credentials = Credentials() if (sandbox or dry_run) else credentials_from_env(env)
+    merchant = (kw.get("merchant") or "").strip() or None
+    return Settings(
+        mode=mode,
+        input=kw["input"],
+        report=report,
+        input_format=kw.get("input_format"),
+        merchant=merchant,
+        concurrency=kw["concurrency"],
+        rate=kw["rate"] or None,
+        max_attempts=kw["max_attempts"],
+        timeout=timeout,
+        comment=comment or None,
+        give_up_after=kw["give_up_after"],
+        grace_seconds=kw["grace_seconds"],
+        progress_seconds=kw["progress_seconds"],
+        dry_run=dry_run,
+        sandbox=sandbox,
+        shard=shard,
+        log_format=kw.get("log_format"),
+        log_level=kw.get("log_level") or "info",
+        api_url=api_url,
+        auth_url=auth_url,
+        credentials=credentials,
+        use_uvloop=not kw.get("no_uvloop"),
+    )
+
+
+def _job(mode: Mode, kw: dict[str, Any]) -> None:
+    try:
+        settings = build_settings(mode, kw)
+    except ConfigError as exc:
+        _fail_usage(str(exc))
+        return
+    logs.configure(settings.log_format, settings.log_level)
+    logs.REDACTOR.add(*settings.credentials.secrets())
+    try:
+        prepared = prepare(settings)
+    except UsageError as exc:
+        _fail_usage(str(exc))
+        return
+
+    async def main() -> int:
+        job = Job(prepared)
+        structlog.contextvars.bind_contextvars(run_id=job.run_id)
+        if not settings.sandbox:
+            logs.log.info("start", **_start_fields(settings))
+            return await job.execute()
+        from worker.sandbox import SandboxConfig, SandboxServer
+
+        config = SandboxConfig(slow_delay=settings.timeout + 1.0)
+        async with SandboxServer(config, host="127.0.0.1", port=0) as server:
+            sandboxed = replace(
+                settings,
+                api_url=server.api_url,
+                auth_url=server.auth_url,
+                credentials=Credentials(config.client_id, config.client_secret),
+            )
+            logs.REDACTOR.add(config.client_secret)
+            job.s = job.p.settings = sandboxed
+            logs.log.info("start", sandbox=server.url, **_start_fields(sandboxed))
+            return await job.execute()
+
+    try:
+        code = _run_loop(main, settings.use_uvloop)
+    except UsageError as exc:
+        _fail_usage(str(exc))
+        return
+    sys.exit(code)
+
+
+def _start_fields(s: Settings) -> dict[str, Any]:
+    return {
+        "mode": "dry-run" if s.dry_run else s.mode.value,
+        "input": s.input,
+        "report": str(s.report),
+        "concurrency": s.concurrency,
+        "rate": s.rate,
+        "shard": f"{s.shard.index}/{s.shard.count}",
+        "api_url": s.api_url,
+    }
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="cancel-worker")
+def cli() -> None:
+    """Cancel (void) authorized Bambora card payments in bulk, from a CSV or JSON Lines file.
+
+    \b
+    Credentials and endpoints come from the environment:
+      BAMBORA_CLIENT_ID, BAMBORA_CLIENT_SECRET (or BAMBORA_CLIENT_SECRET_FILE)
+      BAMBORA_TOKEN            a ready JWT instead (cannot be refreshed)
+      BAMBORA_API_URL          default https://api.bambora.com
+      BAMBORA_AUTH_URL         default https://auth.bambora.com/connect/token
+      BAMBORA_MERCHANT_NUMBER  same as --merchant
+
+    \b
+    Try it without credentials:
+      cancel-worker run samples/payments.csv --sandbox
+
+    \b
+    Exit codes: 0 all canceled (or already canceled), 1 finished but some references
+    ended otherwise (see the report), 2 usage/input error (nothing sent), 3 aborted
+    (credentials refused or API unreachable), 130/143 interrupted. Rerunning the same
+    command resumes from the report and never cancels anything twice.
+    """
+
+
+@cli.command()
+@_job_options
+def run(**kw: Any) -> None:
+    """Cancel every payment reference in INPUT (a path, or - for stdin).
+
+    Writes one report row per reference. If the report exists, it is resumed:
+    references already final are not sent again, `failed` ones are retried.
+    """
+    _job(Mode.RUN, kw)
+
+
+@cli.command()
+@_job_options
+def check(**kw: Any) -> None:
+    """Query each payment's state and cancel nothing (outcome `checked` + payment_state).
+
+    Use it before the nightly run to see what would happen, or the morning after
+    to audit a report against the API.
+    """
+    _job(Mode.CHECK, kw)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", type=int, default=8080, show_default=True, help="Port (0 picks a free one)."
+)
+@click.option(
+    "--seed",
+    "seed_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="JSON seed file of payments and faults.",
+)
+@click.option(
+    "--token-ttl",
+    type=click.FloatRange(1),
+    default=3600.0,
+    show_default=True,
+    help="Lifetime of issued tokens, in seconds.",
+)
+@click.option(
+    "--fault-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Share of API requests that get a random injected fault.",
+)
+@click.option(
+    "--random-seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed for injected faults (same seed, same faults).",
+)
+def sandbox(
+    host: str,
+    port: int,
+    seed_file: str | None,
+    token_ttl: float,
+    fault_rate: float,
+    random_seed: int,
+) -> None:
+    """Run the Bambora-compatible sandbox API alone (prints its URL and test credentials)."""
+    from worker.sandbox import SandboxConfig, run_sandbox
+
+    config = SandboxConfig(
+        token_ttl=token_ttl, fault_rate=fault_rate, seed=random_seed, seed_file=seed_file
+    )
+    run_sandbox(host, port, config)
+
+
+@cli.command("merge-reports")
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.argument("reports", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--input",
+    "input_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Also check that every row of this input file has a row in the merged report.",
+)
+def merge_reports(out: str, reports: tuple[str, ...], input_path: str | None) -> None:
+    """Combine shard reports into OUT, checking that no reference is missing or doubled."""
+    from worker.merge import MergeError, merge
+
+    logs.configure(None)
+    try:
+        summary = merge(
+            Path(out), [Path(r) for r in reports], Path(input_path) if input_path else None
+        )
+    except MergeError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
+    click.echo(summary)
+
+
+def main() -> None:
+    cli(prog_name="cancel-worker")

@@ -1,0 +1,180 @@
+"""Settings: the one immutable object built from options and the environment.
+
+Nothing else in the worker reads `os.environ`; every stage gets what it needs from
+`Settings`. Validation that must happen before any request (URLs, secrets, ranges)
+lives here and raises `ConfigError`, which the CLI turns into exit 2.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+import yarl
+
+DEFAULT_API_URL = "https://api.bambora.com"
+DEFAULT_AUTH_URL = "https://auth.bambora.com/connect/token"
+SCOPE = "cancel_payment read_payment"
+MAX_COMMENT = 256
+MAX_REFERENCE = 2000
+
+
+class ConfigError(Exception):
+    """A usage or configuration problem found before any request: exit 2."""
+
+
+class Mode(StrEnum):
+    RUN = "run"
+    CHECK = "check"
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard I of N (0-based), parsed from `--shard I/N` or the Kubernetes env."""
+
+    index: int = 0
+    count: int = 1
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        try:
+            i_text, n_text = text.split("/")
+            index, count = int(i_text), int(n_text)
+        except ValueError:
+            raise ConfigError(f"--shard must look like I/N (e.g. 0/4), got {text!r}") from None
+        if count < 1 or not 0 <= index < count:
+            raise ConfigError(f"--shard {text}: need 0 <= I < N and N >= 1")
+        return cls(index, count)
+
+    @property
+    def active(self) -> bool:
+        return self.count > 1
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """How to authenticate: a ready token, or client credentials to fetch tokens with.
+
+    `repr` hides the secret and the token so that a stray log of the settings cannot leak them.
+    """
+
+    client_id: str | None = None
+    client_secret: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
+
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(s for s in (self.client_secret, self.token) if s)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything one run needs, validated."""
+
+    mode: Mode
+    input: str
+    report: Path
+    input_format: str | None = None
+    merchant: str | None = None
+    concurrency: int = 8
+    rate: float | None = 20.0
+    max_attempts: int = 5
+    timeout: float = 15.0
+    comment: str | None = None
+    give_up_after: float = 300.0
+    grace_seconds: float = 20.0
+    progress_seconds: float = 5.0
+    dry_run: bool = False
+    sandbox: bool = False
+    shard: Shard = Shard()
+    log_format: str | None = None
+    log_level: str = "info"
+    api_url: str = DEFAULT_API_URL
+    auth_url: str = DEFAULT_AUTH_URL
+    credentials: Credentials = Credentials()
+    pushgateway: str | None = None
+    job_name: str = "cancel-worker"
+    use_uvloop: bool = True
+
+
+def is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_url(name: str, value: str) -> str:
+    """Accept https anywhere, plain http only on loopback (CONTRACT: "Plain http")."""
+    try:
+        url = yarl.URL(value)
+    except (ValueError, TypeError):
+        raise ConfigError(f"{name} is not a URL: {value!r}") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ConfigError(f"{name} must be an http(s) URL with a host, got {value!r}")
+    if url.scheme == "http" and not is_loopback(url.host):
+        raise ConfigError(
+            f"{name} uses plain http to {url.host}; only https is allowed except on loopback"
+        )
+    return value.rstrip("/") if name == "BAMBORA_API_URL" else value
+
+
+def credentials_from_env(env: Mapping[str, str]) -> Credentials:
+    """Read credentials; a secret file's trailing newline is ignored."""
+    token = env.get("BAMBORA_TOKEN", "").strip() or None
+    client_id = env.get("BAMBORA_CLIENT_ID", "").strip() or None
+    secret = env.get("BAMBORA_CLIENT_SECRET") or None
+    secret_file = env.get("BAMBORA_CLIENT_SECRET_FILE", "").strip()
+    if secret_file:
+        try:
+            secret = Path(secret_file).read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read BAMBORA_CLIENT_SECRET_FILE {secret_file}: {exc.strerror}"
+            ) from None
+    if secret is not None:
+        secret = secret.rstrip("\r\n")
+    if token:
+        return Credentials(token=token, client_id=client_id, client_secret=secret)
+    if not client_id or not secret:
+        raise ConfigError(
+            "no credentials: set BAMBORA_CLIENT_ID and BAMBORA_CLIENT_SECRET "
+            "(or BAMBORA_CLIENT_SECRET_FILE), or BAMBORA_TOKEN; or use --sandbox or --dry-run"
+        )
+    return Credentials(client_id=client_id, client_secret=secret)
+
+
+def default_report(input_arg: str, shard: Shard, fmt_suffix: str = ".csv") -> Path:
+    """`<INPUT name without suffixes>.report.csv` in the working directory."""
+    if input_arg == "-":
+        stem = "report"
+        name = "report"
+    else:
+        base = Path(input_arg).name
+        stem = base.split(".", 1)[0] if not base.startswith(".") else base
+        name = f"{stem or 'input'}.report"
+    if shard.active:
+        return Path(f"{name}.shard-{shard.index}-of-{shard.count}{fmt_suffix}")
+    return Path(f"{name}{fmt_suffix}")
+
+
+def shard_from_env(env: Mapping[str, str]) -> Shard | None:
+    """Kubernetes Indexed Jobs set JOB_COMPLETION_INDEX; SHARD_COUNT says how many."""
+    index = env.get("JOB_COMPLETION_INDEX")
+    count = env.get("SHARD_COUNT")
+    if index is None and count is None:
+        return None
+    if index is None or count is None:
+        raise ConfigError("JOB_COMPLETION_INDEX and SHARD_COUNT must be set together")
+    return Shard.parse(f"{index.strip()}/{count.strip()}")
+
+
+def environ() -> Mapping[str, str]:
+    return os.environ

@@ -1,0 +1,148 @@
+"""Outcome decision: what one API reply means for one reference. Pure; no I/O.
+
+Everything about Bambora's status codes and payment states lives in `decide`:
+
+- a final outcome (`Final`),
+- the next request to make (`Next`): query the payment to learn the truth, send the
+  cancel (again), or retry the same call after transient trouble,
+- or `Reauth`: the token was refused, get a new one and repeat the call.
+
+The caller carries a little memory between calls in `Step`: which call it makes,
+whether an earlier cancel of ours may have landed (then `Canceled` means we did
+it: `canceled`, not `already_canceled`) and which refusal (402/422) led to a query.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from worker.api import Op, Reply
+from worker.models import Outcome
+
+CANCELED_STATE = "Canceled"
+AUTHORIZED_STATE = "Authorized"
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """The memory a reference carries from one call to the next."""
+
+    op: Op
+    maybe_landed: bool = False  # an earlier cancel (this run or a killed one) may have applied
+    refusal: int | None = None  # 402/422 that made us query, if any
+    check_only: bool = False  # `check`: query, never cancel
+
+
+@dataclass(frozen=True, slots=True)
+class Final:
+    outcome: Outcome
+    detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Next:
+    """Make another call.
+
+    `transient` marks trouble that counts as a failed try (backoff, `--max-attempts`);
+    `throttled` is a 429 (slow everyone down); `after` is the server's Retry-After.
+    """
+
+    step: Step
+    transient: bool = False
+    throttled: bool = False
+    after: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reauth:
+    pass
+
+
+Decision = Final | Next | Reauth
+
+_REJECTED_STATUSES = frozenset({400, 403})
+_RETRY_STATUSES = frozenset({408, 409, 425, 429})
+
+
+def decide(step: Step, reply: Reply) -> Decision:
+    """Map (what we sent, what came back) to what happens next."""
+    if reply.status is None:
+        return _transport_trouble(step, reply)
+    status = reply.status
+    if status == 401:
+        return Reauth()
+    if step.op is Op.CANCEL:
+        return _after_cancel(step, reply, status)
+    return _after_query(step, reply, status)
+
+
+def _transport_trouble(step: Step, reply: Reply) -> Decision:
+    if step.op is Op.CANCEL and reply.maybe_sent:
+        # Unknown is not failed: the cancel may have landed, and a GET tells.
+        return Next(Step(Op.QUERY, maybe_landed=True, check_only=step.check_only), transient=True)
+    return Next(step, transient=True)
+
+
+def _after_cancel(step: Step, reply: Reply, status: int) -> Decision:
+    if status == 201:
+        return Final(Outcome.CANCELED)
+    if 200 <= status < 300:
+        # Not the documented answer: believe the payment's state, not the status.
+        return Next(Step(Op.QUERY, maybe_landed=True))
+    if status in (402, 422):
+        return Next(Step(Op.QUERY, maybe_landed=step.maybe_landed, refusal=status))
+    if status == 404:
+        return Final(Outcome.NOT_FOUND)
+    if status in _RETRY_STATUSES:
+        return Next(step, transient=True, throttled=status == 429, after=reply.retry_after)
+    if status >= 500:
+        # A 5xx may come from a gateway after the backend applied the cancel.
+        return Next(Step(Op.QUERY, maybe_landed=True), transient=True, after=reply.retry_after)
+    return Final(
+        Outcome.REJECTED, _unexpected(status) if status not in _REJECTED_STATUSES else None
+    )
+
+
+def _after_query(step: Step, reply: Reply, status: int) -> Decision:
+    if status == 200:
+        return _from_state(step, reply.payment_state)
+    if status == 404:
+        return Final(Outcome.NOT_FOUND)
+    if status in _RETRY_STATUSES or status >= 500:
+        return Next(step, transient=True, throttled=status == 429, after=reply.retry_after)
+    return Final(
+        Outcome.REJECTED, _unexpected(status) if status not in _REJECTED_STATUSES else None
+    )
+
+
+def _from_state(step: Step, state: str | None) -> Decision:
+    if not state:
+        return Final(Outcome.REJECTED, "the payment query answered 200 without a state")
+    if step.check_only:
+        return Final(Outcome.CHECKED)
+    if state == CANCELED_STATE:
+        return Final(Outcome.CANCELED if step.maybe_landed else Outcome.ALREADY_CANCELED)
+    if state != AUTHORIZED_STATE:
+        return Final(Outcome.NOT_CANCELABLE)
+    if step.refusal == 402:
+        return Final(Outcome.NOT_CANCELABLE, "the API answered 402 cannot_cancel")
+    # Authorized: nothing landed yet (or a 422 raced another change). Send the cancel;
+    # after a refusal that counts as a failed try, so a disagreeing API cannot loop us.
+    return Next(
+        Step(Op.CANCEL, maybe_landed=step.maybe_landed),
+        transient=step.refusal is not None,
+    )
+
+
+def is_api_trouble(reply: Reply) -> bool:
+    """Trouble that says something about the API as a whole, not about this payment.
+
+    These feed the run-wide outage detector (`health`): no answer, 5xx, 408, 429.
+    A 409 or a 422 is about one payment; any such answer proves the API is up.
+    """
+    status = reply.status
+    return status is None or status >= 500 or status in (408, 429)
+
+
+def _unexpected(status: int) -> str:
+    return f"unexpected HTTP status {status}"
