@@ -1,0 +1,122 @@
+"""Helpers for tests that drive the real CLI in a subprocess against the sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from worker.sandbox import SandboxConfig, SandboxServer
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Completed:
+    code: int
+    stdout: str
+    stderr: str
+
+
+def write_csv(
+    path: Path, rows: Iterable[tuple[str, ...]], header: str = "payment_reference,merchant_number"
+) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(header.split(","))
+        writer.writerows(rows)
+    return path
+
+
+def env_for(server: SandboxServer | None, **extra: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("BAMBORA_", "JOB_COMPLETION", "SHARD_"))
+    }
+    if server is not None:
+        env.update(
+            BAMBORA_API_URL=server.api_url,
+            BAMBORA_AUTH_URL=server.auth_url,
+            BAMBORA_CLIENT_ID=server.config.client_id,
+            BAMBORA_CLIENT_SECRET=server.config.client_secret,
+        )
+    env.update(extra)
+    return env
+
+
+async def start_cli(
+    *args: str, env: dict[str, str], cwd: Path, stdin: bool = False
+) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "worker",
+        *args,
+        env=env,
+        cwd=cwd,
+        stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def run_cli(
+    *args: str,
+    env: dict[str, str],
+    cwd: Path,
+    timeout: float = 60,
+    after_start: Callable[[asyncio.subprocess.Process], Awaitable[None]] | None = None,
+) -> Completed:
+    proc = await start_cli(*args, env=env, cwd=cwd)
+    waiter = asyncio.ensure_future(proc.communicate())
+    if after_start is not None:
+        await after_start(proc)
+    try:
+        out, err = await asyncio.wait_for(waiter, timeout)
+    except TimeoutError:
+        proc.kill()
+        out, err = await proc.communicate()
+        raise AssertionError(
+            f"cancel-worker did not finish in {timeout}s:\n{err.decode()[-3000:]}"
+        ) from None
+    assert proc.returncode is not None
+    return Completed(proc.returncode, out.decode(), err.decode())
+
+
+def read_report(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def latest(rows: list[dict[str, str]]) -> dict[tuple[str, str], dict[str, str]]:
+    view: dict[tuple[str, str], dict[str, str]] = {}
+    for row in rows:
+        view[(row["merchant_number"], row["payment_reference"])] = row
+    return view
+
+
+def cancel_requests(server: SandboxServer, reference: str | None = None) -> int:
+    return sum(
+        1
+        for r in server.state.requests
+        if r.kind == "cancel" and (reference is None or r.reference == reference)
+    )
+
+
+@asynccontextmanager
+async def sandbox(**config: Any) -> AsyncIterator[SandboxServer]:
+    async with SandboxServer(SandboxConfig(**config), host="127.0.0.1", port=0) as server:
+        yield server
+
+
+def kill(proc: asyncio.subprocess.Process, sig: int = signal.SIGKILL) -> None:
+    if proc.returncode is None:
+        proc.send_signal(sig)
