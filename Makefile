@@ -24,6 +24,7 @@ demo: $(STAMP)
 ## The whole test suite, plus lint and type checks (what CI runs).
 test: $(STAMP)
 	$(BIN)/ruff check worker tests benchmarks scripts
+	VENV=$(VENV) bash scripts/check-deploy.sh
 	$(BIN)/ruff format --check worker tests benchmarks scripts
 	$(BIN)/mypy
 	$(BIN)/pytest -q

@@ -72,7 +72,7 @@ async def run_cli(
     *args: str,
     env: dict[str, str],
     cwd: Path,
-    timeout: float = 60,
+    timeout: float = 60,  # noqa: ASYNC109 - bounds a subprocess, not this coroutine
     after_start: Callable[[asyncio.subprocess.Process], Awaitable[None]] | None = None,
 ) -> Completed:
     proc = await start_cli(*args, env=env, cwd=cwd)
@@ -97,9 +97,11 @@ def read_report(path: Path) -> list[dict[str, str]]:
 
 
 def latest(rows: list[dict[str, str]]) -> dict[tuple[str, str], dict[str, str]]:
+    """Latest row per reference; `duplicate` rows never decide a reference (CONTRACT)."""
     view: dict[tuple[str, str], dict[str, str]] = {}
     for row in rows:
-        view[(row["merchant_number"], row["payment_reference"])] = row
+        if row["outcome"] != "duplicate":
+            view[(row["merchant_number"], row["payment_reference"])] = row
     return view
 
 

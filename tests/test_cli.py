@@ -307,7 +307,7 @@ async def test_jsonl_report_gz_input_and_stdin(tmp_path: Path) -> None:
         proc = await start_cli(
             "run", "-", *FAST, "--merchant", "T1", env=env_for(server), cwd=tmp_path, stdin=True
         )
-        out, err = await proc.communicate(b"payment_reference\ns1\ns2\n")
+        _, err = await proc.communicate(b"payment_reference\ns1\ns2\n")
         assert proc.returncode == 0, err.decode()[-2000:]
         assert len(read_report(tmp_path / "report.csv")) == 2
 

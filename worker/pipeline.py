@@ -209,8 +209,10 @@ class Job:
                     await self._dispatch(item, prior)
         finally:
             self.p.source.close()
-            for _ in range(self.s.concurrency):
-                await self._rows.put(None)
+        # Close the channel: one end-marker per worker. Not in `finally`: when the feeder
+        # is cancelled nobody may be left to take them, and a blocked put would hang.
+        for _ in range(self.s.concurrency):
+            await self._rows.put(None)
 
     async def _dispatch(self, item: Row | Rejected, prior: PriorRows) -> None:
         self.tally.rows_read += 1

@@ -1,0 +1,1 @@
+"""Tests of the embedded Bambora sandbox (worker.sandbox)."""
