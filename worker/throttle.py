@@ -1,24 +1,31 @@
 """Throttle: how fast all workers together may send, and the shared pause after a 429.
 
-Three gates, passed in order before every API request (token requests are not counted):
+Before every API request (token requests are not counted) a worker passes:
 
 1. a shared pause: a 429's `Retry-After` stops every worker until it has passed, once
    for all (not once per worker);
-2. an adaptive rate (AIMD, as in the AWS SDKs' adaptive retry mode): each 429 halves
-   it, each success adds back a little, so after throttling the rate recovers
-   gradually instead of bouncing straight back into the limit;
-3. the hard cap `--rate`: `AsyncLimiter(1, 1/rate)` spaces requests evenly, so no
-   1-second window carries more than rate + 1 (a bucket of size `rate` would let
-   ~2 x rate through in the first second: PITFALLS.md #3).
+2. the pacer: requests get evenly spaced slots on an absolute schedule at the current
+   rate, which is `--rate`, or less after a 429 (AIMD, as in the AWS SDKs' adaptive
+   retry mode: each 429 halves it, each success adds a little back, never above
+   `--rate`);
+3. a hard guard: a ring of the last `rate + 1` send times; a request waits until the
+   oldest is a second old. So no 1-second window carries more than rate + 1, whatever
+   the event loop's wake-up jitter.
+
+Why not aiolimiter: `AsyncLimiter(R, 1)` bursts ~2R in the first second (PITFALLS.md #3),
+and `AsyncLimiter(1, 1/R)` schedules each slot from the previous wake-up, so every
+millisecond of loop latency is lost for good: measured here it delivered 176/s for
+`--rate 200` (benchmarks/run.py). An absolute schedule does not drift, and it can be
+retuned while tasks wait, which AIMD needs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
+from collections import deque
 from collections.abc import Callable
-
-from aiolimiter import AsyncLimiter
 
 #: Multiplicative decrease on 429, and the floor below which we never go.
 DECREASE = 0.5
@@ -27,20 +34,16 @@ MIN_RATE = 0.5
 INCREASE_SHARE = 0.02
 
 
-def pacer_limiter(rate: float) -> AsyncLimiter:
-    return AsyncLimiter(1, 1.0 / rate)
-
-
 class Throttle:
-    """Rate cap, AIMD adaptive rate and shared pause, for all workers of a run."""
+    """Pacing, AIMD adaptive rate and shared pause, for all workers of a run."""
 
     def __init__(self, rate: float | None, clock: Callable[[], float] = time.monotonic) -> None:
         self._ceiling = rate
-        self._cap = pacer_limiter(rate) if rate else None
         self._clock = clock
         self._paused_until = 0.0
         self._adaptive_rate: float | None = None
         self._next_slot = 0.0
+        self._sent: deque[float] | None = deque(maxlen=math.floor(rate) + 1) if rate else None
         self._window_start = clock()
         self._window_count = 0
         self._recent_rate = 0.0
@@ -55,17 +58,18 @@ class Throttle:
         # A loop, not one sleep: another 429 may push the pause further while we wait.
         while (delay := self._paused_until - self._clock()) > 0:  # noqa: ASYNC110
             await asyncio.sleep(delay)
-        rate = self._adaptive_rate
+        rate = self.current_rate
         if rate is not None:
-            # Reserve the next evenly spaced slot. aiolimiter cannot be retuned while
-            # tasks wait on it, and AIMD changes the rate on every answer.
             now = self._clock()
             slot = max(now, self._next_slot)
             self._next_slot = slot + 1.0 / rate
             if slot > now:
                 await asyncio.sleep(slot - now)
-        if self._cap is not None:
-            await self._cap.acquire()
+        sent = self._sent
+        if sent is not None:
+            while len(sent) == sent.maxlen and (wait := sent[0] + 1.0 - self._clock()) > 0:  # noqa: ASYNC110
+                await asyncio.sleep(wait)
+            sent.append(self._clock())
         self._count()
 
     def _count(self) -> None:
@@ -81,8 +85,11 @@ class Throttle:
         self.throttled_count += 1
         pause = retry_after if retry_after is not None else 1.0
         self._paused_until = max(self._paused_until, self._clock() + pause)
-        base = self.current_rate or max(self._recent_rate, 2 * MIN_RATE)
-        self._adaptive_rate = max(MIN_RATE, base * DECREASE)
+        # Without --rate the base is what we measured; before the first measurement
+        # there is nothing to halve, and the pause alone has to do.
+        base = self.current_rate or self._recent_rate
+        if base:
+            self._adaptive_rate = max(MIN_RATE, base * DECREASE)
 
     def on_success(self) -> None:
         """An answer that was not a 429: creep back towards the ceiling."""
@@ -90,9 +97,5 @@ class Throttle:
         if rate is None:
             return
         ceiling = self._ceiling or max(self._recent_rate * 2, rate * 2)
-        step = max(ceiling * INCREASE_SHARE, 0.1)
-        new_rate = rate + step
-        if new_rate >= (self._ceiling or 10_000.0):
-            self._adaptive_rate = None
-            return
-        self._adaptive_rate = new_rate
+        new_rate = rate + max(ceiling * INCREASE_SHARE, 0.1)
+        self._adaptive_rate = None if new_rate >= (self._ceiling or 10_000.0) else new_rate

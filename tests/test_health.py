@@ -1,0 +1,79 @@
+"""Health: when a failure counts against a reference, when all are held, when to give up."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from worker.health import ApiUnreachable, Health
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_streak_below_the_threshold_counts_then_opens() -> None:
+    health = Health(threshold=5, give_up_after=300, clock=Clock())
+    assert [health.record_trouble() for _ in range(5)] == [True, True, True, True, False]
+    assert health.is_open
+    assert health.record_trouble() is False  # while open nothing counts
+    health.record_ok()
+    assert not health.is_open and health.record_trouble() is True
+
+
+def test_interleaved_successes_keep_counting_a_single_bad_reference() -> None:
+    health = Health(threshold=5, give_up_after=300, clock=Clock())
+    for _ in range(20):
+        assert health.record_trouble() is True
+        health.record_ok()
+    assert health.outages == 0
+
+
+def test_empty_retry_budget_opens_the_gate() -> None:
+    health = Health(threshold=1000, give_up_after=300, budget=20, clock=Clock())
+    counted = [health.record_trouble() for _ in range(4)]
+    assert counted == [True, True, True, True]  # 4 retries x 5 tokens
+    assert health.record_trouble() is False and health.is_open  # nothing left to pay with
+    health.record_ok()
+    assert not health.is_open
+
+
+def test_timeouts_cost_more() -> None:
+    health = Health(threshold=1000, give_up_after=300, budget=20, clock=Clock())
+    assert health.record_trouble(timeout=True) is True
+    assert health.record_trouble(timeout=True) is True
+    assert health.record_trouble(timeout=True) is False
+
+
+async def test_open_gate_lets_one_probe_through_and_wakes_all_on_recovery() -> None:
+    health = Health(threshold=2, give_up_after=300)
+    health.record_trouble()
+    health.record_trouble()
+    assert health.is_open
+    admitted: list[int] = []
+
+    async def worker(i: int) -> None:
+        await health.admit()
+        admitted.append(i)
+
+    tasks = [asyncio.create_task(worker(i)) for i in range(6)]
+    await asyncio.wait(tasks, timeout=1.5, return_when=asyncio.FIRST_COMPLETED)
+    assert len(admitted) == 1  # the first probe, after the first probe interval
+    health.record_ok()  # the probe came back good
+    await asyncio.gather(*tasks)
+    assert sorted(admitted) == list(range(6))
+
+
+async def test_gives_up_after_the_deadline_with_no_success() -> None:
+    clock = Clock()
+    health = Health(threshold=2, give_up_after=10, clock=clock)
+    health.record_trouble()
+    health.record_trouble()
+    clock.now = 11.0
+    with pytest.raises(ApiUnreachable, match="give-up-after"):
+        await health.admit()
