@@ -97,20 +97,29 @@ class ApiClient:
         self._session = session
         self._base = base_url.rstrip("/")
         self._timeout = aiohttp.ClientTimeout(total=timeout)
+        # Header dicts are built once per token, not once per request (hot path).
+        self._headers_for: tuple[str, dict[str, str], dict[str, str]] | None = None
+
+    def _headers(self, token: str, with_body: bool) -> dict[str, str]:
+        cached = self._headers_for
+        if cached is None or cached[0] != token:
+            plain = {
+                "Authorization": f"Bearer {token}",
+                "API-Version": API_VERSION,
+                "Accept": "application/json",
+            }
+            cached = (token, plain, {**plain, "Content-Type": "application/json"})
+            self._headers_for = cached
+        return cached[2] if with_body else cached[1]
 
     async def call(
         self, op: Op, merchant: str, reference: str, token: str, comment: str | None = None
     ) -> Reply:
         url = payment_url(self._base, merchant, reference, op)
-        headers = {
-            "Authorization": f"Bearer {token}",
-            "API-Version": API_VERSION,
-            "Accept": "application/json",
-        }
         data: bytes | None = None
         if op is Op.CANCEL and comment:
             data = orjson.dumps({"comment": comment})
-            headers["Content-Type"] = "application/json"
+        headers = self._headers(token, data is not None)
         method = "POST" if op is Op.CANCEL else "GET"
         try:
             async with self._session.request(

@@ -122,9 +122,21 @@ class Canceller:
         else:
             first = Step(Op.CANCEL)
         progress = _Progress(first)
+        first_trouble: _Trouble | None
         try:
-            async for attempt in self._retrying.copy():
+            # Most references end on their first try: tenacity is set up only for the
+            # ones that need a retry (it showed in the profile of a 50k-reference run).
+            return await self._drive(row, progress)
+        except _Trouble as trouble:
+            first_trouble = trouble
+        try:
+            retrying = self._retrying.copy()
+            async for attempt in retrying:
                 with attempt:
+                    if first_trouble is not None:
+                        # Replay the first try's failure so tenacity counts it and waits.
+                        failed, first_trouble = first_trouble, None
+                        raise failed
                     return await self._drive(row, progress)
         except _Trouble:
             pass
