@@ -158,6 +158,17 @@ def _job_options(func: Callable[..., Any]) -> Callable[..., Any]:
             help="debug adds one event per reference.",
         ),
         click.option(
+            "--pushgateway",
+            metavar="URL",
+            help="Push-add run metrics to this Prometheus Pushgateway at the end (grouped by job and shard).",
+        ),
+        click.option(
+            "--job-name",
+            default="cancel-worker",
+            show_default=True,
+            help="Job label for --pushgateway.",
+        ),
+        click.option(
             "--no-uvloop",
             is_flag=True,
             help="Use asyncio's default event loop even when uvloop is installed.",
@@ -207,6 +218,8 @@ def build_settings(mode: Mode, kw: dict[str, Any]) -> Settings:
         auth_url=auth_url,
         credentials=credentials,
         use_uvloop=not kw.get("no_uvloop"),
+        pushgateway=kw.get("pushgateway") or None,
+        job_name=kw.get("job_name") or "cancel-worker",
     )
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import aiohttp
 
-from worker import logs
+from worker import logs, progress
 from worker.api import ApiClient
 from worker.auth import AuthUnavailable, ClientCredentials, CredentialsRefused, StaticToken
 from worker.canceller import Canceller, Stats
@@ -35,6 +35,7 @@ from worker.config import Mode, Settings
 from worker.dedup import CandidateDeduper, Deduper, ExactDeduper, find_candidates, key_of
 from worker.health import ApiUnreachable, Health
 from worker.models import SUCCESS_OUTCOMES, Outcome, Rejected, Result, Row
+from worker.progress import Snapshot, View
 from worker.reader import InputError, Source, open_input, parse, validate
 from worker.report import (
     CHECK_FINAL,
@@ -366,25 +367,19 @@ class Job:
             self._stop_event.clear()
             await self._stop_event.wait()
 
-    async def _progress(self) -> None:
-        while True:
-            await asyncio.sleep(self.s.progress_seconds)
-            self._log_progress(self.p.total)
-
-    def _log_progress(self, total: int | None) -> None:
-        elapsed = time.monotonic() - self._started
-        finished = sum(self.tally.outcomes.values())
-        rate = self.stats.requests / elapsed if elapsed > 0 else 0.0
-        per_row = finished / elapsed if elapsed > 0 else 0.0
-        eta = (total - finished) / per_row if total and per_row > 0 else None
-        logs.log.info(
-            "progress",
-            done=finished,
-            total=total,
+    def _snapshot(self) -> Snapshot:
+        return Snapshot(
+            done=sum(self.tally.outcomes.values()),
+            total=self.p.total,
+            outcomes=self.tally.outcomes,
             requests=self.stats.requests,
-            requests_per_second=round(rate, 1),
-            eta_seconds=round(eta) if eta is not None else None,
+            elapsed=time.monotonic() - self._started,
         )
+
+    async def _progress(self, view: View, every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            view.update(self._snapshot())
 
     # -- the run ----------------------------------------------------------------------
 
@@ -401,7 +396,10 @@ class Job:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(signum, self._on_signal, signum)
         writer_task = asyncio.create_task(self._write(writer))
-        progress_task = asyncio.create_task(self._progress())
+        view = progress.choose(s.log_format)
+        # A bar can redraw often; a log line every --progress-seconds is enough.
+        every = 0.5 if isinstance(view, progress.BarProgress) else s.progress_seconds
+        progress_task = asyncio.create_task(self._progress(view, every))
         try:
             async with self._client() as canceller:
                 if s.mode is Mode.RUN and not s.dry_run:
@@ -429,6 +427,8 @@ class Job:
             self._abort(str(exc))
         finally:
             progress_task.cancel()
+            view.update(self._snapshot())
+            view.close()
             await self._results.put(None)
             try:
                 await writer_task
@@ -468,6 +468,21 @@ class Job:
             else:
                 journal.close()
         elapsed = time.monotonic() - self._started
+        if self.s.pushgateway:
+            from worker.metrics import push
+
+            push(
+                self.s.pushgateway,
+                job=self.s.job_name,
+                shard=f"{self.s.shard.index}-of-{self.s.shard.count}",
+                outcomes=t.outcomes,
+                duration=elapsed,
+                exit_code=code,
+                retries=self.stats.retries,
+                throttled=self.stats.throttled,
+                token_refreshes=self.tokens_refreshes(),
+                requests=self.stats.requests,
+            )
         logs.log.info(
             "summary",
             outcomes=dict(sorted(t.outcomes.items())),

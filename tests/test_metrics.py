@@ -1,0 +1,73 @@
+"""--pushgateway: one push-add per run, grouped by job and shard, no instance label."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from tests.support import env_for, run_cli, sandbox, write_csv
+
+
+@pytest.fixture
+async def gateway() -> AsyncIterator[tuple[str, list[tuple[str, str, str]]]]:
+    pushes: list[tuple[str, str, str]] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        pushes.append((request.method, request.path, (await request.read()).decode()))
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    yield str(server.make_url("")).rstrip("/"), pushes
+    await server.close()
+
+
+async def test_run_pushes_its_metrics(
+    tmp_path: Path, gateway: tuple[str, list[tuple[str, str, str]]]
+) -> None:
+    url, pushes = gateway
+    src = write_csv(tmp_path / "in.csv", [("a", "T1"), ("unknown-b", "T1")])
+    async with sandbox() as server:
+        done = await run_cli(
+            "run",
+            str(src),
+            "--rate",
+            "100",
+            "--shard",
+            "0/1",
+            "--pushgateway",
+            url,
+            "--job-name",
+            "nightly-voids",
+            env=env_for(server),
+            cwd=tmp_path,
+        )
+    assert done.code == 1
+    [(method, path, body)] = pushes
+    assert method == "POST"  # push-add, not a replacing PUT
+    assert path == "/metrics/job/nightly-voids/shard/0-of-1"
+    assert 'cancel_worker_references{outcome="canceled"} 1.0' in body
+    assert 'cancel_worker_references{outcome="not_found"} 1.0' in body
+    assert "cancel_worker_last_success_timestamp_seconds" in body
+    assert "cancel_worker_last_exit_code 1.0" in body
+    assert "instance" not in body
+
+
+async def test_unreachable_gateway_does_not_change_the_exit_code(tmp_path: Path) -> None:
+    src = write_csv(tmp_path / "in.csv", [("a", "T1")])
+    async with sandbox() as server:
+        done = await run_cli(
+            "run",
+            str(src),
+            "--pushgateway",
+            "http://127.0.0.1:9",
+            env=env_for(server),
+            cwd=tmp_path,
+        )
+    assert done.code == 0 and "metrics_push_failed" in done.stderr

@@ -1,0 +1,70 @@
+"""Metrics: optional Prometheus push for batch jobs (`--pushgateway URL`).
+
+Batch jobs do not live long enough to be scraped, so at the end of a run the worker
+push-adds its figures to a Pushgateway, grouped by job and shard, with no `instance`
+label (a rerun replaces its own group instead of piling up stale ones). A failed push
+is logged and never changes the exit code: the report is the record, metrics are a view.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+from prometheus_client import CollectorRegistry, Gauge, pushadd_to_gateway
+
+from worker import logs
+
+COMPLETE_CODES = (0, 1)
+
+
+def push(
+    url: str,
+    *,
+    job: str,
+    shard: str,
+    outcomes: Mapping[str, int],
+    duration: float,
+    exit_code: int,
+    retries: int,
+    throttled: int,
+    token_refreshes: int,
+    requests: int,
+) -> bool:
+    registry = CollectorRegistry()
+
+    def gauge(name: str, doc: str, value: float) -> None:
+        Gauge(name, doc, registry=registry).set(value)
+
+    gauge("cancel_worker_duration_seconds", "Wall time of the last run.", duration)
+    gauge("cancel_worker_last_exit_code", "Exit code of the last run.", exit_code)
+    gauge("cancel_worker_requests", "API requests of the last run.", requests)
+    gauge("cancel_worker_retries", "Retries of the last run.", retries)
+    gauge("cancel_worker_throttled", "429 answers in the last run.", throttled)
+    gauge("cancel_worker_token_refreshes", "Tokens fetched in the last run.", token_refreshes)
+    if exit_code in COMPLETE_CODES:
+        # "Finished" is success for a batch job: exit 1 only says some payments were
+        # not cancelable, which the report explains; aborts and interrupts are not.
+        gauge(
+            "cancel_worker_last_success_timestamp_seconds",
+            "When a run last finished (exit 0 or 1).",
+            time.time(),
+        )
+    per_outcome = Gauge(
+        "cancel_worker_references",
+        "References per outcome in the last run.",
+        ["outcome"],
+        registry=registry,
+    )
+    for outcome, count in outcomes.items():
+        per_outcome.labels(outcome=outcome).set(count)
+    try:
+        pushadd_to_gateway(
+            url, job=job, registry=registry, grouping_key={"shard": shard}, timeout=10
+        )
+    except Exception as exc:
+        logs.log.warning(
+            "metrics_push_failed", pushgateway=url, error=f"{type(exc).__name__}: {exc}"
+        )
+        return False
+    return True
