@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from tests.conftest import CompatAioresponses
-from worker.api import ApiClient, Op, parse_retry_after, payment_url, segment
+from worker.api import ApiClient, Op, make_session, parse_retry_after, payment_url, segment
 
 NASTY = ["a/b", "q?x=1", "frag#1", "100%", "sp ace", ".", "..", "Zürich€", "a+b", "x;y", "~t"]
 
@@ -80,8 +80,8 @@ async def test_every_reference_reaches_its_own_path(
     echo_server: tuple[str, list[dict[str, Any]]],
 ) -> None:
     base, seen = echo_server
-    async with aiohttp.ClientSession() as session:
-        client = ApiClient(session, base, timeout=5)
+    async with make_session(concurrency=4, timeout=5) as session:
+        client = ApiClient(session, base)
         for ref in NASTY:
             reply = await client.call(Op.CANCEL, "T 1/x", ref, "tok")
             assert reply.status == 201
@@ -94,8 +94,8 @@ async def test_headers_and_optional_comment_body(
     echo_server: tuple[str, list[dict[str, Any]]],
 ) -> None:
     base, seen = echo_server
-    async with aiohttp.ClientSession() as session:
-        client = ApiClient(session, base, timeout=5)
+    async with make_session(concurrency=4, timeout=5) as session:
+        client = ApiClient(session, base)
         await client.call(Op.CANCEL, "T1", "r1", "jwt-value", comment="end of day")
         await client.call(Op.CANCEL, "T1", "r2", "jwt-value")
         await client.call(Op.QUERY, "T1", "r3", "jwt-value")
@@ -123,8 +123,8 @@ async def test_problem_json_is_parsed(mock_http: CompatAioresponses) -> None:
         },
         headers={"Retry-After": "7"},
     )
-    async with aiohttp.ClientSession() as session:
-        reply = await ApiClient(session, "https://api.test", 5).call(Op.CANCEL, "T1", "r1", "t")
+    async with make_session(concurrency=4, timeout=5) as session:
+        reply = await ApiClient(session, "https://api.test").call(Op.CANCEL, "T1", "r1", "t")
     assert reply.status == 422
     assert reply.error_type and reply.error_type.endswith("invalid_payment_state_transition")
     assert reply.title == "Invalid payment state transition"
@@ -135,8 +135,8 @@ async def test_query_reads_state_and_ignores_garbage(mock_http: CompatAiorespons
     url = "https://api.test/v1/merchants/T1/payments/r1/"
     mock_http.get(url, status=200, payload={"state": "Captured", "payment": "r1"})
     mock_http.get(url, status=502, body="<html>bad gateway</html>", content_type="text/html")
-    async with aiohttp.ClientSession() as session:
-        client = ApiClient(session, "https://api.test", 5)
+    async with make_session(concurrency=4, timeout=5) as session:
+        client = ApiClient(session, "https://api.test")
         ok = await client.call(Op.QUERY, "T1", "r1", "t")
         bad = await client.call(Op.QUERY, "T1", "r1", "t")
     assert ok.payment_state == "Captured" and ok.error_type is None
@@ -156,15 +156,15 @@ async def test_transport_trouble(
     mock_http: CompatAioresponses, exc: Exception, kind: str, maybe_sent: bool
 ) -> None:
     mock_http.post("https://api.test/v1/merchants/T1/payments/r1/cancel/", exception=exc)
-    async with aiohttp.ClientSession() as session:
-        reply = await ApiClient(session, "https://api.test", 5).call(Op.CANCEL, "T1", "r1", "t")
+    async with make_session(concurrency=4, timeout=5) as session:
+        reply = await ApiClient(session, "https://api.test").call(Op.CANCEL, "T1", "r1", "t")
     assert reply.status is None and reply.error_type == kind and reply.maybe_sent is maybe_sent
 
 
 async def test_refused_connection_was_not_sent() -> None:
-    async with aiohttp.ClientSession() as session:
+    async with make_session(concurrency=4, timeout=5) as session:
         # port 9 on loopback: nothing listens, so the connect itself fails
-        reply = await ApiClient(session, "http://127.0.0.1:9", 5).call(Op.CANCEL, "T1", "r", "t")
+        reply = await ApiClient(session, "http://127.0.0.1:9").call(Op.CANCEL, "T1", "r", "t")
     assert reply.error_type == "connection_error" and reply.maybe_sent is False
 
 
@@ -180,8 +180,8 @@ async def test_timeout_is_reported_as_timeout() -> None:
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     try:
-        async with aiohttp.ClientSession() as session:
-            client = ApiClient(session, str(server.make_url("")).rstrip("/"), timeout=0.2)
+        async with make_session(concurrency=4, timeout=0.2) as session:
+            client = ApiClient(session, str(server.make_url("")).rstrip("/"))
             reply = await client.call(Op.CANCEL, "T1", "r", "t")
     finally:
         await server.close()

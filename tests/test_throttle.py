@@ -29,7 +29,7 @@ async def test_no_window_carries_more_than_rate_plus_one() -> None:
 
     await asyncio.gather(*(worker() for _ in range(10)))  # 120 requests, 10 at once
     assert len(stamps) == 120
-    assert max_in_any_window(stamps) <= 51
+    assert max_in_any_window(stamps) <= 50  # R at the client leaves 1 for network jitter
 
 
 async def test_unlimited_does_not_wait() -> None:

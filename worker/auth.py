@@ -117,7 +117,11 @@ class ClientCredentials:
     ) -> None:
         self._session = session
         self._url = auth_url
-        self._basic = {"Authorization": aiohttp.encode_basic_auth(client_id, client_secret)}
+        self._headers = {
+            "Authorization": aiohttp.encode_basic_auth(client_id, client_secret),
+            # explicit: the run's session adds no Content-Type by itself (see api.make_session)
+            "Content-Type": "application/x-www-form-urlencoded",
+        }
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._give_up_after = give_up_after
         self._clock = clock
@@ -172,7 +176,7 @@ class ClientCredentials:
         form = {"grant_type": "client_credentials", "scope": SCOPE}
         try:
             async with self._session.post(
-                self._url, data=form, headers=self._basic, timeout=self._timeout
+                self._url, data=form, headers=self._headers, timeout=self._timeout
             ) as response:
                 body = await response.read()
                 status = response.status

@@ -25,10 +25,8 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aiohttp
-
 from worker import logs, progress
-from worker.api import ApiClient
+from worker.api import ApiClient, make_session
 from worker.auth import AuthUnavailable, ClientCredentials, CredentialsRefused, StaticToken
 from worker.canceller import Canceller, Stats
 from worker.config import Mode, Settings
@@ -508,8 +506,7 @@ class Job:
         if s.dry_run:
             yield DryRun()
             return
-        connector = aiohttp.TCPConnector(limit=s.concurrency + 2, ttl_dns_cache=300)
-        async with aiohttp.ClientSession(connector=connector) as session:
+        async with make_session(concurrency=s.concurrency, timeout=s.timeout) as session:
             creds = s.credentials
             tokens: ClientCredentials | StaticToken
             if creds.token:
@@ -531,7 +528,7 @@ class Job:
             )
             self.throttle = Throttle(s.rate)
             yield Canceller(
-                ApiClient(session, s.api_url, s.timeout),
+                ApiClient(session, s.api_url),
                 tokens,
                 self.throttle,
                 self.health,

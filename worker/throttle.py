@@ -8,9 +8,9 @@ Before every API request (token requests are not counted) a worker passes:
    rate, which is `--rate`, or less after a 429 (AIMD, as in the AWS SDKs' adaptive
    retry mode: each 429 halves it, each success adds a little back, never above
    `--rate`);
-3. a hard guard: a ring of the last `rate + 1` send times; a request waits until the
-   oldest is a second old. So no 1-second window carries more than rate + 1, whatever
-   the event loop's wake-up jitter.
+3. a hard guard: a ring of the last `rate` send times; a request waits until the
+   oldest is a second old. So no 1-second window carries more than `rate` sends, and
+   the API sees at most rate + 1 whatever the event loop's or the network's jitter.
 
 Why not aiolimiter: `AsyncLimiter(R, 1)` bursts ~2R in the first second (PITFALLS.md #3),
 and `AsyncLimiter(1, 1/R)` schedules each slot from the previous wake-up, so every
@@ -43,7 +43,9 @@ class Throttle:
         self._paused_until = 0.0
         self._adaptive_rate: float | None = None
         self._next_slot = 0.0
-        self._sent: deque[float] | None = deque(maxlen=math.floor(rate) + 1) if rate else None
+        # R, not R + 1: the guard sees send times, the API sees arrival times, and
+        # network jitter can bring two arrivals closer; the spare one absorbs that.
+        self._sent: deque[float] | None = deque(maxlen=max(math.floor(rate), 1)) if rate else None
         self._window_start = clock()
         self._window_count = 0
         self._recent_rate = 0.0
