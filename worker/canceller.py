@@ -158,8 +158,10 @@ class Canceller:
                     row, progress, Outcome.FAILED, "gave up: the API's answers do not agree"
                 )
             await self._health.admit()
-            await self._throttle.acquire()
+            # Token first, then the rate slot: a slot taken before waiting on a token
+            # fetch would be spent late, bunching requests past the rate at the API.
             token = await self._tokens.get()
+            await self._throttle.acquire()
             step = progress.step
             if step.op is Op.CANCEL and not progress.journaled and self._journal is not None:
                 self._journal.record(row.merchant, row.reference)
