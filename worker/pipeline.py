@@ -180,8 +180,6 @@ class Job:
         self._input_done = False
         self._input_error: str | None = None
         self._started = time.monotonic()
-        self.health: Health | None = None
-        self.throttle: Throttle | None = None
         self.tokens_refreshes: Callable[[], int] = lambda: 0
 
     # -- stages ---------------------------------------------------------------------
@@ -522,16 +520,17 @@ class Job:
                     give_up_after=s.give_up_after,
                 )
             self.tokens_refreshes = lambda: tokens.refreshes
-            self.health = Health(
+            # A streak of at least --max-attempts failures means "everyone is failing"
+            # (health.py explains why); larger with more workers in flight.
+            health = Health(
                 threshold=max(s.max_attempts, min(s.concurrency, 10)),
                 give_up_after=s.give_up_after,
             )
-            self.throttle = Throttle(s.rate)
             yield Canceller(
                 ApiClient(session, s.api_url),
                 tokens,
-                self.throttle,
-                self.health,
+                Throttle(s.rate),
+                health,
                 max_attempts=s.max_attempts,
                 comment=s.comment,
                 check_only=s.mode is Mode.CHECK,
