@@ -19,7 +19,8 @@ demo: $(STAMP)
 	rm -f payments.report.csv
 	$(BIN)/cancel-worker run samples/payments.csv --sandbox --report payments.report.csv; \
 	  code=$$?; echo; echo "exit code: $$code (1 = some references did not end canceled; see the report)"; \
-	  echo; column -s, -t < payments.report.csv 2>/dev/null | cut -c1-160 || cat payments.report.csv
+	  echo; if command -v column >/dev/null; then column -s, -t < payments.report.csv | cut -c1-160; \
+	  else cat payments.report.csv; fi
 
 ## The whole test suite, plus lint and type checks (what CI runs).
 test: $(STAMP)
