@@ -20,7 +20,10 @@ demo: $(STAMP)
 	$(BIN)/cancel-worker run samples/payments.csv --sandbox --report payments.report.csv; \
 	  code=$$?; echo; echo "exit code: $$code (1 = some references did not end canceled; see the report)"; \
 	  echo; if command -v column >/dev/null; then column -s, -t < payments.report.csv | cut -c1-160; \
-	  else cat payments.report.csv; fi
+	  else cat payments.report.csv; fi; \
+	  echo; echo "outcomes:"; $(BIN)/python -c "import csv, collections; \
+	  print(dict(collections.Counter(r['outcome'] for r in csv.DictReader(open('payments.report.csv')))))"; \
+	  echo "exit code: $$code (1 = some references did not end canceled; see the report)"
 
 ## The whole test suite, plus lint and type checks (what CI runs).
 test: $(STAMP)
