@@ -167,7 +167,10 @@ class Job:
         self.run_id = uuid.uuid4().hex[:12]
         self.exit_code: int | None = None
         self.abort_reason: str | None = None
-        self._rows: asyncio.Queue[Row | None] = asyncio.Queue(maxsize=self.s.concurrency * 4)
+        # (row, maybe_landed): whether a killed earlier run may have sent its cancel
+        self._rows: asyncio.Queue[tuple[Row, bool] | None] = asyncio.Queue(
+            maxsize=self.s.concurrency * 4
+        )
         self._results: asyncio.Queue[Result | None] = asyncio.Queue(
             maxsize=self.s.concurrency * 8 + READ_BATCH
         )
@@ -223,7 +226,8 @@ class Job:
         if isinstance(item, Rejected):
             await self._unsent(item, prior)
             return
-        if not self.p.deduper.first_time(key_of(item.merchant, item.reference)):
+        key = key_of(item.merchant, item.reference)  # once per row: dedup, resume, journal
+        if not self.p.deduper.first_time(key):
             dup = Rejected(
                 item.line,
                 item.merchant,
@@ -233,12 +237,12 @@ class Job:
             )
             await self._unsent(dup, prior)
             return
-        done = prior.final(item.merchant, item.reference)
+        done = prior.done.get(key) if prior.done else None
         if done is not None:
             self.tally.rows_already_reported += 1
             self.tally.count(done)
             return
-        await self._rows.put(item)
+        await self._rows.put((item, key in self.p.pending))
 
     async def _unsent(self, item: Rejected, prior: PriorRows) -> None:
         if item.line in prior.unsent_lines:
@@ -253,22 +257,22 @@ class Job:
         task = asyncio.current_task()
         assert task is not None
         while True:
-            row = await self._rows.get()
-            if row is None or self._stopping:
+            work = await self._rows.get()
+            if work is None or self._stopping:
                 return
             self._busy.add(task)
             try:
-                result = await self._process(canceller, row)
+                result = await self._process(canceller, *work)
             finally:
                 self._busy.discard(task)
             if result is None:
                 return
             await self._results.put(result)
 
-    async def _process(self, canceller: Canceller | DryRun, row: Row) -> Result | None:
+    async def _process(
+        self, canceller: Canceller | DryRun, row: Row, landed: bool
+    ) -> Result | None:
         """The row's result; None when the run must abort (the row stays unreported)."""
-        pending = self.p.pending
-        landed = bool(pending) and key_of(row.merchant, row.reference) in pending
         try:
             return await canceller.process(row, maybe_landed=landed)
         except (CredentialsRefused, AuthUnavailable, ApiUnreachable) as exc:

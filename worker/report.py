@@ -173,8 +173,6 @@ class PriorRows:
     repaired_bytes: int = 0
 
     def final(self, merchant: str, reference: str) -> Outcome | None:
-        if not self.done:
-            return None
         return self.done.get(key_of(merchant, reference))
 
 

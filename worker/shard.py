@@ -1,24 +1,20 @@
 """Shard: which references belong to shard I of N.
 
-A stable hash of (merchant, reference) (blake2b, not Python's salted `hash`), so every
-pod of an Indexed Job agrees, every run agrees, and a reference's duplicates land in
-the same shard as its first row. Rows that cannot be keyed (unparseable lines) go by
+A stable hash of (merchant, reference) (`dedup.key_of`'s blake2b, not Python's salted
+`hash`), so every pod of an Indexed Job agrees, every run agrees, and a reference's
+duplicates land in the same shard as its first row. Rows that cannot be keyed (unparseable lines) go by
 line number, so exactly one shard reports them.
 """
 
 from __future__ import annotations
 
-import hashlib
-
 from worker.config import Shard
+from worker.dedup import key_of
 from worker.models import Rejected, Row
 
 
 def shard_of(merchant: str, reference: str, count: int) -> int:
-    digest = hashlib.blake2b(
-        f"{merchant}\x00{reference}".encode("utf-8", "surrogateescape"), digest_size=8
-    ).digest()
-    return int.from_bytes(digest, "big") % count
+    return int.from_bytes(key_of(merchant, reference)[:8], "big") % count
 
 
 def in_shard(item: Row | Rejected, shard: Shard) -> bool:
