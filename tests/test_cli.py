@@ -402,3 +402,29 @@ async def test_rerun_of_a_finished_job_sends_nothing(tmp_path: Path) -> None:
         assert server.state.tokens_issued == 1
     assert first.code == second.code == 1  # not_found and invalid still decide it
     assert len(read_report(tmp_path / "in.report.csv")) == 3
+
+
+async def test_references_that_fail_alone_at_the_end_are_failed_not_an_outage(
+    tmp_path: Path,
+) -> None:
+    # Nothing else left to send: two broken references must not look like an outage
+    # (which would hold them until --give-up-after), they end `failed`.
+    src = write_csv(tmp_path / "in.csv", [("ok-1", "T1"), ("broken-a", "T1"), ("broken-b", "T1")])
+    async with sandbox() as server:
+        done = await run_cli(
+            "run",
+            str(src),
+            "--rate",
+            "100",
+            "--concurrency",
+            "2",
+            "--max-attempts",
+            "4",
+            env=env_for(server),
+            cwd=tmp_path,
+            timeout=30,
+        )
+        view = latest(read_report(tmp_path / "in.report.csv"))
+    assert done.code == 1, done.stderr[-2000:]
+    assert view[("T1", "broken-a")]["outcome"] == view[("T1", "broken-b")]["outcome"] == "failed"
+    assert view[("T1", "ok-1")]["outcome"] == "canceled"

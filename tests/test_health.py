@@ -19,11 +19,19 @@ class Clock:
 
 def test_a_streak_below_the_threshold_counts_then_opens() -> None:
     health = Health(threshold=5, give_up_after=300, clock=Clock())
-    assert [health.record_trouble() for _ in range(5)] == [True, True, True, True, False]
+    refs = [1, 2, 3, 1, 2]
+    assert [health.record_trouble(r) for r in refs] == [True, True, True, True, False]
     assert health.is_open
-    assert health.record_trouble() is False  # while open nothing counts
+    assert health.record_trouble(3) is False  # while open nothing counts
     health.record_ok()
-    assert not health.is_open and health.record_trouble() is True
+    assert not health.is_open and health.record_trouble(1) is True
+
+
+def test_two_references_failing_alone_are_not_an_outage() -> None:
+    health = Health(threshold=5, give_up_after=300, clock=Clock())
+    # the end of a file: only two references left, both broken, nothing succeeds
+    assert all(health.record_trouble(r) for r in [7, 8] * 10)
+    assert not health.is_open
 
 
 def test_interleaved_successes_keep_counting_a_single_bad_reference() -> None:
@@ -52,8 +60,8 @@ def test_timeouts_cost_more() -> None:
 
 async def test_open_gate_lets_one_probe_through_and_wakes_all_on_recovery() -> None:
     health = Health(threshold=2, give_up_after=300)
-    health.record_trouble()
-    health.record_trouble()
+    for ref in (1, 2, 3):
+        health.record_trouble(ref)
     assert health.is_open
     admitted: list[int] = []
 
@@ -72,8 +80,8 @@ async def test_open_gate_lets_one_probe_through_and_wakes_all_on_recovery() -> N
 async def test_gives_up_after_the_deadline_with_no_success() -> None:
     clock = Clock()
     health = Health(threshold=2, give_up_after=10, clock=clock)
-    health.record_trouble()
-    health.record_trouble()
+    for ref in (1, 2, 3):
+        health.record_trouble(ref)
     clock.now = 11.0
     with pytest.raises(ApiUnreachable, match="give-up-after"):
         await health.admit()

@@ -184,7 +184,9 @@ class Canceller:
             reauths = 0
 
             if is_api_trouble(reply):
-                counted = self._health.record_trouble(timeout=reply.error_type == "timeout")
+                counted = self._health.record_trouble(
+                    row.line, timeout=reply.error_type == "timeout"
+                )
                 if reply.error_type == "timeout":
                     self.stats.timeouts += 1
             else:

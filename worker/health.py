@@ -7,9 +7,12 @@ succeeded for `--give-up-after` seconds.
 
 The run-wide signal is a streak: consecutive transient failures with no good answer
 in between. A streak of `threshold` (>= max-attempts, so no reference can use up its
-tries inside one streak), or an empty retry budget, opens the gate: then one probe
-request goes out at a time, spaced by a growing interval, the others wait; the
-first good answer closes it and wakes everyone. Failures while the gate is open do
+tries inside one streak) spread over at least `MIN_DISTINCT` references, or an empty
+retry budget, opens the gate. The spread matters at the end of a file: two references
+that always fail, with nothing else left to send, are their own trouble (`failed`),
+not an outage. When the gate is open, one probe request goes out at a time, spaced
+by a growing interval, while the others wait; the first good answer closes it and
+wakes everyone. Failures while the gate is open do
 not count against any reference.
 
 The retry budget is a token bucket in the spirit of the AWS SDKs' retry quota: a
@@ -30,6 +33,8 @@ SUCCESS_REFUND = 1
 BUDGET = 500
 PROBE_FIRST = 0.5
 PROBE_MAX = 15.0
+#: References a streak must touch before it counts as "everyone is failing".
+MIN_DISTINCT = 3
 
 
 class ApiUnreachable(Exception):
@@ -53,6 +58,7 @@ class Health:
         self._capacity = budget
         self._tokens = budget
         self._streak = 0
+        self._streak_refs: set[int] = set()
         self._open = False
         self._probe_interval = PROBE_FIRST
         self._next_probe = 0.0
@@ -93,6 +99,7 @@ class Health:
         """Any answer that is not transient trouble: the API is there."""
         self.last_ok = self._clock()
         self._streak = 0
+        self._streak_refs.clear()
         self._tokens = min(self._capacity, self._tokens + SUCCESS_REFUND)
         if self._open:
             self._open = False
@@ -101,13 +108,19 @@ class Health:
             self._tokens = max(self._tokens, self._capacity // 2)
             self._closed.set()
 
-    def record_trouble(self, *, timeout: bool = False) -> bool:
-        """A transient failure. True if it counts against the reference's tries."""
+    def record_trouble(self, ref: int = 0, *, timeout: bool = False) -> bool:
+        """A transient failure of reference `ref` (any stable id, e.g. its line).
+
+        True if it counts against that reference's tries.
+        """
         self._streak += 1
+        if len(self._streak_refs) < MIN_DISTINCT:
+            self._streak_refs.add(ref)
         if self._open:
             return False
         cost = TIMEOUT_COST if timeout else RETRY_COST
-        if self._streak >= self._threshold or self._tokens < cost:
+        everyone = self._streak >= self._threshold and len(self._streak_refs) >= MIN_DISTINCT
+        if everyone or self._tokens < cost:
             self._open = True
             self.outages += 1
             self._next_probe = self._clock() + self._probe_interval

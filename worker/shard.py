@@ -2,8 +2,8 @@
 
 A stable hash of (merchant, reference) (`dedup.key_of`'s blake2b, not Python's salted
 `hash`), so every pod of an Indexed Job agrees, every run agrees, and a reference's
-duplicates land in the same shard as its first row. Rows that cannot be keyed (unparseable lines) go by
-line number, so exactly one shard reports them.
+duplicates land in the same shard as its first row. Rows that cannot be keyed
+(unparseable lines) go by line number, so exactly one shard reports them.
 """
 
 from __future__ import annotations
