@@ -17,6 +17,7 @@ import orjson
 
 from worker.models import REPORT_COLUMNS
 from worker.reader import open_input, parse
+from worker.report import is_jsonl
 
 SHARD_NAME = re.compile(r"\.shard-(\d+)-of-(\d+)\.")
 
@@ -26,7 +27,7 @@ class MergeError(Exception):
 
 
 def _rows(path: Path) -> list[dict[str, Any]]:
-    if path.name.lower().endswith((".jsonl", ".ndjson")):
+    if is_jsonl(path):
         with open(path, "rb") as f:
             return [orjson.loads(line) for line in f if line.strip()]
     with open(path, newline="", encoding="utf-8") as f:
@@ -72,7 +73,7 @@ def merge(out: Path, reports: list[Path], input_path: Path | None = None) -> str
             source.close()
         if absent:
             raise MergeError(f"{len(absent)} input rows have no report row (lines {absent[:10]})")
-    if out.name.lower().endswith((".jsonl", ".ndjson")):
+    if is_jsonl(out):
         with open(out, "wb") as f:
             for r in rows:
                 f.write(orjson.dumps(r) + b"\n")
