@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 from pathlib import Path
 
 import pytest
 
 from worker.models import Outcome, Rejected, Row
-from worker.reader import InputError, open_input, parse, validate
+from worker.reader import MAX_LINE, InputError, Lines, TooLong, open_input, validate
 
 
 def rows(path: Path, merchant: str | None = "M0", fmt: str | None = None) -> list[Row | Rejected]:
     source = open_input(str(path), fmt)
     try:
-        return [validate(p, merchant) for p in parse(source)]
+        return [validate(p, merchant) for p in source.rows()]
     finally:
         source.close()
 
@@ -36,12 +37,12 @@ def test_csv_bom_crlf_quotes_blank_lines_and_line_numbers(tmp_path: Path) -> Non
         "  C3  ,  ,\r\n"
     )
     got = rows(write(tmp_path, "in.csv", data))
-    assert got == [
-        Row(2, "T1", "A1", "plain"),
-        Row(4, "T1", "B,2", 'say "hi"'),
-        Row(5, "T1", "multi\r\nline", None),
-        Row(7, "M0", "C3", None),  # whitespace stripped, empty merchant falls back
-    ]
+    assert got[:2] == [Row(2, "T1", "A1", "plain"), Row(4, "T1", "B,2", 'say "hi"')]
+    # a reference never spans lines: the opening quote is a stray, and so is the closing
+    # one; each line is its own invalid row, and reading goes on at the next line
+    assert isinstance(got[2], Rejected) and got[2].line == 5 and "unbalanced" in got[2].detail
+    assert isinstance(got[3], Rejected) and got[3].line == 6 and "stray" in got[3].detail
+    assert got[4] == Row(7, "M0", "C3", None)  # whitespace stripped, empty merchant falls back
 
 
 def test_csv_alternative_column_names_and_case(tmp_path: Path) -> None:
@@ -123,12 +124,15 @@ def test_gzip_by_magic_and_format_override(tmp_path: Path) -> None:
     assert rows(path, fmt="csv") == [Row(2, "M0", "C1", None)]
 
 
-def test_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = io.TextIOWrapper(io.BufferedReader(io.BytesIO(b"payment_reference\nS1\n")))
-    monkeypatch.setattr("sys.stdin", fake)
-    source = open_input("-")
-    assert source.format == "csv" and not source.rereadable
-    assert [validate(p, "M") for p in parse(source)] == [Row(2, "M", "S1", None)]
+def test_stdin_pipe(monkeypatch: pytest.MonkeyPatch) -> None:
+    read_fd, write_fd = os.pipe()
+    os.write(write_fd, b"payment_reference\nS1\n")
+    os.close(write_fd)
+    with open(read_fd, "rb") as stdin:
+        monkeypatch.setattr("sys.stdin", io.TextIOWrapper(stdin))
+        source = open_input("-")
+        assert source.format == "csv" and not source.rereadable
+        assert [validate(p, "M") for p in source.rows()] == [Row(2, "M", "S1", None)]
 
 
 def test_streams_without_loading_the_file(tmp_path: Path) -> None:
@@ -138,9 +142,124 @@ def test_streams_without_loading_the_file(tmp_path: Path) -> None:
         for i in range(50_000):
             f.write(f"ref-{i}\n")
     source = open_input(str(path))
-    it = parse(source)
+    it = source.rows()
     first = next(it)
-    # the parser has read a buffer's worth, not the whole file
+    # the parser has read a chunk's worth, not the whole file
     assert first.reference == "ref-0"
-    assert source.stream.tell() < path.stat().st_size
+    assert os.lseek(source.fd, 0, os.SEEK_CUR) < path.stat().st_size
     source.close()
+
+
+def lines_of(source_path: Path) -> tuple[list[Row | Rejected], int, int, int]:
+    source = open_input(str(source_path))
+    try:
+        got = [validate(p, "M0") for p in source.rows()]
+        return got, source.lines_seen, source.lines_accounted, source.blank_rows
+    finally:
+        source.close()
+
+
+def test_a_stray_quote_costs_its_own_line_only(tmp_path: Path) -> None:
+    body = [f"q-{i},T1," for i in range(1, 50)]
+    body[10] = '"q-10,T1,'  # line 12, as a broken export writes it
+    path = write(
+        tmp_path, "in.csv", "payment_reference,merchant_number,comment\n" + "\n".join(body) + "\n"
+    )
+    got, seen, accounted, _ = lines_of(path)
+    assert len(got) == 49 and [g.line for g in got] == list(range(2, 51))
+    bad = [g for g in got if isinstance(g, Rejected)]
+    assert [b.line for b in bad] == [12] and "unbalanced quote" in bad[0].detail
+    assert seen == accounted == 50
+
+
+def test_a_later_quote_does_not_swallow_the_lines_between(tmp_path: Path) -> None:
+    data = 'payment_reference,merchant_number,comment\n"a,T1,\nb,T1,\nc,T1,"note"\nd,T1,x\n'
+    got, seen, accounted, _ = lines_of(write(tmp_path, "in.csv", data))
+    assert isinstance(got[0], Rejected) and got[0].line == 2
+    assert got[1:] == [Row(3, "T1", "b", None), Row(4, "T1", "c", "note"), Row(5, "T1", "d", "x")]
+    assert seen == accounted == 5
+
+
+def test_a_comment_may_span_lines_within_its_limit(tmp_path: Path) -> None:
+    data = 'payment_reference,merchant_number,comment\na,T1,"two\nlines"\nb,T1,\n'
+    got, seen, accounted, _ = lines_of(write(tmp_path, "in.csv", data))
+    assert got == [Row(2, "T1", "a", "two\nlines"), Row(4, "T1", "b", None)]
+    assert seen == accounted == 4
+
+
+def test_a_comment_quote_that_never_closes_is_a_stray(tmp_path: Path) -> None:
+    rest = "".join(f"r{i},T1,\n" for i in range(100))
+    data = f'payment_reference,merchant_number,comment\na,T1,"oops\n{rest}'
+    got, seen, accounted, _ = lines_of(write(tmp_path, "in.csv", data))
+    assert isinstance(got[0], Rejected) and got[0].line == 2 and "never closes" in got[0].detail
+    assert got[1:] == [Row(3 + i, "T1", f"r{i}", None) for i in range(100)]
+    assert seen == accounted == 102
+    # at the very end of the file too
+    got, seen, accounted, _ = lines_of(
+        write(tmp_path, "end.csv", 'payment_reference,comment\nx,"a\ny\n')
+    )
+    assert isinstance(got[0], Rejected) and got[0].line == 2
+    assert got[1] == Row(3, "M0", "y", None) and seen == accounted == 3
+
+
+def test_blank_rows_are_counted_and_overlong_lines_are_invalid(tmp_path: Path) -> None:
+    huge = "x" * (MAX_LINE + 10)
+    data = f'payment_reference,merchant_number\n,,\n\n"",\n{huge},T1\nok,T1'
+    got, seen, accounted, blank = lines_of(write(tmp_path, "in.csv", data))
+    assert blank == 3
+    assert isinstance(got[0], Rejected) and got[0].line == 5 and "bytes" in got[0].detail
+    assert got[1] == Row(6, "T1", "ok", None)  # the last line has no newline
+    assert seen == accounted == 6
+
+
+def test_invalid_rows_echo_at_most_200_characters(tmp_path: Path) -> None:
+    ref = "r" * 5000
+    got, *_ = lines_of(write(tmp_path, "in.jsonl", f'{{"payment_reference": "{ref}"}}\n'))
+    assert isinstance(got[0], Rejected) and got[0].reference == "r" * 200
+    assert "5000 characters" in got[0].detail
+
+
+def test_line_breaks_and_control_characters_never_reach_a_request(tmp_path: Path) -> None:
+    data = (
+        '{"payment_reference": "a\\nb"}\n'
+        '{"payment_reference": "c\\u0000"}\n'
+        '{"payment_reference": "ok"}\n'
+    )
+    got, *_ = lines_of(write(tmp_path, "in.jsonl", data))
+    assert [type(g) for g in got] == [Rejected, Rejected, Row]
+
+
+def test_json_errors_name_the_column_not_a_line_inside_the_line(tmp_path: Path) -> None:
+    got, *_ = lines_of(write(tmp_path, "in.jsonl", '{"a": 1}\n\n{"payment_reference": "x",\n'))
+    assert isinstance(got[1], Rejected) and got[1].line == 3
+    assert "line 1" not in got[1].detail and "column" in got[1].detail
+
+
+def test_semicolon_and_tab_separated_files(tmp_path: Path) -> None:
+    for sep in (";", "\t", "|"):
+        path = write(tmp_path, "in.csv", f"payment_reference{sep}merchant_number\nA{sep}T1\n")
+        assert rows(path) == [Row(2, "T1", "A", None)]
+
+
+def test_truncated_and_corrupt_gzip(tmp_path: Path) -> None:
+    whole = gzip.compress(b"payment_reference\n" + b"".join(b"r%d\n" % i for i in range(20000)))
+    path = write(tmp_path, "in.csv.gz", whole[: len(whole) // 2])
+    source = open_input(str(path))
+    with pytest.raises(InputError, match="ends early"):
+        list(source.rows())
+    source.close()
+    # several gzip members one after the other (gzip -c a b) read as one file
+    two = gzip.compress(b"payment_reference\nA\n") + gzip.compress(b"B\n")
+    assert rows(write(tmp_path, "two.csv.gz", two)) == [
+        Row(2, "M0", "A", None),
+        Row(3, "M0", "B", None),
+    ]
+
+
+def test_lines_counts_every_line_across_chunk_boundaries() -> None:
+    lines = Lines()
+    out: list[bytes | TooLong] = []
+    for piece in (b"ab", b"c\nde", b"\n\n", b"f"):
+        out += lines.feed(piece)
+    out += lines.finish()
+    assert out == [b"abc", b"de", b"", b"f"] and lines.count == 4

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,10 @@ from worker.report import (
     IntentJournal,
     ReportError,
     ReportWriter,
+    StorageError,
     load_report,
+    read_records,
+    repair_torn_tail,
 )
 
 
@@ -71,21 +76,26 @@ def test_torn_last_row_is_cut_off_and_appending_goes_on(tmp_path: Path, name: st
     path.write_bytes(whole[:-7])  # a power cut in the middle of the last row
     prior = load_report(path, RUN_FINAL)
     assert prior.final("T1", "a") is Outcome.CANCELED and prior.final("T1", "b") is None
-    assert prior.repaired_bytes > 0
+    assert path.read_bytes() == whole[:-7]  # reading changes nothing
+    assert prior.torn_bytes == len(whole[:-7]) - len(whole[:-7].rsplit(b"\n", 1)[0]) - 1
+    repair_torn_tail(path, prior.torn_bytes)
+    assert path.read_bytes().endswith(b"\n")
     write(path, result("b", Outcome.CANCELED, line=3))
     assert load_report(path, RUN_FINAL).rows == 2
     assert load_report(path, RUN_FINAL).final("T1", "b") is Outcome.CANCELED
 
 
-def test_torn_row_inside_a_quoted_newline_is_cut_off(tmp_path: Path) -> None:
+def test_a_quote_that_never_closes_is_refused_not_cut(tmp_path: Path) -> None:
+    # Only a last line without its newline is forgiven: an open quote at the end may
+    # just as well be a stray quote typed into the middle, which would swallow rows.
     path = tmp_path / "r.csv"
     write(path, result("a", Outcome.CANCELED), result("multi\nline", Outcome.CANCELED, line=3))
     text = path.read_bytes()
     cut = text.index(b"multi\n") + len(b"multi\n")
     path.write_bytes(text[:cut])  # ends in a newline, yet inside an open quote
-    prior = load_report(path, RUN_FINAL)
-    assert prior.rows == 1 and prior.final("T1", "a") is Outcome.CANCELED
-    assert path.read_bytes().endswith(b"\r\n") and b"multi" not in path.read_bytes()
+    with pytest.raises(ReportError, match="line 3: a quoted field never closes"):
+        load_report(path, RUN_FINAL)
+    assert path.read_bytes() == text[:cut]
 
 
 def test_a_foreign_file_is_not_taken_for_a_report(tmp_path: Path) -> None:
@@ -99,7 +109,6 @@ def test_journal_keeps_only_references_without_a_final_row(tmp_path: Path) -> No
     report = tmp_path / "r.csv"
     write(report, result("done", Outcome.CANCELED))
     journal = IntentJournal(tmp_path / "r.csv.journal")
-    journal.open()
     for ref in ("done", "maybe", "failed-one"):
         journal.record("T1", ref)
     journal.close()
@@ -108,3 +117,82 @@ def test_journal_keeps_only_references_without_a_final_row(tmp_path: Path) -> No
     write(report, result("failed-one", Outcome.FAILED))
     pending = IntentJournal.load(journal.path, load_report(report, RUN_FINAL))
     assert pending == {key_of("T1", "maybe"), key_of("T1", "failed-one")}
+
+
+@pytest.mark.parametrize(
+    ("name", "damage", "message"),
+    [
+        ("r.jsonl", lambda b: b.replace(b'"b"', b'"b', 1), "line 2: not JSON"),
+        ("r.jsonl", lambda b: b.replace(b'"outcome"', b'"outcom"', 1), "line 1: not a report row"),
+        ("r.csv", lambda b: b.replace(b"T1,b,", b'T1,"b,', 1), "line 3"),
+        ("r.csv", lambda b: b.replace(b"T1,b,canceled", b"T1,b,cancelled", 1), "unknown outcome"),
+        ("r.csv", lambda b: b.replace(b"T1,b,", b"T1,b,x,", 1), "line 3: 11 fields"),
+    ],
+)
+def test_a_report_edited_in_the_middle_is_refused_and_left_alone(
+    tmp_path: Path, name: str, damage: object, message: str
+) -> None:
+    path = tmp_path / name
+    write(path, result("a", Outcome.CANCELED), result("b", Outcome.CANCELED, line=3))
+    write(path, result("c", Outcome.CANCELED, line=4))
+    broken = damage(path.read_bytes())  # type: ignore[operator]
+    path.write_bytes(broken)
+    with pytest.raises(ReportError, match=message):
+        load_report(path, RUN_FINAL)
+    assert path.read_bytes() == broken
+
+
+def test_every_field_the_writer_writes_reads_back(tmp_path: Path) -> None:
+    # formula-like references stay exact: the CSV is machine-exact (see the README)
+    refs = ['=HYPERLINK("http://x","y")', "+cmd", "@SUM(1)", "-1", "r" * 2000, "é€\"'"]
+    for name in ("r.csv", "r.jsonl"):
+        path = tmp_path / name
+        write(path, *[result(r, Outcome.CANCELED, line=i) for i, r in enumerate(refs, 2)])
+        assert [row["payment_reference"] for row in read_records(path)] == refs
+        assert all(load_report(path, RUN_FINAL).final("T1", r) for r in refs)
+
+
+def test_a_failed_write_leaves_no_half_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "r.csv"
+    write(path, result("a", Outcome.CANCELED))
+    before = path.read_bytes()
+    real_write = os.write
+    calls = 0
+
+    def disk_fills_up(fd: int, data: bytes) -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 1:  # a short write: half the bytes land
+            return real_write(fd, bytes(data[: len(data) // 2]))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("worker.report.os.write", disk_fills_up)
+    writer = ReportWriter(path)
+    writer.open()
+    with pytest.raises(StorageError, match=r"r.csv: No space left on device"):
+        writer.write([result("b", Outcome.CANCELED, line=3)])
+    assert calls == 2 and path.read_bytes() == before and writer.rows_written == 0
+    monkeypatch.setattr("worker.report.os.write", real_write)
+    writer.write([result("b", Outcome.CANCELED, line=3)])  # space again: rows go on
+    writer.close()
+    assert load_report(path, RUN_FINAL).rows == 2
+
+
+def test_the_report_folder_must_exist(tmp_path: Path) -> None:
+    writer = ReportWriter(tmp_path / "nope" / "r.csv")
+    with pytest.raises(ReportError, match="does not exist"):
+        writer.open()
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(ReportError, match="is not a folder"):
+        ReportWriter(tmp_path / "afile" / "r.csv").open()
+
+
+def test_reports_and_journals_are_not_world_readable(tmp_path: Path) -> None:
+    path = tmp_path / "r.csv"
+    write(path, result("a", Outcome.CANCELED))
+    journal = IntentJournal(tmp_path / "r.csv.journal")
+    assert not journal.path.exists()  # created by the first record, not before
+    journal.record("T1", "a")
+    journal.close()
+    for p in (path, journal.path):
+        assert p.stat().st_mode & 0o007 == 0

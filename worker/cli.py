@@ -385,13 +385,15 @@ def sandbox(
 )
 def merge_reports(out: str, reports: tuple[str, ...], input_path: str | None) -> None:
     """Combine shard reports into OUT, checking that no reference is missing or doubled."""
-    from worker.merge import MergeError, merge
+    from worker.merge import MergeError, UnreadableReport, merge
 
     logs.configure(None)
     try:
         summary = merge(
             Path(out), [Path(r) for r in reports], Path(input_path) if input_path else None
         )
+    except UnreadableReport as exc:
+        _fail_usage(str(exc))
     except MergeError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(1)

@@ -21,6 +21,8 @@ DEFAULT_AUTH_URL = "https://auth.bambora.com/connect/token"
 SCOPE = "cancel_payment read_payment"
 MAX_COMMENT = 256
 MAX_REFERENCE = 2000
+#: No merchant number comes near it; it bounds what a report row can hold.
+MAX_MERCHANT = 2000
 
 
 class ConfigError(Exception):

@@ -9,9 +9,10 @@ it appears, so that even an exception message that quotes a header cannot leak o
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, TextIO, cast
 
 import orjson
 import structlog
@@ -57,6 +58,47 @@ REDACTOR = Redactor()
 _level = logging.INFO
 
 
+class QuietOnError:
+    """A log stream that turns itself off when it breaks, instead of taking the run down.
+
+    A closed pipe (`... 2>&1 | head`), a full disk under a redirected stderr: the run
+    has a report to finish and cancels in flight, and losing log lines is the lesser
+    harm. The descriptor is pointed at /dev/null so that nothing else (the
+    interpreter's flush at exit included) trips over it again.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self.broken = False
+
+    def write(self, text: str) -> int:
+        if not self.broken:
+            try:
+                return int(self._stream.write(text))
+            except (OSError, ValueError):
+                self._break()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.broken:
+            try:
+                self._stream.flush()
+            except (OSError, ValueError):
+                self._break()
+
+    def isatty(self) -> bool:
+        return not self.broken and bool(self._stream.isatty())
+
+    def _break(self) -> None:
+        self.broken = True
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass
+
+
 def _orjson_dumps(obj: Any, default: Any = None) -> str:
     return orjson.dumps(obj, default=default or str).decode()
 
@@ -65,7 +107,7 @@ def configure(log_format: str | None, level: str = "info", stream: Any = None) -
     """Set up structlog for this process; `log_format` None means: decide by the terminal."""
     global _level
     _level = LEVELS.get(level, logging.INFO)
-    out = stream or sys.stderr
+    out = QuietOnError(stream or sys.stderr)
     use_json = log_format == "json" or (log_format is None and not out.isatty())
     renderer: Any = (
         structlog.processors.JSONRenderer(serializer=_orjson_dumps)
@@ -82,7 +124,7 @@ def configure(log_format: str | None, level: str = "info", stream: Any = None) -
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_level),
-        logger_factory=structlog.PrintLoggerFactory(file=out),
+        logger_factory=structlog.PrintLoggerFactory(file=cast(TextIO, out)),
         cache_logger_on_first_use=False,
     )
 

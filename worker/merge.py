@@ -15,9 +15,9 @@ from typing import Any
 
 import orjson
 
-from worker.models import REPORT_COLUMNS
-from worker.reader import open_input, parse
-from worker.report import is_jsonl
+from worker.models import REPORT_COLUMNS, Outcome
+from worker.reader import InputError, open_input
+from worker.report import UNSENT, ReportError, is_jsonl, read_records
 
 SHARD_NAME = re.compile(r"\.shard-(\d+)-of-(\d+)\.")
 
@@ -26,20 +26,23 @@ class MergeError(Exception):
     pass
 
 
+class UnreadableReport(Exception):
+    """A report (or the input) cannot be read as it is: a usage error (exit 2)."""
+
+
 def _rows(path: Path) -> list[dict[str, Any]]:
-    if is_jsonl(path):
-        with open(path, "rb") as f:
-            return [orjson.loads(line) for line in f if line.strip()]
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        if tuple((reader.fieldnames or [])[: len(REPORT_COLUMNS)]) != REPORT_COLUMNS:
-            raise MergeError(f"{path} is not a cancel-worker report")
-        return list(reader)
+    """A shard's rows, read as strictly as resume reads them (a torn row is an error)."""
+    try:
+        return list(read_records(path))
+    except ReportError as exc:
+        raise UnreadableReport(str(exc)) from None
+    except OSError as exc:
+        raise UnreadableReport(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 def _identity(row: dict[str, Any]) -> tuple[str, str] | tuple[str, int]:
     reference = str(row.get("payment_reference") or "")
-    if row.get("outcome") in ("invalid", "duplicate") or not reference:
+    if Outcome(row["outcome"]) in UNSENT or not reference:
         return ("line", int(row.get("line") or 0))
     return (str(row.get("merchant_number") or ""), reference)
 
@@ -66,9 +69,14 @@ def merge(out: Path, reports: list[Path], input_path: Path | None = None) -> str
     rows = sorted((r for _, r in latest.values()), key=lambda r: int(r.get("line") or 0))
     if input_path is not None:
         lines = {int(r.get("line") or 0) for r in rows}
-        source = open_input(str(input_path))
         try:
-            absent = [p.line for p in parse(source) if p.line not in lines]
+            source = open_input(str(input_path))
+        except InputError as exc:
+            raise UnreadableReport(str(exc)) from None
+        try:
+            absent = [p.line for p in source.rows() if p.line not in lines]
+        except (InputError, OSError) as exc:
+            raise UnreadableReport(f"cannot read {input_path}: {exc}") from None
         finally:
             source.close()
         if absent:

@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
+import stat
+import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +37,7 @@ from worker.dedup import CandidateDeduper, Deduper, ExactDeduper, find_candidate
 from worker.health import ApiUnreachable, Health
 from worker.models import SUCCESS_OUTCOMES, Outcome, Rejected, Result, Row
 from worker.progress import Snapshot, View
-from worker.reader import InputError, Source, open_input, parse, validate
+from worker.reader import CHUNK, InputError, Parsed, Source, open_input, validate
 from worker.report import (
     CHECK_FINAL,
     RUN_FINAL,
@@ -42,16 +45,20 @@ from worker.report import (
     PriorRows,
     ReportError,
     ReportWriter,
+    StorageError,
+    check_report_path,
     journal_path,
     load_report,
+    repair_torn_tail,
 )
 from worker.shard import in_shard
 from worker.throttle import Throttle
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE, EXIT_ABORTED = 0, 1, 2, 3
 EXIT_SIGINT, EXIT_SIGTERM = 130, 143
-READ_BATCH = 512
 WRITE_BATCH = 512
+#: After a second signal, the process ends within this many seconds whatever is stuck.
+HARD_EXIT_SECONDS = 3.0
 
 
 class UsageError(Exception):
@@ -90,11 +97,11 @@ def final_set(settings: Settings) -> frozenset[Outcome]:
     return CHECK_FINAL if settings.mode is Mode.CHECK else RUN_FINAL
 
 
-def _shard_rows(settings: Settings, source: Source) -> Iterator[Row | Rejected]:
+def _shard_rows(settings: Settings, parsed: Iterable[Parsed]) -> Iterator[Row | Rejected]:
     """Validated rows of this shard, in input order."""
     shard = settings.shard
-    for parsed in parse(source):
-        item = validate(parsed, settings.merchant)
+    for row in parsed:
+        item = validate(row, settings.merchant)
         if shard.active and not in_shard(item, shard):
             continue
         yield item
@@ -105,7 +112,11 @@ def prepare(settings: Settings) -> Prepared:
     if settings.input != "-" and Path(settings.input).resolve() == settings.report.resolve():
         raise UsageError("the report path is the input file; choose another --report")
     try:
+        check_report_path(settings.report)
         source = open_input(settings.input, settings.input_format)
+    except (InputError, ReportError) as exc:
+        raise UsageError(str(exc)) from None
+    try:
         prior = load_report(settings.report, final_set(settings))
         pending = (
             IntentJournal.load(journal_path(settings.report), prior)
@@ -115,45 +126,36 @@ def prepare(settings: Settings) -> Prepared:
         deduper: Deduper
         total: int | None = None
         if source.rereadable:
-            deduper, total = _prepass(settings)
+            deduper, total = _prepass(settings, source)
         else:
             deduper = ExactDeduper()
     except (InputError, ReportError) as exc:
+        source.close()
         raise UsageError(str(exc)) from None
     return Prepared(settings, source, prior, pending, deduper, total)
 
 
-def _prepass(settings: Settings) -> tuple[CandidateDeduper, int]:
+def _prepass(settings: Settings, run_source: Source) -> tuple[CandidateDeduper, int]:
     """First read of a file: count rows and find keys that may repeat (see `dedup`)."""
     source = open_input(settings.input, settings.input_format)
     count = 0
 
     def keys() -> Iterator[bytes]:
         nonlocal count
-        for item in _shard_rows(settings, source):
+        for item in _shard_rows(settings, source.rows()):
             count += 1
             if isinstance(item, Row):
                 yield key_of(item.merchant, item.reference)
 
     try:
-        expected = _count_lines(settings.input)
-        candidates = find_candidates(keys(), expected)
-    except (OSError, EOFError, ValueError) as exc:
+        candidates = find_candidates(keys(), run_source.estimated_lines())
+    except OSError as exc:
+        raise InputError(f"cannot read input {settings.input}: {exc.strerror or exc}") from None
+    except InputError as exc:
         raise InputError(f"cannot read input {settings.input}: {exc}") from None
     finally:
         source.close()
     return CandidateDeduper(candidates), count
-
-
-def _count_lines(name: str) -> int:
-    source = open_input(name, "jsonl")  # format irrelevant: raw bytes
-    lines = 0
-    try:
-        while chunk := source.stream.read(1 << 20):
-            lines += chunk.count(b"\n")
-    finally:
-        source.close()
-    return lines + 1
 
 
 class Job:
@@ -172,7 +174,7 @@ class Job:
             maxsize=self.s.concurrency * 4
         )
         self._results: asyncio.Queue[Result | None] = asyncio.Queue(
-            maxsize=self.s.concurrency * 8 + READ_BATCH
+            maxsize=self.s.concurrency * 8 + WRITE_BATCH
         )
         self._stopping = False
         self._busy: set[asyncio.Task[None]] = set()
@@ -182,40 +184,36 @@ class Job:
         self._stop_event = asyncio.Event()
         self._input_done = False
         self._input_error: str | None = None
+        self._lines_lost = 0
+        self._stats_lines = (0, 0)  # physical lines read, blank rows skipped
+        self._graceful_abort = False
         self._started = time.monotonic()
         self.tokens_refreshes: Callable[[], int] = lambda: 0
+        self.unwritten = 0  # finished rows the report could not take
 
     # -- stages ---------------------------------------------------------------------
 
     async def _feed(self) -> None:
         """Reader stage: rows to the workers, unsent rows straight to the writer."""
         prior = self.p.prior
-        items = _shard_rows(self.s, self.p.source)
-        loop = asyncio.get_running_loop()
+        source = self.p.source
         try:
-            while not self._stopping:
-                try:
-                    if self.p.source.rereadable:
-                        # A regular file does not block: parse here. A thread would make
-                        # the event loop wait for the GIL (measured: slower).
-                        batch = _take(items, READ_BATCH)
-                        await asyncio.sleep(0)
-                    else:
-                        # stdin may block for as long as its writer likes.
-                        batch = await loop.run_in_executor(None, _take, items, READ_BATCH)
-                except (OSError, EOFError, ValueError) as exc:
-                    self._input_error = (
-                        f"input became unreadable after {self.tally.rows_read} rows: {exc}"
-                    )
-                    logs.log.error("input_error", error=self._input_error)
-                    break
-                if not batch:
-                    self._input_done = True
-                    break
-                for item in batch:
-                    await self._dispatch(item, prior)
+            async with contextlib.aclosing(_batches(source)) as batches:
+                async for parsed in batches:
+                    for item in _shard_rows(self.s, parsed):
+                        if self._stopping:
+                            return
+                        await self._dispatch(item, prior)
+            self._input_done = True
+            if source.lines_seen != source.lines_accounted:
+                self._lines_lost = source.lines_seen - source.lines_accounted
+        except (OSError, InputError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            self._input_error = f"input became unreadable after {self.tally.rows_read} rows: {why}"
+            logs.log.error("input_error", error=self._input_error)
         finally:
-            self.p.source.close()
+            source.close()
+            self._stats_lines = (source.lines_seen, source.blank_rows)
         # Close the channel: one end-marker per worker. Not in `finally`: when the feeder
         # is cancelled nobody may be left to take them, and a blocked put would hang.
         for _ in range(self.s.concurrency):
@@ -278,6 +276,9 @@ class Job:
         except (CredentialsRefused, AuthUnavailable, ApiUnreachable) as exc:
             self._abort(str(exc))
             return None
+        except StorageError as exc:  # the journal: this cancel was not sent
+            self._abort(f"the intent journal could not be written: {exc}", graceful=True)
+            return None
         except Exception as exc:  # a bug must cost one row's outcome, never the row
             logs.log.exception("internal_error", line=row.line)
             return Result(
@@ -290,7 +291,12 @@ class Job:
             )
 
     async def _write(self, writer: ReportWriter) -> None:
-        """Writer stage: the only task that touches the report."""
+        """Writer stage: the only task that touches the report.
+
+        It never stops taking rows before the end marker, whatever fails, so no worker
+        can block on a full queue: a row that cannot be written is counted as lost
+        (its cancel is in the journal; the rerun asks the API) and the run stops.
+        """
         results = self._results
         done = False
         while not done:
@@ -304,27 +310,36 @@ class Job:
                 if len(batch) >= WRITE_BATCH or results.empty():
                     break
                 item = results.get_nowait()
-            if batch:
+            if not batch:
+                continue
+            try:
                 writer.write(batch)
-                for r in batch:
-                    self.tally.count(r.outcome)
-                    if logs.is_debug():
-                        logs.log.debug(
-                            "reference_done",
-                            line=r.line,
-                            merchant=r.merchant,
-                            reference=r.reference,
-                            outcome=r.outcome.value,
-                            http_status=r.http_status,
-                            attempts=r.attempts,
-                        )
+            except StorageError as exc:
+                self.unwritten += len(batch)
+                self._abort(f"the report could not be written: {exc}", graceful=True)
+                continue
+            for r in batch:
+                self.tally.count(r.outcome)
+                if logs.is_debug():
+                    logs.log.debug(
+                        "reference_done",
+                        line=r.line,
+                        merchant=r.merchant,
+                        reference=r.reference,
+                        outcome=r.outcome.value,
+                        http_status=r.http_status,
+                        attempts=r.attempts,
+                    )
         self.tally.rows_written = writer.rows_written
 
     # -- control ----------------------------------------------------------------------
 
-    def _abort(self, reason: str) -> None:
+    def _abort(self, reason: str, *, graceful: bool = False) -> None:
+        """Stop sending. `graceful`: in-flight requests may still finish (their cancels
+        may have landed, so their answers are worth having); otherwise cancel at once."""
         if self.abort_reason is None:
             self.abort_reason = reason
+            self._graceful_abort = graceful
             logs.log.error("aborted", reason=reason)
         self._stopping = True
         self._stop_event.set()
@@ -343,6 +358,11 @@ class Job:
             )
         else:
             logs.log.warning("stopping_now", signal=name)
+            # Whatever is stuck (a request, a full disk), the process ends soon: every
+            # row already written is whole, and the journal covers what was sent.
+            timer = threading.Timer(HARD_EXIT_SECONDS, os._exit, args=(self.exit_code,))
+            timer.daemon = True
+            timer.start()
         self._stopping = True
         self._stop_event.set()
 
@@ -353,7 +373,8 @@ class Job:
             if task not in self._busy:
                 task.cancel()
         busy = [t for t in self._workers if not t.done()]
-        if busy and self.abort_reason is None and self._signals < 2:
+        graceful = self.abort_reason is None or self._graceful_abort
+        if busy and graceful and self._signals < 2:
             second = asyncio.ensure_future(self._second_signal())
             await asyncio.wait(
                 [asyncio.ensure_future(asyncio.wait(busy)), second],
@@ -394,8 +415,16 @@ class Job:
         s = self.s
         writer = ReportWriter(s.report)
         try:
+            if self.p.prior.torn_bytes:
+                repair_torn_tail(s.report, self.p.prior.torn_bytes)
+                logs.log.warning(
+                    "report_repaired",
+                    report=str(s.report),
+                    removed_bytes=self.p.prior.torn_bytes,
+                    why="its last line had no newline (cut short by a crash); that row is redone",
+                )
             writer.open()
-        except ReportError as exc:
+        except (ReportError, OSError) as exc:
             raise UsageError(str(exc)) from None
         journal: IntentJournal | None = None
         loop = asyncio.get_running_loop()
@@ -411,7 +440,6 @@ class Job:
             async with self._client() as canceller:
                 if s.mode is Mode.RUN and not s.dry_run:
                     journal = IntentJournal(journal_path(s.report))
-                    journal.open()
                     canceller.attach_journal(journal)
                 self._feeder = asyncio.create_task(self._feed())
                 self._workers = [
@@ -436,13 +464,13 @@ class Job:
             progress_task.cancel()
             view.update(self._snapshot())
             view.close()
-            await self._results.put(None)
+            if not writer_task.done():  # it only ends on the marker; never wait on a dead one
+                await self._results.put(None)
             try:
                 await writer_task
-            except OSError as exc:
-                self._abort(f"the report could not be written: {exc}")
-            finally:
                 writer.close()
+            except StorageError as exc:
+                self._abort(f"the report could not be written: {exc}", graceful=True)
             for signum in (signal.SIGTERM, signal.SIGINT):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(signum)
@@ -466,6 +494,14 @@ class Job:
                 hint="some input rows have no report row; rerun the same command to finish them",
             )
             code = EXIT_INCOMPLETE
+        elif self._lines_lost:
+            logs.log.error(
+                "lines_lost",
+                lines_read=self._stats_lines[0],
+                lines_unaccounted=self._lines_lost,
+                hint="some input lines became no row; this is a bug: please report it",
+            )
+            code = EXIT_INCOMPLETE
         else:
             bad = sum(n for o, n in t.decisive.items() if Outcome(o) not in SUCCESS_OUTCOMES)
             code = EXIT_OK if bad == 0 else EXIT_INCOMPLETE
@@ -473,7 +509,11 @@ class Job:
             if complete and not t.outcomes.get(Outcome.FAILED.value):
                 journal.discard()
             else:
-                journal.close()
+                try:
+                    journal.close()
+                except StorageError as exc:
+                    self._abort(f"the intent journal could not be written: {exc}")
+                    code = EXIT_ABORTED
         elapsed = time.monotonic() - self._started
         if self.s.pushgateway:
             from worker.metrics import push
@@ -497,6 +537,9 @@ class Job:
             rows_reported=reported,
             rows_written=t.rows_written,
             rows_already_reported=t.rows_already_reported,
+            rows_unwritten=self.unwritten,
+            lines_read=self._stats_lines[0],
+            blank_rows=self._stats_lines[1],
             requests=self.stats.requests,
             retries=self.stats.retries,
             throttled=self.stats.throttled,
@@ -559,10 +602,29 @@ class DryRun:
         return Result(row.line, row.merchant, row.reference, Outcome.WOULD_CANCEL)
 
 
-def _take(items: Iterator[Row | Rejected], n: int) -> list[Row | Rejected]:
-    batch: list[Row | Rejected] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= n:
-            break
-    return batch
+async def _batches(source: Source) -> AsyncGenerator[list[Parsed], None]:
+    """The input's rows, a chunk's worth at a time, as the bytes arrive.
+
+    A regular file never blocks, so it is read on the loop's thread (measured faster
+    than a thread, which makes the loop wait for the GIL). Anything else (a pipe, a
+    FIFO, a terminal) is read through the event loop, so that a producer that is slow
+    or never closes cannot hold up a signal: cancelling this generator ends the read.
+    """
+    if stat.S_ISREG(os.fstat(source.fd).st_mode):
+        for batch in source.batches():
+            yield batch
+            await asyncio.sleep(0)
+        return
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=CHUNK)
+    transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), source.stream
+    )
+    try:
+        head, source.head = source.head, b""
+        yield source.feed(head)
+        while data := await reader.read(CHUNK):
+            yield source.feed(data)
+        yield source.finish()
+    finally:
+        transport.close()
