@@ -278,3 +278,33 @@ async def test_user_errors_are_one_line_with_exit_2(tmp_path: Path) -> None:
             assert len(done.stderr.strip().splitlines()) == 1, done.stderr
         assert server.state.requests == [] and server.state.tokens_issued == 0
     assert not await asyncio.to_thread(os.path.exists, "/nonexistent/dir")
+
+
+@pytest.mark.parametrize("concurrency", ["1", "2"])
+async def test_a_short_outage_costs_no_outcome_at_low_concurrency(
+    tmp_path: Path, concurrency: str
+) -> None:
+    src = write_csv(tmp_path / "in.csv", [(f"low-{i}", "T1") for i in range(30)])
+    async with sandbox() as server:
+
+        async def outage(proc: asyncio.subprocess.Process) -> None:
+            await server.state.wait_for(lambda s: cancel_requests(server) >= 5, within=30)
+            server.start_outage(6.0)
+
+        done = await run_cli(
+            "run",
+            str(src),
+            "--concurrency",
+            concurrency,
+            "--rate",
+            "5",
+            "--log-format",
+            "json",
+            env=env_for(server),
+            cwd=tmp_path,
+            after_start=outage,
+            timeout=90,
+        )
+        view = latest(read_report(tmp_path / "in.report.csv"))
+    assert done.code == 0, done.stderr[-3000:]
+    assert len(view) == 30 and {v["outcome"] for v in view.values()} == {"canceled"}

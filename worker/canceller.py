@@ -63,9 +63,11 @@ class Stats:
 class _Progress:
     step: Step
     attempts: int = 0
+    counted_calls: int = 0  # calls made outside an outage: what the call cap limits
     last: Reply | None = None
     state: str | None = None
     journaled: bool = False
+    trouble_since: float | None = None  # when this reference's first failure came back
     extra: list[str] = field(default_factory=list)
 
 
@@ -109,6 +111,9 @@ class Canceller:
         # (422 yet Authorized, forever) cannot keep one reference busy for ever.
         self._call_cap = 4 * max_attempts + 8
         self._max_attempts = max_attempts
+        # A payment that answered cleanly in this run: asking about it again tells an
+        # outage from one reference's own trouble when nobody else is sending.
+        self._known_good: tuple[str, str] | None = None
 
     def attach_journal(self, journal: Journal) -> None:
         self._journal = journal
@@ -140,6 +145,14 @@ class Canceller:
                     return await self._drive(row, progress)
         except _Trouble:
             pass
+        while await self._everyone_failing(row, progress):
+            # An outage, not this payment: hold it behind the gate, uncounted, until the
+            # API answers again (or --give-up-after ends the run).
+            self._health.declare_outage()
+            try:
+                return await self._drive(row, progress)
+            except _Trouble:
+                continue
         last = progress.last
         why = (last.detail or last.title or last.error_type) if last else None
         status = (
@@ -150,10 +163,35 @@ class Canceller:
             detail += f" ({why})"
         return self._result(row, progress, Outcome.FAILED, detail)
 
+    async def _everyone_failing(self, row: Row, progress: _Progress) -> bool:
+        """After this reference used up its tries: was that the API failing for everyone?
+
+        Only asked when nobody's request has succeeded since this reference's trouble
+        began (with one or two workers, an outage looks like one bad reference). Then
+        one query about a payment that answered cleanly earlier decides: trouble there
+        too means an outage. With no such payment yet there is nothing to compare with,
+        and the reference ends `failed` (a rerun retries it).
+        """
+        since, good = progress.trouble_since, self._known_good
+        if since is None or good is None or not self._health.quiet_since(since):
+            return False
+        if good == (row.merchant, row.reference):
+            return False
+        await self._health.admit()
+        token = await self._tokens.get()
+        await self._throttle.acquire()
+        reply = await self._api.call(Op.QUERY, good[0], good[1], token)
+        self.stats.requests += 1
+        if is_api_trouble(reply):
+            self._health.record_trouble(-1, timeout=reply.error_type == "timeout")
+            return True
+        self._health.record_ok()
+        return False
+
     async def _drive(self, row: Row, progress: _Progress) -> Result:
         reauths = 0
         while True:
-            if progress.attempts >= self._call_cap:
+            if progress.counted_calls >= self._call_cap:
                 return self._result(
                     row, progress, Outcome.FAILED, "gave up: the API's answers do not agree"
                 )
@@ -184,6 +222,8 @@ class Canceller:
             reauths = 0
 
             if is_api_trouble(reply):
+                if progress.trouble_since is None:
+                    progress.trouble_since = self._health.now()
                 counted = self._health.record_trouble(
                     row.line, timeout=reply.error_type == "timeout"
                 )
@@ -192,7 +232,10 @@ class Canceller:
             else:
                 self._health.record_ok()
                 self._throttle.on_success()
+                self._known_good = (row.merchant, row.reference)
                 counted = True
+            if counted:
+                progress.counted_calls += 1
 
             if isinstance(decision, Final):
                 return self._result(row, progress, decision.outcome, decision.detail)

@@ -121,10 +121,28 @@ class Health:
         cost = TIMEOUT_COST if timeout else RETRY_COST
         everyone = self._streak >= self._threshold and len(self._streak_refs) >= MIN_DISTINCT
         if everyone or self._tokens < cost:
-            self._open = True
-            self.outages += 1
-            self._next_probe = self._clock() + self._probe_interval
-            self._closed.clear()
+            self.declare_outage()
             return False
         self._tokens -= cost
         return True
+
+    def declare_outage(self) -> None:
+        """Open the gate: hold everyone, let one probe through at a time."""
+        if self._open:
+            return
+        self._open = True
+        self.outages += 1
+        self._next_probe = self._clock() + self._probe_interval
+        self._closed.clear()
+
+    def quiet_since(self, moment: float) -> bool:
+        """True if no request of anyone has succeeded since `moment` (a `now()` value).
+
+        With few workers a streak cannot reach several references before one of them
+        uses up its tries; then that reference's own trouble and an outage look alike,
+        and the canceller asks the API about another payment to tell them apart.
+        """
+        return self.last_ok < moment
+
+    def now(self) -> float:
+        return self._clock()
