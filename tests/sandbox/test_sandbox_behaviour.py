@@ -338,6 +338,15 @@ async def test_tampered_token_is_401(client: Client) -> None:
     assert answer.status == 401
 
 
+async def test_unsigned_token_is_401(client: Client) -> None:
+    token = await client.token()
+    _, claims, _ = token.split(".")
+    header = base64.urlsafe_b64encode(b'{"alg":"none","typ":"JWT"}').rstrip(b"=").decode()
+    answer = await client.cancel("o", headers=await client.headers(f"{header}.{claims}."))
+    assert answer.status == 401
+    assert "algorithm" in answer.body["detail"]
+
+
 async def test_token_of_another_sandbox_is_401(
     make_server: MakeServer, session: aiohttp.ClientSession
 ) -> None:
