@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from worker.sandbox import SCENARIOS, SandboxServer, scenarios_markdown
+from worker.sandbox import FAULT_KINDS, SCENARIOS, SandboxServer, scenarios_markdown
 from worker.sandbox.scenarios import payment_for
 
 from .conftest import MakeServer
@@ -164,6 +164,16 @@ def test_scenario_table_matches_the_code() -> None:
         assert scenario.prefix[:-1] in table
         payment = payment_for("T1", scenario.prefix + "x")
         assert payment.state == (scenario.state or "None")
+        how = scenario.behaviour
+        assert {how.fault, how.cancel_fault} - {None} <= set(FAULT_KINDS)
+        n = scenario.default_n or 0
+        assert list(payment.faults) == [how.fault] * n if how.fault else not payment.faults
+        assert (
+            list(payment.cancel_faults) == [how.cancel_fault] * n
+            if how.cancel_fault
+            else not payment.cancel_faults
+        )
+    assert len(table.splitlines()) == 2 + len(SCENARIOS)
 
 
 # -- path encoding ------------------------------------------------------------------------

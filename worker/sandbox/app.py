@@ -29,7 +29,9 @@ import orjson
 from aiohttp import web
 
 from worker.sandbox.config import SandboxConfig
-from worker.sandbox.scenarios import Fault, Payment, draw_fault, fault_for, load_seed_file
+from worker.sandbox.faults import Fault, draw_fault, fault_for
+from worker.sandbox.model import Payment
+from worker.sandbox.seedfile import load_seed_file
 from worker.sandbox.state import RequestRecord, SandboxState
 from worker.sandbox.tokens import DEFAULT_SCOPE, TokenIssuer
 

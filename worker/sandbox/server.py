@@ -15,7 +15,7 @@ from aiohttp import web
 
 from worker.sandbox.app import TOKEN_PATH, SandboxApp
 from worker.sandbox.config import SandboxConfig
-from worker.sandbox.scenarios import FAULT_KINDS
+from worker.sandbox.faults import FAULT_KINDS
 from worker.sandbox.state import SandboxState
 from worker.sandbox.tokens import DEFAULT_SCOPE
 
@@ -162,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = SandboxConfig()
     p = argparse.ArgumentParser(
         prog="python -m worker.sandbox",
-        description="Run the Bambora-compatible sandbox API (see worker.sandbox.scenarios).",
+        description="Run the Bambora-compatible sandbox API.",
     )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080, help="0 picks a free port")

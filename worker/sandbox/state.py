@@ -13,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from worker.sandbox.scenarios import Payment, payment_for
+from worker.sandbox.model import Payment
+from worker.sandbox.scenarios import payment_for
 
 
 @dataclass(slots=True)
