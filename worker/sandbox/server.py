@@ -13,9 +13,10 @@ from types import TracebackType
 
 from aiohttp import web
 
-from worker.sandbox.app import TOKEN_PATH, SandboxApp
+from worker.sandbox.app import SandboxApp
 from worker.sandbox.config import SandboxConfig
 from worker.sandbox.faults import FAULT_KINDS
+from worker.sandbox.http import TOKEN_PATH
 from worker.sandbox.state import SandboxState
 from worker.sandbox.tokens import DEFAULT_SCOPE
 
@@ -60,7 +61,6 @@ class SandboxServer:
     async def start(self) -> None:
         if self._runner is not None:
             raise RuntimeError("the sandbox is already started")
-        self._sandbox.stopping = asyncio.Event()
         runner = web.AppRunner(
             self._sandbox.make_app(),
             handle_signals=False,
@@ -83,7 +83,7 @@ class SandboxServer:
         runner, self._runner = self._runner, None
         if runner is None:
             return
-        self._sandbox.stopping.set()  # stalled requests drop their connections now
+        self._sandbox.release_stalls()
         await runner.cleanup()
         self._url = ""
 
@@ -102,7 +102,7 @@ class SandboxServer:
     def start_outage(self, seconds: float) -> None:
         """Every API and token request gets 503 or a dropped connection (alternately) for
         `seconds` from now; `start_outage(0)` ends an outage."""
-        self._sandbox.start_outage(seconds)
+        self.state.start_outage(seconds)
 
     def expire_tokens(self) -> None:
         """Every token issued so far is refused (401) from now on."""

@@ -47,6 +47,10 @@ class SandboxState:
     default_state: str = "Authorized"
     #: Requests received but not answered yet (stalls count as answered).
     in_flight: int = 0
+    #: time.monotonic() until which every request meets the outage; see `start_outage`.
+    outage_until: float = 0.0
+    #: Requests met by the current outages, so 503s and drops can alternate.
+    outage_hits: int = 0
     _changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     def payment(self, merchant: str, reference: str) -> Payment:
@@ -56,6 +60,13 @@ class SandboxState:
         if found is None:
             found = self.payments[key] = payment_for(merchant, reference, self.default_state)
         return found
+
+    def start_outage(self, seconds: float) -> None:
+        """Every request gets 503 or a dropped connection for `seconds` from now."""
+        self.outage_until = time.monotonic() + max(0.0, seconds)
+
+    def outage_remaining(self) -> float:
+        return max(0.0, self.outage_until - time.monotonic())
 
     def record(
         self, method: str, merchant: str, reference: str, kind: str, raw_path: str
