@@ -16,11 +16,11 @@ from aiohttp import web
 
 from worker.sandbox.admin import AdminCalls
 from worker.sandbox.config import SandboxConfig
-from worker.sandbox.http import ADMIN_PREFIX, Route, drop, problem, route
+from worker.sandbox.http import ADMIN_PREFIX, NOTE, Route, drop, problem, route
 from worker.sandbox.oauth import TokenEndpoint
 from worker.sandbox.payments import PaymentCalls
 from worker.sandbox.seedfile import load_seed_file
-from worker.sandbox.state import RequestRecord, SandboxState
+from worker.sandbox.state import RequestRecord, SandboxState, log_request
 from worker.sandbox.tokens import TokenIssuer
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,9 @@ class SandboxApp:
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         path = request.raw_path.partition("?")[0]
         if path.startswith(ADMIN_PREFIX):
-            return await self.admin.handle(request, path)
+            response = await self.admin.handle(request, path)
+            log_request(request.method, request.raw_path, response.status, "admin")
+            return response
         where = route(request.raw_path)
         kind = where.kind if request.method == where.method else "other"
         rec = self.state.record(
@@ -66,11 +68,13 @@ class SandboxApp:
         try:
             response = await self._answer(request, where, rec)
         except asyncio.CancelledError:
+            rec.note = "server stopping"
             self.state.finish(rec, "reset")  # server shutdown cut the request off
             raise
         except Exception:
             log.exception("sandbox handler failed for %s %s", request.method, request.raw_path)
             response = problem(500, "The sandbox itself failed; see its log.")
+        rec.note = rec.note or response.get(NOTE, "")
         self.state.finish(rec, response.status)
         return response
 
@@ -95,5 +99,6 @@ class SandboxApp:
         if self.state.outage_hits % 2 == 1:
             return problem(503, "The sandbox is in a simulated outage.")
         await request.read()  # take the whole request first, like a backend dying mid-call
+        rec.note = "simulated outage: connection dropped"
         self.state.finish(rec, "reset")
         return drop(request)

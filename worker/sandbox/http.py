@@ -32,6 +32,10 @@ INVALID_TRANSITION = TYPE_BASE + "invalid_payment_state_transition"
 
 PROBLEM_JSON = "application/problem+json"
 
+#: What an answer means in a few words, kept on the response for the request log
+#: (a problem's `detail` unless the handler says more).
+NOTE = web.ResponseKey("note", str)
+
 # Titles as in the swagger's examples where it has one, RFC 9110 reason phrases otherwise.
 _TITLES = {
     400: "Bad Request",
@@ -70,15 +74,19 @@ def problem(
     headers: dict[str, str] | None = None,
 ) -> web.Response:
     """An `application/problem+json` answer with all four fields of the swagger's Error."""
+    if detail is None:
+        detail = _DETAILS.get(status, "")
     body = {
         "type": type_ or _TYPES.get(status, ABOUT_BLANK),
         "title": title or _TITLES.get(status, "Error"),
-        "detail": detail if detail is not None else _DETAILS.get(status, ""),
+        "detail": detail,
         "status": status,
     }
-    return web.Response(
+    response = web.Response(
         status=status, body=orjson.dumps(body), content_type=PROBLEM_JSON, headers=headers
     )
+    response[NOTE] = detail
+    return response
 
 
 def json_response(

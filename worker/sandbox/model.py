@@ -45,6 +45,8 @@ class Payment:
     #: Requests (cancel and GET) that got past auth and validation; indexes random draws.
     requests: int = 0
     cancels: int = 0
+    #: What set it up, for the request log: a prefix such as `flaky-`, or "seed file".
+    origin: str = ""
 
     @property
     def exists(self) -> bool:

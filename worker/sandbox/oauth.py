@@ -16,7 +16,7 @@ from urllib.parse import unquote_plus
 from aiohttp import web
 
 from worker.sandbox.config import SandboxConfig
-from worker.sandbox.http import json_response
+from worker.sandbox.http import NOTE, json_response
 from worker.sandbox.state import SandboxState
 from worker.sandbox.tokens import DEFAULT_SCOPE, TokenIssuer
 
@@ -75,7 +75,7 @@ class TokenEndpoint:
         scope = scope or DEFAULT_SCOPE
         token = self.tokens.issue(self.config.client_id, scope)
         self.state.tokens_issued += 1
-        return json_response(
+        response = json_response(
             200,
             {
                 "access_token": token,
@@ -85,10 +85,14 @@ class TokenEndpoint:
             },
             headers=_NO_STORE,
         )
+        response[NOTE] = f"token issued, scope {scope!r}"
+        return response
 
 
 def _oauth_error(status: int, error: str, description: str) -> web.Response:
     headers = dict(_NO_STORE)
     if status == 401:
         headers["WWW-Authenticate"] = 'Basic realm="bambora-sandbox"'
-    return json_response(status, {"error": error, "error_description": description}, headers)
+    response = json_response(status, {"error": error, "error_description": description}, headers)
+    response[NOTE] = f"{error}: {description}"
+    return response

@@ -43,18 +43,9 @@ class PaymentCalls:
     async def handle(
         self, request: web.Request, where: Route, rec: RequestRecord
     ) -> web.StreamResponse:
-        refused = self._check_bearer(request, where.kind)
+        refused = self._refusal(request, where)
         if refused is not None:
             return refused
-        version = request.headers.get("API-Version")
-        if version is None:
-            return problem(400, "The API-Version header was not set.")
-        if version.strip() != "1":
-            return problem(400, f"API-Version {version!r} is not supported; use 1.")
-        if where.bad_encoding:
-            return problem(400, "A path segment is not valid percent-encoded UTF-8.")
-        if len(where.reference) > MAX_REFERENCE:
-            return problem(400, f"'{where.reference[:20]}...' is too long")
         comment: str | None = None
         if where.kind == "cancel":
             parsed = await _cancel_body(request)
@@ -67,19 +58,40 @@ class PaymentCalls:
         payment.requests += 1
         if where.kind == "cancel":
             payment.cancels += 1
-        fault = self._next_fault(payment, where.kind, n)
+        fault, source = self._next_fault(payment, where.kind, n)
 
         if fault is not None and fault.before:
+            rec.note = f"fault {fault.kind} [{source}]"
             return self._fault_answer(request, rec, fault)
-        response = self._apply(payment, where.kind, comment)
+        response, rec.note = self._apply(payment, where.kind, comment)
         if fault is None:
+            if payment.origin:
+                rec.note += f" [{payment.origin}]"
             return response
         if fault.stall:
+            rec.note += f", then a {self.config.slow_delay:g} s stall [{source}]"
             self.state.finish(rec, "slow")
             if not await self._stall():
                 return drop(request)
             return response
+        rec.note += f", then fault {fault.kind} [{source}]"
         return self._fault_answer(request, rec, fault)
+
+    def _refusal(self, request: web.Request, where: Route) -> web.Response | None:
+        """The 401/403/400 a request gets before any payment is looked at, if any."""
+        refused = self._check_bearer(request, where.kind)
+        if refused is not None:
+            return refused
+        version = request.headers.get("API-Version")
+        if version is None:
+            return problem(400, "The API-Version header was not set.")
+        if version.strip() != "1":
+            return problem(400, f"API-Version {version!r} is not supported; use 1.")
+        if where.bad_encoding:
+            return problem(400, "A path segment is not valid percent-encoded UTF-8.")
+        if len(where.reference) > MAX_REFERENCE:
+            return problem(400, f"'{where.reference[:20]}...' is too long")
+        return None
 
     def _check_bearer(self, request: web.Request, operation: str) -> web.Response | None:
         header = request.headers.get("Authorization")
@@ -108,9 +120,11 @@ class PaymentCalls:
             return problem(403, f"The access token lacks the scope {needed!r}.")
         return None
 
-    def _next_fault(self, payment: Payment, operation: str, n: int) -> Fault | None:
+    def _next_fault(self, payment: Payment, operation: str, n: int) -> tuple[Fault | None, str]:
+        """The fault this request gets, if any, and where it came from (for the log)."""
         # Scripted faults (prefix or seed file) first; then the seeded random draw.
         kind: str | None = None
+        source = payment.origin
         if payment.faults:
             kind = payment.faults.popleft()
         elif operation == "cancel" and payment.cancel_faults:
@@ -120,7 +134,8 @@ class PaymentCalls:
             kind = draw_fault(
                 cfg.seed, payment.merchant, payment.payment, n, cfg.fault_rate, cfg.fault_kinds
             )
-        return None if kind is None else fault_for(kind, operation)
+            source = "random"
+        return (None if kind is None else fault_for(kind, operation)), source
 
     def _fault_answer(
         self, request: web.Request, rec: RequestRecord, fault: Fault
@@ -133,23 +148,26 @@ class PaymentCalls:
             return problem(429, headers={"Retry-After": self.config.retry_after})
         return problem(status)
 
-    def _apply(self, payment: Payment, operation: str, comment: str | None) -> web.Response:
-        """The normal answer, changing the payment's state if this is a good cancel."""
+    def _apply(
+        self, payment: Payment, operation: str, comment: str | None
+    ) -> tuple[web.Response, str]:
+        """The normal answer, and what happened in words; a good cancel changes the state."""
         if payment.fixed_status == 404:
             return problem(
                 404,
                 "No payment could be found, check that you used the correct payment identifier.",
                 type_=PAYMENT_NOT_FOUND,
                 title="Payment not found",
-            )
+            ), "payment not found"
         if payment.fixed_status is not None:
-            return problem(payment.fixed_status)
+            return problem(payment.fixed_status), f"always {payment.fixed_status}"
         if operation == "get":
-            return json_response(200, payment.to_json())
+            return json_response(200, payment.to_json()), f"state {payment.state}"
         if payment.cancel_refusal is not None:
-            return problem(payment.cancel_refusal, "")
+            return problem(payment.cancel_refusal, ""), "cannot cancel"
         if payment.state != "Authorized":
-            return problem(422, f"A payment in state {payment.state} cannot be canceled.")
+            detail = f"A payment in state {payment.state} cannot be canceled."
+            return problem(422, detail), f"not cancelable: state {payment.state}"
         # The only state change the sandbox makes; no await since the check above, so
         # two concurrent cancels cannot both get here.
         payment.state = "Canceled"
@@ -157,7 +175,7 @@ class PaymentCalls:
             payment.comment = comment
         self.state.cancels_applied[(payment.merchant, payment.payment)] += 1
         self.state.notify()
-        return json_response(201, payment.to_json())
+        return json_response(201, payment.to_json()), "canceled"
 
     async def _stall(self) -> bool:
         """Wait `slow_delay` seconds; False if the server began stopping meanwhile."""

@@ -167,6 +167,7 @@ def payment_for(merchant: str, reference: str, default_state: str = "Authorized"
     scenario, n = found
     how = scenario.behaviour
     payment.state = scenario.state or "None"
+    payment.origin = scenario.prefix
     payment.fixed_status = how.status
     payment.cancel_refusal = how.cancel_status
     if how.fault is not None:

@@ -70,7 +70,7 @@ def parse_seed(
         exists = entry.get("exists", True)
         if not isinstance(exists, bool):
             raise ValueError(f"{where}: 'exists' must be true or false")
-        payment = Payment(merchant, reference, state, amount, currency=currency)
+        payment = Payment(merchant, reference, state, amount, currency=currency, origin="seed file")
         if not exists:
             payment.fixed_status = 404
         payment.faults.extend(_fault_list(entry.get("faults", []), f"{where} faults"))

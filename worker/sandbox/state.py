@@ -7,6 +7,7 @@ Tests read it directly (`SandboxServer.state`) or, from another process, through
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -15,6 +16,15 @@ from typing import Any
 
 from worker.sandbox.model import Payment
 from worker.sandbox.scenarios import payment_for
+
+#: One line per finished request at INFO. Nothing configures it in-process, so tests and
+#: `run --sandbox` stay quiet; the standalone CLI sends it to stderr unless --quiet.
+request_log = logging.getLogger("worker.sandbox.requests")
+
+
+def log_request(method: str, raw_path: str, status: int | str, note: str = "") -> None:
+    if request_log.isEnabledFor(logging.INFO):
+        request_log.info("%s %s %s%s", method, raw_path, status, f" {note}" if note else "")
 
 
 @dataclass(slots=True)
@@ -30,6 +40,8 @@ class RequestRecord:
     status: int | str
     kind: str  # "cancel", "get", "token", or "other" (no such route)
     raw_path: str = ""
+    #: What happened, in words, for the request log ("canceled", "fault 503 [flaky-]").
+    note: str = ""
 
 
 @dataclass
@@ -87,6 +99,7 @@ class SandboxState:
         rec.status = status
         self.in_flight -= 1
         self.status_counts[(rec.kind, str(status))] += 1
+        log_request(rec.method, rec.raw_path, status, rec.note)
         self.notify()
 
     def notify(self) -> None:
