@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from typing import Any
 
 import aiohttp
@@ -495,3 +496,26 @@ async def test_token_refusals(
     if status == 401:
         assert headers["WWW-Authenticate"].startswith("Basic")
     assert server.state.tokens_issued == 0
+
+
+# -- request log --------------------------------------------------------------------------
+
+
+async def test_request_log_says_what_each_answer_meant(
+    make_server: MakeServer, session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="worker.sandbox.requests")
+    server = await make_server(fault_rate=1.0, fault_kinds=("500_after_apply",))
+    client = Client(session, server)
+    await client.cancel("flaky1-a")
+    await client.cancel("flaky1-a")
+    await client.get("b", headers={"API-Version": "1"})
+    await client.cancel("slow-c")
+    path = "/v1/merchants/T123456/payments"
+    assert [r.getMessage() for r in caplog.records] == [
+        "POST /connect/token 200 token issued, scope 'cancel_payment read_payment'",
+        f"POST {path}/flaky1-a/cancel/ 503 fault 503 [flaky-]",
+        f"POST {path}/flaky1-a/cancel/ 500 canceled, then fault 500_after_apply [random]",
+        f"GET {path}/b/ 401 The Authorization header was not set.",
+        f"POST {path}/slow-c/cancel/ slow canceled, then a 0.2 s stall [slow-]",
+    ]
