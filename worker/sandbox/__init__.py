@@ -1,4 +1,5 @@
-"""A Bambora Payments API sandbox (aiohttp.web) for tests, demos and `--sandbox` runs.
+"""A Bambora Payments API sandbox (aiohttp.web) for tests, demos and `--sandbox` runs;
+`cancel-worker sandbox` (`worker.sandbox.cli`) runs it alone.
 
 It answers the way `payments-api.swagger.json` says (statuses, problem+json bodies,
 PaymentResponse), issues real HS256 JWTs, and plays scripted or seeded-random trouble:
@@ -13,7 +14,7 @@ from worker.sandbox.faults import FAULT_KINDS
 from worker.sandbox.model import PAYMENT_STATES, Payment
 from worker.sandbox.scenarios import SCENARIOS, Scenario, scenarios_markdown
 from worker.sandbox.seedfile import load_seed_file
-from worker.sandbox.server import SandboxServer, main, run_sandbox
+from worker.sandbox.server import SandboxServer
 from worker.sandbox.state import RequestRecord, SandboxState
 
 __all__ = [
@@ -28,7 +29,5 @@ __all__ = [
     "SandboxState",
     "Scenario",
     "load_seed_file",
-    "main",
-    "run_sandbox",
     "scenarios_markdown",
 ]
