@@ -9,18 +9,21 @@ import asyncio
 import csv
 import json
 import os
+import re
 import shutil
 import signal
 import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from itertools import takewhile
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from worker.cli import cli
+from worker.sandbox import scenarios_markdown
 from worker.sandbox.cli import sandbox_command
 
 REPO = Path(__file__).resolve().parents[2]
@@ -209,6 +212,48 @@ async def test_quiet_logs_no_requests() -> None:
         answer = json.loads(await same_requests_without_curl(url, "flaky-1"))
         assert answer["status"] == 503
         assert await _stop(proc) == b""
+
+
+def _readme_section() -> str:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    start = text.index("## The embedded sandbox\n")
+    return text[start : text.index("\n## ", start)]
+
+
+def _readme_commands() -> list[str]:
+    """The shell lines of the section's example, continuations joined, comments dropped."""
+    block = _readme_section().split("```sh\n", 1)[1].split("```", 1)[0]
+    joined = re.sub(r"\s*\\\n\s*", " ", block)
+    return [line for line in joined.splitlines() if line and not line.startswith("#")]
+
+
+def test_readme_scenario_table_is_the_generated_one() -> None:
+    table = scenarios_markdown()
+    lines = _readme_section().splitlines()
+    start = lines.index(table.splitlines()[0])
+    assert "\n".join(takewhile(lambda line: line.startswith("|"), lines[start:])) == table
+
+
+def test_readme_documents_every_option() -> None:
+    section = _readme_section()
+    options = [opt for p in sandbox_command.params for opt in p.opts if opt.startswith("-")]
+    assert len(options) >= 12
+    for option in options:
+        assert f"`{option}" in section, option
+
+
+async def test_readme_example_is_what_the_banner_prints_and_works() -> None:
+    start, *example = _readme_commands()
+    assert start == "cancel-worker sandbox --port 8080"
+    async with running() as (proc, lines):
+        url = lines[0].rsplit(" ", 1)[1]
+        here = [line.replace("http://127.0.0.1:8080", url) for line in example]
+        commands = ("  unset ", "  export ", "  TOKEN=", "  curl ")
+        assert here == [line.strip() for line in lines if line.startswith(commands)]
+        token_cmd, cancel_cmd = here[2:]
+        answer = json.loads(await run_pasted(token_cmd, cancel_cmd, url))
+        assert (answer["payment"], answer["state"]) == ("order-1", "Canceled")
+        await _stop(proc)
 
 
 def _busy_port() -> socket.socket:
