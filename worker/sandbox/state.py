@@ -1,7 +1,9 @@
-"""The sandbox's in-memory store: payments, applied cancels and a log of every request.
+"""The sandbox's in-memory store: payments, applied cancels, a record of every request,
+and the outage deadline.
 
 Tests read it directly (`SandboxServer.state`) or, from another process, through
-`GET /_sandbox/state` (see `SandboxState.summary`).
+`GET /_sandbox/state` (see `SandboxState.summary`). A request's record is final once
+`finish` sets its status, which is also when its line goes to the request log.
 """
 
 from __future__ import annotations
