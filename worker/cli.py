@@ -39,6 +39,7 @@ from worker.config import (
     shard_from_env,
 )
 from worker.pipeline import EXIT_USAGE, Job, UsageError, prepare
+from worker.sandbox.cli import sandbox_command
 
 SANDBOX_TIMEOUT = 2.0
 
@@ -325,53 +326,7 @@ def check(**kw: Any) -> None:
     _job(Mode.CHECK, kw)
 
 
-@cli.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option(
-    "--port", type=int, default=8080, show_default=True, help="Port (0 picks a free one)."
-)
-@click.option(
-    "--seed",
-    "seed_file",
-    type=click.Path(exists=True, dir_okay=False),
-    help="JSON seed file of payments and faults.",
-)
-@click.option(
-    "--token-ttl",
-    type=click.FloatRange(1),
-    default=3600.0,
-    show_default=True,
-    help="Lifetime of issued tokens, in seconds.",
-)
-@click.option(
-    "--fault-rate",
-    type=click.FloatRange(0, 1),
-    default=0.0,
-    show_default=True,
-    help="Share of API requests that get a random injected fault.",
-)
-@click.option(
-    "--random-seed",
-    type=int,
-    default=0,
-    show_default=True,
-    help="Seed for injected faults (same seed, same faults).",
-)
-def sandbox(
-    host: str,
-    port: int,
-    seed_file: str | None,
-    token_ttl: float,
-    fault_rate: float,
-    random_seed: int,
-) -> None:
-    """Run the Bambora-compatible sandbox API alone (prints its URL and test credentials)."""
-    from worker.sandbox import SandboxConfig, run_sandbox
-
-    config = SandboxConfig(
-        token_ttl=token_ttl, fault_rate=fault_rate, seed=random_seed, seed_file=seed_file
-    )
-    run_sandbox(host, port, config)
+cli.add_command(sandbox_command, name="sandbox")
 
 
 @cli.command("merge-reports")

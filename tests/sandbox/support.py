@@ -1,4 +1,4 @@
-"""Helpers for the sandbox tests: URL building the way the contract prescribes, and a
+"""Helpers for the sandbox tests: URL building with every segment percent-encoded, and a
 thin client that returns every answer (status, headers, decoded body) for inspection."""
 
 from __future__ import annotations

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from typing import Any
 
 import aiohttp
 import pytest
 
-from worker.sandbox import SCENARIOS, SandboxServer, scenarios_markdown
+from worker.sandbox import FAULT_KINDS, SCENARIOS, SandboxServer, scenarios_markdown
 from worker.sandbox.scenarios import payment_for
 
 from .conftest import MakeServer
@@ -164,6 +165,16 @@ def test_scenario_table_matches_the_code() -> None:
         assert scenario.prefix[:-1] in table
         payment = payment_for("T1", scenario.prefix + "x")
         assert payment.state == (scenario.state or "None")
+        how = scenario.behaviour
+        assert {how.fault, how.cancel_fault} - {None} <= set(FAULT_KINDS)
+        n = scenario.default_n or 0
+        assert list(payment.faults) == [how.fault] * n if how.fault else not payment.faults
+        assert (
+            list(payment.cancel_faults) == [how.cancel_fault] * n
+            if how.cancel_fault
+            else not payment.cancel_faults
+        )
+    assert len(table.splitlines()) == 2 + len(SCENARIOS)
 
 
 # -- path encoding ------------------------------------------------------------------------
@@ -338,6 +349,15 @@ async def test_tampered_token_is_401(client: Client) -> None:
     assert answer.status == 401
 
 
+async def test_unsigned_token_is_401(client: Client) -> None:
+    token = await client.token()
+    _, claims, _ = token.split(".")
+    header = base64.urlsafe_b64encode(b'{"alg":"none","typ":"JWT"}').rstrip(b"=").decode()
+    answer = await client.cancel("o", headers=await client.headers(f"{header}.{claims}."))
+    assert answer.status == 401
+    assert "algorithm" in answer.body["detail"]
+
+
 async def test_token_of_another_sandbox_is_401(
     make_server: MakeServer, session: aiohttp.ClientSession
 ) -> None:
@@ -476,3 +496,26 @@ async def test_token_refusals(
     if status == 401:
         assert headers["WWW-Authenticate"].startswith("Basic")
     assert server.state.tokens_issued == 0
+
+
+# -- request log --------------------------------------------------------------------------
+
+
+async def test_request_log_says_what_each_answer_meant(
+    make_server: MakeServer, session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="worker.sandbox.requests")
+    server = await make_server(fault_rate=1.0, fault_kinds=("500_after_apply",))
+    client = Client(session, server)
+    await client.cancel("flaky1-a")
+    await client.cancel("flaky1-a")
+    await client.get("b", headers={"API-Version": "1"})
+    await client.cancel("slow-c")
+    path = "/v1/merchants/T123456/payments"
+    assert [r.getMessage() for r in caplog.records] == [
+        "POST /connect/token 200 token issued, scope 'cancel_payment read_payment'",
+        f"POST {path}/flaky1-a/cancel/ 503 fault 503 [flaky-]",
+        f"POST {path}/flaky1-a/cancel/ 500 canceled, then fault 500_after_apply [random]",
+        f"GET {path}/b/ 401 The Authorization header was not set.",
+        f"POST {path}/slow-c/cancel/ slow canceled, then a 0.2 s stall [slow-]",
+    ]

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from worker.sandbox import SandboxConfig, SandboxServer, load_seed_file
-from worker.sandbox.scenarios import draw_fault
+from worker.sandbox.faults import draw_fault
 
 from .conftest import MakeServer
 from .support import Client, payment_url

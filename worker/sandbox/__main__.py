@@ -1,8 +1,6 @@
-"""`python -m worker.sandbox [--host H] [--port P] [--seed FILE] ...`: the sandbox alone."""
+"""`python -m worker.sandbox [OPTIONS]`: the same command as `cancel-worker sandbox`."""
 
-import sys
-
-from worker.sandbox.server import main
+from worker.sandbox.cli import sandbox_command
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sandbox_command(prog_name="python -m worker.sandbox")

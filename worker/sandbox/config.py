@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from worker.sandbox.scenarios import FAULT_KINDS, PAYMENT_STATES
+from worker.sandbox.faults import FAULT_KINDS
+from worker.sandbox.model import PAYMENT_STATES
 
 DEFAULT_FAULT_KINDS: tuple[str, ...] = (
     "503",
@@ -34,7 +35,7 @@ class SandboxConfig:
     fault_kinds: tuple[str, ...] = DEFAULT_FAULT_KINDS
     #: Retry-After sent with 429s: seconds or an HTTP date.
     retry_after: str = "1"
-    #: JSON seed file (format in `worker.sandbox.scenarios`).
+    #: JSON seed file (format in `worker.sandbox.seedfile`).
     seed_file: str | None = None
     #: State of a reference with no prefix and no seed entry.
     default_state: str = "Authorized"

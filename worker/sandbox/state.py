@@ -1,19 +1,32 @@
-"""The sandbox's in-memory store: payments, applied cancels and a log of every request.
+"""The sandbox's in-memory store: payments, applied cancels, a record of every request,
+and the outage deadline.
 
 Tests read it directly (`SandboxServer.state`) or, from another process, through
-`GET /_sandbox/state` (see `SandboxState.summary`).
+`GET /_sandbox/state` (see `SandboxState.summary`). A request's record is final once
+`finish` sets its status, which is also when its line goes to the request log.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from worker.sandbox.scenarios import Payment, payment_for
+from worker.sandbox.model import Payment
+from worker.sandbox.scenarios import payment_for
+
+#: One line per finished request at INFO. Nothing configures it in-process, so tests and
+#: `run --sandbox` stay quiet; the standalone CLI sends it to stderr unless --quiet.
+request_log = logging.getLogger("worker.sandbox.requests")
+
+
+def log_request(method: str, raw_path: str, status: int | str, note: str = "") -> None:
+    if request_log.isEnabledFor(logging.INFO):
+        request_log.info("%s %s %s%s", method, raw_path, status, f" {note}" if note else "")
 
 
 @dataclass(slots=True)
@@ -29,6 +42,8 @@ class RequestRecord:
     status: int | str
     kind: str  # "cancel", "get", "token", or "other" (no such route)
     raw_path: str = ""
+    #: What happened, in words, for the request log ("canceled", "fault 503 [flaky-]").
+    note: str = ""
 
 
 @dataclass
@@ -46,6 +61,10 @@ class SandboxState:
     default_state: str = "Authorized"
     #: Requests received but not answered yet (stalls count as answered).
     in_flight: int = 0
+    #: time.monotonic() until which every request meets the outage; see `start_outage`.
+    outage_until: float = 0.0
+    #: Requests met by the current outages, so 503s and drops can alternate.
+    outage_hits: int = 0
     _changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     def payment(self, merchant: str, reference: str) -> Payment:
@@ -55,6 +74,13 @@ class SandboxState:
         if found is None:
             found = self.payments[key] = payment_for(merchant, reference, self.default_state)
         return found
+
+    def start_outage(self, seconds: float) -> None:
+        """Every request gets 503 or a dropped connection for `seconds` from now."""
+        self.outage_until = time.monotonic() + max(0.0, seconds)
+
+    def outage_remaining(self) -> float:
+        return max(0.0, self.outage_until - time.monotonic())
 
     def record(
         self, method: str, merchant: str, reference: str, kind: str, raw_path: str
@@ -75,6 +101,7 @@ class SandboxState:
         rec.status = status
         self.in_flight -= 1
         self.status_counts[(rec.kind, str(status))] += 1
+        log_request(rec.method, rec.raw_path, status, rec.note)
         self.notify()
 
     def notify(self) -> None:
