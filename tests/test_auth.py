@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import aiohttp
 import orjson
 import pytest
+import tenacity.wait
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
@@ -28,6 +29,7 @@ class TokenEndpoint:
     """A loopback token endpoint whose answers a test scripts; it records each request."""
 
     answers: list[tuple[int, dict[str, object]]] = field(default_factory=list)
+    retry_after: str | None = None  # sent with every scripted answer when set
     requests: list[dict[str, str]] = field(default_factory=list)
     gate: asyncio.Event = field(default_factory=asyncio.Event)
     received: asyncio.Event = field(default_factory=asyncio.Event)
@@ -45,7 +47,8 @@ class TokenEndpoint:
         await self.gate.wait()
         if self.answers:
             status, body = self.answers.pop(0)
-            return web.json_response(body, status=status)
+            headers = {"Retry-After": self.retry_after} if self.retry_after else None
+            return web.json_response(body, status=status, headers=headers)
         self.issued += 1
         return web.json_response(
             {"access_token": f"jwt-{self.issued}", "token_type": "Bearer", "expires_in": 100}
@@ -141,6 +144,31 @@ async def test_5xx_is_retried_then_succeeds(endpoint: tuple[TokenEndpoint, str])
         provider = ClientCredentials(session, url, "c", "s", give_up_after=30)
         assert await provider.get() == "jwt-1"
     assert len(ep.requests) == 4
+
+
+@pytest.mark.parametrize(("retry_after", "jittered"), [("0", 0), (None, 2)])
+async def test_retry_after_replaces_the_jittered_backoff(
+    endpoint: tuple[TokenEndpoint, str],
+    monkeypatch: pytest.MonkeyPatch,
+    retry_after: str | None,
+    jittered: int,
+) -> None:
+    draws: list[float] = []
+
+    def uniform(low: float, high: float) -> float:
+        draws.append(high)
+        return 0.0  # no real waiting either way
+
+    monkeypatch.setattr(tenacity.wait.random, "uniform", uniform)
+    ep, url = endpoint
+    ep.gate.set()
+    ep.answers = [(503, {}), (429, {})]
+    ep.retry_after = retry_after
+    async with aiohttp.ClientSession() as session:
+        provider = ClientCredentials(session, url, "c", "s", give_up_after=30)
+        assert await provider.get() == "jwt-1"
+    assert len(ep.requests) == 3
+    assert len(draws) == jittered  # with Retry-After the server's wait is used instead
 
 
 async def test_endpoint_down_gives_up_and_releases_waiters() -> None:

@@ -2,8 +2,8 @@
 
 For each row it loops: wait for the health gate and the throttle, get a token, make
 the call `decide` asked for, and feed the reply back into `decide`. Transient trouble
-is retried by tenacity (full-jitter exponential backoff, capped, `Retry-After`
-honoured, `--max-attempts` counted tries); trouble during an API-wide outage is held
+is retried by tenacity (`backoff.BACKOFF`: `Retry-After` honoured, else full-jitter
+exponential backoff; `--max-attempts` counted tries); trouble during an API-wide outage is held
 by `health` and not counted. It owns no I/O but the HTTP call and the intent journal.
 """
 
@@ -12,41 +12,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_random_exponential,
-)
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
 from worker.api import ApiClient, Op, Reply
 from worker.auth import CredentialsRefused, TokenProvider
+from worker.backoff import BACKOFF, RetryLater
 from worker.health import Health
 from worker.models import Outcome, Result, Row
 from worker.outcomes import Final, Next, Reauth, Step, decide, is_api_trouble
 from worker.throttle import Throttle
 
-#: Backoff between counted tries: full jitter, uniform(0, min(cap, 0.5 * 2**n)).
-BACKOFF = wait_random_exponential(multiplier=0.5, max=30)
 #: 401s in a row for one reference before we call the credentials refused.
 MAX_REAUTH = 2
-
-
-class _Trouble(Exception):
-    """A counted transient failure; tenacity decides whether and when to try again."""
-
-    def __init__(self, after: float | None) -> None:
-        super().__init__("transient trouble")
-        self.after = after
-
-
-def _wait(state: RetryCallState) -> float:
-    exc = state.outcome.exception() if state.outcome else None
-    backoff = BACKOFF(state)
-    if isinstance(exc, _Trouble) and exc.after is not None:
-        return max(exc.after, 0.0)
-    return backoff
 
 
 @dataclass
@@ -101,8 +78,8 @@ class Canceller:
         self.stats = stats or Stats()
         self._retrying = AsyncRetrying(
             stop=stop_after_attempt(max_attempts),
-            wait=_wait,
-            retry=retry_if_exception_type(_Trouble),
+            wait=BACKOFF,
+            retry=retry_if_exception_type(RetryLater),
             reraise=True,
         )
         # A hard ceiling on calls per reference, so an API whose answers never agree
@@ -122,12 +99,12 @@ class Canceller:
         else:
             first = Step(Op.CANCEL)
         progress = _Progress(first)
-        first_trouble: _Trouble | None
+        first_trouble: RetryLater | None
         try:
             # Most references end on their first try: tenacity is set up only for the
             # ones that need a retry (it showed in the profile of a 50k-reference run).
             return await self._drive(row, progress)
-        except _Trouble as trouble:
+        except RetryLater as trouble:
             first_trouble = trouble
         try:
             retrying = self._retrying.copy()
@@ -138,7 +115,7 @@ class Canceller:
                         failed, first_trouble = first_trouble, None
                         raise failed
                     return await self._drive(row, progress)
-        except _Trouble:
+        except RetryLater:
             pass
         last = progress.last
         why = (last.detail or last.title or last.error_type) if last else None
@@ -203,7 +180,7 @@ class Canceller:
                 self._throttle.on_throttled(decision.after)
             if decision.transient and counted:
                 self.stats.retries += 1
-                raise _Trouble(decision.after)
+                raise RetryLater(decision.after)
 
     @staticmethod
     def _result(row: Row, progress: _Progress, outcome: Outcome, detail: str | None) -> Result:
