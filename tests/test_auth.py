@@ -14,6 +14,7 @@ import tenacity.wait
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from tests.support import sandbox
 from worker.auth import (
     AuthUnavailable,
     ClientCredentials,
@@ -22,6 +23,13 @@ from worker.auth import (
     jwt_lifetime,
     refresh_margin,
 )
+
+#: An id with ':' (which plain Basic auth cannot carry) and a secret with reserved
+#: characters, and what RFC 6749 2.3.1 makes of them: each form-urlencoded, then
+#: joined with ':' and base64'd.
+AWKWARD_ID = "merchant:42"
+AWKWARD_SECRET = "p%s+ w&r:d"
+AWKWARD_BASIC = "Basic " + base64.b64encode(b"merchant%3A42:p%25s%2B+w%26r%3Ad").decode()
 
 
 @dataclass
@@ -90,6 +98,41 @@ async def test_fifty_waiters_one_request_and_the_right_form(
     assert sent["auth"] == "Basic " + base64.b64encode(b"client-1:s3cret").decode()
     assert sent["grant_type"] == "client_credentials"
     assert sent["scope"] == "cancel_payment read_payment"
+
+
+@pytest.mark.parametrize(
+    ("client_id", "secret", "header"),
+    [
+        (AWKWARD_ID, AWKWARD_SECRET, AWKWARD_BASIC),
+        (
+            "clïent",
+            "pässwörd",
+            "Basic " + base64.b64encode(b"cl%C3%AFent:p%C3%A4ssw%C3%B6rd").decode(),
+        ),
+    ],
+    ids=["reserved-characters", "non-ascii"],
+)
+async def test_basic_credentials_are_form_encoded_before_base64(
+    endpoint: tuple[TokenEndpoint, str], client_id: str, secret: str, header: str
+) -> None:
+    ep, url = endpoint
+    ep.gate.set()
+    async with aiohttp.ClientSession() as session:
+        provider = ClientCredentials(session, url, client_id, secret)
+        assert await provider.get() == "jwt-1"
+        assert secret not in repr(provider)
+    assert [r["auth"] for r in ep.requests] == [header]
+
+
+async def test_the_sandbox_accepts_form_encoded_credentials() -> None:
+    async with sandbox(client_id=AWKWARD_ID, client_secret=AWKWARD_SECRET) as server:
+        async with aiohttp.ClientSession() as session:
+            good = ClientCredentials(session, server.auth_url, AWKWARD_ID, AWKWARD_SECRET)
+            assert (await good.get()).count(".") == 2  # a JWT
+            bad = ClientCredentials(session, server.auth_url, AWKWARD_ID, AWKWARD_SECRET + "x")
+            with pytest.raises(CredentialsRefused, match="invalid_client"):
+                await bad.get()
+        assert server.state.tokens_issued == 1
 
 
 async def test_refreshes_before_expiry_not_after(endpoint: tuple[TokenEndpoint, str]) -> None:

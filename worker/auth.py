@@ -20,6 +20,7 @@ import binascii
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
+from urllib.parse import quote_plus
 
 import aiohttp
 import orjson
@@ -84,6 +85,17 @@ def jwt_lifetime(token: str, now: float) -> float | None:
     return None
 
 
+def basic_authorization(client_id: str, client_secret: str) -> str:
+    """The `Authorization` header for client credentials, as RFC 6749 2.3.1 says.
+
+    Each part is form-urlencoded before they are joined with ':' and base64'd, so an
+    id or secret holding ':', '%', '+', spaces or non-ASCII reaches the server intact
+    (plain Basic auth cannot carry a ':' in the user name at all).
+    """
+    pair = f"{quote_plus(client_id, safe='')}:{quote_plus(client_secret, safe='')}"
+    return "Basic " + base64.b64encode(pair.encode("ascii")).decode("ascii")
+
+
 def refresh_margin(lifetime: float) -> float:
     """How early to refresh: at most 10 % of the lifetime and at most 60 s."""
     return min(0.1 * lifetime, 60.0)
@@ -108,7 +120,7 @@ class ClientCredentials:
         self._session = session
         self._url = auth_url
         self._headers = {
-            "Authorization": aiohttp.encode_basic_auth(client_id, client_secret),
+            "Authorization": basic_authorization(client_id, client_secret),
             # explicit: the run's session adds no Content-Type by itself (see api.make_session)
             "Content-Type": "application/x-www-form-urlencoded",
         }
