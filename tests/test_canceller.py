@@ -14,7 +14,7 @@ import pytest
 import tenacity.wait
 
 from worker.api import Op, Reply
-from worker.canceller import Canceller
+from worker.canceller import CALLS_PER_TRY, SPARE_CALLS, Canceller
 from worker.health import Health
 from worker.models import Outcome, Row
 from worker.throttle import Throttle
@@ -106,3 +106,25 @@ async def test_trouble_outlasting_max_attempts_is_failed_with_the_last_error(
     assert result.attempts == 4 and result.http_status == 409
     assert result.detail == "gave up after 4 tries; last: HTTP 409 (payment is blocked)"
     assert fake_time.sleeps == [0.5, 1.0, 2.0]  # three waits between four tries
+
+
+async def test_an_api_whose_answers_never_agree_meets_the_call_ceiling(
+    fake_time: FakeTime,
+) -> None:
+    # 200 (not the documented 201) to every cancel, yet the query says Authorized:
+    # no answer is trouble, so no try is counted; only the ceiling ends it.
+    api = ScriptedApi([Reply(200), Reply(200, payment_state="Authorized")] * 500)
+    result = await canceller(api, fake_time, max_attempts=3).process(ROW)
+    assert result.outcome is Outcome.FAILED
+    assert result.detail == "gave up: the API's answers do not agree"
+    assert result.attempts == len(api.calls) == CALLS_PER_TRY * 3 + SPARE_CALLS == 20
+    assert fake_time.sleeps == []  # nothing counted, so nothing waited
+
+
+async def test_the_ceiling_leaves_room_for_a_401_before_every_call(fake_time: FakeTime) -> None:
+    # every try: 401, the cancel's 422, 401, the query's Authorized; then success
+    tries = [Reply(401), Reply(422), Reply(401), Reply(200, payment_state="Authorized")]
+    api = ScriptedApi([*tries * 5, Reply(401), Reply(201)])
+    result = await canceller(api, fake_time, max_attempts=6).process(ROW)
+    assert result.outcome is Outcome.CANCELED
+    assert result.attempts == 22 <= CALLS_PER_TRY * 6 + SPARE_CALLS

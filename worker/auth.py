@@ -42,7 +42,6 @@ class AuthUnavailable(Exception):
 
 
 class TokenProvider(Protocol):
-    can_refresh: bool
     refreshes: int
 
     async def get(self) -> str: ...
@@ -53,7 +52,6 @@ class TokenProvider(Protocol):
 class StaticToken:
     """A ready JWT from the environment; a 401 with it is final."""
 
-    can_refresh = False
     refreshes = 0
 
     def __init__(self, token: str) -> None:
@@ -103,8 +101,6 @@ def refresh_margin(lifetime: float) -> float:
 
 class ClientCredentials:
     """Fetches, caches and refreshes JWTs; single-flight."""
-
-    can_refresh = True
 
     def __init__(
         self,

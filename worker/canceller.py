@@ -3,8 +3,9 @@
 For each row it loops: wait for the health gate and the throttle, get a token, make
 the call `decide` asked for, and feed the reply back into `decide`. Transient trouble
 is retried by tenacity (`backoff.BACKOFF`: `Retry-After` honoured, else full-jitter
-exponential backoff; `--max-attempts` counted tries); trouble during an API-wide outage is held
-by `health` and not counted. It owns no I/O but the HTTP call and the intent journal.
+exponential backoff; `--max-attempts` counted tries); trouble during an API-wide
+outage is held by `health` and not counted. It owns no I/O but the HTTP call and the
+intent journal.
 """
 
 from __future__ import annotations
@@ -24,6 +25,15 @@ from worker.throttle import Throttle
 
 #: 401s in a row for one reference before we call the credentials refused.
 MAX_REAUTH = 2
+#: Calls per reference are capped at CALLS_PER_TRY * --max-attempts + SPARE_CALLS,
+#: for an API whose answers never agree (a 2xx to the cancel, yet the query says
+#: Authorized, forever): that loop counts no try, so nothing else would end it. A
+#: counted try takes one or two calls (the cancel, and the query that explains its
+#: answer); twice that leaves room for a 401 and a fresh token before each. The spare
+#: is for calls that count no try, such as the query of a journaled reference before
+#: its first cancel. Generous on purpose: the cap must never cut a sane exchange short.
+CALLS_PER_TRY = 4
+SPARE_CALLS = 8
 
 
 @dataclass
@@ -33,7 +43,6 @@ class Stats:
     requests: int = 0
     retries: int = 0
     throttled: int = 0
-    timeouts: int = 0
 
 
 @dataclass
@@ -82,9 +91,7 @@ class Canceller:
             retry=retry_if_exception_type(RetryLater),
             reraise=True,
         )
-        # A hard ceiling on calls per reference, so an API whose answers never agree
-        # (422 yet Authorized, forever) cannot keep one reference busy for ever.
-        self._call_cap = 4 * max_attempts + 8
+        self._call_cap = CALLS_PER_TRY * max_attempts + SPARE_CALLS
         self._max_attempts = max_attempts
 
     def attach_journal(self, journal: Journal) -> None:
@@ -164,8 +171,6 @@ class Canceller:
                 counted = self._health.record_trouble(
                     row.line, timeout=reply.error_type == "timeout"
                 )
-                if reply.error_type == "timeout":
-                    self.stats.timeouts += 1
             else:
                 self._health.record_ok()
                 self._throttle.on_success()
