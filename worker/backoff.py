@@ -21,6 +21,8 @@ MULTIPLIER = 0.5
 #: No jittered wait is longer than this: a run should not idle for minutes on one try.
 MAX_BACKOFF = 30.0
 
+# wait_exception's predicate must return a float; no real wait is negative, so -1
+# stands for "the exception carries no Retry-After".
 _NOT_ASKED = -1.0
 
 
