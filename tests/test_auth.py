@@ -10,9 +10,11 @@ from dataclasses import dataclass, field
 import aiohttp
 import orjson
 import pytest
+import tenacity.wait
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from tests.support import sandbox
 from worker.auth import (
     AuthUnavailable,
     ClientCredentials,
@@ -22,12 +24,20 @@ from worker.auth import (
     refresh_margin,
 )
 
+#: An id with ':' (which plain Basic auth cannot carry) and a secret with reserved
+#: characters, and what RFC 6749 2.3.1 makes of them: each form-urlencoded, then
+#: joined with ':' and base64'd.
+AWKWARD_ID = "merchant:42"
+AWKWARD_SECRET = "p%s+ w&r:d"
+AWKWARD_BASIC = "Basic " + base64.b64encode(b"merchant%3A42:p%25s%2B+w%26r%3Ad").decode()
+
 
 @dataclass
 class TokenEndpoint:
     """A loopback token endpoint whose answers a test scripts; it records each request."""
 
     answers: list[tuple[int, dict[str, object]]] = field(default_factory=list)
+    retry_after: str | None = None  # sent with every scripted answer when set
     requests: list[dict[str, str]] = field(default_factory=list)
     gate: asyncio.Event = field(default_factory=asyncio.Event)
     received: asyncio.Event = field(default_factory=asyncio.Event)
@@ -45,7 +55,8 @@ class TokenEndpoint:
         await self.gate.wait()
         if self.answers:
             status, body = self.answers.pop(0)
-            return web.json_response(body, status=status)
+            headers = {"Retry-After": self.retry_after} if self.retry_after else None
+            return web.json_response(body, status=status, headers=headers)
         self.issued += 1
         return web.json_response(
             {"access_token": f"jwt-{self.issued}", "token_type": "Bearer", "expires_in": 100}
@@ -87,6 +98,41 @@ async def test_fifty_waiters_one_request_and_the_right_form(
     assert sent["auth"] == "Basic " + base64.b64encode(b"client-1:s3cret").decode()
     assert sent["grant_type"] == "client_credentials"
     assert sent["scope"] == "cancel_payment read_payment"
+
+
+@pytest.mark.parametrize(
+    ("client_id", "secret", "header"),
+    [
+        (AWKWARD_ID, AWKWARD_SECRET, AWKWARD_BASIC),
+        (
+            "clïent",
+            "pässwörd",
+            "Basic " + base64.b64encode(b"cl%C3%AFent:p%C3%A4ssw%C3%B6rd").decode(),
+        ),
+    ],
+    ids=["reserved-characters", "non-ascii"],
+)
+async def test_basic_credentials_are_form_encoded_before_base64(
+    endpoint: tuple[TokenEndpoint, str], client_id: str, secret: str, header: str
+) -> None:
+    ep, url = endpoint
+    ep.gate.set()
+    async with aiohttp.ClientSession() as session:
+        provider = ClientCredentials(session, url, client_id, secret)
+        assert await provider.get() == "jwt-1"
+        assert secret not in repr(provider)
+    assert [r["auth"] for r in ep.requests] == [header]
+
+
+async def test_the_sandbox_accepts_form_encoded_credentials() -> None:
+    async with sandbox(client_id=AWKWARD_ID, client_secret=AWKWARD_SECRET) as server:
+        async with aiohttp.ClientSession() as session:
+            good = ClientCredentials(session, server.auth_url, AWKWARD_ID, AWKWARD_SECRET)
+            assert (await good.get()).count(".") == 2  # a JWT
+            bad = ClientCredentials(session, server.auth_url, AWKWARD_ID, AWKWARD_SECRET + "x")
+            with pytest.raises(CredentialsRefused, match="invalid_client"):
+                await bad.get()
+        assert server.state.tokens_issued == 1
 
 
 async def test_refreshes_before_expiry_not_after(endpoint: tuple[TokenEndpoint, str]) -> None:
@@ -141,6 +187,31 @@ async def test_5xx_is_retried_then_succeeds(endpoint: tuple[TokenEndpoint, str])
         provider = ClientCredentials(session, url, "c", "s", give_up_after=30)
         assert await provider.get() == "jwt-1"
     assert len(ep.requests) == 4
+
+
+@pytest.mark.parametrize(("retry_after", "jittered"), [("0", 0), (None, 2)])
+async def test_retry_after_replaces_the_jittered_backoff(
+    endpoint: tuple[TokenEndpoint, str],
+    monkeypatch: pytest.MonkeyPatch,
+    retry_after: str | None,
+    jittered: int,
+) -> None:
+    draws: list[float] = []
+
+    def uniform(low: float, high: float) -> float:
+        draws.append(high)
+        return 0.0  # no real waiting either way
+
+    monkeypatch.setattr(tenacity.wait.random, "uniform", uniform)
+    ep, url = endpoint
+    ep.gate.set()
+    ep.answers = [(503, {}), (429, {})]
+    ep.retry_after = retry_after
+    async with aiohttp.ClientSession() as session:
+        provider = ClientCredentials(session, url, "c", "s", give_up_after=30)
+        assert await provider.get() == "jwt-1"
+    assert len(ep.requests) == 3
+    assert len(draws) == jittered  # with Retry-After the server's wait is used instead
 
 
 async def test_endpoint_down_gives_up_and_releases_waiters() -> None:

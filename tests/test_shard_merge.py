@@ -3,21 +3,65 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
-from tests.support import env_for, read_report, run_cli, sandbox, write_csv
+from tests.support import REPO, env_for, read_report, run_cli, sandbox, write_csv
 from worker.config import Shard
 from worker.shard import shard_of
 
+PAIRS = [
+    ("T1", "ref-0"),
+    ("T1", "ref-1"),
+    ("T1", "ref-2"),
+    ("123456", "order-42"),
+    ("T9", "café/ü?#%"),
+    ("", "x"),
+]
+#: What every process must compute for PAIRS with 7 and with 1000 shards.
+KNOWN = {"7": [2, 5, 3, 0, 6, 2], "1000": [9, 13, 683, 899, 940, 191]}
 
-def test_shard_of_is_stable_and_even() -> None:
+_IN_CHILD = """
+import json, sys
+from worker.shard import shard_of
+pairs = json.loads(sys.argv[1])
+print(json.dumps({
+    "salted": hash("T1"),
+    "7": [shard_of(m, r, 7) for m, r in pairs],
+    "1000": [shard_of(m, r, 1000) for m, r in pairs],
+}))
+"""
+
+
+def test_shard_of_is_even() -> None:
     counts = [0, 0, 0]
     for i in range(3000):
         counts[shard_of("T1", f"ref-{i}", 3)] += 1
     assert all(900 < c < 1100 for c in counts)
-    # stable across processes and runs: a fixed value, not Python's salted hash()
-    assert shard_of("T1", "ref-0", 3) == shard_of("T1", "ref-0", 3)
     assert Shard.parse("2/3") == Shard(2, 3)
+
+
+def test_shard_of_is_the_same_in_every_process_whatever_the_hash_seed() -> None:
+    # Every pod of an Indexed Job is its own interpreter with its own hash() salt.
+    salts = set()
+    for seed in ("0", "1", "4242"):
+        child = subprocess.run(
+            [sys.executable, "-c", _IN_CHILD, json.dumps(PAIRS)],
+            env={**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(REPO)},
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+        got = json.loads(child.stdout)
+        salts.add(got.pop("salted"))
+        assert got == KNOWN, f"PYTHONHASHSEED={seed}"
+    assert len(salts) == 3  # the seeds did change hash(): the check above means something
+    assert {str(n): [shard_of(m, r, n) for m, r in PAIRS] for n in (7, 1000)} == KNOWN
 
 
 async def test_three_shards_and_merge_cover_the_file_exactly_once(tmp_path: Path) -> None:

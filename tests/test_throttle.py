@@ -1,11 +1,43 @@
-"""Throttle: the R + 1 window bound, the shared pause, and AIMD's halving and recovery."""
+"""Throttle: the R + 1 window bound, the guard's memory, the shared pause, and AIMD."""
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
+from collections.abc import Iterator
 
-from worker.throttle import MIN_RATE, Throttle
+import pytest
+
+from worker.throttle import MIN_RATE, WINDOW, Throttle
+
+
+class FakeTime:
+    """A clock that moves only when a test or a patched `asyncio.sleep` moves it."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+        self.oversleep = 0.0  # a late wake-up, as a busy event loop gives
+        self.rng = random.Random(7)
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def fake_time(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeTime]:
+    fake = FakeTime()
+    real_sleep = asyncio.sleep
+
+    async def sleep(delay: float) -> None:
+        fake.sleeps.append(delay)
+        # Never shorter than asked: the guard relies on no more than that.
+        fake.now += max(delay, 0.0) + fake.oversleep * fake.rng.random()
+        await real_sleep(0)  # still let the other tasks run
+
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+    yield fake
 
 
 def max_in_any_window(times: list[float], width: float = 1.0) -> int:
@@ -32,10 +64,49 @@ async def test_no_window_carries_more_than_rate_plus_one() -> None:
     assert max_in_any_window(stamps) <= 50  # R at the client leaves 1 for network jitter
 
 
-async def test_unlimited_does_not_wait() -> None:
-    throttle = Throttle(None)
+async def test_unlimited_does_not_wait(fake_time: FakeTime) -> None:
+    throttle = Throttle(None, clock=fake_time)
     for _ in range(1000):
         await throttle.acquire()  # would take 50 s at any real rate
+    assert fake_time.sleeps == []
+    assert throttle.guard_size == 0
+
+
+async def test_guard_memory_follows_the_sends_in_one_window_not_the_rate(
+    fake_time: FakeTime,
+) -> None:
+    throttle = Throttle(1_000_000.0, clock=fake_time)
+    stamps: list[float] = []
+    oldest_in_window = 0
+    for _ in range(20_000):  # 1,000 sends a second for 20 s: far below the rate
+        await throttle.acquire()
+        stamps.append(fake_time.now)
+        while stamps[oldest_in_window] + WINDOW <= fake_time.now:
+            oldest_in_window += 1
+        assert throttle.guard_size == len(stamps) - oldest_in_window
+        fake_time.now += 0.001
+    assert fake_time.sleeps == []  # nothing here needed a wait
+    assert throttle.guard_size <= 1011  # not 20,000: older times were dropped
+
+
+async def test_no_window_carries_more_than_rate_with_late_wake_ups(fake_time: FakeTime) -> None:
+    fake_time.oversleep = 0.05  # wake-ups up to 50 ms late: the pacer's slots bunch
+    rate = 40
+    throttle = Throttle(float(rate), clock=fake_time)
+    stamps: list[float] = []
+
+    async def worker() -> None:
+        for _ in range(30):
+            await throttle.acquire()
+            stamps.append(fake_time.now)
+
+    await asyncio.gather(*(worker() for _ in range(16)))
+    assert len(stamps) == 480
+    assert stamps == sorted(stamps)
+    # the guard's promise, exactly: the rate-th earlier send is a whole WINDOW back
+    assert all(stamps[i - rate] + WINDOW <= stamps[i] for i in range(rate, len(stamps)))
+    assert max_in_any_window(stamps) <= rate
+    assert throttle.guard_size <= rate
 
 
 def test_429_halves_and_successes_recover_to_the_ceiling_never_above() -> None:

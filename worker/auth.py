@@ -5,8 +5,9 @@ Basic auth, scope `cancel_payment read_payment`), caches one, and refreshes it
 shortly before it expires: at most 10 % of its lifetime and at most 60 s early.
 However many workers ask at once, one token request is in flight; when it fails,
 every waiter gets the error (nobody hangs). Transient trouble at the token endpoint
-(5xx, 429, timeouts, resets) is retried with capped, jittered backoff until
-`give_up_after` passes; a refused client is final (`CredentialsRefused`, exit 3).
+(5xx, 429, timeouts, resets) is retried with `backoff.BACKOFF` (`Retry-After`
+honoured, else capped full-jitter backoff) until `give_up_after` passes; a refused
+client is final (`CredentialsRefused`, exit 3).
 
 `StaticToken` wraps `BAMBORA_TOKEN`: used as is, and it cannot be refreshed.
 """
@@ -19,18 +20,14 @@ import binascii
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
+from urllib.parse import quote_plus
 
 import aiohttp
 import orjson
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception_type,
-    stop_after_delay,
-    wait_random_exponential,
-)
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay
 
 from worker.api import parse_retry_after
+from worker.backoff import BACKOFF, RetryLater
 from worker.config import SCOPE
 
 DEFAULT_LIFETIME = 300.0
@@ -44,14 +41,7 @@ class AuthUnavailable(Exception):
     """The token endpoint stayed unreachable for `give_up_after` seconds: abort (exit 3)."""
 
 
-class _Transient(Exception):
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
 class TokenProvider(Protocol):
-    can_refresh: bool
     refreshes: int
 
     async def get(self) -> str: ...
@@ -62,7 +52,6 @@ class TokenProvider(Protocol):
 class StaticToken:
     """A ready JWT from the environment; a 401 with it is final."""
 
-    can_refresh = False
     refreshes = 0
 
     def __init__(self, token: str) -> None:
@@ -94,6 +83,17 @@ def jwt_lifetime(token: str, now: float) -> float | None:
     return None
 
 
+def basic_authorization(client_id: str, client_secret: str) -> str:
+    """The `Authorization` header for client credentials, as RFC 6749 2.3.1 says.
+
+    Each part is form-urlencoded before they are joined with ':' and base64'd, so an
+    id or secret holding ':', '%', '+', spaces or non-ASCII reaches the server intact
+    (plain Basic auth cannot carry a ':' in the user name at all).
+    """
+    pair = f"{quote_plus(client_id, safe='')}:{quote_plus(client_secret, safe='')}"
+    return "Basic " + base64.b64encode(pair.encode("ascii")).decode("ascii")
+
+
 def refresh_margin(lifetime: float) -> float:
     """How early to refresh: at most 10 % of the lifetime and at most 60 s."""
     return min(0.1 * lifetime, 60.0)
@@ -101,8 +101,6 @@ def refresh_margin(lifetime: float) -> float:
 
 class ClientCredentials:
     """Fetches, caches and refreshes JWTs; single-flight."""
-
-    can_refresh = True
 
     def __init__(
         self,
@@ -118,7 +116,7 @@ class ClientCredentials:
         self._session = session
         self._url = auth_url
         self._headers = {
-            "Authorization": aiohttp.encode_basic_auth(client_id, client_secret),
+            "Authorization": basic_authorization(client_id, client_secret),
             # explicit: the run's session adds no Content-Type by itself (see api.make_session)
             "Content-Type": "application/x-www-form-urlencoded",
         }
@@ -157,16 +155,16 @@ class ClientCredentials:
 
     async def _refresh(self) -> str:
         retrying = AsyncRetrying(
-            retry=retry_if_exception_type(_Transient),
+            retry=retry_if_exception_type(RetryLater),
             stop=stop_after_delay(self._give_up_after),
-            wait=_wait_token_retry,
+            wait=BACKOFF,
             reraise=True,
         )
         try:
             async for attempt in retrying:
                 with attempt:
                     return await self._fetch_once()
-        except _Transient as exc:
+        except RetryLater as exc:
             raise AuthUnavailable(
                 f"the token endpoint stayed unreachable for {self._give_up_after:g}s: {exc}"
             ) from None
@@ -182,17 +180,17 @@ class ClientCredentials:
                 status = response.status
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise _Transient(f"{type(exc).__name__}") from None
+            raise RetryLater(reason=type(exc).__name__) from None
         doc = _json(body)
         if status == 429 or status >= 500:
-            raise _Transient(f"token endpoint answered {status}", retry_after)
+            raise RetryLater(retry_after, f"token endpoint answered {status}")
         if status != 200:
             error = doc.get("error") if isinstance(doc.get("error"), str) else None
             reason = f"{status} {error}" if error else str(status)
             raise CredentialsRefused(f"the auth server refused the client credentials ({reason})")
         token = doc.get("access_token")
         if not isinstance(token, str) or not token:
-            raise _Transient("token endpoint answered 200 without an access_token")
+            raise RetryLater(reason="token endpoint answered 200 without an access_token")
         now = self._clock()
         lifetime = _lifetime(doc.get("expires_in"), token)
         self._token = token
@@ -219,14 +217,3 @@ def _lifetime(expires_in: Any, token: str) -> float:
             pass
     from_jwt = jwt_lifetime(token, time.time())
     return from_jwt if from_jwt and from_jwt > 0 else DEFAULT_LIFETIME
-
-
-_backoff = wait_random_exponential(multiplier=0.5, max=30)
-
-
-def _wait_token_retry(state: RetryCallState) -> float:
-    """Honour Retry-After when the endpoint sends one, else full-jitter backoff."""
-    exc = state.outcome.exception() if state.outcome else None
-    if isinstance(exc, _Transient) and exc.retry_after is not None:
-        return exc.retry_after
-    return _backoff(state)

@@ -2,9 +2,10 @@
 
 For each row it loops: wait for the health gate and the throttle, get a token, make
 the call `decide` asked for, and feed the reply back into `decide`. Transient trouble
-is retried by tenacity (full-jitter exponential backoff, capped, `Retry-After`
-honoured, `--max-attempts` counted tries); trouble during an API-wide outage is held
-by `health` and not counted. It owns no I/O but the HTTP call and the intent journal.
+is retried by tenacity (`backoff.BACKOFF`: `Retry-After` honoured, else full-jitter
+exponential backoff; `--max-attempts` counted tries); trouble during an API-wide
+outage is held by `health` and not counted. It owns no I/O but the HTTP call and the
+intent journal.
 """
 
 from __future__ import annotations
@@ -12,41 +13,27 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_random_exponential,
-)
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
 from worker.api import ApiClient, Op, Reply
 from worker.auth import CredentialsRefused, TokenProvider
+from worker.backoff import BACKOFF, RetryLater
 from worker.health import Health
 from worker.models import Outcome, Result, Row
 from worker.outcomes import Final, Next, Reauth, Step, decide, is_api_trouble
 from worker.throttle import Throttle
 
-#: Backoff between counted tries: full jitter, uniform(0, min(cap, 0.5 * 2**n)).
-BACKOFF = wait_random_exponential(multiplier=0.5, max=30)
 #: 401s in a row for one reference before we call the credentials refused.
 MAX_REAUTH = 2
-
-
-class _Trouble(Exception):
-    """A counted transient failure; tenacity decides whether and when to try again."""
-
-    def __init__(self, after: float | None) -> None:
-        super().__init__("transient trouble")
-        self.after = after
-
-
-def _wait(state: RetryCallState) -> float:
-    exc = state.outcome.exception() if state.outcome else None
-    backoff = BACKOFF(state)
-    if isinstance(exc, _Trouble) and exc.after is not None:
-        return max(exc.after, 0.0)
-    return backoff
+#: Calls per reference are capped at CALLS_PER_TRY * --max-attempts + SPARE_CALLS,
+#: for an API whose answers never agree (a 2xx to the cancel, yet the query says
+#: Authorized, forever): that loop counts no try, so nothing else would end it. A
+#: counted try takes one or two calls (the cancel, and the query that explains its
+#: answer); twice that leaves room for a 401 and a fresh token before each. The spare
+#: is for calls that count no try, such as the query of a journaled reference before
+#: its first cancel. Generous on purpose: the cap must never cut a sane exchange short.
+CALLS_PER_TRY = 4
+SPARE_CALLS = 8
 
 
 @dataclass
@@ -56,7 +43,6 @@ class Stats:
     requests: int = 0
     retries: int = 0
     throttled: int = 0
-    timeouts: int = 0
 
 
 @dataclass
@@ -103,13 +89,11 @@ class Canceller:
         self.stats = stats or Stats()
         self._retrying = AsyncRetrying(
             stop=stop_after_attempt(max_attempts),
-            wait=_wait,
-            retry=retry_if_exception_type(_Trouble),
+            wait=BACKOFF,
+            retry=retry_if_exception_type(RetryLater),
             reraise=True,
         )
-        # A hard ceiling on calls per reference, so an API whose answers never agree
-        # (422 yet Authorized, forever) cannot keep one reference busy for ever.
-        self._call_cap = 4 * max_attempts + 8
+        self._call_cap = CALLS_PER_TRY * max_attempts + SPARE_CALLS
         self._max_attempts = max_attempts
         # A payment that answered cleanly in this run: asking about it again tells an
         # outage from one reference's own trouble when nobody else is sending.
@@ -127,12 +111,12 @@ class Canceller:
         else:
             first = Step(Op.CANCEL)
         progress = _Progress(first)
-        first_trouble: _Trouble | None
+        first_trouble: RetryLater | None
         try:
             # Most references end on their first try: tenacity is set up only for the
             # ones that need a retry (it showed in the profile of a 50k-reference run).
             return await self._drive(row, progress)
-        except _Trouble as trouble:
+        except RetryLater as trouble:
             first_trouble = trouble
         try:
             retrying = self._retrying.copy()
@@ -143,7 +127,7 @@ class Canceller:
                         failed, first_trouble = first_trouble, None
                         raise failed
                     return await self._drive(row, progress)
-        except _Trouble:
+        except RetryLater:
             pass
         while await self._everyone_failing(row, progress):
             # An outage, not this payment: hold it behind the gate, uncounted, until the
@@ -151,7 +135,7 @@ class Canceller:
             self._health.declare_outage()
             try:
                 return await self._drive(row, progress)
-            except _Trouble:
+            except RetryLater:
                 continue
         last = progress.last
         why = (last.detail or last.title or last.error_type) if last else None
@@ -227,8 +211,6 @@ class Canceller:
                 counted = self._health.record_trouble(
                     row.line, timeout=reply.error_type == "timeout"
                 )
-                if reply.error_type == "timeout":
-                    self.stats.timeouts += 1
             else:
                 self._health.record_ok()
                 self._throttle.on_success()
@@ -246,7 +228,7 @@ class Canceller:
                 self._throttle.on_throttled(decision.after)
             if decision.transient and counted:
                 self.stats.retries += 1
-                raise _Trouble(decision.after)
+                raise RetryLater(decision.after)
 
     @staticmethod
     def _result(row: Row, progress: _Progress, outcome: Outcome, detail: str | None) -> Result:

@@ -101,6 +101,11 @@ class Settings:
     job_name: str = "cancel-worker"
     use_uvloop: bool = True
 
+    def __post_init__(self) -> None:
+        # The API URL is a base that paths are appended to, so a trailing '/' would
+        # double up; the auth URL is a whole endpoint and is used exactly as given.
+        object.__setattr__(self, "api_url", self.api_url.rstrip("/"))
+
 
 def is_loopback(host: str | None) -> bool:
     if not host:
@@ -114,7 +119,12 @@ def is_loopback(host: str | None) -> bool:
 
 
 def check_url(name: str, value: str) -> str:
-    """Accept https anywhere, plain http only on loopback (CONTRACT: "Plain http")."""
+    """Accept https anywhere, plain http only on a loopback host; return `value` as is.
+
+    Plain http would carry the client secret and the tokens in clear text; on
+    loopback (a local sandbox or proxy) they never leave the machine. `name` is the
+    setting's name, used in the error message only.
+    """
     try:
         url = yarl.URL(value)
     except (ValueError, TypeError):
@@ -125,7 +135,7 @@ def check_url(name: str, value: str) -> str:
         raise ConfigError(
             f"{name} uses plain http to {url.host}; only https is allowed except on loopback"
         )
-    return value.rstrip("/") if name == "BAMBORA_API_URL" else value
+    return value
 
 
 def credentials_from_env(env: Mapping[str, str]) -> Credentials:
@@ -140,6 +150,11 @@ def credentials_from_env(env: Mapping[str, str]) -> Credentials:
         except OSError as exc:
             raise ConfigError(
                 f"cannot read BAMBORA_CLIENT_SECRET_FILE {secret_file}: {exc.strerror}"
+            ) from None
+        except UnicodeDecodeError:
+            # Not the decoder's message: it quotes the offending byte of the secret.
+            raise ConfigError(
+                f"BAMBORA_CLIENT_SECRET_FILE {secret_file} is not UTF-8 text"
             ) from None
     if secret is not None:
         secret = secret.rstrip("\r\n")

@@ -8,15 +8,19 @@ Before every API request (token requests are not counted) a worker passes:
    rate, which is `--rate`, or less after a 429 (AIMD, as in the AWS SDKs' adaptive
    retry mode: each 429 halves it, each success adds a little back, never above
    `--rate`);
-3. a hard guard: a ring of the last `rate` send times; a request waits until the
-   oldest is `WINDOW` (1.01 s) old. So no second carries more than `rate` sends, and
-   the API sees at most rate + 1 despite the event loop's and the network's jitter.
+3. a hard guard: the send times of the last `WINDOW` (1.01 s), at most `rate` of
+   them; a request waits while `rate` sends lie inside the window. So no second
+   carries more than `rate` sends, and the API sees at most rate + 1 despite the
+   event loop's and the network's jitter. Times older than the window are dropped on
+   each acquire, so the guard's memory follows the sends actually made in one window,
+   not `--rate` (a million-entry ring at `--rate 1000000` would cost ~32 MB).
 
-Why not aiolimiter: `AsyncLimiter(R, 1)` bursts ~2R in the first second (PITFALLS.md #3),
-and `AsyncLimiter(1, 1/R)` schedules each slot from the previous wake-up, so every
-millisecond of loop latency is lost for good: measured here it delivered 176/s for
-`--rate 200` (benchmarks/run.py). An absolute schedule does not drift, and it can be
-retuned while tasks wait, which AIMD needs.
+Why not aiolimiter: `AsyncLimiter(R, 1)` starts with a full bucket of R and refills it
+while it drains, so the first second lets through ~2R; and `AsyncLimiter(1, 1/R)`
+schedules each slot from the previous wake-up, so every millisecond of loop latency
+is lost for good: measured here it delivered 176/s for `--rate 200`
+(benchmarks/run.py). An absolute schedule does not drift, and it can be retuned while
+tasks wait, which AIMD needs.
 """
 
 from __future__ import annotations
@@ -36,6 +40,9 @@ DECREASE = 0.5
 MIN_RATE = 0.5
 #: Additive increase per successful request, as a share of the ceiling.
 INCREASE_SHARE = 0.02
+#: Without `--rate` there is no ceiling to climb back to: once the adaptive rate
+#: reaches this, it is dropped and requests are unlimited again.
+UNLIMITED_AGAIN_AT = 10_000.0
 
 
 class Throttle:
@@ -49,11 +56,17 @@ class Throttle:
         self._next_slot = 0.0
         # R, not R + 1: the guard sees send times, the API sees arrival times, and
         # network jitter can bring two arrivals closer; the spare one absorbs that.
-        self._sent: deque[float] | None = deque(maxlen=max(math.floor(rate), 1)) if rate else None
+        self._limit = max(math.floor(rate), 1) if rate else 0
+        self._sent: deque[float] | None = deque() if rate else None
         self._window_start = clock()
         self._window_count = 0
         self._recent_rate = 0.0
         self.throttled_count = 0
+
+    @property
+    def guard_size(self) -> int:
+        """Send times the guard holds now: never more than were sent in the last window."""
+        return len(self._sent) if self._sent is not None else 0
 
     @property
     def current_rate(self) -> float | None:
@@ -73,9 +86,14 @@ class Throttle:
                 await asyncio.sleep(slot - now)
         sent = self._sent
         if sent is not None:
-            while len(sent) == sent.maxlen and (wait := sent[0] + WINDOW - self._clock()) > 0:  # noqa: ASYNC110
-                await asyncio.sleep(wait)
-            sent.append(self._clock())
+            while True:
+                now = self._clock()
+                while sent and sent[0] + WINDOW <= now:
+                    sent.popleft()
+                if len(sent) < self._limit:
+                    break
+                await asyncio.sleep(sent[0] + WINDOW - now)
+            sent.append(now)
         self._count()
 
     def _count(self) -> None:
@@ -104,4 +122,5 @@ class Throttle:
             return
         ceiling = self._ceiling or max(self._recent_rate * 2, rate * 2)
         new_rate = rate + max(ceiling * INCREASE_SHARE, 0.1)
-        self._adaptive_rate = None if new_rate >= (self._ceiling or 10_000.0) else new_rate
+        recovered_at = self._ceiling or UNLIMITED_AGAIN_AT
+        self._adaptive_rate = None if new_rate >= recovered_at else new_rate

@@ -1,0 +1,130 @@
+"""Canceller: how long it waits between tries, when it gives up, and its call ceiling.
+
+The API is a script of replies; time is a fake clock that only a patched
+`asyncio.sleep` moves, so the waits the canceller asks for are read, not timed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+import tenacity.wait
+
+from worker.api import Op, Reply
+from worker.canceller import CALLS_PER_TRY, SPARE_CALLS, Canceller
+from worker.health import Health
+from worker.models import Outcome, Row
+from worker.throttle import Throttle
+
+ROW = Row(line=2, merchant="T1", reference="order-1")
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def fake_time(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeTime]:
+    fake = FakeTime()
+    real_sleep = asyncio.sleep
+
+    async def sleep(delay: float) -> None:
+        fake.sleeps.append(delay)
+        fake.now += delay
+        await real_sleep(0)
+
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+    # The jitter draws its bound's top, so a jittered wait is known exactly.
+    monkeypatch.setattr(tenacity.wait.random, "uniform", lambda low, high: high)
+    yield fake
+
+
+@dataclass
+class ScriptedApi:
+    """Answers each call with the next scripted reply; the last one repeats."""
+
+    replies: list[Reply]
+    calls: list[Op] = field(default_factory=list)
+
+    async def call(
+        self, op: Op, merchant: str, reference: str, token: str, comment: str | None = None
+    ) -> Reply:
+        self.calls.append(op)
+        return self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
+
+
+class OneToken:
+    refreshes = 0
+
+    async def get(self) -> str:
+        return "jwt"
+
+    def invalidate(self, token: str) -> None:
+        pass
+
+
+def canceller(api: ScriptedApi, clock: FakeTime, max_attempts: int = 3) -> Canceller:
+    health = Health(threshold=max_attempts, give_up_after=10_000, clock=clock)
+    throttle = Throttle(None, clock=clock)
+    return Canceller(api, OneToken(), throttle, health, max_attempts=max_attempts)
+
+
+async def test_a_429s_retry_after_is_the_wait_before_the_next_try(fake_time: FakeTime) -> None:
+    api = ScriptedApi([Reply(429, retry_after=2.5), Reply(201)])
+    c = canceller(api, fake_time)
+    result = await c.process(ROW)
+    assert result.outcome is Outcome.CANCELED and result.attempts == 2
+    # exactly Retry-After, not the jitter (whose bound would be 0.5 at this try);
+    # the throttle's shared pause ends at the same moment, so it adds no wait
+    assert fake_time.sleeps == [2.5]
+    assert c.stats.retries == 1 and c.stats.throttled == 1 and c.stats.requests == 2
+
+
+async def test_without_retry_after_the_wait_is_the_jittered_backoff(fake_time: FakeTime) -> None:
+    # 503 on a cancel: it may have landed, so a query; Authorized, so the cancel again
+    api = ScriptedApi([Reply(503), Reply(200, payment_state="Authorized"), Reply(201)])
+    result = await canceller(api, fake_time).process(ROW)
+    assert result.outcome is Outcome.CANCELED
+    assert api.calls == [Op.CANCEL, Op.QUERY, Op.CANCEL]
+    assert fake_time.sleeps == [0.5]  # full jitter's bound after the first try
+
+
+async def test_trouble_outlasting_max_attempts_is_failed_with_the_last_error(
+    fake_time: FakeTime,
+) -> None:
+    api = ScriptedApi([Reply(409, title="Conflict", detail="payment is blocked")])
+    result = await canceller(api, fake_time, max_attempts=4).process(ROW)
+    assert result.outcome is Outcome.FAILED
+    assert result.attempts == 4 and result.http_status == 409
+    assert result.detail == "gave up after 4 tries; last: HTTP 409 (payment is blocked)"
+    assert fake_time.sleeps == [0.5, 1.0, 2.0]  # three waits between four tries
+
+
+async def test_an_api_whose_answers_never_agree_meets_the_call_ceiling(
+    fake_time: FakeTime,
+) -> None:
+    # 200 (not the documented 201) to every cancel, yet the query says Authorized:
+    # no answer is trouble, so no try is counted; only the ceiling ends it.
+    api = ScriptedApi([Reply(200), Reply(200, payment_state="Authorized")] * 500)
+    result = await canceller(api, fake_time, max_attempts=3).process(ROW)
+    assert result.outcome is Outcome.FAILED
+    assert result.detail == "gave up: the API's answers do not agree"
+    assert result.attempts == len(api.calls) == CALLS_PER_TRY * 3 + SPARE_CALLS == 20
+    assert fake_time.sleeps == []  # nothing counted, so nothing waited
+
+
+async def test_the_ceiling_leaves_room_for_a_401_before_every_call(fake_time: FakeTime) -> None:
+    # every try: 401, the cancel's 422, 401, the query's Authorized; then success
+    tries = [Reply(401), Reply(422), Reply(401), Reply(200, payment_state="Authorized")]
+    api = ScriptedApi([*tries * 5, Reply(401), Reply(201)])
+    result = await canceller(api, fake_time, max_attempts=6).process(ROW)
+    assert result.outcome is Outcome.CANCELED
+    assert result.attempts == 22 <= CALLS_PER_TRY * 6 + SPARE_CALLS

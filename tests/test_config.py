@@ -1,0 +1,143 @@
+"""Config: credentials from the environment, URL checks and shard parsing; all exit 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from worker.config import (
+    ConfigError,
+    Mode,
+    Settings,
+    Shard,
+    check_url,
+    credentials_from_env,
+    shard_from_env,
+)
+
+
+def test_a_secret_file_that_is_not_utf8_is_a_config_error_that_hides_its_content(
+    tmp_path: Path,
+) -> None:
+    secret_file = tmp_path / "bambora-secret"
+    secret_file.write_bytes(b"hunter2-\xff\xfe-tail\n")
+    with pytest.raises(ConfigError) as caught:
+        credentials_from_env(
+            {"BAMBORA_CLIENT_ID": "client", "BAMBORA_CLIENT_SECRET_FILE": str(secret_file)}
+        )
+    message = str(caught.value)
+    assert message == f"BAMBORA_CLIENT_SECRET_FILE {secret_file} is not UTF-8 text"
+    assert "hunter2" not in message and "0xff" not in message and "tail" not in message
+    assert "\n" not in message
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+def test_a_missing_secret_file_is_a_config_error(tmp_path: Path) -> None:
+    missing = tmp_path / "nope"
+    with pytest.raises(ConfigError) as caught:
+        credentials_from_env({"BAMBORA_CLIENT_ID": "c", "BAMBORA_CLIENT_SECRET_FILE": str(missing)})
+    assert str(caught.value) == (
+        f"cannot read BAMBORA_CLIENT_SECRET_FILE {missing}: No such file or directory"
+    )
+
+
+@pytest.mark.parametrize("ending", ["\n", "\r\n", ""])
+def test_the_secret_files_trailing_newline_is_ignored(tmp_path: Path, ending: str) -> None:
+    secret_file = tmp_path / "secret"
+    secret_file.write_bytes(f"  s3cret väl ue{ending}".encode())
+    creds = credentials_from_env(
+        {"BAMBORA_CLIENT_ID": " client ", "BAMBORA_CLIENT_SECRET_FILE": str(secret_file)}
+    )
+    # only the line ending goes: spaces may be part of a secret
+    assert creds.client_secret == "  s3cret väl ue"
+    assert creds.client_id == "client"
+    assert "s3cret" not in repr(creds)
+
+
+def test_no_credentials_at_all_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="no credentials"):
+        credentials_from_env({"BAMBORA_CLIENT_ID": "client-only"})
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://api.example.com",
+        "http://10.0.0.5:8080/",
+        "http://localhost.example.com/connect/token",
+        "http://[2001:db8::1]/",
+    ],
+)
+def test_plain_http_to_a_host_that_is_not_loopback_is_refused(url: str) -> None:
+    with pytest.raises(
+        ConfigError,
+        match=r"^BAMBORA_API_URL uses plain http to .+; only https is allowed except on loopback$",
+    ):
+        check_url("BAMBORA_API_URL", url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080",
+        "http://127.5.6.7/",
+        "http://localhost:9000/connect/token",
+        "http://LOCALHOST/",
+        "http://[::1]:8080/",
+        "https://api.bambora.com",
+    ],
+)
+def test_loopback_http_and_https_anywhere_are_allowed(url: str) -> None:
+    assert check_url("BAMBORA_AUTH_URL", url) == url
+
+
+@pytest.mark.parametrize("url", ["ftp://api.example.com", "https://", "api.example.com"])
+def test_not_an_http_url_with_a_host_is_refused(url: str) -> None:
+    with pytest.raises(ConfigError, match="BAMBORA_AUTH_URL must be an http"):
+        check_url("BAMBORA_AUTH_URL", url)
+
+
+def test_check_url_does_the_same_whatever_the_settings_name() -> None:
+    url = "https://api.example.com/base/"
+    assert check_url("BAMBORA_API_URL", url) == check_url("BAMBORA_AUTH_URL", url) == url
+
+
+def test_settings_keep_the_api_url_without_trailing_slash_and_the_auth_url_as_given() -> None:
+    settings = Settings(
+        mode=Mode.RUN,
+        input="in.csv",
+        report=Path("in.report.csv"),
+        api_url="https://api.example.com/",
+        auth_url="https://auth.example.com/connect/token/",
+    )
+    assert settings.api_url == "https://api.example.com"
+    assert settings.auth_url == "https://auth.example.com/connect/token/"
+
+
+@pytest.mark.parametrize("text", ["", "1", "a/b", "1/2/3", "0/", "/4", "1.5/4"])
+def test_a_shard_that_is_not_i_slash_n_is_a_config_error(text: str) -> None:
+    with pytest.raises(ConfigError, match="--shard must look like I/N"):
+        Shard.parse(text)
+
+
+@pytest.mark.parametrize("text", ["3/3", "4/3", "-1/3", "0/0", "0/-2"])
+def test_a_shard_out_of_range_is_a_config_error(text: str) -> None:
+    with pytest.raises(ConfigError, match=r"need 0 <= I < N and N >= 1"):
+        Shard.parse(text)
+
+
+def test_valid_shards_parse() -> None:
+    assert Shard.parse("0/1") == Shard(0, 1) and not Shard.parse("0/1").active
+    assert Shard.parse("3/4") == Shard(3, 4) and Shard.parse("3/4").active
+
+
+def test_shard_from_the_kubernetes_environment() -> None:
+    assert shard_from_env({}) is None
+    assert shard_from_env({"JOB_COMPLETION_INDEX": " 2 ", "SHARD_COUNT": "4\n"}) == Shard(2, 4)
+    with pytest.raises(ConfigError, match="must be set together"):
+        shard_from_env({"JOB_COMPLETION_INDEX": "2"})
+    with pytest.raises(ConfigError, match="must be set together"):
+        shard_from_env({"SHARD_COUNT": "4"})
+    with pytest.raises(ConfigError, match="need 0 <= I < N"):
+        shard_from_env({"JOB_COMPLETION_INDEX": "4", "SHARD_COUNT": "4"})
