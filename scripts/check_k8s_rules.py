@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 CONTAINER = "cancel-worker"
-DEFAULT_GRACE_SECONDS = 20  # the worker's --grace-seconds default (CONTRACT.md)
+DEFAULT_GRACE_SECONDS = 20  # the worker's --grace-seconds default (README: Options)
 ACTIONS = {"Count", "FailIndex", "FailJob", "Ignore"}
 
 

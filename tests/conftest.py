@@ -17,7 +17,7 @@ class _StreamWriterStub:
 class CompatResponse(ClientResponse):
     """aioresponses 0.7.9 builds responses without aiohttp 3.14's `stream_writer`.
 
-    Upstream: pnuckowski/aioresponses#289 (fix in PR #288); see PITFALLS.md #1.
+    Upstream: pnuckowski/aioresponses#289 (fix in PR #288); see docs/pitfalls.md.
     aiohttp only reads `output_size` from it. Remove when a fixed release is out.
     """
 

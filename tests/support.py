@@ -97,7 +97,7 @@ def read_report(path: Path) -> list[dict[str, str]]:
 
 
 def latest(rows: list[dict[str, str]]) -> dict[tuple[str, str], dict[str, str]]:
-    """Latest row per reference; `duplicate` rows never decide a reference (CONTRACT)."""
+    """Latest row per reference; `duplicate` rows never decide a reference (README: Exit status)."""
     view: dict[tuple[str, str], dict[str, str]] = {}
     for row in rows:
         if row["outcome"] != "duplicate":

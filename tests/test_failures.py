@@ -1,7 +1,7 @@
 """Failure handling under injected faults: nothing lost, nothing canceled twice.
 
 Each test runs the real CLI in a subprocess against the sandbox with seeded faults,
-and checks an invariant of CONTRACT.md rather than a particular sequence.
+and checks an invariant of the README's promises rather than a particular sequence.
 """
 
 from __future__ import annotations

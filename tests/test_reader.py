@@ -1,4 +1,4 @@
-"""Reader: formats, line numbers and every row rule of CONTRACT.md "Input"."""
+"""Reader: formats, line numbers and every row rule of the README's "Input"."""
 
 from __future__ import annotations
 

@@ -58,7 +58,7 @@ def segment(value: str) -> str:
 
 
 def payment_url(base: str, merchant: str, reference: str, op: Op) -> yarl.URL:
-    """`encoded=True` stops yarl from normalising the path (PITFALLS.md #2)."""
+    """`encoded=True` stops yarl from normalising the path (docs/pitfalls.md)."""
     tail = "cancel/" if op is Op.CANCEL else ""
     return yarl.URL(
         f"{base}/v1/merchants/{segment(merchant)}/payments/{segment(reference)}/{tail}",

@@ -2,7 +2,7 @@
 
     cancel-worker run INPUT [options]        cancel every payment reference in INPUT
     cancel-worker check INPUT [options]      query each payment's state, cancel nothing
-    cancel-worker sandbox [--host H] [--port P]
+    cancel-worker sandbox [--host H] [--port P] [options]
     cancel-worker merge-reports OUT REPORT...
 
 Exit codes: 0 all done, 1 finished with some references not canceled, 2 usage or

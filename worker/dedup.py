@@ -10,7 +10,7 @@ so it gets an exact set of 16-byte digests (documented as the one case whose mem
 grows with the input).
 
 Only valid rows take part: an `invalid` row was never sent, so a corrected copy of it
-later in the file is not "sent again" (CONTRACT.md: "duplicate ... is not sent again").
+later in the file is not "sent again" (README: "duplicate ... is not sent again").
 """
 
 from __future__ import annotations

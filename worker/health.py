@@ -1,6 +1,6 @@
 """Health: is the API failing for one reference, or for everyone?
 
-CONTRACT.md: a reference ends `failed` only when *its own* transient trouble outlasts
+The README promises: a reference ends `failed` only when *its own* transient trouble outlasts
 `--max-attempts`; while the API fails for everyone (an outage, a storm of 429s)
 references are held, not failed, and the run aborts (exit 3) only when nothing has
 succeeded for `--give-up-after` seconds.

@@ -7,7 +7,7 @@ from enum import StrEnum
 
 
 class Outcome(StrEnum):
-    """Final outcome of one reference (CONTRACT.md, "Outcomes")."""
+    """Final outcome of one reference (README, "Outcomes")."""
 
     CANCELED = "canceled"
     ALREADY_CANCELED = "already_canceled"

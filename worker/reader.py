@@ -294,7 +294,13 @@ class RowParser:
                 return
             self.lines += 1
             what = self._column_name(open_col)
-            out.append(_error(number, f"unbalanced quote in {what}: it does not close on its line"))
+            out.append(
+                _error(
+                    number,
+                    f"unbalanced quote in {what}: it does not close on its line "
+                    f"(the line: {_excerpt(text)})",
+                )
+            )
             return
         self.lines += 1
         self._record(number, fields, error, out)
@@ -361,6 +367,12 @@ class RowParser:
                     _cell(fields, columns.comment),
                 )
             )
+
+
+def _excerpt(text: str, limit: int = 60) -> str:
+    """A short, printable, quoted look at a bad line, for the operator to find it."""
+    shown = printable(text.removesuffix("\r"))
+    return repr(shown[:limit] + ("..." if len(shown) > limit else ""))
 
 
 def _error(number: int, reason: str) -> Parsed:

@@ -43,7 +43,7 @@ FILE_MODE = 0o640
 #: so that no row it wrote can ever be unreadable on resume.
 csv.field_size_limit(1 << 26)
 
-#: Outcomes after which `run` never sends a reference again (CONTRACT.md "Resume").
+#: Outcomes after which `run` never sends a reference again (README, "Resume").
 RUN_FINAL = frozenset(
     {
         Outcome.CANCELED,
