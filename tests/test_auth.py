@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from tests.support import sandbox
-from worker.auth import (
+from worker.bambora.auth import (
     AuthUnavailable,
     ClientCredentials,
     CredentialsRefused,

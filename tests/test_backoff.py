@@ -8,7 +8,7 @@ import pytest
 import tenacity.wait
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
-from worker.backoff import BACKOFF, MAX_BACKOFF, RetryLater
+from worker.bambora.backoff import BACKOFF, MAX_BACKOFF, RetryLater
 
 
 def failed_try(exc: BaseException, attempt: int) -> RetryCallState:

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 import pytest
 import tenacity.wait
 
-from worker.api import Op, Reply
-from worker.canceller import CALLS_PER_TRY, SPARE_CALLS, Canceller
-from worker.health import Health
-from worker.models import Outcome, Row
-from worker.throttle import Throttle
+from worker.bambora.api import Op, Reply
+from worker.control.health import Health
+from worker.control.throttle import Throttle
+from worker.model import Outcome, Row
+from worker.run.canceller import CALLS_PER_TRY, SPARE_CALLS, Canceller
 
 ROW = Row(line=2, merchant="T1", reference="order-1")
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.config import (
+from worker.settings import (
     ConfigError,
     Mode,
     Settings,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from worker.dedup import CandidateDeduper, ExactDeduper, find_candidates, key_of
+from worker.input.dedup import CandidateDeduper, ExactDeduper, find_candidates, key_of
 
 
 def test_two_pass_is_exact_and_keeps_few_candidates() -> None:

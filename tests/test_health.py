@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from worker.health import ApiUnreachable, Health
+from worker.control.health import ApiUnreachable, Health
 
 
 class Clock:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from worker.api import Op, Reply
-from worker.models import Outcome
-from worker.outcomes import Final, Next, Reauth, Step, decide, is_api_trouble
+from worker.bambora.api import Op, Reply
+from worker.decide import Final, Next, Reauth, Step, decide, is_api_trouble
+from worker.model import Outcome
 
 CANCEL = Step(Op.CANCEL)
 CANCEL_AFTER_DOUBT = Step(Op.CANCEL, maybe_landed=True)

@@ -6,7 +6,7 @@ import io
 
 from rich.console import Console
 
-from worker.progress import BarProgress, Snapshot
+from worker.observe.progress import BarProgress, Snapshot
 
 
 def test_snapshot_rate_and_eta() -> None:

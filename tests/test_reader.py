@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from worker.models import Outcome, Rejected, Row
-from worker.reader import MAX_LINE, InputError, Lines, TooLong, open_input, validate
+from worker.input.source import MAX_LINE, InputError, Lines, TooLong, open_input, validate
+from worker.model import Outcome, Rejected, Row
 
 
 def rows(path: Path, merchant: str | None = "M0", fmt: str | None = None) -> list[Row | Rejected]:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from worker.dedup import key_of
-from worker.models import REPORT_COLUMNS, Outcome, Result
-from worker.report import (
+from worker.input.dedup import key_of
+from worker.model import REPORT_COLUMNS, Outcome, Result
+from worker.report.writer import (
     CHECK_FINAL,
     RUN_FINAL,
     IntentJournal,
@@ -166,13 +166,13 @@ def test_a_failed_write_leaves_no_half_row(tmp_path: Path, monkeypatch: pytest.M
             return real_write(fd, bytes(data[: len(data) // 2]))
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("worker.report.os.write", disk_fills_up)
+    monkeypatch.setattr("worker.report.writer.os.write", disk_fills_up)
     writer = ReportWriter(path)
     writer.open()
     with pytest.raises(StorageError, match=r"r.csv: No space left on device"):
         writer.write([result("b", Outcome.CANCELED, line=3)])
     assert calls == 2 and path.read_bytes() == before and writer.rows_written == 0
-    monkeypatch.setattr("worker.report.os.write", real_write)
+    monkeypatch.setattr("worker.report.writer.os.write", real_write)
     writer.write([result("b", Outcome.CANCELED, line=3)])  # space again: rows go on
     writer.close()
     assert load_report(path, RUN_FINAL).rows == 2

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 from tests.support import REPO, env_for, read_report, run_cli, sandbox, write_csv
-from worker.config import Shard
-from worker.shard import shard_of
+from worker.input.shard import shard_of
+from worker.settings import Shard
 
 PAIRS = [
     ("T1", "ref-0"),
@@ -26,7 +26,7 @@ KNOWN = {"7": [2, 5, 3, 0, 6, 2], "1000": [9, 13, 683, 899, 940, 191]}
 
 _IN_CHILD = """
 import json, sys
-from worker.shard import shard_of
+from worker.input.shard import shard_of
 pairs = json.loads(sys.argv[1])
 print(json.dumps({
     "salted": hash("T1"),

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from worker.throttle import MIN_RATE, WINDOW, Throttle
+from worker.control.throttle import MIN_RATE, WINDOW, Throttle
 
 
 class FakeTime:

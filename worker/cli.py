@@ -22,8 +22,11 @@ from typing import Any
 import click
 import structlog
 
-from worker import __version__, logs
-from worker.config import (
+from worker import __version__
+from worker.observe import logs
+from worker.run.job import EXIT_USAGE, Job, UsageError, prepare
+from worker.sandbox.cli import sandbox_command
+from worker.settings import (
     DEFAULT_API_URL,
     DEFAULT_AUTH_URL,
     MAX_COMMENT,
@@ -38,8 +41,6 @@ from worker.config import (
     environ,
     shard_from_env,
 )
-from worker.pipeline import EXIT_USAGE, Job, UsageError, prepare
-from worker.sandbox.cli import sandbox_command
 
 SANDBOX_TIMEOUT = 2.0
 
@@ -340,7 +341,7 @@ cli.add_command(sandbox_command, name="sandbox")
 )
 def merge_reports(out: str, reports: tuple[str, ...], input_path: str | None) -> None:
     """Combine shard reports into OUT, checking that no reference is missing or doubled."""
-    from worker.merge import MergeError, UnreadableReport, merge
+    from worker.report.merge import MergeError, UnreadableReport, merge
 
     logs.configure(None)
     try:

@@ -8,9 +8,9 @@ duplicates land in the same shard as its first row. Rows that cannot be keyed
 
 from __future__ import annotations
 
-from worker.config import Shard
-from worker.dedup import key_of
-from worker.models import Rejected, Row
+from worker.input.dedup import key_of
+from worker.model import Rejected, Row
+from worker.settings import Shard
 
 
 def shard_of(merchant: str, reference: str, count: int) -> int:

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from worker import logs
+from worker.observe import logs
 
 
 @dataclass(frozen=True)

@@ -26,9 +26,9 @@ import aiohttp
 import orjson
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay
 
-from worker.api import parse_retry_after
-from worker.backoff import BACKOFF, RetryLater
-from worker.config import SCOPE
+from worker.bambora.api import parse_retry_after
+from worker.bambora.backoff import BACKOFF, RetryLater
+from worker.settings import SCOPE
 
 DEFAULT_LIFETIME = 300.0
 

@@ -15,13 +15,13 @@ from typing import Protocol
 
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
-from worker.api import ApiClient, Op, Reply
-from worker.auth import CredentialsRefused, TokenProvider
-from worker.backoff import BACKOFF, RetryLater
-from worker.health import Health
-from worker.models import Outcome, Result, Row
-from worker.outcomes import Final, Next, Reauth, Step, decide, is_api_trouble
-from worker.throttle import Throttle
+from worker.bambora.api import ApiClient, Op, Reply
+from worker.bambora.auth import CredentialsRefused, TokenProvider
+from worker.bambora.backoff import BACKOFF, RetryLater
+from worker.control.health import Health
+from worker.control.throttle import Throttle
+from worker.decide import Final, Next, Reauth, Step, decide, is_api_trouble
+from worker.model import Outcome, Result, Row
 
 #: 401s in a row for one reference before we call the credentials refused.
 MAX_REAUTH = 2

@@ -32,8 +32,8 @@ from typing import IO, Any
 
 import orjson
 
-from worker.config import MAX_COMMENT, MAX_MERCHANT, MAX_REFERENCE
-from worker.models import Outcome, Rejected, Row
+from worker.model import Outcome, Rejected, Row
+from worker.settings import MAX_COMMENT, MAX_MERCHANT, MAX_REFERENCE
 
 REFERENCE_KEYS = ("payment_reference", "reference", "payment")
 MERCHANT_KEYS = ("merchant_number", "merchant")

@@ -28,17 +28,17 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, I
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from worker import logs, progress
-from worker.api import ApiClient, make_session
-from worker.auth import AuthUnavailable, ClientCredentials, CredentialsRefused, StaticToken
-from worker.canceller import Canceller, Stats
-from worker.config import Mode, Settings
-from worker.dedup import CandidateDeduper, Deduper, ExactDeduper, find_candidates, key_of
-from worker.health import ApiUnreachable, Health
-from worker.models import SUCCESS_OUTCOMES, Outcome, Rejected, Result, Row
-from worker.progress import Snapshot, View
-from worker.reader import CHUNK, InputError, Parsed, Source, open_input, validate
-from worker.report import (
+from worker.bambora.api import ApiClient, make_session
+from worker.bambora.auth import AuthUnavailable, ClientCredentials, CredentialsRefused, StaticToken
+from worker.control.health import ApiUnreachable, Health
+from worker.control.throttle import Throttle
+from worker.input.dedup import CandidateDeduper, Deduper, ExactDeduper, find_candidates, key_of
+from worker.input.shard import in_shard
+from worker.input.source import CHUNK, InputError, Parsed, Source, open_input, validate
+from worker.model import SUCCESS_OUTCOMES, Outcome, Rejected, Result, Row
+from worker.observe import logs, progress
+from worker.observe.progress import Snapshot, View
+from worker.report.writer import (
     CHECK_FINAL,
     RUN_FINAL,
     IntentJournal,
@@ -51,8 +51,8 @@ from worker.report import (
     load_report,
     repair_torn_tail,
 )
-from worker.shard import in_shard
-from worker.throttle import Throttle
+from worker.run.canceller import Canceller, Stats
+from worker.settings import Mode, Settings
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE, EXIT_ABORTED = 0, 1, 2, 3
 EXIT_SIGINT, EXIT_SIGTERM = 130, 143
@@ -516,7 +516,7 @@ class Job:
                     code = EXIT_ABORTED
         elapsed = time.monotonic() - self._started
         if self.s.pushgateway:
-            from worker.metrics import push
+            from worker.observe.metrics import push
 
             push(
                 self.s.pushgateway,

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry, Gauge, pushadd_to_gateway
 
-from worker import logs
+from worker.observe import logs
 
 COMPLETE_CODES = (0, 1)
 

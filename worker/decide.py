@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from worker.api import Op, Reply
-from worker.models import Outcome
+from worker.bambora.api import Op, Reply
+from worker.model import Outcome
 
 CANCELED_STATE = "Canceled"
 AUTHORIZED_STATE = "Authorized"

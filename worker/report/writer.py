@@ -33,8 +33,8 @@ from typing import IO, Any
 
 import orjson
 
-from worker.dedup import key_of
-from worker.models import REPORT_COLUMNS, Outcome, Result
+from worker.input.dedup import key_of
+from worker.model import REPORT_COLUMNS, Outcome, Result
 
 FSYNC_INTERVAL = 1.0
 #: Reports and journals name merchants and payments: not for every local user to read.

@@ -15,9 +15,9 @@ from typing import Any
 
 import orjson
 
-from worker.models import REPORT_COLUMNS, Outcome
-from worker.reader import InputError, open_input
-from worker.report import UNSENT, ReportError, is_jsonl, read_records
+from worker.input.source import InputError, open_input
+from worker.model import REPORT_COLUMNS, Outcome
+from worker.report.writer import UNSENT, ReportError, is_jsonl, read_records
 
 SHARD_NAME = re.compile(r"\.shard-(\d+)-of-(\d+)\.")
 

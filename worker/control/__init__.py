@@ -1,0 +1,1 @@
+"""Control: how fast (throttle) and whether at all (health) the workers may send."""

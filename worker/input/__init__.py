@@ -1,0 +1,5 @@
+"""Input: bytes of a file or pipe -> physical lines -> rows -> admitted rows.
+
+source opens and reads (once per pass), lines splits, rows parses CSV/JSONL,
+validate applies the row rules, admission decides per row (shard, dedup, resume).
+"""

@@ -1,0 +1,1 @@
+"""Observe: what people and machines see of a run: logs, progress, metrics."""
