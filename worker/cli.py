@@ -13,36 +13,27 @@ input error (nothing sent), 3 aborted (credentials refused or API unreachable),
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import Callable, Coroutine
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import click
-import structlog
 
 from worker import __version__
+from worker.model import Mode
 from worker.observe import logs
-from worker.run.job import EXIT_USAGE, Job, UsageError, prepare
+from worker.run.prepare import UsageError, prepare
+from worker.run.summary import EXIT_USAGE
 from worker.sandbox.cli import sandbox_command
 from worker.settings import (
-    DEFAULT_API_URL,
-    DEFAULT_AUTH_URL,
     MAX_COMMENT,
+    SANDBOX_TIMEOUT,
     ConfigError,
-    Credentials,
-    Mode,
-    Settings,
-    Shard,
-    check_url,
-    credentials_from_env,
-    default_report,
-    environ,
-    shard_from_env,
+    build_settings,
+    default,
 )
-
-SANDBOX_TIMEOUT = 2.0
 
 
 def _fail_usage(message: str) -> None:
@@ -82,21 +73,21 @@ def _job_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--concurrency",
             type=click.IntRange(1, 1024),
-            default=8,
+            default=default("concurrency"),
             show_default=True,
             help="Requests in flight at most.",
         ),
         click.option(
             "--rate",
             type=click.FloatRange(0),
-            default=20.0,
+            default=default("rate"),
             show_default=True,
             help="API requests per second at most, all workers together (no 1-second window carries more than RATE + 1; token requests not counted). 0 means no limit.",
         ),
         click.option(
             "--max-attempts",
             type=click.IntRange(1, 100),
-            default=5,
+            default=default("max_attempts"),
             show_default=True,
             help="Tries per reference for transient failures.",
         ),
@@ -104,7 +95,7 @@ def _job_options(func: Callable[..., Any]) -> Callable[..., Any]:
             "--timeout",
             type=click.FloatRange(0.1),
             default=None,
-            help="Seconds per HTTP request. [default: 15; 2 with --sandbox]",
+            help=f"Seconds per HTTP request. [default: {default('timeout'):g}; {SANDBOX_TIMEOUT:g} with --sandbox]",
         ),
         click.option(
             "--comment",
@@ -113,21 +104,21 @@ def _job_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--give-up-after",
             type=click.FloatRange(1),
-            default=300.0,
+            default=default("give_up_after"),
             show_default=True,
             help="Abort (exit 3) when no API request has succeeded for this many seconds.",
         ),
         click.option(
             "--grace-seconds",
             type=click.FloatRange(0),
-            default=20.0,
+            default=default("grace_seconds"),
             show_default=True,
             help="On SIGTERM/SIGINT, how long in-flight requests may finish.",
         ),
         click.option(
             "--progress-seconds",
             type=click.FloatRange(0.1),
-            default=5.0,
+            default=default("progress_seconds"),
             show_default=True,
             help="Seconds between progress log lines.",
         ),
@@ -155,7 +146,7 @@ def _job_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--log-level",
             type=click.Choice(["debug", "info", "warning"]),
-            default="info",
+            default=default("log_level"),
             show_default=True,
             help="debug adds one event per reference.",
         ),
@@ -166,7 +157,7 @@ def _job_options(func: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--job-name",
-            default="cancel-worker",
+            default=default("job_name"),
             show_default=True,
             help="Job label for --pushgateway.",
         ),
@@ -181,53 +172,9 @@ def _job_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def build_settings(mode: Mode, kw: dict[str, Any]) -> Settings:
-    """Options + environment -> Settings; raises ConfigError (exit 2)."""
-    env = environ()
-    shard = (
-        Shard.parse(kw["shard_text"]) if kw.get("shard_text") else (shard_from_env(env) or Shard())
-    )
-    report = Path(kw["report"]) if kw.get("report") else default_report(kw["input"], shard)
-    comment = kw.get("comment")
-    if comment is not None and len(comment) > MAX_COMMENT:
-        raise ConfigError(f"--comment is {len(comment)} characters; at most {MAX_COMMENT}")
-    sandbox, dry_run = bool(kw.get("sandbox")), bool(kw.get("dry_run"))
-    timeout = kw.get("timeout") or (SANDBOX_TIMEOUT if sandbox else 15.0)
-    api_url = check_url("BAMBORA_API_URL", env.get("BAMBORA_API_URL") or DEFAULT_API_URL)
-    auth_url = check_url("BAMBORA_AUTH_URL", env.get("BAMBORA_AUTH_URL") or DEFAULT_AUTH_URL)
-    credentials = Credentials() if (sandbox or dry_run) else credentials_from_env(env)
-    merchant = (kw.get("merchant") or "").strip() or None
-    return Settings(
-        mode=mode,
-        input=kw["input"],
-        report=report,
-        input_format=kw.get("input_format"),
-        merchant=merchant,
-        concurrency=kw["concurrency"],
-        rate=kw["rate"] or None,
-        max_attempts=kw["max_attempts"],
-        timeout=timeout,
-        comment=comment or None,
-        give_up_after=kw["give_up_after"],
-        grace_seconds=kw["grace_seconds"],
-        progress_seconds=kw["progress_seconds"],
-        dry_run=dry_run,
-        sandbox=sandbox,
-        shard=shard,
-        log_format=kw.get("log_format"),
-        log_level=kw.get("log_level") or "info",
-        api_url=api_url,
-        auth_url=auth_url,
-        credentials=credentials,
-        use_uvloop=not kw.get("no_uvloop"),
-        pushgateway=kw.get("pushgateway") or None,
-        job_name=kw.get("job_name") or "cancel-worker",
-    )
-
-
 def _job(mode: Mode, kw: dict[str, Any]) -> None:
     try:
-        settings = build_settings(mode, kw)
+        settings = build_settings(mode, kw, os.environ)
     except ConfigError as exc:
         _fail_usage(str(exc))
         return
@@ -238,46 +185,14 @@ def _job(mode: Mode, kw: dict[str, Any]) -> None:
     except UsageError as exc:
         _fail_usage(str(exc))
         return
-
-    async def main() -> int:
-        job = Job(prepared)
-        structlog.contextvars.bind_contextvars(run_id=job.run_id)
-        if not settings.sandbox:
-            logs.log.info("start", **_start_fields(settings))
-            return await job.execute()
-        from worker.sandbox import SandboxConfig, SandboxServer
-
-        config = SandboxConfig(slow_delay=settings.timeout + 1.0)
-        async with SandboxServer(config, host="127.0.0.1", port=0) as server:
-            sandboxed = replace(
-                settings,
-                api_url=server.api_url,
-                auth_url=server.auth_url,
-                credentials=Credentials(config.client_id, config.client_secret),
-            )
-            logs.REDACTOR.add(config.client_secret)
-            job.s = job.p.settings = sandboxed
-            logs.log.info("start", sandbox=server.url, **_start_fields(sandboxed))
-            return await job.execute()
+    from worker.run.main import execute
 
     try:
-        code = _run_loop(main, settings.use_uvloop)
+        code = _run_loop(lambda: execute(prepared), settings.use_uvloop)
     except UsageError as exc:
         _fail_usage(str(exc))
         return
     sys.exit(code)
-
-
-def _start_fields(s: Settings) -> dict[str, Any]:
-    return {
-        "mode": "dry-run" if s.dry_run else s.mode.value,
-        "input": s.input,
-        "report": str(s.report),
-        "concurrency": s.concurrency,
-        "rate": s.rate,
-        "shard": f"{s.shard.index}/{s.shard.count}",
-        "api_url": s.api_url,
-    }
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from worker.bambora.api import Op, Reply
-from worker.model import Outcome
+from worker.model import Op, Outcome, Reply
 
 CANCELED_STATE = "Canceled"
 AUTHORIZED_STATE = "Authorized"

@@ -1,9 +1,18 @@
-"""The few value types every stage shares: an input row, an outcome, a report row."""
+"""The value types every stage shares: rows, outcomes, results, API calls and replies.
+
+Plain data only: this module imports nothing that does I/O, so `decide` (which reads
+only these) stays a pure function.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+
+
+class Mode(StrEnum):
+    RUN = "run"
+    CHECK = "check"
 
 
 class Outcome(StrEnum):
@@ -25,6 +34,21 @@ class Outcome(StrEnum):
 SUCCESS_OUTCOMES = frozenset(
     {Outcome.CANCELED, Outcome.ALREADY_CANCELED, Outcome.WOULD_CANCEL, Outcome.CHECKED}
 )
+
+#: Outcomes after which `run` never sends a reference again (README, "Resume").
+RUN_FINAL = frozenset(
+    {
+        Outcome.CANCELED,
+        Outcome.ALREADY_CANCELED,
+        Outcome.NOT_CANCELABLE,
+        Outcome.NOT_FOUND,
+        Outcome.REJECTED,
+    }
+)
+#: What `check` treats as done on resume.
+CHECK_FINAL = frozenset({Outcome.CHECKED, Outcome.NOT_FOUND, Outcome.REJECTED})
+#: Rows never sent; remembered by line so that a rerun does not report them twice.
+UNSENT = frozenset({Outcome.INVALID, Outcome.DUPLICATE})
 
 REPORT_COLUMNS: tuple[str, ...] = (
     "line",
@@ -74,3 +98,26 @@ class Result:
     payment_state: str | None = None
     attempts: int = 0
     detail: str | None = None
+
+
+class Op(StrEnum):
+    CANCEL = "cancel"
+    QUERY = "query"
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What one HTTP exchange produced.
+
+    `status` is None when no answer came back; then `error_type` is a local name
+    (`timeout`, `connection_error`, `disconnected`) and `maybe_sent` says whether the
+    server may have received, and acted on, the request.
+    """
+
+    status: int | None
+    error_type: str | None = None
+    title: str | None = None
+    detail: str | None = None
+    payment_state: str | None = None
+    retry_after: float | None = None
+    maybe_sent: bool = True

@@ -8,13 +8,14 @@ lives here and raises `ConfigError`, which the CLI turns into exit 2.
 from __future__ import annotations
 
 import ipaddress
-import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from enum import StrEnum
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import yarl
+
+from worker.model import Mode
 
 DEFAULT_API_URL = "https://api.bambora.com"
 DEFAULT_AUTH_URL = "https://auth.bambora.com/connect/token"
@@ -27,11 +28,6 @@ MAX_MERCHANT = 2000
 
 class ConfigError(Exception):
     """A usage or configuration problem found before any request: exit 2."""
-
-
-class Mode(StrEnum):
-    RUN = "run"
-    CHECK = "check"
 
 
 @dataclass(frozen=True)
@@ -105,6 +101,67 @@ class Settings:
         # The API URL is a base that paths are appended to, so a trailing '/' would
         # double up; the auth URL is a whole endpoint and is used exactly as given.
         object.__setattr__(self, "api_url", self.api_url.rstrip("/"))
+
+
+_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(Settings)}
+#: `--timeout` with `--sandbox`: the sandbox's stalls resolve quickly.
+SANDBOX_TIMEOUT = 2.0
+
+
+def build_settings(mode: Mode, kw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
+    """The CLI's options and the environment -> Settings; raises ConfigError (exit 2).
+
+    An option left out (None, or absent from `kw`) takes the `Settings` default.
+    """
+    shard = (
+        Shard.parse(kw["shard_text"]) if kw.get("shard_text") else (shard_from_env(env) or Shard())
+    )
+    report = Path(kw["report"]) if kw.get("report") else default_report(kw["input"], shard)
+    comment = kw.get("comment")
+    if comment is not None and len(comment) > MAX_COMMENT:
+        raise ConfigError(f"--comment is {len(comment)} characters; at most {MAX_COMMENT}")
+    sandbox, dry_run = bool(kw.get("sandbox")), bool(kw.get("dry_run"))
+    timeout = kw.get("timeout") or (SANDBOX_TIMEOUT if sandbox else default("timeout"))
+    api_url = check_url("BAMBORA_API_URL", env.get("BAMBORA_API_URL") or default("api_url"))
+    auth_url = check_url("BAMBORA_AUTH_URL", env.get("BAMBORA_AUTH_URL") or default("auth_url"))
+    credentials = Credentials() if (sandbox or dry_run) else credentials_from_env(env)
+    merchant = (kw.get("merchant") or "").strip() or None
+    return Settings(
+        mode=mode,
+        input=kw["input"],
+        report=report,
+        input_format=kw.get("input_format"),
+        merchant=merchant,
+        concurrency=_given(kw, "concurrency"),
+        rate=_given(kw, "rate") or None,
+        max_attempts=_given(kw, "max_attempts"),
+        timeout=timeout,
+        comment=comment or None,
+        give_up_after=_given(kw, "give_up_after"),
+        grace_seconds=_given(kw, "grace_seconds"),
+        progress_seconds=_given(kw, "progress_seconds"),
+        dry_run=dry_run,
+        sandbox=sandbox,
+        shard=shard,
+        log_format=kw.get("log_format"),
+        log_level=_given(kw, "log_level"),
+        api_url=api_url,
+        auth_url=auth_url,
+        credentials=credentials,
+        use_uvloop=not kw.get("no_uvloop"),
+        pushgateway=kw.get("pushgateway") or None,
+        job_name=_given(kw, "job_name"),
+    )
+
+
+def default(name: str) -> Any:
+    """A setting's default: the one place defaults live (the CLI shows these)."""
+    return _DEFAULTS[name]
+
+
+def _given(kw: Mapping[str, Any], name: str) -> Any:
+    value = kw.get(name)
+    return default(name) if value is None else value
 
 
 def is_loopback(host: str | None) -> bool:
@@ -191,7 +248,3 @@ def shard_from_env(env: Mapping[str, str]) -> Shard | None:
     if index is None or count is None:
         raise ConfigError("JOB_COMPLETION_INDEX and SHARD_COUNT must be set together")
     return Shard.parse(f"{index.strip()}/{count.strip()}")
-
-
-def environ() -> Mapping[str, str]:
-    return os.environ

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import email.utils
 import time
-from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 from urllib.parse import quote
 
@@ -19,31 +17,10 @@ import aiohttp
 import orjson
 import yarl
 
+from worker.model import Op, Reply
+
 API_VERSION = "1"
 MAX_RETRY_AFTER = 60.0
-
-
-class Op(StrEnum):
-    CANCEL = "cancel"
-    QUERY = "query"
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """What one HTTP exchange produced.
-
-    `status` is None when no answer came back; then `error_type` is a local name
-    (`timeout`, `connection_error`, `disconnected`) and `maybe_sent` says whether the
-    server may have received, and acted on, the request.
-    """
-
-    status: int | None
-    error_type: str | None = None
-    title: str | None = None
-    detail: str | None = None
-    payment_state: str | None = None
-    retry_after: float | None = None
-    maybe_sent: bool = True
 
 
 def segment(value: str) -> str:

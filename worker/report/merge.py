@@ -15,9 +15,10 @@ from typing import Any
 
 import orjson
 
-from worker.input.source import InputError, open_input
-from worker.model import REPORT_COLUMNS, Outcome
-from worker.report.writer import UNSENT, ReportError, is_jsonl, read_records
+from worker.input.lines import InputError
+from worker.input.source import open_input
+from worker.model import REPORT_COLUMNS, UNSENT, Outcome
+from worker.report.records import ReportError, is_jsonl, read_records
 
 SHARD_NAME = re.compile(r"\.shard-(\d+)-of-(\d+)\.")
 

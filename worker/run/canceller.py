@@ -15,13 +15,13 @@ from typing import Protocol
 
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
-from worker.bambora.api import ApiClient, Op, Reply
+from worker.bambora.api import ApiClient
 from worker.bambora.auth import CredentialsRefused, TokenProvider
 from worker.bambora.backoff import BACKOFF, RetryLater
 from worker.control.health import Health
 from worker.control.throttle import Throttle
 from worker.decide import Final, Next, Reauth, Step, decide, is_api_trouble
-from worker.model import Outcome, Result, Row
+from worker.model import Op, Outcome, Reply, Result, Row
 
 #: 401s in a row for one reference before we call the credentials refused.
 MAX_REAUTH = 2
@@ -98,9 +98,6 @@ class Canceller:
         # A payment that answered cleanly in this run: asking about it again tells an
         # outage from one reference's own trouble when nobody else is sending.
         self._known_good: tuple[str, str] | None = None
-
-    def attach_journal(self, journal: Journal) -> None:
-        self._journal = journal
 
     async def process(self, row: Row, *, maybe_landed: bool = False) -> Result:
         """`maybe_landed`: a killed earlier run may have sent this cancel; query first."""

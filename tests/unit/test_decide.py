@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from worker.bambora.api import Op, Reply
 from worker.decide import Final, Next, Reauth, Step, decide, is_api_trouble
-from worker.model import Outcome
+from worker.model import Op, Outcome, Reply
 
 CANCEL = Step(Op.CANCEL)
 CANCEL_AFTER_DOUBT = Step(Op.CANCEL, maybe_landed=True)

@@ -11,7 +11,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from tests.conftest import CompatAioresponses
-from worker.bambora.api import ApiClient, Op, make_session, parse_retry_after, payment_url, segment
+from worker.bambora.api import ApiClient, make_session, parse_retry_after, payment_url, segment
+from worker.model import Op
 
 NASTY = ["a/b", "q?x=1", "frag#1", "100%", "sp ace", ".", "..", "Zürich€", "a+b", "x;y", "~t"]
 

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from worker.input.source import MAX_LINE, InputError, Lines, TooLong, open_input, validate
+from worker.input.lines import MAX_LINE, InputError, Lines, TooLong
+from worker.input.source import open_input
+from worker.input.validate import validate
 from worker.model import Outcome, Rejected, Row
 
 

@@ -13,10 +13,9 @@ from dataclasses import dataclass, field
 import pytest
 import tenacity.wait
 
-from worker.bambora.api import Op, Reply
 from worker.control.health import Health
 from worker.control.throttle import Throttle
-from worker.model import Outcome, Row
+from worker.model import Op, Outcome, Reply, Row
 from worker.run.canceller import CALLS_PER_TRY, SPARE_CALLS, Canceller
 
 ROW = Row(line=2, merchant="T1", reference="order-1")

@@ -1,0 +1,315 @@
+"""Rows: physical lines to `Parsed` rows, for CSV (with its header) or JSON Lines.
+
+Every physical line is accounted for: it is the header, part of exactly one row, or
+blank. A CSV quote may span lines only in the `comment` column, and only for as many
+characters as a comment may have; any other quote that does not close on its own line
+is a stray: that line becomes an `invalid` row and reading resumes at the next
+physical line, so one bad quote can never swallow the rest of a file.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from worker.input.lines import MAX_LINE, InputError, TooLong
+from worker.settings import MAX_COMMENT
+
+REFERENCE_KEYS = ("payment_reference", "reference", "payment")
+MERCHANT_KEYS = ("merchant_number", "merchant")
+COMMENT_KEYS = ("comment",)
+#: Separators tried, in order, when the header does not name a reference column.
+DELIMITERS = (",", ";", "\t", "|")
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """A row before validation: raw fields, or the reason it could not be parsed."""
+
+    line: int
+    reference: str | None
+    merchant: str | None
+    comment: str | None
+    error: str | None = None
+
+
+def _has_surrogates(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def printable(text: str | None) -> str:
+    """Text safe to write anywhere: undecodable bytes shown as U+FFFD."""
+    if text is None:
+        return ""
+    return text.encode("utf-8", "replace").decode("utf-8") if _has_surrogates(text) else text
+
+
+@dataclass(frozen=True, slots=True)
+class Columns:
+    """Where a CSV's fields are: positions of the known columns, the separator."""
+
+    names: tuple[str, ...]
+    reference: int
+    merchant: int | None
+    comment: int | None
+    delimiter: str = ","
+
+
+def _norm(name: str) -> str:
+    return name.strip().lstrip("\ufeff").strip().lower()
+
+
+def _columns_for(header: list[str], delimiter: str) -> Columns | None:
+    names = [_norm(h) for h in header]
+    ref = next((names.index(k) for k in REFERENCE_KEYS if k in names), None)
+    if ref is None:
+        return None
+    merchant = next((names.index(k) for k in MERCHANT_KEYS if k in names), None)
+    comment = next((names.index(k) for k in COMMENT_KEYS if k in names), None)
+    return Columns(tuple(h.strip() for h in header), ref, merchant, comment, delimiter)
+
+
+def parse_header(line: str, name: str) -> Columns:
+    """The CSV header: find the reference column, and the separator when it is not `,`."""
+    line = line.removeprefix("\ufeff").rstrip("\r")
+    if not line.strip():
+        raise InputError(f"{name}: line 1 is blank: a CSV input needs a header row")
+    for delimiter in DELIMITERS:
+        try:
+            header = next(csv.reader([line], delimiter=delimiter, strict=True))
+        except csv.Error as exc:
+            raise InputError(f"{name}: cannot read the CSV header (line 1): {exc}") from None
+        columns = _columns_for(header, delimiter)
+        if columns is not None:
+            return columns
+    found = next(csv.reader([line]))
+    raise InputError(
+        f"{name}: no reference column; the header (line 1) needs one of "
+        f"{', '.join(REFERENCE_KEYS)} (found: {printable(', '.join(found))[:200] or 'nothing'})"
+    )
+
+
+class RowParser:
+    """Physical lines to `Parsed` rows, for one format; the header is already known."""
+
+    def __init__(self, fmt: str, columns: Columns | None) -> None:
+        self._csv = fmt == "csv"
+        self._columns = columns
+        self._next = 1  # number of the next physical line
+        self._pending: list[str] = []  # lines of a CSV record whose comment spans lines
+        self._pending_start = 0
+        self._pending_chars = 0
+        self.lines = 0  # physical lines accounted for (the CSV header included)
+        self.blank = 0
+
+    def rows(self, lines: list[bytes | TooLong]) -> list[Parsed]:
+        out: list[Parsed] = []
+        todo: deque[tuple[int, bytes | str | TooLong]] = deque()
+        for raw in lines:
+            if self._next == 1 and self._csv:
+                self.lines += 1  # the header, checked by `parse_header` already
+            else:
+                todo.append((self._next, raw))
+            self._next += 1
+        self._drain(todo, out)
+        return out
+
+    def finish(self) -> list[Parsed]:
+        out: list[Parsed] = []
+        if self._pending:
+            todo: deque[tuple[int, bytes | str | TooLong]] = deque()
+            self._stray(todo, out)
+            self._drain(todo, out)
+        return out
+
+    def _drain(self, todo: deque[tuple[int, bytes | str | TooLong]], out: list[Parsed]) -> None:
+        while todo:
+            number, raw = todo.popleft()
+            if isinstance(raw, TooLong):
+                if self._pending:  # no comment is that long: the open quote was a stray
+                    todo.appendleft((number, raw))
+                    self._stray(todo, out)
+                    continue
+                self.lines += 1
+                out.append(_error(number, f"line is {int(raw):,} bytes; at most {MAX_LINE:,}"))
+            elif self._csv:
+                self._csv_line(number, raw, todo, out)
+            else:
+                self._jsonl_line(number, raw, out)
+
+    # JSON Lines ------------------------------------------------------------------
+
+    def _jsonl_line(self, number: int, raw: bytes | str, out: list[Parsed]) -> None:
+        self.lines += 1
+        data = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else raw
+        if number == 1 and data.startswith(codecs.BOM_UTF8):
+            data = data[len(codecs.BOM_UTF8) :]
+        if not data.strip():
+            self.blank += 1
+            return
+        out.append(parse_json_object(number, data))
+
+    # CSV -------------------------------------------------------------------------
+
+    def _csv_line(
+        self,
+        number: int,
+        raw: bytes | str,
+        todo: deque[tuple[int, bytes | str | TooLong]],
+        out: list[Parsed],
+    ) -> None:
+        text = raw if isinstance(raw, str) else raw.decode("utf-8", "surrogateescape")
+        if self._pending:
+            self._pending.append(text)
+            self._pending_chars += len(text) + 1
+            record = "\n".join(self._pending)
+            fields, error, open_col = self._split(record)
+            if open_col is not None:
+                if self._pending_chars > MAX_COMMENT:
+                    self._stray(todo, out)  # not a comment: a stray quote
+                return
+            start, span = self._pending_start, len(self._pending)
+            self._pending = []
+            self.lines += span
+            self._record(start, fields, error, out)
+            return
+        fields, error, open_col = self._split(text)
+        if open_col is not None:
+            columns = self._columns
+            if columns is not None and open_col == columns.comment:
+                self._pending, self._pending_start, self._pending_chars = [text], number, 0
+                return
+            self.lines += 1
+            what = self._column_name(open_col)
+            out.append(
+                _error(
+                    number,
+                    f"unbalanced quote in {what}: it does not close on its line "
+                    f"(the line: {_excerpt(text)})",
+                )
+            )
+            return
+        self.lines += 1
+        self._record(number, fields, error, out)
+
+    def _stray(self, todo: deque[tuple[int, bytes | str | TooLong]], out: list[Parsed]) -> None:
+        """The pending record's first line had a stray quote: report it, reread the rest."""
+        start, rest = self._pending_start, self._pending[1:]
+        self._pending = []
+        self.lines += 1
+        out.append(_error(start, "unbalanced quote in comment: it never closes"))
+        for offset, text in reversed(list(enumerate(rest, start=start + 1))):
+            todo.appendleft((offset, text))
+
+    def _split(self, text: str) -> tuple[list[str], str | None, int | None]:
+        """(fields, parse error, index of a quoted field still open at the end)."""
+        text = text.removesuffix("\r")
+        delimiter = self._columns.delimiter if self._columns else ","
+        if '"' not in text:
+            return text.split(delimiter), None, None
+        try:
+            fields = next(csv.reader([text], delimiter=delimiter, strict=True))
+        except csv.Error as exc:
+            if "unexpected end of data" not in str(exc):
+                return [], f"cannot parse CSV: {exc}", None
+        else:
+            return fields, self._bare_quote(text, fields), None
+        fields = next(csv.reader([text], delimiter=delimiter))
+        return fields, None, len(fields) - 1
+
+    def _bare_quote(self, text: str, fields: list[str]) -> str | None:
+        """A `"` inside an unquoted reference or merchant cell: the other half of a
+        quote that opened on an earlier line, or a typo; never a value to send.
+
+        Inside a quoted cell a quote is written doubled, so a quote in the value with
+        no `""` anywhere on the line was bare.
+        """
+        columns = self._columns
+        if columns is None or '""' in text:
+            return None
+        for col in (columns.reference, columns.merchant):
+            if col is not None and col < len(fields) and '"' in fields[col]:
+                return f"stray quote in {self._column_name(col)}"
+        return None
+
+    def _column_name(self, index: int) -> str:
+        columns = self._columns
+        if columns is not None and index < len(columns.names):
+            return f"column {columns.names[index]!r}"
+        return f"column {index + 1}"
+
+    def _record(self, number: int, fields: list[str], error: str | None, out: list[Parsed]) -> None:
+        if error is not None:
+            out.append(_error(number, error))
+        elif all(not f.strip() for f in fields):
+            self.blank += 1  # a line of only separators, as spreadsheets export
+        else:
+            columns = self._columns
+            assert columns is not None
+            out.append(
+                Parsed(
+                    number,
+                    _cell(fields, columns.reference),
+                    _cell(fields, columns.merchant),
+                    _cell(fields, columns.comment),
+                )
+            )
+
+
+def _excerpt(text: str, limit: int = 60) -> str:
+    """A short, printable, quoted look at a bad line, for the operator to find it."""
+    shown = printable(text.removesuffix("\r"))
+    return repr(shown[:limit] + ("..." if len(shown) > limit else ""))
+
+
+def _error(number: int, reason: str) -> Parsed:
+    return Parsed(number, None, None, None, error=reason)
+
+
+def _cell(fields: list[str], col: int | None) -> str | None:
+    if col is None or col >= len(fields):
+        return None
+    return fields[col]
+
+
+def _scalar(obj: dict[str, Any], keys: tuple[str, ...]) -> tuple[str | None, str | None]:
+    """The first present key's value as text; numbers allowed, other types are an error."""
+    for key in keys:
+        if key in obj:
+            value = obj[key]
+            if value is None:
+                return None, None
+            if isinstance(value, bool):
+                return None, f"{key} must be a string, got a boolean"
+            if isinstance(value, str):
+                return value, None
+            if isinstance(value, int):
+                return str(value), None
+            return None, f"{key} must be a string, got {type(value).__name__}"
+    return None, None
+
+
+def parse_json_object(number: int, data: bytes) -> Parsed:
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        # orjson counts lines and chars inside the one line it saw: only the column helps.
+        return _error(number, f"cannot parse JSON: {exc.msg} at column {exc.colno}")
+    if not isinstance(obj, dict):
+        return _error(number, "line is not a JSON object")
+    obj = {_norm(k): v for k, v in obj.items()}
+    reference, ref_err = _scalar(obj, REFERENCE_KEYS)
+    merchant, merchant_err = _scalar(obj, MERCHANT_KEYS)
+    comment, comment_err = _scalar(obj, COMMENT_KEYS)
+    return Parsed(
+        number, reference, merchant, comment, error=ref_err or merchant_err or comment_err
+    )

@@ -1,0 +1,58 @@
+"""Validate: the README's row rules, which decide whether a parsed row may be sent.
+
+A `Rejected` row is reported `invalid` and never sent; it echoes at most
+`ECHO_LIMIT` characters of its reference and merchant, so no input can make the
+report unreadable.
+"""
+
+from __future__ import annotations
+
+from worker.input.rows import Parsed, _has_surrogates, printable
+from worker.model import Outcome, Rejected, Row
+from worker.settings import MAX_COMMENT, MAX_MERCHANT, MAX_REFERENCE
+
+#: How much of an invalid row's reference or merchant the report echoes.
+ECHO_LIMIT = 200
+_CONTROL = frozenset(chr(c) for c in (*range(0x20), 0x7F))
+
+
+def _echo(text: str) -> str:
+    """What an invalid row's report echoes of a cell: printable, and at most ECHO_LIMIT."""
+    return printable(text[:ECHO_LIMIT])
+
+
+def _control(text: str) -> bool:
+    return not _CONTROL.isdisjoint(text)
+
+
+def validate(parsed: Parsed, default_merchant: str | None) -> Row | Rejected:
+    """Apply the README's row rules; `Rejected` rows are reported and never sent."""
+    reference = (parsed.reference or "").strip()
+    merchant = (parsed.merchant or "").strip() or (default_merchant or "").strip()
+    comment = parsed.comment if parsed.comment else None
+
+    def reject(reason: str) -> Rejected:
+        return Rejected(parsed.line, _echo(merchant), _echo(reference), Outcome.INVALID, reason)
+
+    if parsed.error:
+        return reject(parsed.error)
+    if _has_surrogates(reference) or _has_surrogates(merchant) or _has_surrogates(comment or ""):
+        return reject("row is not valid UTF-8")
+    if not reference:
+        return reject("empty payment reference")
+    if len(reference) > MAX_REFERENCE:
+        return reject(
+            f"payment reference is {len(reference)} characters; at most {MAX_REFERENCE}"
+            + (f" (the report shows the first {ECHO_LIMIT})" if len(reference) > ECHO_LIMIT else "")
+        )
+    if len(merchant) > MAX_MERCHANT:
+        return reject(f"merchant number is {len(merchant)} characters; at most {MAX_MERCHANT}")
+    if _control(reference) or _control(merchant):
+        return reject(
+            "payment reference or merchant number holds a line break or control character"
+        )
+    if comment is not None and len(comment) > MAX_COMMENT:
+        return reject(f"comment is {len(comment)} characters; at most {MAX_COMMENT}")
+    if not merchant:
+        return reject("no merchant number: add a merchant_number column or use --merchant")
+    return Row(parsed.line, merchant, reference, comment)

@@ -1,0 +1,77 @@
+"""The intent journal: which cancels may have gone out, for a rerun after a kill.
+
+Just before a reference's first cancel is sent, it is appended here. A rerun queries
+every journaled reference that has no final row before cancelling it, so a cancel
+that landed just before a kill is reported `canceled`, neither sent again nor
+mislabelled `already_canceled`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import orjson
+
+from worker.input.dedup import key_of
+from worker.report.resume import PriorRows
+from worker.report.storage import FILE_MODE, StorageError, append_whole
+
+
+def journal_path(report: Path) -> Path:
+    return report.with_name(report.name + ".journal")
+
+
+class IntentJournal:
+    """Append-only list of references whose cancel is about to be sent.
+
+    The file is created by the first record, so a run that sends nothing leaves none.
+    A record that cannot be written whole raises `StorageError` and its cancel is not
+    sent: the journal must never be behind what went out.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def record(self, merchant: str, reference: str) -> None:
+        if self._fd is None:
+            try:
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+            except OSError as exc:
+                raise StorageError(f"{self.path}: {exc.strerror or exc}") from None
+        append_whole(self._fd, orjson.dumps([merchant, reference]) + b"\n", self.path)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            try:
+                os.fsync(self._fd)
+            except OSError as exc:
+                raise StorageError(f"{self.path}: {exc.strerror or exc}") from None
+            finally:
+                os.close(self._fd)
+                self._fd = None
+
+    def discard(self) -> None:
+        with contextlib.suppress(StorageError):
+            self.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    @staticmethod
+    def load(path: Path, prior: PriorRows) -> set[bytes]:
+        """Keys whose cancel may have been sent by a killed run and that have no final row."""
+        pending: set[bytes] = set()
+        if not path.exists():
+            return pending
+        with open(path, "rb") as f:
+            for raw in f:
+                try:
+                    merchant, reference = orjson.loads(raw)
+                except (orjson.JSONDecodeError, ValueError, TypeError):
+                    continue  # a torn last line: that cancel was never sent
+                key = key_of(str(merchant), str(reference))
+                if key not in prior.done:
+                    pending.add(key)
+        return pending

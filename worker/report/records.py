@@ -1,0 +1,127 @@
+"""Records: reading a report back, strictly, for resume and for merge-reports alike.
+
+Only a torn *last* line (no final newline: a power cut mid-write) is forgiven; any
+other unreadable row is a `ReportError` (exit 2) naming the file and the line. A report
+edited by hand must never make a rerun forget what it already did.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from worker.model import REPORT_COLUMNS, Outcome
+
+#: Far above any field the writer writes (references, merchants and echoes are capped),
+#: so that no row it wrote can ever be unreadable on resume.
+csv.field_size_limit(1 << 26)
+
+
+class ReportError(Exception):
+    """The report cannot be used (exit 2 before any request)."""
+
+
+def is_jsonl(path: Path) -> bool:
+    return path.name.lower().endswith((".jsonl", ".ndjson"))
+
+
+def _whole_lines(f: IO[bytes], torn: list[int]) -> Iterator[bytes]:
+    """The file's lines that end in a newline; the length of a torn last line goes to `torn`."""
+    for raw in f:
+        if not raw.endswith(b"\n"):
+            torn.append(len(raw))
+            return
+        yield raw
+
+
+def _records_csv(path: Path, f: IO[bytes], torn: list[int]) -> Iterator[dict[str, str]]:
+    line_no = 0
+
+    def lines() -> Iterator[str]:
+        nonlocal line_no
+        for raw in _whole_lines(f, torn):
+            line_no += 1
+            yield raw.decode("utf-8", "surrogateescape")
+
+    reader = csv.reader(lines(), strict=True)
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:
+        raise _unreadable(path, 1, f"bad header: {exc}") from None
+    if header is None:
+        return
+    header = [h.lstrip("\ufeff") for h in header]
+    if tuple(header[: len(REPORT_COLUMNS)]) != REPORT_COLUMNS:
+        raise ReportError(
+            f"{path} exists but is not a cancel-worker report "
+            f"(header: {','.join(header)[:120]}); choose another --report or move it away"
+        )
+    while True:
+        start = line_no + 1
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            if "unexpected end of data" in str(exc):
+                raise _unreadable(path, start, "a quoted field never closes") from None
+            raise _unreadable(path, start, str(exc)) from None
+        if len(record) != len(header):
+            raise _unreadable(path, start, f"{len(record)} fields, the header has {len(header)}")
+        yield dict(zip(header, record, strict=True))
+
+
+def _records_jsonl(path: Path, f: IO[bytes], torn: list[int]) -> Iterator[dict[str, Any]]:
+    for number, raw in enumerate(_whole_lines(f, torn), start=1):
+        if not raw.strip():
+            continue
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise _unreadable(path, number, f"not JSON ({exc.msg})") from None
+        if not isinstance(doc, dict) or not _REQUIRED_KEYS.issubset(doc):
+            raise _unreadable(path, number, "not a report row (a JSON object with its columns)")
+        yield doc
+
+
+_REQUIRED_KEYS = frozenset(REPORT_COLUMNS)
+
+
+def _unreadable(path: Path, line: int, why: str) -> ReportError:
+    return ReportError(
+        f"report {path}, line {line}: {why}. The report is the record of what was done, "
+        "so the run stops rather than guess; restore or fix that line (or choose another "
+        "--report) and rerun"
+    )
+
+
+def read_records(path: Path, torn: list[int] | None = None) -> Iterator[dict[str, Any]]:
+    """Every row of a report, strictly (`ReportError` naming the line otherwise).
+
+    A torn last line is skipped and its length appended to `torn`; with `torn` None
+    it is an error as well (a report another tool is to trust must be whole).
+    """
+    found: list[int] = [] if torn is None else torn
+    with open(path, "rb") as f:
+        records = _records_jsonl(path, f, found) if is_jsonl(path) else _records_csv(path, f, found)
+        for number, rec in enumerate(records, start=1):
+            yield _checked(path, number, rec)
+    if torn is None and found:
+        raise ReportError(f"report {path}: its last line is cut short (no final newline)")
+
+
+def _checked(path: Path, number: int, rec: dict[str, Any]) -> dict[str, Any]:
+    outcome = rec.get("outcome")
+    if outcome not in _OUTCOMES:
+        raise ReportError(f"report {path}, row {number}: unknown outcome {str(outcome)[:40]!r}")
+    line = rec.get("line")
+    if isinstance(line, bool) or not (isinstance(line, int) or str(line).isdigit()):
+        raise ReportError(f"report {path}, row {number}: line is not a number: {str(line)[:40]!r}")
+    return rec
+
+
+_OUTCOMES = frozenset(o.value for o in Outcome)

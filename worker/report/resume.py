@@ -1,0 +1,85 @@
+"""Resume: what an existing report says a rerun may skip, per mode.
+
+The latest row of a reference wins. A `ResumePolicy` names the outcomes a mode takes
+as done and the ones that reopen a reference; rows never sent (`invalid`,
+`duplicate`) are remembered by line so that a rerun does not report them twice.
+Reading changes nothing on disk: `repair_torn_tail` is applied by the run once it is
+sure to start.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from worker.input.dedup import key_of
+from worker.model import CHECK_FINAL, RUN_FINAL, UNSENT, Mode, Outcome
+from worker.report.records import ReportError, read_records
+
+
+@dataclass(frozen=True)
+class ResumePolicy:
+    """Which latest rows mean "done" (never sent again) and which mean "do it again"."""
+
+    final: frozenset[Outcome]
+    reopen: frozenset[Outcome] = frozenset({Outcome.FAILED})
+
+
+RUN = ResumePolicy(RUN_FINAL)
+CHECK = ResumePolicy(CHECK_FINAL)
+
+
+def policy_for(mode: Mode) -> ResumePolicy:
+    return CHECK if mode is Mode.CHECK else RUN
+
+
+@dataclass
+class PriorRows:
+    """What an existing report says, in the latest-row view, for one mode."""
+
+    done: dict[bytes, Outcome] = field(default_factory=dict)  # key -> final outcome
+    unsent_lines: dict[int, Outcome] = field(default_factory=dict)  # invalid/duplicate lines
+    rows: int = 0
+    torn_bytes: int = 0  # a last line without its newline, to cut off before appending
+
+    def final(self, merchant: str, reference: str) -> Outcome | None:
+        return self.done.get(key_of(merchant, reference))
+
+
+def load_report(path: Path, policy: ResumePolicy) -> PriorRows:
+    """Read an existing report (latest row per reference wins); changes nothing on disk."""
+    prior = PriorRows()
+    if not path.exists():
+        return prior
+    if not path.is_file():
+        raise ReportError(f"report {path} is not a regular file")
+    torn: list[int] = []
+    try:
+        for rec in read_records(path, torn):
+            _apply(prior, rec, policy)
+    except OSError as exc:
+        raise ReportError(f"cannot read report {path}: {exc.strerror}") from None
+    prior.torn_bytes = sum(torn)
+    return prior
+
+
+def repair_torn_tail(path: Path, torn_bytes: int) -> None:
+    """Cut off a last line left without its newline (by a power cut mid-write)."""
+    if torn_bytes:
+        with open(path, "rb+") as f:
+            f.truncate(f.seek(0, os.SEEK_END) - torn_bytes)
+
+
+def _apply(prior: PriorRows, rec: dict[str, Any], policy: ResumePolicy) -> None:
+    outcome = Outcome(rec["outcome"])
+    prior.rows += 1
+    if outcome in UNSENT:
+        prior.unsent_lines[int(rec["line"])] = outcome
+        return
+    key = key_of(str(rec.get("merchant_number") or ""), str(rec.get("payment_reference") or ""))
+    if outcome in policy.final:
+        prior.done[key] = outcome
+    elif outcome in policy.reopen:
+        prior.done.pop(key, None)

@@ -1,0 +1,41 @@
+"""Files that must never hold half a row: whole appends, cut back on failure.
+
+`append_whole` is the one way the report and the journal grow. A short write is
+continued; a failed one (a full disk) is cut back with `ftruncate` to where the call
+began, so a later successful append never follows half a row, and `StorageError`
+(exit 3) names the file and the OS error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+from pathlib import Path
+
+#: Reports and journals name merchants and payments: not for every local user to read.
+FILE_MODE = 0o640
+
+
+class StorageError(Exception):
+    """The report or the journal could not be written: stop sending (exit 3)."""
+
+
+def append_whole(fd: int, data: bytes, path: Path) -> None:
+    """Append `data` completely or not at all; raises StorageError naming `path`.
+
+    A short write is continued; a failed one is cut back to where this call began,
+    so that a later successful append does not follow half a row.
+    """
+    start = os.lseek(fd, 0, os.SEEK_END)
+    view = memoryview(data)
+    try:
+        while view:
+            written = os.write(fd, view)
+            if written <= 0:
+                raise OSError(errno.EIO, "write wrote nothing")
+            view = view[written:]
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, start)
+        raise StorageError(f"{path}: {exc.strerror or exc}") from None

@@ -1,0 +1,82 @@
+"""Summary: the tally of a run, its exit code, and the one `summary` event.
+
+The exit code is a pure function of how the run ended (`Ending`) and what it
+counted (`Tally`), so every rule of the README's exit table is tested without a run.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from worker.model import SUCCESS_OUTCOMES, Outcome
+from worker.observe import logs
+
+EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE, EXIT_ABORTED = 0, 1, 2, 3
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143
+
+
+@dataclass
+class Tally:
+    """Rows in, rows out and outcomes in the latest-row view."""
+
+    rows_read: int = 0
+    rows_written: int = 0
+    rows_already_reported: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    decisive: Counter[str] = field(default_factory=Counter)  # without duplicates
+
+    def count(self, outcome: Outcome) -> None:
+        self.outcomes[outcome.value] += 1
+        if outcome is not Outcome.DUPLICATE:
+            self.decisive[outcome.value] += 1
+
+    @property
+    def rows_reported(self) -> int:
+        return self.rows_written + self.rows_already_reported
+
+
+@dataclass
+class Ending:
+    """How a run ended, as the job saw it."""
+
+    abort_reason: str | None = None
+    signal_code: int | None = None  # 130 / 143
+    input_done: bool = False
+    input_error: str | None = None
+    lines_read: int = 0
+    lines_lost: int = 0
+    blank_rows: int = 0
+    unwritten: int = 0  # finished rows the report could not take
+
+    @property
+    def complete(self) -> bool:
+        return self.abort_reason is None and self.signal_code is None and self.input_done
+
+
+def exit_code(end: Ending, tally: Tally) -> int:
+    """The README's exit table, in order of precedence."""
+    if end.abort_reason is not None:
+        return EXIT_ABORTED
+    if end.signal_code is not None:
+        return end.signal_code
+    if end.input_error is not None:
+        return EXIT_INCOMPLETE
+    if tally.rows_reported != tally.rows_read:
+        logs.log.error(
+            "rows_lost",
+            rows_read=tally.rows_read,
+            rows_reported=tally.rows_reported,
+            hint="some input rows have no report row; rerun the same command to finish them",
+        )
+        return EXIT_INCOMPLETE
+    if end.lines_lost:
+        logs.log.error(
+            "lines_lost",
+            lines_read=end.lines_read,
+            lines_unaccounted=end.lines_lost,
+            hint="some input lines became no row; this is a bug: please report it",
+        )
+        return EXIT_INCOMPLETE
+    bad = sum(n for o, n in tally.decisive.items() if Outcome(o) not in SUCCESS_OUTCOMES)
+    return EXIT_OK if bad == 0 else EXIT_INCOMPLETE

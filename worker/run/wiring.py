@@ -1,0 +1,107 @@
+"""Wiring: builds the collaborators of a run from its settings, in one place.
+
+`connect` opens the HTTP session and builds the token provider, the health gate, the
+throttle and the `Canceller` (or `DryRun`), and closes the session after. `sandboxed`
+starts the embedded sandbox for `--sandbox` and hands back settings aimed at it. The
+job itself builds nothing: its tests pass fakes instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, replace
+
+from worker.bambora.api import ApiClient, make_session
+from worker.bambora.auth import ClientCredentials, StaticToken
+from worker.control.health import Health
+from worker.control.throttle import Throttle
+from worker.model import Mode, Outcome, Result, Row
+from worker.observe import logs
+from worker.report.journal import IntentJournal
+from worker.run.canceller import Canceller, Stats
+from worker.settings import Credentials, Settings
+
+#: The outage streak grows with the workers in flight, up to this many (health.py).
+MAX_STREAK_WORKERS = 10
+
+
+class DryRun:
+    """Stands in for the canceller under `--dry-run`: every valid row would be sent."""
+
+    async def process(self, row: Row, *, maybe_landed: bool = False) -> Result:
+        return Result(row.line, row.merchant, row.reference, Outcome.WOULD_CANCEL)
+
+
+@dataclass
+class Wired:
+    """What a run sends through, and how many tokens it fetched (for the summary)."""
+
+    canceller: Canceller | DryRun
+    token_refreshes: Callable[[], int]
+
+
+def _no_tokens() -> int:
+    return 0
+
+
+@contextlib.asynccontextmanager
+async def connect(s: Settings, stats: Stats, journal: IntentJournal | None) -> AsyncIterator[Wired]:
+    if s.dry_run:
+        yield Wired(DryRun(), _no_tokens)
+        return
+    async with make_session(concurrency=s.concurrency, timeout=s.timeout) as session:
+        creds = s.credentials
+        tokens: ClientCredentials | StaticToken
+        if creds.token:
+            tokens = StaticToken(creds.token)
+        else:
+            assert creds.client_id and creds.client_secret
+            tokens = ClientCredentials(
+                session,
+                s.auth_url,
+                creds.client_id,
+                creds.client_secret,
+                timeout=s.timeout,
+                give_up_after=s.give_up_after,
+            )
+        # A streak of at least --max-attempts failures means "everyone is failing"
+        # (health.py explains why); larger with more workers in flight.
+        health = Health(
+            threshold=max(s.max_attempts, min(s.concurrency, MAX_STREAK_WORKERS)),
+            give_up_after=s.give_up_after,
+        )
+        canceller = Canceller(
+            ApiClient(session, s.api_url),
+            tokens,
+            Throttle(s.rate),
+            health,
+            max_attempts=s.max_attempts,
+            comment=s.comment,
+            check_only=s.mode is Mode.CHECK,
+            journal=journal,
+            stats=stats,
+        )
+        yield Wired(canceller, lambda: tokens.refreshes)
+
+
+@contextlib.asynccontextmanager
+async def sandboxed(s: Settings) -> AsyncIterator[tuple[Settings, str | None]]:
+    """With `--sandbox`: the embedded sandbox runs, and the settings point at it."""
+    if not s.sandbox:
+        yield s, None
+        return
+    from worker.sandbox import SandboxConfig, SandboxServer
+
+    config = SandboxConfig(slow_delay=s.timeout + 1.0)
+    async with SandboxServer(config, host="127.0.0.1", port=0) as server:
+        logs.REDACTOR.add(config.client_secret)
+        yield (
+            replace(
+                s,
+                api_url=server.api_url,
+                auth_url=server.auth_url,
+                credentials=Credentials(config.client_id, config.client_secret),
+            ),
+            server.url,
+        )
