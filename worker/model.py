@@ -50,6 +50,9 @@ CHECK_FINAL = frozenset({Outcome.CHECKED, Outcome.NOT_FOUND, Outcome.REJECTED})
 #: Rows never sent; remembered by line so that a rerun does not report them twice.
 UNSENT = frozenset({Outcome.INVALID, Outcome.DUPLICATE})
 
+#: How much of an error message a report row's `detail` keeps.
+DETAIL_LIMIT = 300
+
 REPORT_COLUMNS: tuple[str, ...] = (
     "line",
     "merchant_number",

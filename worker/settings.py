@@ -225,18 +225,17 @@ def credentials_from_env(env: Mapping[str, str]) -> Credentials:
     return Credentials(client_id=client_id, client_secret=secret)
 
 
-def default_report(input_arg: str, shard: Shard, fmt_suffix: str = ".csv") -> Path:
-    """`<INPUT name without suffixes>.report.csv` in the working directory."""
+def default_report(input_arg: str, shard: Shard) -> Path:
+    """`<INPUT name without suffixes>.report.csv` in the working directory (`-`: report.csv)."""
     if input_arg == "-":
-        stem = "report"
         name = "report"
     else:
         base = Path(input_arg).name
         stem = base.split(".", 1)[0] if not base.startswith(".") else base
         name = f"{stem or 'input'}.report"
     if shard.active:
-        return Path(f"{name}.shard-{shard.index}-of-{shard.count}{fmt_suffix}")
-    return Path(f"{name}{fmt_suffix}")
+        name = f"{name}.shard-{shard.index}-of-{shard.count}"
+    return Path(f"{name}.csv")
 
 
 def shard_from_env(env: Mapping[str, str]) -> Shard | None:

@@ -1,4 +1,4 @@
-"""Config: credentials from the environment, URL checks and shard parsing; all exit 2."""
+"""Settings: building them from options and the environment; credentials, URLs, shards."""
 
 from __future__ import annotations
 
@@ -7,12 +7,15 @@ from pathlib import Path
 import pytest
 
 from worker.settings import (
+    SANDBOX_TIMEOUT,
     ConfigError,
     Mode,
     Settings,
     Shard,
+    build_settings,
     check_url,
     credentials_from_env,
+    default,
     shard_from_env,
 )
 
@@ -141,3 +144,38 @@ def test_shard_from_the_kubernetes_environment() -> None:
         shard_from_env({"SHARD_COUNT": "4"})
     with pytest.raises(ConfigError, match="need 0 <= I < N"):
         shard_from_env({"JOB_COMPLETION_INDEX": "4", "SHARD_COUNT": "4"})
+
+
+ENV = {"BAMBORA_CLIENT_ID": "id", "BAMBORA_CLIENT_SECRET": "secret\n"}
+
+
+def test_options_left_out_take_the_one_set_of_defaults() -> None:
+    s = build_settings(Mode.RUN, {"input": "payments.csv"}, ENV)
+    assert (s.concurrency, s.rate, s.max_attempts, s.timeout) == (8, 20.0, 5, 15.0)
+    assert (s.give_up_after, s.grace_seconds, s.log_level) == (300.0, 20.0, "info")
+    assert s.report == Path("payments.report.csv")
+    assert s.credentials.client_secret == "secret"  # a trailing newline is not the secret
+    assert s.api_url == "https://api.bambora.com" and s.auth_url.endswith("/connect/token")
+    for name in ("concurrency", "rate", "max_attempts", "give_up_after", "grace_seconds"):
+        assert default(name) == getattr(Settings, name)
+
+
+def test_sandbox_and_dry_run_need_no_credentials_and_the_sandbox_is_quick() -> None:
+    sandboxed = build_settings(Mode.RUN, {"input": "-", "sandbox": True}, {})
+    assert sandboxed.timeout == SANDBOX_TIMEOUT and sandboxed.report == Path("report.csv")
+    assert (
+        build_settings(Mode.RUN, {"input": "x.csv", "dry_run": True}, {}).credentials.secrets()
+        == ()
+    )
+
+
+def test_rate_zero_means_no_limit_and_the_kubernetes_shard_env_is_read() -> None:
+    env = {**ENV, "JOB_COMPLETION_INDEX": "2", "SHARD_COUNT": "4"}
+    s = build_settings(Mode.CHECK, {"input": "in.jsonl.gz", "rate": 0.0}, env)
+    assert s.rate is None and s.shard == Shard(2, 4)
+    assert s.report == Path("in.report.shard-2-of-4.csv")
+
+
+def test_a_comment_over_its_limit_is_refused() -> None:
+    with pytest.raises(ConfigError, match="--comment"):
+        build_settings(Mode.RUN, {"input": "x.csv", "comment": "c" * 257}, ENV)

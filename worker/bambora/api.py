@@ -17,7 +17,7 @@ import aiohttp
 import orjson
 import yarl
 
-from worker.model import Op, Reply
+from worker.model import DETAIL_LIMIT, Op, Reply
 
 API_VERSION = "1"
 MAX_RETRY_AFTER = 60.0
@@ -157,4 +157,4 @@ class ApiClient:
 
 def _describe(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}"[:300]
+    return f"{type(exc).__name__}: {text}"[:DETAIL_LIMIT]

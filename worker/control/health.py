@@ -23,7 +23,6 @@ extra load a struggling API gets from us, whatever the concurrency.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 
@@ -65,6 +64,7 @@ class Health:
         self._closed = asyncio.Event()
         self._closed.set()
         self.last_ok = clock()
+        self.successes = 0  # good answers so far: "has anyone succeeded since?"
         self.outages = 0
         self.probes = 0
 
@@ -91,13 +91,24 @@ class Health:
                 self.probes += 1
                 return
             wait = min(self._next_probe - now, self.last_ok + self._give_up_after - now)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closed.wait(), timeout=max(wait, 0.001))
+            await self._until_closed_or(max(wait, 0.001))
         self.check_give_up()
+
+    async def _until_closed_or(self, seconds: float) -> None:
+        """Wait until the gate closes or `seconds` pass (through `asyncio.sleep`, so a
+        test that runs a fake clock by patching it runs this wait on that clock too)."""
+        closed = asyncio.ensure_future(self._closed.wait())
+        timer = asyncio.ensure_future(asyncio.sleep(seconds))
+        try:
+            await asyncio.wait((closed, timer), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closed.cancel()
+            timer.cancel()
 
     def record_ok(self) -> None:
         """Any answer that is not transient trouble: the API is there."""
         self.last_ok = self._clock()
+        self.successes += 1
         self._streak = 0
         self._streak_refs.clear()
         self._tokens = min(self._capacity, self._tokens + SUCCESS_REFUND)
@@ -135,14 +146,11 @@ class Health:
         self._next_probe = self._clock() + self._probe_interval
         self._closed.clear()
 
-    def quiet_since(self, moment: float) -> bool:
-        """True if no request of anyone has succeeded since `moment` (a `now()` value).
+    def quiet_since(self, successes: int) -> bool:
+        """True if no request of anyone has succeeded since `successes` was read.
 
         With few workers a streak cannot reach several references before one of them
         uses up its tries; then that reference's own trouble and an outage look alike,
         and the canceller asks the API about another payment to tell them apart.
         """
-        return self.last_ok < moment
-
-    def now(self) -> float:
-        return self._clock()
+        return self.successes == successes

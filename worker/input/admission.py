@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from worker.input.dedup import Deduper, key_of
-from worker.input.rows import Parsed
+from worker.input.parsed import Parsed
 from worker.input.shard import in_shard
 from worker.input.validate import validate
 from worker.model import Outcome, Rejected, Result, Row

@@ -57,10 +57,6 @@ class CandidateDeduper:
         self._candidates = candidates
         self._seen: set[bytes] = set()
 
-    @property
-    def candidates(self) -> int:
-        return len(self._candidates)
-
     def first_time(self, key: bytes) -> bool:
         if key not in self._candidates:
             return True

@@ -13,44 +13,22 @@ import codecs
 import csv
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
 
-import orjson
-
+from worker.input.jsonl import parse_json_object
 from worker.input.lines import MAX_LINE, InputError, TooLong
+from worker.input.parsed import (
+    COMMENT_KEYS,
+    MERCHANT_KEYS,
+    REFERENCE_KEYS,
+    Parsed,
+    error_row,
+    norm,
+    printable,
+)
 from worker.settings import MAX_COMMENT
 
-REFERENCE_KEYS = ("payment_reference", "reference", "payment")
-MERCHANT_KEYS = ("merchant_number", "merchant")
-COMMENT_KEYS = ("comment",)
 #: Separators tried, in order, when the header does not name a reference column.
 DELIMITERS = (",", ";", "\t", "|")
-
-
-@dataclass(frozen=True, slots=True)
-class Parsed:
-    """A row before validation: raw fields, or the reason it could not be parsed."""
-
-    line: int
-    reference: str | None
-    merchant: str | None
-    comment: str | None
-    error: str | None = None
-
-
-def _has_surrogates(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
-def printable(text: str | None) -> str:
-    """Text safe to write anywhere: undecodable bytes shown as U+FFFD."""
-    if text is None:
-        return ""
-    return text.encode("utf-8", "replace").decode("utf-8") if _has_surrogates(text) else text
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,12 +42,8 @@ class Columns:
     delimiter: str = ","
 
 
-def _norm(name: str) -> str:
-    return name.strip().lstrip("\ufeff").strip().lower()
-
-
 def _columns_for(header: list[str], delimiter: str) -> Columns | None:
-    names = [_norm(h) for h in header]
+    names = [norm(h) for h in header]
     ref = next((names.index(k) for k in REFERENCE_KEYS if k in names), None)
     if ref is None:
         return None
@@ -140,7 +114,7 @@ class RowParser:
                     self._stray(todo, out)
                     continue
                 self.lines += 1
-                out.append(_error(number, f"line is {int(raw):,} bytes; at most {MAX_LINE:,}"))
+                out.append(error_row(number, f"line is {int(raw):,} bytes; at most {MAX_LINE:,}"))
             elif self._csv:
                 self._csv_line(number, raw, todo, out)
             else:
@@ -191,7 +165,7 @@ class RowParser:
             self.lines += 1
             what = self._column_name(open_col)
             out.append(
-                _error(
+                error_row(
                     number,
                     f"unbalanced quote in {what}: it does not close on its line "
                     f"(the line: {_excerpt(text)})",
@@ -206,7 +180,7 @@ class RowParser:
         start, rest = self._pending_start, self._pending[1:]
         self._pending = []
         self.lines += 1
-        out.append(_error(start, "unbalanced quote in comment: it never closes"))
+        out.append(error_row(start, "unbalanced quote in comment: it never closes"))
         for offset, text in reversed(list(enumerate(rest, start=start + 1))):
             todo.appendleft((offset, text))
 
@@ -249,7 +223,7 @@ class RowParser:
 
     def _record(self, number: int, fields: list[str], error: str | None, out: list[Parsed]) -> None:
         if error is not None:
-            out.append(_error(number, error))
+            out.append(error_row(number, error))
         elif all(not f.strip() for f in fields):
             self.blank += 1  # a line of only separators, as spreadsheets export
         else:
@@ -271,45 +245,7 @@ def _excerpt(text: str, limit: int = 60) -> str:
     return repr(shown[:limit] + ("..." if len(shown) > limit else ""))
 
 
-def _error(number: int, reason: str) -> Parsed:
-    return Parsed(number, None, None, None, error=reason)
-
-
 def _cell(fields: list[str], col: int | None) -> str | None:
     if col is None or col >= len(fields):
         return None
     return fields[col]
-
-
-def _scalar(obj: dict[str, Any], keys: tuple[str, ...]) -> tuple[str | None, str | None]:
-    """The first present key's value as text; numbers allowed, other types are an error."""
-    for key in keys:
-        if key in obj:
-            value = obj[key]
-            if value is None:
-                return None, None
-            if isinstance(value, bool):
-                return None, f"{key} must be a string, got a boolean"
-            if isinstance(value, str):
-                return value, None
-            if isinstance(value, int):
-                return str(value), None
-            return None, f"{key} must be a string, got {type(value).__name__}"
-    return None, None
-
-
-def parse_json_object(number: int, data: bytes) -> Parsed:
-    try:
-        obj = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        # orjson counts lines and chars inside the one line it saw: only the column helps.
-        return _error(number, f"cannot parse JSON: {exc.msg} at column {exc.colno}")
-    if not isinstance(obj, dict):
-        return _error(number, "line is not a JSON object")
-    obj = {_norm(k): v for k, v in obj.items()}
-    reference, ref_err = _scalar(obj, REFERENCE_KEYS)
-    merchant, merchant_err = _scalar(obj, MERCHANT_KEYS)
-    comment, comment_err = _scalar(obj, COMMENT_KEYS)
-    return Parsed(
-        number, reference, merchant, comment, error=ref_err or merchant_err or comment_err
-    )

@@ -20,7 +20,8 @@ from collections.abc import AsyncGenerator, Iterator
 from typing import IO
 
 from worker.input.lines import CHUNK, GZIP_MAGIC, MAX_LINE, Gunzip, InputError, Lines
-from worker.input.rows import Columns, Parsed, RowParser, parse_header
+from worker.input.parsed import Parsed
+from worker.input.rows import Columns, RowParser, parse_header
 
 FORMATS = ("csv", "jsonl")
 

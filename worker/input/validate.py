@@ -7,7 +7,7 @@ report unreadable.
 
 from __future__ import annotations
 
-from worker.input.rows import Parsed, _has_surrogates, printable
+from worker.input.parsed import Parsed, has_surrogates, printable
 from worker.model import Outcome, Rejected, Row
 from worker.settings import MAX_COMMENT, MAX_MERCHANT, MAX_REFERENCE
 
@@ -36,7 +36,7 @@ def validate(parsed: Parsed, default_merchant: str | None) -> Row | Rejected:
 
     if parsed.error:
         return reject(parsed.error)
-    if _has_surrogates(reference) or _has_surrogates(merchant) or _has_surrogates(comment or ""):
+    if has_surrogates(reference) or has_surrogates(merchant) or has_surrogates(comment or ""):
         return reject("row is not valid UTF-8")
     if not reference:
         return reject("empty payment reference")

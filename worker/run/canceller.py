@@ -53,7 +53,7 @@ class _Progress:
     last: Reply | None = None
     state: str | None = None
     journaled: bool = False
-    trouble_since: float | None = None  # when this reference's first failure came back
+    trouble_since: int | None = None  # the run's count of good answers at its first failure
     extra: list[str] = field(default_factory=list)
 
 
@@ -204,7 +204,7 @@ class Canceller:
 
             if is_api_trouble(reply):
                 if progress.trouble_since is None:
-                    progress.trouble_since = self._health.now()
+                    progress.trouble_since = self._health.successes
                 counted = self._health.record_trouble(
                     row.line, timeout=reply.error_type == "timeout"
                 )

@@ -26,34 +26,23 @@ from typing import Protocol
 
 from worker.bambora.auth import AuthUnavailable, CredentialsRefused
 from worker.control.health import ApiUnreachable
-from worker.input.admission import Admission, Reported, Send
-from worker.input.lines import InputError
-from worker.input.source import Source, read_batches
-from worker.model import Outcome, Result, Row
+from worker.input.admission import Admission, Send
+from worker.input.source import Source
+from worker.model import DETAIL_LIMIT, Outcome, Result, Row
 from worker.observe import logs
 from worker.observe.progress import Snapshot, View
 from worker.report.storage import StorageError
+from worker.run.stages import WRITE_BATCH, RowWriter, feed, write
 from worker.run.summary import EXIT_SIGINT, EXIT_SIGTERM, Ending, Tally
 
-WRITE_BATCH = 512
 #: After a second signal, the process ends within this many seconds whatever is stuck.
 HARD_EXIT_SECONDS = 3.0
-#: What a row's `detail` keeps of an unexpected exception.
-DETAIL_LIMIT = 300
 
 
 class Processor(Protocol):
     """Turns a row into its result: the `Canceller`, or `DryRun`."""
 
     async def process(self, row: Row, *, maybe_landed: bool = False) -> Result: ...
-
-
-class RowWriter(Protocol):
-    """Appends whole rows to the report: `ReportWriter`."""
-
-    rows_written: int
-
-    def write(self, results: list[Result]) -> None: ...
 
 
 def hard_exit_soon(code: int) -> None:
@@ -105,34 +94,15 @@ class Job:
     # -- stages -----------------------------------------------------------------------
 
     async def _feed(self) -> None:
-        """Reader stage: rows to the workers, unsent rows straight to the writer."""
-        source, admit, tally = self._source, self._admission, self.tally
-        try:
-            async with contextlib.aclosing(read_batches(source)) as batches:
-                async for batch in batches:
-                    for parsed in batch:
-                        if self._stopping:
-                            return
-                        admitted = admit(parsed)
-                        if admitted is None:
-                            continue
-                        tally.rows_read += 1
-                        if isinstance(admitted, Send):
-                            await self._rows.put(admitted)
-                        elif isinstance(admitted, Reported):
-                            tally.rows_already_reported += 1
-                            tally.count(admitted.outcome)
-                        else:
-                            await self._results.put(admitted)
-            self.end.input_done = True
-            self.end.lines_lost = source.lines_seen - source.lines_accounted
-        except (OSError, InputError) as exc:
-            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            self.end.input_error = f"input became unreadable after {tally.rows_read} rows: {why}"
-            logs.log.error("input_error", error=self.end.input_error)
-        finally:
-            source.close()
-            self.end.lines_read, self.end.blank_rows = source.lines_seen, source.blank_rows
+        await feed(
+            self._source,
+            self._admission,
+            self._rows,
+            self._results,
+            self.tally,
+            self.end,
+            stopping=lambda: self._stopping,
+        )
         # Close the channel: one end-marker per worker. Not in `finally`: when the feeder
         # is cancelled nobody may be left to take them, and a blocked put would hang.
         for _ in range(self._concurrency):
@@ -173,42 +143,7 @@ class Job:
         return None
 
     async def _write(self) -> None:
-        """Writer stage: the only task that touches the report (see the module doc)."""
-        results, writer = self._results, self._writer
-        while True:
-            item = await results.get()
-            batch: list[Result] = []
-            while item is not None:
-                batch.append(item)
-                if len(batch) >= WRITE_BATCH or results.empty():
-                    break
-                item = results.get_nowait()
-            if batch:
-                self._write_batch(writer, batch)
-            if item is None:
-                self.tally.rows_written = writer.rows_written
-                return
-
-    def _write_batch(self, writer: RowWriter, batch: list[Result]) -> None:
-        try:
-            writer.write(batch)
-        except StorageError as exc:
-            self.end.unwritten += len(batch)  # their cancels are in the journal
-            self.abort(f"the report could not be written: {exc}", graceful=True)
-            return
-        debug = logs.is_debug()
-        for r in batch:
-            self.tally.count(r.outcome)
-            if debug:
-                logs.log.debug(
-                    "reference_done",
-                    line=r.line,
-                    merchant=r.merchant,
-                    reference=r.reference,
-                    outcome=r.outcome.value,
-                    http_status=r.http_status,
-                    attempts=r.attempts,
-                )
+        await write(self._results, self._writer, self.tally, self.end, self.abort)
 
     # -- control ----------------------------------------------------------------------
 

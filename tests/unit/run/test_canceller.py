@@ -16,6 +16,7 @@ import tenacity.wait
 from worker.control.health import Health
 from worker.control.throttle import Throttle
 from worker.model import Op, Outcome, Reply, Row
+from worker.report.storage import StorageError
 from worker.run.canceller import CALLS_PER_TRY, SPARE_CALLS, Canceller
 
 ROW = Row(line=2, merchant="T1", reference="order-1")
@@ -127,3 +128,91 @@ async def test_the_ceiling_leaves_room_for_a_401_before_every_call(fake_time: Fa
     result = await canceller(api, fake_time, max_attempts=6).process(ROW)
     assert result.outcome is Outcome.CANCELED
     assert result.attempts == 22 <= CALLS_PER_TRY * 6 + SPARE_CALLS
+
+
+@dataclass
+class RoutedApi:
+    """Answers by (op, reference) through `answer`; records every call."""
+
+    answer: object
+    calls: list[tuple[Op, str]] = field(default_factory=list)
+
+    async def call(
+        self, op: Op, merchant: str, reference: str, token: str, comment: str | None = None
+    ) -> Reply:
+        self.calls.append((op, reference))
+        return self.answer(op, reference)  # type: ignore[operator,no-any-return]
+
+
+async def test_a_timeout_on_a_cancel_is_settled_by_a_query(fake_time: FakeTime) -> None:
+    api = ScriptedApi([Reply(None, "timeout"), Reply(200, payment_state="Canceled")])
+    result = await canceller(api, fake_time).process(ROW)
+    # unknown is not failed: the cancel may have landed, and the query says it did
+    assert api.calls == [Op.CANCEL, Op.QUERY]
+    assert result.outcome is Outcome.CANCELED and result.payment_state == "Canceled"
+
+
+async def test_a_429_pauses_every_worker_until_retry_after(fake_time: FakeTime) -> None:
+    api = ScriptedApi([Reply(429, retry_after=3.0), Reply(201)])
+    c = canceller(api, fake_time)
+    await c.process(ROW)
+    start = fake_time.now
+    c._throttle.on_throttled(4.0)  # another worker's 429, as the shared pause sees it
+    other = Row(line=3, merchant="T1", reference="order-2")
+    api.replies[:] = [Reply(201)]
+    await c.process(other)
+    assert fake_time.now - start >= 4.0  # the next reference waited for the pause
+
+
+async def test_an_outage_at_concurrency_one_holds_the_reference(fake_time: FakeTime) -> None:
+    down = {"until": 0.0}
+
+    def answer(op: Op, reference: str) -> Reply:
+        if fake_time.now < down["until"]:
+            return Reply(503)
+        return Reply(201) if op is Op.CANCEL else Reply(200, payment_state="Canceled")
+
+    api = RoutedApi(answer)
+    c = canceller(api, fake_time, max_attempts=3)  # type: ignore[arg-type]
+    first = await c.process(ROW)  # a payment that answered cleanly
+    down["until"] = fake_time.now + 60.0  # then the API goes down for a minute
+    held = await c.process(Row(line=3, merchant="T1", reference="order-2"))
+    assert first.outcome is held.outcome is Outcome.CANCELED
+    # the known-good payment was asked about to tell an outage from bad luck
+    assert (Op.QUERY, "order-1") in api.calls
+    assert fake_time.now >= down["until"]
+
+
+async def test_a_reference_failing_alone_ends_failed(fake_time: FakeTime) -> None:
+    def answer(op: Op, reference: str) -> Reply:
+        if reference == "broken":
+            return Reply(503)
+        return Reply(201) if op is Op.CANCEL else Reply(200, payment_state="Authorized")
+
+    api = RoutedApi(answer)
+    c = canceller(api, fake_time, max_attempts=3)  # type: ignore[arg-type]
+    await c.process(ROW)
+    result = await c.process(Row(line=3, merchant="T1", reference="broken"))
+    assert result.outcome is Outcome.FAILED
+    assert (Op.QUERY, "order-1") in api.calls  # the API answered for another payment
+
+
+class FullJournal:
+    def record(self, merchant: str, reference: str) -> None:
+        raise StorageError("r.csv.journal: No space left on device")
+
+
+async def test_a_cancel_whose_intent_cannot_be_journaled_is_not_sent(fake_time: FakeTime) -> None:
+    api = ScriptedApi([Reply(201)])
+    health = Health(threshold=3, give_up_after=10_000, clock=fake_time)
+    c = Canceller(
+        api,
+        OneToken(),
+        Throttle(None, clock=fake_time),
+        health,
+        max_attempts=3,
+        journal=FullJournal(),
+    )
+    with pytest.raises(StorageError):
+        await c.process(ROW)
+    assert api.calls == []

@@ -1,0 +1,53 @@
+"""Admission: validate -> shard -> dedup -> resume, one decision per row."""
+
+from __future__ import annotations
+
+from worker.input.admission import Admission, Reported, Send
+from worker.input.dedup import ExactDeduper, key_of
+from worker.input.parsed import Parsed
+from worker.input.shard import shard_of
+from worker.model import Outcome, Result, Row
+from worker.report.resume import PriorRows
+from worker.settings import Shard
+
+
+def admission(
+    prior: PriorRows | None = None, pending: set[bytes] | None = None, shard: Shard | None = None
+) -> Admission:
+    return Admission(
+        merchant="M0",
+        shard=shard or Shard(),
+        deduper=ExactDeduper(),
+        prior=prior or PriorRows(),
+        pending=pending or set(),
+    )
+
+
+def test_a_valid_row_is_sent_and_its_repeat_is_a_duplicate() -> None:
+    admit = admission()
+    assert admit(Parsed(2, "a", "T1", None)) == Send(Row(2, "T1", "a"))
+    dup = admit(Parsed(3, " a ", "T1", None))
+    assert isinstance(dup, Result) and dup.outcome is Outcome.DUPLICATE and dup.line == 3
+
+
+def test_an_invalid_row_is_reported_unsent_and_does_not_count_for_dedup() -> None:
+    admit = admission()
+    bad = admit(Parsed(2, "", "T1", None))
+    assert isinstance(bad, Result) and bad.outcome is Outcome.INVALID
+    assert isinstance(admit(Parsed(3, "x", None, None, error="cannot parse")), Result)
+
+
+def test_resume_skips_what_an_earlier_run_finished_and_reported() -> None:
+    prior = PriorRows(done={key_of("T1", "a"): Outcome.CANCELED}, unsent_lines={4: Outcome.INVALID})
+    admit = admission(prior, pending={key_of("T1", "b")})
+    assert admit(Parsed(2, "a", "T1", None)) == Reported(Outcome.CANCELED)
+    assert admit(Parsed(3, "b", "T1", None)) == Send(Row(3, "T1", "b"), maybe_landed=True)
+    assert admit(Parsed(4, "", "T1", None)) == Reported(Outcome.INVALID)
+
+
+def test_rows_of_another_shard_are_skipped() -> None:
+    shard = Shard(0, 2)
+    admit = admission(shard=shard)
+    refs = [f"r{i}" for i in range(40)]
+    kept = [r for r in refs if admit(Parsed(2, r, "T1", None)) is not None]
+    assert kept == [r for r in refs if shard_of("T1", r, 2) == 0] and 0 < len(kept) < 40

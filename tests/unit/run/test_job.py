@@ -1,0 +1,180 @@
+"""Job: its lifecycle in-process, with a fake processor and a fake report writer.
+
+Each test runs in well under a second: the input is a small real file, the
+processor answers when the test says so, and nothing sleeps waiting for a timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from worker.bambora.auth import CredentialsRefused
+from worker.input.admission import Admission
+from worker.input.dedup import ExactDeduper
+from worker.input.source import open_input
+from worker.model import Outcome, Result, Row
+from worker.observe.progress import Snapshot
+from worker.report.resume import PriorRows
+from worker.report.storage import StorageError
+from worker.run.job import Job
+from worker.settings import Shard
+
+
+class Quiet:
+    def update(self, snap: Snapshot) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class FakeProcessor:
+    """Cancels at once, or holds the rows named in `hold` until `release` is set."""
+
+    hold: set[str] = field(default_factory=set)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    started: list[str] = field(default_factory=list)
+    fail_with: Exception | None = None
+    held: asyncio.Event = field(default_factory=asyncio.Event)  # every held row started
+
+    async def process(self, row: Row, *, maybe_landed: bool = False) -> Result:
+        self.started.append(row.reference)
+        if sum(r in self.hold for r in self.started) == len(self.hold):
+            self.held.set()
+        if self.fail_with is not None:
+            raise self.fail_with
+        if row.reference in self.hold:
+            await self.release.wait()
+        return Result(row.line, row.merchant, row.reference, Outcome.CANCELED, http_status=201)
+
+
+@dataclass
+class FakeWriter:
+    rows: list[Result] = field(default_factory=list)
+    rows_written: int = 0
+    full: bool = False
+
+    def write(self, results: list[Result]) -> None:
+        if self.full:
+            raise StorageError("r.csv: No space left on device")
+        self.rows.extend(results)
+        self.rows_written += len(results)
+
+
+def make_job(
+    tmp_path: Path,
+    refs: list[str],
+    processor: FakeProcessor,
+    writer: FakeWriter,
+    *,
+    concurrency: int = 2,
+    grace: float = 5.0,
+    exits: list[int] | None = None,
+) -> Job:
+    path = tmp_path / "in.csv"
+    path.write_text("payment_reference,merchant_number\n" + "".join(f"{r},T1\n" for r in refs))
+    admission = Admission(
+        merchant=None, shard=Shard(), deduper=ExactDeduper(), prior=PriorRows(), pending=set()
+    )
+    return Job(
+        source=open_input(str(path)),
+        admission=admission,
+        processor=processor,
+        writer=writer,
+        concurrency=concurrency,
+        grace_seconds=grace,
+        hard_exit=(exits if exits is not None else []).append,
+    )
+
+
+async def test_every_row_is_processed_and_written_once(tmp_path: Path) -> None:
+    refs = [f"r{i}" for i in range(50)] + ["", "r1"]  # an invalid and a duplicate row
+    writer = FakeWriter()
+    job = make_job(tmp_path, refs, FakeProcessor(), writer)
+    end = await job.run(Quiet(), 60, None)
+    assert end.complete and end.lines_read == 53 and end.lines_lost == 0
+    outcomes = sorted(r.outcome.value for r in writer.rows)
+    assert outcomes == ["canceled"] * 50 + ["duplicate", "invalid"]
+    assert job.tally.rows_read == job.tally.rows_written == 52
+
+
+async def test_sigterm_lets_in_flight_rows_finish_and_sends_nothing_new(tmp_path: Path) -> None:
+    processor = FakeProcessor(hold={"r0", "r1"})
+    writer = FakeWriter()
+    job = make_job(tmp_path, [f"r{i}" for i in range(100)], processor, writer)
+    run = asyncio.create_task(job.run(Quiet(), 60, None))
+    await processor.held.wait()  # both workers busy with a held row
+    job.interrupt(signal.SIGTERM)
+    processor.release.set()
+    end = await run
+    assert end.signal_code == 143 and not end.complete
+    assert processor.started == ["r0", "r1"]
+    assert sorted(r.reference for r in writer.rows) == ["r0", "r1"]  # drained, not lost
+
+
+async def test_a_second_signal_abandons_in_flight_rows_at_once(tmp_path: Path) -> None:
+    processor = FakeProcessor(hold={"r0"})
+    exits: list[int] = []
+    job = make_job(tmp_path, ["r0", "r1"], processor, FakeWriter(), concurrency=1, exits=exits)
+    run = asyncio.create_task(job.run(Quiet(), 60, None))
+    await processor.held.wait()
+    job.interrupt(signal.SIGINT)
+    await asyncio.sleep(0)
+    job.interrupt(signal.SIGINT)
+    end = await asyncio.wait_for(run, 5)  # never waits for the held row
+    assert end.signal_code == 130 and exits == [130]
+
+
+async def test_the_grace_period_ends_a_request_that_never_answers(tmp_path: Path) -> None:
+    processor = FakeProcessor(hold={"r0"})
+    job = make_job(tmp_path, ["r0"], processor, FakeWriter(), concurrency=1, grace=0.05)
+    run = asyncio.create_task(job.run(Quiet(), 60, None))
+    await processor.held.wait()
+    job.interrupt(signal.SIGTERM)
+    end = await asyncio.wait_for(run, 5)
+    assert end.signal_code == 143
+
+
+async def test_refused_credentials_abort_and_stop_sending(tmp_path: Path) -> None:
+    processor = FakeProcessor(fail_with=CredentialsRefused("refused (401)"))
+    writer = FakeWriter()
+    job = make_job(tmp_path, [f"r{i}" for i in range(100)], processor, writer)
+    end = await job.run(Quiet(), 60, None)
+    assert end.abort_reason == "refused (401)"
+    assert len(processor.started) <= 2 and writer.rows == []
+
+
+async def test_a_full_disk_stops_the_run_without_blocking_anyone(tmp_path: Path) -> None:
+    writer = FakeWriter(full=True)
+    processor = FakeProcessor()
+    # far more rows than the queues hold: a writer that stopped taking rows would hang
+    job = make_job(tmp_path, [f"r{i}" for i in range(3000)], processor, writer)
+    end = await asyncio.wait_for(job.run(Quiet(), 60, None), 10)
+    assert end.abort_reason is not None and "No space left" in end.abort_reason
+    assert end.unwritten >= 1 and len(processor.started) < 3000
+
+
+@pytest.mark.parametrize("every", [0.001])
+async def test_progress_is_reported_while_running(tmp_path: Path, every: float) -> None:
+    seen: list[Snapshot] = []
+    twice = asyncio.Event()
+
+    class Recorder(Quiet):
+        def update(self, snap: Snapshot) -> None:
+            seen.append(snap)
+            if len(seen) >= 2:
+                twice.set()
+
+    processor = FakeProcessor(hold={"r5"})
+    job = make_job(tmp_path, [f"r{i}" for i in range(10)], processor, FakeWriter())
+    run = asyncio.create_task(job.run(Recorder(), every, 10))
+    await twice.wait()
+    processor.release.set()
+    await run
+    assert seen[-1].done == 10 and seen[-1].total == 10

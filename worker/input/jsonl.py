@@ -1,0 +1,43 @@
+"""JSON Lines: one line to a `Parsed` row; numbers are accepted for text fields."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from worker.input.parsed import COMMENT_KEYS, MERCHANT_KEYS, REFERENCE_KEYS, Parsed, error_row, norm
+
+
+def _scalar(obj: dict[str, Any], keys: tuple[str, ...]) -> tuple[str | None, str | None]:
+    """The first present key's value as text; numbers allowed, other types are an error."""
+    for key in keys:
+        if key in obj:
+            value = obj[key]
+            if value is None:
+                return None, None
+            if isinstance(value, bool):
+                return None, f"{key} must be a string, got a boolean"
+            if isinstance(value, str):
+                return value, None
+            if isinstance(value, int):
+                return str(value), None
+            return None, f"{key} must be a string, got {type(value).__name__}"
+    return None, None
+
+
+def parse_json_object(number: int, data: bytes) -> Parsed:
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        # orjson counts lines and chars inside the one line it saw: only the column helps.
+        return error_row(number, f"cannot parse JSON: {exc.msg} at column {exc.colno}")
+    if not isinstance(obj, dict):
+        return error_row(number, "line is not a JSON object")
+    obj = {norm(k): v for k, v in obj.items()}
+    reference, ref_err = _scalar(obj, REFERENCE_KEYS)
+    merchant, merchant_err = _scalar(obj, MERCHANT_KEYS)
+    comment, comment_err = _scalar(obj, COMMENT_KEYS)
+    return Parsed(
+        number, reference, merchant, comment, error=ref_err or merchant_err or comment_err
+    )
