@@ -96,12 +96,13 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(modules[name].render(results[name]) for name in chosen if name in results))
     print(f"\nwrote {OUT / 'results.json'}")
     print(note or f"wrote {OUT / 'results.png'}")
-    failed = any(
-        not r.get("ok", True)
-        for section in ("throughput", "latency", "memory")
-        for r in results.get(section, {}).get("runs", [])
-    )
+    failed = any(not r["ok"] for name in chosen for r in checked_runs(results.get(name, {})))
     return status or (1 if failed else 0)
+
+
+def checked_runs(section: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every measured run of a scenario's section: its `runs` list and its single `run`."""
+    return [*section.get("runs", []), *([section["run"]] if "run" in section else [])]
 
 
 if __name__ == "__main__":
