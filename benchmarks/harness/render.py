@@ -1,6 +1,6 @@
 """What the run leaves behind: the text tables, results.json, and the machine facts.
 
-Owns the output formats (one table style for every scenario, the
+Owns the output formats (one Markdown table style for every scenario, the
 JSON document) and the facts that make figures comparable later: date, CPU model,
 kernel, Python and library versions, git commit. Each scenario renders its own section
 (`render(section)` in its module) with `section` and `run_table` from here.
@@ -58,16 +58,19 @@ def machine() -> dict[str, Any]:
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
-    out = [line, "  ".join("-" * w for w in widths)]
-    for row in rows:
-        cells = [
+    """A Markdown table, padded so it also reads as plain text: first column left-aligned,
+    the figures right-aligned."""
+    widths = [max(3, len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+
+    def line(cells: list[str]) -> str:
+        padded = [
             c.ljust(w) if i == 0 else c.rjust(w)
-            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
         ]
-        out.append("  ".join(cells))
-    return "\n".join(out)
+        return "| " + " | ".join(padded) + " |"
+
+    rule = ["-" * widths[0], *("-" * (w - 1) + ":" for w in widths[1:])]
+    return "\n".join([line(headers), line(rule), *(line(row) for row in rows)])
 
 
 def failed(run: dict[str, Any]) -> str:
