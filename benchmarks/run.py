@@ -53,11 +53,20 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help="fast fake API for throughput and memory: nginx if installed (auto), or aiohttp",
     )
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="throughput: interleaved rounds of the compared clients (default 3)",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="also run cancel-worker once under py-spy (throughput input) and list hot spots",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,10 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="cw-bench-"))
     started = time.perf_counter()
     scenarios = [c for c in chosen if c != scenario_profile.TITLE]
-    results: dict[str, Any] = {"meta": {**machine(), "quick": args.quick, "scenarios": scenarios}}
+    options = {"quick": args.quick, "scenarios": scenarios, "rounds": args.rounds}
+    results: dict[str, Any] = {"meta": {**machine(), **options, "argv": sys.argv[1:]}}
     status = 0
     try:
-        ctx = Context(procs, tmp, args.quick)
+        ctx = Context(procs, tmp, args.quick, rounds=args.rounds)
         if NEEDS_FAST_SERVER & set(chosen):
             ctx.server = start_fast(procs, tmp, args.server)
             results["meta"]["server"] = f"{ctx.server.kind}: {ctx.server.describe}"
@@ -101,8 +111,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def checked_runs(section: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every measured run of a scenario's section: its `runs` list and its single `run`."""
-    return [*section.get("runs", []), *([section["run"]] if "run" in section else [])]
+    """Every measured run of a scenario's section: `runs`, `slices` and a single `run`."""
+    single = [section["run"]] if "run" in section else []
+    return [*section.get("runs", []), *section.get("slices", []), *single]
 
 
 if __name__ == "__main__":

@@ -97,6 +97,7 @@ class Context:
     procs: Processes
     tmp: Path
     quick: bool
+    rounds: int = 3  # throughput: interleaved rounds of the compared clients
     server: Server | None = None  # the fast server (throughput, memory, profile)
 
     @property

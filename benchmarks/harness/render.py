@@ -84,7 +84,7 @@ COLUMNS = {
     "wall s": "{wall_s:.1f}",
     "refs/s": "{refs_per_s:,.0f}",
     "in-proc/s": "{in_process_refs_per_s:,.0f}",
-    "CPU s/10k": "{cpu_s_per_10k:.2f}",
+    "CPU s per 10k refs": "{cpu_s_per_10k:.2f}",
     "maxRSS MB": "{maxrss_mb:.1f}",
     "treeRSS MB": "{rss_tree_peak_mb:.1f}",
 }

@@ -1,6 +1,7 @@
 """`--profile`: where cancel-worker's Python CPU time goes, by py-spy.
 
-One extra cancel-worker run of the throughput input under `py-spy record --gil --format
+One extra run of the throughput scenario's headline client (`cancel-worker run --rate
+1000000 --concurrency 64`) on the throughput input under `py-spy record --gil --format
 raw --nolineno` (only samples holding the GIL: Python CPU time). The folded stacks go
 to benchmarks/out/profile.folded; the table lists own (leaf) time per function. The run
 is slower under py-spy and is not part of any other table.
@@ -19,6 +20,7 @@ from .clients import PY, Context, cancel_worker_cmd
 from .data import BENCH, OUT, ensure_input
 from .procs import log
 from .render import section, table
+from .scenario_throughput import WORKER_ARGS
 
 TITLE = "profile"
 _LINE_NO = re.compile(r":\d+\)$")
@@ -53,7 +55,7 @@ def run(ctx: Context) -> dict[str, Any]:
         cmd = [spy, "record", "--format", "raw", "--nolineno", "--gil", "--rate", "250"]
         cmd += ["-o", str(folded)]
         cmd += ["--", *cancel_worker_cmd(), "run", str(path), "--report", str(work / "r.csv")]
-        cmd += ["--rate", "0", "--concurrency", "64", "--log-format", "json"]
+        cmd += [*WORKER_ARGS, "--log-format", "json"]
         log(f"profile: py-spy record on cancel-worker, {n:,} references")
         with (work / "stderr.log").open("wb") as err:
             m = ctx.measure(cmd, ctx.fast(), work, 300 + n / 100, stderr=err)
