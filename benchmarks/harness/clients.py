@@ -44,6 +44,7 @@ class Run:
     sys_s: float
     rss_tree_peak_mb: float
     maxrss_mb: float
+    ru_maxrss_mb: float
     returncode: int
     ok: bool
     in_process_refs_per_s: float | None = None
@@ -65,6 +66,7 @@ def _make_run(client: str, label: str, n: int, m: Measured, ok: bool, **kw: Any)
         sys_s=round(m.sys, 3),
         rss_tree_peak_mb=round(m.rss_tree_peak_mb, 1),
         maxrss_mb=round(m.maxrss_mb, 1),
+        ru_maxrss_mb=round(m.ru_maxrss_mb, 1),
         returncode=m.returncode,
         ok=ok and not m.timed_out,
         **kw,

@@ -3,9 +3,17 @@
 Owns the one rule every benchmark depends on: each child runs in its own session (its
 process group id is its pid), so stopping it stops everything it started, and nothing
 survives the script, also on Ctrl-C/SIGTERM (`install_signal_handlers`) or an error
-(`Processes.stop_all`). `measure` runs a client and reads its CPU and peak RSS from
-`wait4()` (that process and its reaped descendants only: never the fake server or
-this script), and polls the RSS of its process tree with psutil.
+(`Processes.stop_all`). `measure` runs a client and reads its CPU from `wait4()` (that
+process and its reaped descendants only: never the fake server or this script), and
+polls its process tree for RSS (psutil) and each process's own high-water mark
+(`VmHWM`).
+
+Why peak RSS is not `ru_maxrss`: on Linux, exec records the old address space's
+high-water mark in the process, and a child of this script starts from a copy of (or,
+with vfork, from) this script's address space. So `wait4()`'s `ru_maxrss` of every
+child is at least this script's own peak RSS (measured: /bin/true reported 215 MB after
+this script had touched 200 MB). `VmHWM` belongs to the address space exec creates, so
+it is the child's own. It is kept as `ru_maxrss_mb` in results.json for reference.
 """
 
 from __future__ import annotations
@@ -82,7 +90,8 @@ class Measured:
     user: float
     sys: float
     rss_tree_peak_mb: float  # polled every 50 ms: sum of RSS over the child's process tree
-    maxrss_mb: float  # kernel high-water mark of the largest single process in the tree
+    maxrss_mb: float  # largest VmHWM (own high-water mark) of any process seen in the tree
+    ru_maxrss_mb: float  # wait4's ru_maxrss: floored at this script's own peak (see above)
     returncode: int
     timed_out: bool = False
 
@@ -91,16 +100,30 @@ class Measured:
         return self.user + self.sys
 
 
-def _tree_rss(root: psutil.Process) -> int:
-    total = 0
+def _hwm_kib(pid: int) -> int:
+    """VmHWM of `pid` in KiB (0 if it is gone or not readable)."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _tree_sample(root: psutil.Process) -> tuple[int, int]:
+    """(sum of RSS in bytes, largest VmHWM in KiB) over `root` and its descendants."""
+    rss, hwm = 0, 0
     try:
         procs = [root, *root.children(recursive=True)]
     except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
-        return 0
+        return 0, 0
     for proc in procs:
         with contextlib.suppress(psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
-            total += proc.memory_info().rss
-    return total
+            rss += proc.memory_info().rss
+            hwm = max(hwm, _hwm_kib(proc.pid))
+    return rss, hwm
 
 
 def measure(
@@ -118,13 +141,14 @@ def measure(
     started = time.perf_counter()
     proc = procs.start(cmd, env=env, cwd=cwd, stdin=stdin, stdout=stdout, stderr=stderr)
     root = psutil.Process(proc.pid)
-    peak = 0
+    peak = hwm = 0
     timed_out = False
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             break
-        peak = max(peak, _tree_rss(root))
+        rss, tree_hwm = _tree_sample(root)
+        peak, hwm = max(peak, rss), max(hwm, tree_hwm)
         if time.perf_counter() - started > timeout:
             timed_out = True
             with contextlib.suppress(ProcessLookupError):
@@ -142,7 +166,8 @@ def measure(
         user=usage.ru_utime,
         sys=usage.ru_stime,
         rss_tree_peak_mb=peak / MB,
-        maxrss_mb=usage.ru_maxrss / 1024,  # Linux: KiB
+        maxrss_mb=(hwm or usage.ru_maxrss) / 1024,  # KiB; ru_maxrss only if never sampled
+        ru_maxrss_mb=usage.ru_maxrss / 1024,
         returncode=proc.returncode,
         timed_out=timed_out,
     )

@@ -2,7 +2,8 @@
 
 `.csv.gz` inputs through `cancel-worker run FILE --dry-run` (reader, duplicate detection,
 report writer; no HTTP) and through the real HTTP path against the fast server. Peak
-RSS is the kernel's high-water mark (`ru_maxrss`) of the cancel-worker process.
+RSS is the cancel-worker process's own high-water mark (`VmHWM`, polled every 50 ms;
+see procs.py for why not `ru_maxrss`).
 """
 
 from __future__ import annotations
