@@ -59,6 +59,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help="throughput: interleaved rounds of the compared clients (default 3)",
     )
     parser.add_argument(
+        "--dry-run-10m",
+        action="store_true",
+        help="memory: also the 10,000,000-reference dry-run (about 4 more minutes)",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="also run cancel-worker once under py-spy (throughput input) and list hot spots",
@@ -81,11 +86,16 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="cw-bench-"))
     started = time.perf_counter()
     scenarios = [c for c in chosen if c != scenario_profile.TITLE]
-    options = {"quick": args.quick, "scenarios": scenarios, "rounds": args.rounds}
+    options = {
+        "quick": args.quick,
+        "scenarios": scenarios,
+        "rounds": args.rounds,
+        "dry_run_10m": args.dry_run_10m,
+    }
     results: dict[str, Any] = {"meta": {**machine(), **options, "argv": sys.argv[1:]}}
     status = 0
     try:
-        ctx = Context(procs, tmp, args.quick, rounds=args.rounds)
+        ctx = Context(procs, tmp, args.quick, rounds=args.rounds, dry_run_10m=args.dry_run_10m)
         if NEEDS_FAST_SERVER & set(chosen):
             ctx.server = start_fast(procs, tmp, args.server)
             results["meta"]["server"] = f"{ctx.server.kind}: {ctx.server.describe}"

@@ -53,15 +53,20 @@ class Run:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _make_run(client: str, label: str, n: int, m: Measured, ok: bool, **kw: Any) -> Run:
+def _make_run(
+    client: str, label: str, n: int, m: Measured, ok: bool, done: int | None = None, **kw: Any
+) -> Run:
+    """`n`: references in the input; `done`: how many the run got through (all by default;
+    fewer in a time-boxed run), which the per-reference figures divide by."""
+    done = n if done is None else done
     return Run(
         client=client,
         label=label,
         references=n,
         wall_s=round(m.wall, 3),
-        refs_per_s=round(n / m.wall, 1) if m.wall else 0.0,
+        refs_per_s=round(done / m.wall, 1) if m.wall else 0.0,
         cpu_s=round(m.cpu, 3),
-        cpu_s_per_10k=round(m.cpu / n * 10_000, 3) if n else 0.0,
+        cpu_s_per_10k=round(m.cpu / done * 10_000, 3) if done else 0.0,
         user_s=round(m.user, 3),
         sys_s=round(m.sys, 3),
         rss_tree_peak_mb=round(m.rss_tree_peak_mb, 1),
@@ -100,6 +105,7 @@ class Context:
     tmp: Path
     quick: bool
     rounds: int = 3  # throughput: interleaved rounds of the compared clients
+    dry_run_10m: bool = False  # memory: add the 10M-reference dry-run
     server: Server | None = None  # the fast server (throughput, memory, profile)
 
     @property
@@ -155,32 +161,49 @@ def cancel_worker(
     args: list[str],
     expect: str = "canceled",
     timeout: float,
+    stop_after: float | None = None,
+    timeline: bool = False,
     client: str = "cancel-worker",
 ) -> Run:
-    """`cancel-worker run`; ok when it exits 0 and counts all `n` references `expect`."""
+    """`cancel-worker run`; ok when it exits 0 and counts all `n` references `expect`.
+
+    `stop_after`: a time-boxed run, SIGTERMed after that many seconds; ok when it exits
+    143 with only `expect` outcomes (at least one). `timeline`: keep the RSS samples.
+    """
     with ctx.workdir("cw") as work:
         cmd = [*cancel_worker_cmd(), "run", str(path), "--report", str(work / "r.csv"), *args]
         cmd += ["--log-format", "json"]
         stderr_log = work / "stderr.log"
         with stderr_log.open("wb") as err:
-            m = ctx.measure(cmd, server, work, timeout, stderr=err)
+            m = ctx.measure(cmd, server, work, timeout, stop_after=stop_after, stderr=err)
         summary = summary_event(stderr_log) or {}
         tail = stderr_log.read_text(errors="replace")[-400:]
     outcomes = summary.get("outcomes", {})
-    ok = m.returncode == 0 and outcomes.get(expect) == n
+    done = outcomes.get(expect, 0)
+    if m.stopped:
+        ok = m.returncode == 143 and done > 0 and set(outcomes) == {expect}
+    else:
+        ok = m.returncode == 0 and done == n
     detail = "" if ok else f"rc={m.returncode} outcomes={outcomes} timed_out={m.timed_out}"
     if not ok:
         log(f"{label}: FAILED {detail}\n{tail}")
     elapsed = summary.get("elapsed_seconds")
+    extra: dict[str, Any] = {k: summary.get(k) for k in ("rows_read", "rows_reported")}
+    if m.stopped:
+        extra.update(stopped_after_s=stop_after, done=done)
+    if timeline:
+        extra["rss_timeline"] = m.rss_timeline
     return _make_run(
         client,
         label,
         n,
         m,
         ok,
-        in_process_refs_per_s=round(n / elapsed, 1) if elapsed else None,
+        done=done if m.stopped else n,
+        in_process_refs_per_s=round(done / elapsed, 1) if elapsed else None,
         requests=summary.get("requests"),
         detail=detail,
+        extra=extra,
     )
 
 

@@ -24,13 +24,14 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import psutil
 
 POLL_SECONDS = 0.05
+TIMELINE_SECONDS = 1.0
 MB = 1024 * 1024
 
 
@@ -94,6 +95,9 @@ class Measured:
     ru_maxrss_mb: float  # wait4's ru_maxrss: floored at this script's own peak (see above)
     returncode: int
     timed_out: bool = False
+    stopped: bool = False  # SIGTERMed on purpose after `stop_after` seconds
+    # (seconds since start, tree RSS MB), about one sample a second
+    rss_timeline: list[tuple[float, float]] = field(default_factory=list)
 
     @property
     def cpu(self) -> float:
@@ -133,23 +137,37 @@ def measure(
     env: dict[str, str],
     cwd: Path,
     timeout: float,
+    stop_after: float | None = None,
     stdin: IO[bytes] | int = subprocess.DEVNULL,
     stdout: IO[bytes] | int = subprocess.DEVNULL,
     stderr: IO[bytes] | int = subprocess.DEVNULL,
 ) -> Measured:
-    """Run `cmd`; CPU and maxrss come from wait4 (this child and its reaped descendants only)."""
+    """Run `cmd`: CPU from wait4 (this child and its reaped descendants only), peak RSS from
+    polled VmHWM, tree RSS and an RSS timeline from psutil.
+
+    `stop_after`: SIGTERM the child's group after that many seconds (a time-boxed run: the
+    child shuts down as on any SIGTERM). After `timeout` it is SIGKILLed: a failed run.
+    """
     started = time.perf_counter()
     proc = procs.start(cmd, env=env, cwd=cwd, stdin=stdin, stdout=stdout, stderr=stderr)
     root = psutil.Process(proc.pid)
     peak = hwm = 0
-    timed_out = False
+    timed_out = stopped = False
+    timeline: list[tuple[float, float]] = []
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             break
         rss, tree_hwm = _tree_sample(root)
         peak, hwm = max(peak, rss), max(hwm, tree_hwm)
-        if time.perf_counter() - started > timeout:
+        now = time.perf_counter() - started
+        if not timeline or now - timeline[-1][0] >= TIMELINE_SECONDS:
+            timeline.append((round(now, 2), round(rss / MB, 1)))
+        if stop_after is not None and not stopped and now > stop_after:
+            stopped = True
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        if now > timeout:
             timed_out = True
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -170,4 +188,6 @@ def measure(
         ru_maxrss_mb=usage.ru_maxrss / 1024,
         returncode=proc.returncode,
         timed_out=timed_out,
+        stopped=stopped,
+        rss_timeline=timeline,
     )

@@ -103,7 +103,7 @@ def run_table(
 def _cell(fmt: str, run: dict[str, Any]) -> str:
     try:
         return fmt.format(**run)
-    except (TypeError, ValueError):  # a figure the run does not have (None)
+    except (KeyError, TypeError, ValueError):  # a figure the run does not have (None)
         return "-"
 
 
