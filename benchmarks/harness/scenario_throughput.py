@@ -3,7 +3,10 @@
 Against the fast server, no effective rate limit, concurrency 64. The compared clients
 run in interleaved rounds (worker, bare asyncio loop, bare uvloop loop, worker with
 `--rate 0`; again; again), so a slow spell of the shared machine hits every client
-alike; medians per client and ratios per round come from the same rounds:
+alike; medians per client and ratios per round come from the same rounds. Before
+round 1 every client runs once, unmeasured, on 2,000 references: without that, the
+first measured run of a session came out up to 35 % slower than its later rounds.
+The clients:
 
 - `cancel-worker --rate 1000000`: the rate guard on at a rate it never reaches, i.e. the
   full per-request machinery (the headline client);
@@ -123,6 +126,12 @@ def run(ctx: Context) -> dict[str, Any]:
         f"throughput: {n:,} references, concurrency {CONCURRENCY}, {ctx.rounds} rounds of "
         f"{', '.join(contenders)}; server {ctx.fast().describe}"
     )
+    n_warm = ctx.size(2_000)
+    log(f" warm-up, not counted: each client once on {n_warm:,} references")
+    warmup = [
+        asdict(go(f"warm-up: {LABELS[key]}"))
+        for key, go in _contenders(ctx, ensure_input(n_warm), n_warm).items()
+    ]
     runs: list[dict[str, Any]] = []
     for number in range(1, ctx.rounds + 1):
         log(f" round {number} of {ctx.rounds}")
@@ -159,6 +168,7 @@ def run(ctx: Context) -> dict[str, Any]:
         "ratios_per_round": per_round,
         "ratios_median": {k: _median([r[k] for r in per_round]) for k in RATIOS},
         "runs": runs,
+        "warmup": warmup,
         "slices": [asdict(r) for r in _slices(ctx, notes)],
         "notes": notes,
     }
