@@ -19,7 +19,7 @@ For every series: "peak RSS at 1M within X % of 100k"; flat = within 20 %.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from itertools import pairwise
 from typing import Any
 
@@ -33,6 +33,18 @@ TITLE = "memory"
 FLAT = 0.20  # "flat": the larger input's peak RSS within 20 % of the smaller's
 FULL_RATES = ("0", "1000000")  # live runs to the end
 BOXED_RATE = "200"  # live runs stopped after a window
+
+
+@dataclass
+class Case:
+    """One measured run: its series (a line of the chart), input size and options."""
+
+    series: str
+    n: int
+    args: list[str]
+    timeout: float
+    live: bool = True  # against the fast server; else a dry-run (no server)
+    stop_after: float | None = None  # time-boxed
 
 
 def _ols_slope(points: list[tuple[int, float]]) -> float | None:
@@ -69,30 +81,36 @@ def run(ctx: Context) -> dict[str, Any]:
         dry_sizes.append(ctx.size(10_000_000))
     live_sizes = [ctx.size(n) for n in (100_000, 1_000_000)]
     window = 10.0 if ctx.quick else 40.0
-    plan: list[tuple[str, int, list[str], dict[str, Any]]] = []
-    for n in dry_sizes:
-        kw = {"server": None, "expect": "would_cancel", "timeout": 300 + n / 5_000}
-        plan.append(("dry-run", n, ["--dry-run"], kw))
+    live = ["--concurrency", "64"]
+    plan = [Case("dry-run", n, ["--dry-run"], 300 + n / 5_000, live=False) for n in dry_sizes]
     for rate in FULL_RATES:
-        for n in live_sizes:
-            args = ["--rate", rate, "--concurrency", "64"]
-            plan.append((f"live --rate {rate}", n, args, {"timeout": 300 + n / 200}))
-    for n in live_sizes:
-        args = ["--rate", BOXED_RATE, "--concurrency", "64"]
-        kw = {"timeout": window + 120, "stop_after": window}
-        plan.append((f"live --rate {BOXED_RATE}, {window:g} s window", n, args, kw))
+        plan += [
+            Case(f"live --rate {rate}", n, ["--rate", rate, *live], 300 + n / 200)
+            for n in live_sizes
+        ]
+    boxed = f"live --rate {BOXED_RATE}, {window:g} s window"
+    args = ["--rate", BOXED_RATE, *live]
+    plan += [Case(boxed, n, args, window + 120, stop_after=window) for n in live_sizes]
     runs: list[dict[str, Any]] = []
-    for series, n, args, kw in plan:
-        log(f"memory: {series}, {n:,} references")
-        kw.setdefault("server", server)
-        label = f"{series}, {n:,}"
+    for case in plan:
+        n = case.n
+        log(f"memory: {case.series}, {n:,} references")
         one = clients.cancel_worker(
-            ctx, path=ensure_input(n, gz=True), n=n, label=label, args=args, timeline=True, **kw
+            ctx,
+            server if case.live else None,
+            ensure_input(n, gz=True),
+            n,
+            label=f"{case.series}, {n:,}",
+            args=case.args,
+            expect="canceled" if case.live else "would_cancel",
+            timeout=case.timeout,
+            stop_after=case.stop_after,
+            timeline=True,
         )
         read, reported = one.extra.get("rows_read"), one.extra.get("rows_reported")
         if read is not None and reported is not None:
             one.extra["read_ahead"] = read - reported
-        runs.append({"series": series, **asdict(one)})
+        runs.append({"series": case.series, **asdict(one)})
         log(
             f"  maxrss {one.maxrss_mb:.1f} MB, {one.refs_per_s:,.0f} refs/s, "
             f"rows read {read}, reported {reported}"
