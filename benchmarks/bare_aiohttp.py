@@ -15,16 +15,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import csv
 import json
 import os
 import sys
-import time
 from collections.abc import Iterator
 from typing import TextIO
-from urllib.parse import quote
 
 import aiohttp
+from harness.baseline import Tally, api_base, cancel_url, rows
 
 
 async def fetch_token(session: aiohttp.ClientSession) -> str:
@@ -40,46 +38,34 @@ async def fetch_token(session: aiohttp.ClientSession) -> str:
 
 async def worker(
     session: aiohttp.ClientSession,
-    rows: Iterator[list[str]],
+    refs: Iterator[tuple[str, str]],
     base: str,
     headers: dict[str, str],
-    out: TextIO,
-    counts: dict[str, int],
+    tally: Tally,
 ) -> None:
-    for ref, merchant in rows:
-        m, r = quote(merchant, safe=""), quote(ref, safe="")
-        url = f"{base}/v1/merchants/{m}/payments/{r}/cancel/"
+    for ref, merchant in refs:
         try:
-            async with session.post(url, headers=headers) as response:
+            async with session.post(cancel_url(base, merchant, ref), headers=headers) as response:
                 body = await response.read()
                 status = response.status
             state = json.loads(body).get("state", "") if body else ""
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             status, state = 0, type(exc).__name__
-        counts["ok" if status == 201 else "bad"] += 1
-        out.write(f"{merchant},{ref},{status},{state}\n")
+        tally.add(merchant, ref, status, state)
 
 
 async def run(src: TextIO, out: TextIO, concurrency: int) -> int:
-    base = os.environ["BAMBORA_API_URL"].rstrip("/")
-    counts = {"ok": 0, "bad": 0}
-    started = time.perf_counter()
+    base = api_base()
+    tally = Tally(out)
     connector = aiohttp.TCPConnector(limit=concurrency)
-    reader = csv.reader(src)
-    next(reader)  # header: payment_reference,merchant_number
-    rows = (row[:2] for row in reader)
+    refs = rows(src)
     async with aiohttp.ClientSession(connector=connector) as session:
         token = await fetch_token(session)
         headers = {"Authorization": f"Bearer {token}", "API-Version": "1"}
         await asyncio.gather(
-            *(worker(session, rows, base, headers, out, counts) for _ in range(concurrency))
+            *(worker(session, refs, base, headers, tally) for _ in range(concurrency))
         )
-    elapsed = time.perf_counter() - started
-    done = counts["ok"] + counts["bad"]
-    summary = {**counts, "references": done, "elapsed_seconds": round(elapsed, 3)}
-    summary["references_per_second"] = round(done / elapsed, 1) if elapsed > 0 else 0.0
-    print(json.dumps(summary), flush=True)
-    return 0 if counts["bad"] == 0 else 1
+    return tally.finish()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,76 +11,32 @@
 from __future__ import annotations
 
 import asyncio
-import csv
 import json
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from worker.sandbox import SandboxConfig, SandboxServer
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root: tests.support
+from tests.support import env_for, run_cli, sandbox, write_csv
+from worker.sandbox import SandboxServer
 
-
-def _env(server: SandboxServer) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BAMBORA_")}
-    env.update(
-        BAMBORA_API_URL=server.api_url,
-        BAMBORA_AUTH_URL=server.auth_url,
-        BAMBORA_CLIENT_ID=server.config.client_id,
-        BAMBORA_CLIENT_SECRET=server.config.client_secret,
-    )
-    return env
-
-
-def _input(path: Path, n: int, prefix: str) -> Path:
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["payment_reference", "merchant_number"])
-        w.writerows((f"{prefix}{i:05d}", "T1") for i in range(n))
-    return path
+# the scenario of tests/test_failures.py, whose figures the README quotes
+FAULTY = ["--rate", "2000", "--concurrency", "32", "--timeout", "0.5", "--max-attempts", "8"]
+OUTAGE = ["--rate", "200", "--concurrency", "16"]
 
 
 async def _run(args: list[str], server: SandboxServer, cwd: Path) -> tuple[int, dict[str, object]]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "worker",
-        *args,
-        "--log-format",
-        "json",
-        env=_env(server),
-        cwd=cwd,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, err = await proc.communicate()
-    summary = [json.loads(x) for x in err.decode().splitlines() if '"summary"' in x][-1]
-    assert proc.returncode is not None
-    return proc.returncode, summary
+    done = await run_cli(*args, "--log-format", "json", env=env_for(server), cwd=cwd, timeout=300)
+    summary = [json.loads(x) for x in done.stderr.splitlines() if '"summary"' in x][-1]
+    return done.code, summary
 
 
 async def faulty(tmp: Path) -> dict[str, object]:
-    config = SandboxConfig(fault_rate=0.25, seed=7, slow_delay=1.0, retry_after="0")
-    async with SandboxServer(config, port=0) as server:
-        src = _input(tmp / "faulty.csv", 2000, "f")
+    async with sandbox(fault_rate=0.25, seed=7, slow_delay=1.0, retry_after="0") as server:
+        src = write_csv(tmp / "faulty.csv", ((f"f{i:05d}", "T1") for i in range(2000)))
         start = time.monotonic()
-        code, summary = await _run(
-            [
-                "run",
-                str(src),
-                "--rate",
-                "2000",
-                "--concurrency",
-                "32",
-                "--timeout",
-                "0.5",
-                "--max-attempts",
-                "8",
-            ],
-            server,
-            tmp,
-        )
+        code, summary = await _run(["run", str(src), *FAULTY], server, tmp)
         elapsed = time.monotonic() - start
         api = [r for r in server.state.requests if r.kind in ("cancel", "get")]
         return {
@@ -96,8 +52,8 @@ async def faulty(tmp: Path) -> dict[str, object]:
 
 
 async def outage(tmp: Path) -> dict[str, object]:
-    async with SandboxServer(SandboxConfig(), port=0) as server:
-        src = _input(tmp / "outage.csv", 400, "o")
+    async with sandbox() as server:
+        src = write_csv(tmp / "outage.csv", ((f"o{i:05d}", "T1") for i in range(400)))
         window: dict[str, float] = {}
 
         async def trigger() -> None:
@@ -109,9 +65,7 @@ async def outage(tmp: Path) -> dict[str, object]:
 
         trig = asyncio.ensure_future(trigger())
         start = time.monotonic()
-        code, summary = await _run(
-            ["run", str(src), "--rate", "200", "--concurrency", "16"], server, tmp
-        )
+        code, summary = await _run(["run", str(src), *OUTAGE], server, tmp)
         await trig
         t0 = window["start"]
         during = [r for r in server.state.requests if t0 <= r.time < t0 + 8 and r.kind != "token"]
