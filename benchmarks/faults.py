@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root
 from tests.support import env_for, run_cli, sandbox, write_csv
 from worker.sandbox import SandboxServer
 
-# the scenario of tests/test_failures.py, whose figures the README quotes
+# the scenario of tests/integration/test_failures.py, whose figures the README quotes
 FAULTY = ["--rate", "2000", "--concurrency", "32", "--timeout", "0.5", "--max-attempts", "8"]
 OUTAGE = ["--rate", "200", "--concurrency", "16"]
 

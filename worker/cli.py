@@ -52,6 +52,12 @@ def _run_loop(main: Callable[[], Coroutine[Any, Any, int]], use_uvloop: bool) ->
     return asyncio.run(main())
 
 
+def _tuned(flag: str, kind: click.ParamType[Any], help: str) -> Callable[..., Any]:
+    """An option whose default is the setting's own (settings.py), shown in --help."""
+    name = flag.lstrip("-").replace("-", "_")
+    return click.option(flag, type=kind, default=default(name), show_default=True, help=help)
+
+
 def _job_options(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.argument("input", metavar="INPUT"),
@@ -70,26 +76,14 @@ def _job_options(func: Callable[..., Any]) -> Callable[..., Any]:
             envvar="BAMBORA_MERCHANT_NUMBER",
             help="Merchant number for rows that name none. [env: BAMBORA_MERCHANT_NUMBER]",
         ),
-        click.option(
-            "--concurrency",
-            type=click.IntRange(1, 1024),
-            default=default("concurrency"),
-            show_default=True,
-            help="Requests in flight at most.",
-        ),
-        click.option(
+        _tuned("--concurrency", click.IntRange(1, 1024), "Requests in flight at most."),
+        _tuned(
             "--rate",
-            type=click.FloatRange(0),
-            default=default("rate"),
-            show_default=True,
-            help="API requests per second at most, all workers together (no 1-second window carries more than RATE + 1; token requests not counted). 0 means no limit.",
+            click.FloatRange(0),
+            "API requests per second at most, all workers together (no 1-second window carries more than RATE + 1; token requests not counted). 0 means no limit.",
         ),
-        click.option(
-            "--max-attempts",
-            type=click.IntRange(1, 100),
-            default=default("max_attempts"),
-            show_default=True,
-            help="Tries per reference for transient failures.",
+        _tuned(
+            "--max-attempts", click.IntRange(1, 100), "Tries per reference for transient failures."
         ),
         click.option(
             "--timeout",
@@ -101,27 +95,17 @@ def _job_options(func: Callable[..., Any]) -> Callable[..., Any]:
             "--comment",
             help=f"Sent as the cancel body's comment (at most {MAX_COMMENT} characters).",
         ),
-        click.option(
+        _tuned(
             "--give-up-after",
-            type=click.FloatRange(1),
-            default=default("give_up_after"),
-            show_default=True,
-            help="Abort (exit 3) when no API request has succeeded for this many seconds.",
+            click.FloatRange(1),
+            "Abort (exit 3) when no API request has succeeded for this many seconds.",
         ),
-        click.option(
+        _tuned(
             "--grace-seconds",
-            type=click.FloatRange(0),
-            default=default("grace_seconds"),
-            show_default=True,
-            help="On SIGTERM/SIGINT, how long in-flight requests may finish.",
+            click.FloatRange(0),
+            "On SIGTERM/SIGINT, how long in-flight requests may finish.",
         ),
-        click.option(
-            "--progress-seconds",
-            type=click.FloatRange(0.1),
-            default=default("progress_seconds"),
-            show_default=True,
-            help="Seconds between progress log lines.",
-        ),
+        _tuned("--progress-seconds", click.FloatRange(0.1), "Seconds between progress log lines."),
         click.option(
             "--sandbox",
             is_flag=True,
@@ -143,12 +127,10 @@ def _job_options(func: Callable[..., Any]) -> Callable[..., Any]:
             type=click.Choice(["json", "console"]),
             help="Log lines on standard error. [default: console on a terminal, json otherwise]",
         ),
-        click.option(
+        _tuned(
             "--log-level",
-            type=click.Choice(["debug", "info", "warning"]),
-            default=default("log_level"),
-            show_default=True,
-            help="debug adds one event per reference.",
+            click.Choice(["debug", "info", "warning"]),
+            "debug adds one event per reference.",
         ),
         click.option(
             "--pushgateway",

@@ -16,7 +16,7 @@ import orjson
 
 from worker.input.dedup import key_of
 from worker.report.resume import PriorRows
-from worker.report.storage import FILE_MODE, StorageError, append_whole
+from worker.report.storage import FILE_MODE, StorageError, append_whole, sync
 
 
 def journal_path(report: Path) -> Path:
@@ -46,9 +46,7 @@ class IntentJournal:
     def close(self) -> None:
         if self._fd is not None:
             try:
-                os.fsync(self._fd)
-            except OSError as exc:
-                raise StorageError(f"{self.path}: {exc.strerror or exc}") from None
+                sync(self._fd, self.path)
             finally:
                 os.close(self._fd)
                 self._fd = None

@@ -17,6 +17,14 @@ from pathlib import Path
 FILE_MODE = 0o640
 
 
+def sync(fd: int, path: Path) -> None:
+    """`fsync`, reported as a StorageError naming the file."""
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        raise StorageError(f"{path}: {exc.strerror or exc}") from None
+
+
 class StorageError(Exception):
     """The report or the journal could not be written: stop sending (exit 3)."""
 

@@ -21,7 +21,7 @@ import orjson
 
 from worker.model import REPORT_COLUMNS, Result
 from worker.report.records import ReportError, is_jsonl
-from worker.report.storage import FILE_MODE, StorageError, append_whole
+from worker.report.storage import FILE_MODE, StorageError, append_whole, sync
 
 FSYNC_INTERVAL = 1.0
 
@@ -94,10 +94,7 @@ class ReportWriter:
 
     def sync(self) -> None:
         if self._fd is not None:
-            try:
-                os.fsync(self._fd)
-            except OSError as exc:
-                raise StorageError(f"{self.path}: {exc.strerror or exc}") from None
+            sync(self._fd, self.path)
             self._last_sync = time.monotonic()
 
     def close(self) -> None:

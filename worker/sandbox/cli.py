@@ -17,6 +17,8 @@ import shlex
 import signal
 import socket
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -48,6 +50,12 @@ def _fault_kinds(ctx: click.Context, param: click.Parameter, value: str) -> tupl
     if unknown:
         raise click.BadParameter(f"unknown {unknown}; known: {','.join(FAULT_KINDS)}")
     return kinds
+
+
+def _configured(flag: str, attr: str, kind: Any, help: str) -> Callable[..., Any]:
+    """An option whose default is `SandboxConfig`'s own, shown in --help."""
+    default = getattr(_DEFAULTS, attr)
+    return click.option(flag, type=kind, default=default, show_default=True, help=help)
 
 
 def _described(kinds: tuple[str, ...]) -> str:
@@ -136,19 +144,12 @@ async def serve(server: SandboxServer, quiet: bool) -> None:
     metavar="FILE",
     help="JSON seed file: payments with a given state or scripted faults.",
 )
-@click.option(
-    "--random-seed",
-    type=int,
-    default=_DEFAULTS.seed,
-    show_default=True,
-    help="Seed for random faults (same seed, same faults).",
-)
-@click.option(
+@_configured("--random-seed", "seed", int, "Seed for random faults (same seed, same faults).")
+@_configured(
     "--fault-rate",
-    type=click.FloatRange(0, 1),
-    default=_DEFAULTS.fault_rate,
-    show_default=True,
-    help="Share of cancels and queries that get a random fault.",
+    "fault_rate",
+    click.FloatRange(0, 1),
+    "Share of cancels and queries that get a random fault.",
 )
 @click.option(
     "--fault-kinds",
@@ -158,19 +159,14 @@ async def serve(server: SandboxServer, quiet: bool) -> None:
     callback=_fault_kinds,
     help=f"Kinds random faults are drawn from, of: {', '.join(FAULT_KINDS)}.",
 )
-@click.option(
-    "--token-ttl",
-    type=click.FloatRange(1),
-    default=_DEFAULTS.token_ttl,
-    show_default=True,
-    help="Lifetime of issued tokens, in seconds.",
+@_configured(
+    "--token-ttl", "token_ttl", click.FloatRange(1), "Lifetime of issued tokens, in seconds."
 )
-@click.option(
+@_configured(
     "--slow-delay",
-    type=click.FloatRange(0),
-    default=_DEFAULTS.slow_delay,
-    show_default=True,
-    help="Seconds a slow- reference (or a slow_after fault) stalls before answering.",
+    "slow_delay",
+    click.FloatRange(0),
+    "Seconds a slow- reference (or a slow_after fault) stalls before answering.",
 )
 @click.option(
     "--retry-after",
