@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -144,6 +145,18 @@ def _job_options(func: Callable[..., Any]) -> Callable[..., Any]:
             help="Job label for --pushgateway.",
         ),
         click.option(
+            "--allow-changed-input",
+            is_flag=True,
+            help="Resume a report although its input file changed (you fixed some rows): rows already final are not sent again, changed lines are reported afresh.",
+        ),
+        click.option(
+            "--echo-columns",
+            default=default("echo_columns"),
+            show_default=True,
+            metavar="all|none|A,B,...",
+            help="Which other columns of each input row the report repeats after its own.",
+        ),
+        click.option(
             "--no-uvloop",
             is_flag=True,
             help="Use asyncio's default event loop even when uvloop is installed.",
@@ -170,7 +183,8 @@ def _job(mode: Mode, kw: dict[str, Any]) -> None:
     from worker.run.main import execute
 
     try:
-        code = _run_loop(lambda: execute(prepared), settings.use_uvloop)
+        command = shlex.join(["cancel-worker", *sys.argv[1:]])
+        code = _run_loop(lambda: execute(prepared, command), settings.use_uvloop)
     except UsageError as exc:
         _fail_usage(str(exc))
         return

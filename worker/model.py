@@ -53,6 +53,10 @@ UNSENT = frozenset({Outcome.INVALID, Outcome.DUPLICATE})
 #: How much of an error message a report row's `detail` keeps.
 DETAIL_LIMIT = 300
 
+#: After the contract's columns, every report row says what the payment was worth and
+#: which run wrote it; the input row's own other columns follow these.
+EXTRA_COLUMNS: tuple[str, ...] = ("amount", "currency", "run_id")
+
 REPORT_COLUMNS: tuple[str, ...] = (
     "line",
     "merchant_number",
@@ -75,6 +79,7 @@ class Row:
     merchant: str
     reference: str
     comment: str | None = None
+    extra: tuple[tuple[str, object], ...] = ()  # other input columns, for the report
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +91,7 @@ class Rejected:
     reference: str
     outcome: Outcome
     detail: str
+    extra: tuple[tuple[str, object], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +107,9 @@ class Result:
     payment_state: str | None = None
     attempts: int = 0
     detail: str | None = None
+    amount: int | None = None  # the payment's, in minor units, from the API's last answer
+    currency: str | None = None
+    extra: tuple[tuple[str, object], ...] = ()  # the input row's other columns
 
 
 class Op(StrEnum):
@@ -124,3 +133,5 @@ class Reply:
     payment_state: str | None = None
     retry_after: float | None = None
     maybe_sent: bool = True
+    amount: int | None = None
+    currency: str | None = None

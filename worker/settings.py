@@ -96,6 +96,8 @@ class Settings:
     pushgateway: str | None = None
     job_name: str = "cancel-worker"
     use_uvloop: bool = True
+    allow_changed_input: bool = False
+    echo_columns: str = "all"  # all | none | a,b,c
 
     def __post_init__(self) -> None:
         # The API URL is a base that paths are appended to, so a trailing '/' would
@@ -116,11 +118,12 @@ def build_settings(mode: Mode, kw: Mapping[str, Any], env: Mapping[str, str]) ->
     shard = (
         Shard.parse(kw["shard_text"]) if kw.get("shard_text") else (shard_from_env(env) or Shard())
     )
-    report = Path(kw["report"]) if kw.get("report") else default_report(kw["input"], shard)
+    sandbox, dry_run = bool(kw.get("sandbox")), bool(kw.get("dry_run"))
+    kind = run_kind(mode, dry_run)
+    report = Path(kw["report"]) if kw.get("report") else default_report(kw["input"], shard, kind)
     comment = kw.get("comment")
     if comment is not None and len(comment) > MAX_COMMENT:
         raise ConfigError(f"--comment is {len(comment)} characters; at most {MAX_COMMENT}")
-    sandbox, dry_run = bool(kw.get("sandbox")), bool(kw.get("dry_run"))
     timeout = kw.get("timeout") or (SANDBOX_TIMEOUT if sandbox else default("timeout"))
     api_url = check_url("BAMBORA_API_URL", env.get("BAMBORA_API_URL") or default("api_url"))
     auth_url = check_url("BAMBORA_AUTH_URL", env.get("BAMBORA_AUTH_URL") or default("auth_url"))
@@ -149,6 +152,8 @@ def build_settings(mode: Mode, kw: Mapping[str, Any], env: Mapping[str, str]) ->
         auth_url=auth_url,
         credentials=credentials,
         use_uvloop=not kw.get("no_uvloop"),
+        allow_changed_input=bool(kw.get("allow_changed_input")),
+        echo_columns=_given(kw, "echo_columns"),
         pushgateway=kw.get("pushgateway") or None,
         job_name=_given(kw, "job_name"),
     )
@@ -225,14 +230,28 @@ def credentials_from_env(env: Mapping[str, str]) -> Credentials:
     return Credentials(client_id=client_id, client_secret=secret)
 
 
-def default_report(input_arg: str, shard: Shard) -> Path:
-    """`<INPUT name without suffixes>.report.csv` in the working directory (`-`: report.csv)."""
+def run_kind(mode: Mode, dry_run: bool) -> str:
+    """What a run does to payments, which decides its report: run, check or dry-run."""
+    return "dry-run" if dry_run and mode is Mode.RUN else mode.value
+
+
+#: Each kind of run has its own default report, so that a `check` before the nightly
+#: `run` (or a dry run) can never be resumed by it: their rows mean other things.
+REPORT_NAMES = {"run": "report", "check": "check", "dry-run": "dry-run"}
+
+
+def default_report(input_arg: str, shard: Shard, kind: str = "run") -> Path:
+    """`<INPUT name without suffixes>.<report|check|dry-run>.csv` in the working directory.
+
+    Standard input has no name: `report.csv` (`check.csv`, `dry-run.csv`).
+    """
+    suffix = REPORT_NAMES[kind]
     if input_arg == "-":
-        name = "report"
+        name = suffix
     else:
         base = Path(input_arg).name
         stem = base.split(".", 1)[0] if not base.startswith(".") else base
-        name = f"{stem or 'input'}.report"
+        name = f"{stem or 'input'}.{suffix}"
     if shard.active:
         name = f"{name}.shard-{shard.index}-of-{shard.count}"
     return Path(f"{name}.csv")

@@ -173,7 +173,7 @@ def test_rate_zero_means_no_limit_and_the_kubernetes_shard_env_is_read() -> None
     env = {**ENV, "JOB_COMPLETION_INDEX": "2", "SHARD_COUNT": "4"}
     s = build_settings(Mode.CHECK, {"input": "in.jsonl.gz", "rate": 0.0}, env)
     assert s.rate is None and s.shard == Shard(2, 4)
-    assert s.report == Path("in.report.shard-2-of-4.csv")
+    assert s.report == Path("in.check.shard-2-of-4.csv")  # check has its own report
 
 
 def test_a_comment_over_its_limit_is_refused() -> None:

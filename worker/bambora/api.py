@@ -152,7 +152,13 @@ class ApiClient:
             detail=_text(fields.get("detail")) if problem else None,
             payment_state=None if problem else _text(fields.get("state")),
             retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            amount=None if problem else _minor_units(fields.get("amount")),
+            currency=None if problem else _text(fields.get("currency")),
         )
+
+
+def _minor_units(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _describe(exc: BaseException) -> str:

@@ -75,10 +75,16 @@ class Admission:
         if isinstance(item, Rejected):
             return self._unsent(item)
         key = key_of(item.merchant, item.reference)  # once per row: dedup, resume, journal
-        if not self._deduper.first_time(key):
+        first = self._deduper.earlier(key, item.line)
+        if first is not None:
             return self._unsent(
                 Rejected(
-                    item.line, item.merchant, item.reference, Outcome.DUPLICATE, DUPLICATE_DETAIL
+                    item.line,
+                    item.merchant,
+                    item.reference,
+                    Outcome.DUPLICATE,
+                    f"{DUPLICATE_DETAIL} (line {first})",
+                    item.extra,
                 )
             )
         done = self._prior.done.get(key) if self._prior.done else None
@@ -90,4 +96,11 @@ class Admission:
         earlier = self._prior.unsent_lines.get(item.line)
         if earlier is not None:
             return Reported(earlier)
-        return Result(item.line, item.merchant, item.reference, item.outcome, detail=item.detail)
+        return Result(
+            item.line,
+            item.merchant,
+            item.reference,
+            item.outcome,
+            detail=item.detail,
+            extra=item.extra,
+        )

@@ -32,22 +32,22 @@ def key_of(merchant: str, reference: str) -> bytes:
 
 
 class Deduper(Protocol):
-    def first_time(self, key: bytes) -> bool:
-        """True the first time a key is offered, False on every later offer."""
+    def earlier(self, key: bytes, line: int) -> int | None:
+        """None the first time a key is offered; the line it was first offered on after."""
         ...
 
 
 class ExactDeduper:
-    """Remembers every key: for input that can be read only once (stdin)."""
+    """Remembers every key (and its first line): for input read only once (stdin)."""
 
     def __init__(self) -> None:
-        self._seen: set[bytes] = set()
+        self._seen: dict[bytes, int] = {}
 
-    def first_time(self, key: bytes) -> bool:
-        if key in self._seen:
-            return False
-        self._seen.add(key)
-        return True
+    def earlier(self, key: bytes, line: int) -> int | None:
+        first = self._seen.get(key)
+        if first is None:
+            self._seen[key] = line
+        return first
 
 
 class CandidateDeduper:
@@ -55,15 +55,15 @@ class CandidateDeduper:
 
     def __init__(self, candidates: set[bytes]) -> None:
         self._candidates = candidates
-        self._seen: set[bytes] = set()
+        self._seen: dict[bytes, int] = {}
 
-    def first_time(self, key: bytes) -> bool:
+    def earlier(self, key: bytes, line: int) -> int | None:
         if key not in self._candidates:
-            return True
-        if key in self._seen:
-            return False
-        self._seen.add(key)
-        return True
+            return None
+        first = self._seen.get(key)
+        if first is None:
+            self._seen[key] = line
+        return first
 
 
 def find_candidates(keys: Iterable[bytes], expected: int) -> set[bytes]:

@@ -34,10 +34,20 @@ def parse_json_object(number: int, data: bytes) -> Parsed:
         return error_row(number, f"cannot parse JSON: {exc.msg} at column {exc.colno}")
     if not isinstance(obj, dict):
         return error_row(number, "line is not a JSON object")
-    obj = {norm(k): v for k, v in obj.items()}
-    reference, ref_err = _scalar(obj, REFERENCE_KEYS)
-    merchant, merchant_err = _scalar(obj, MERCHANT_KEYS)
-    comment, comment_err = _scalar(obj, COMMENT_KEYS)
+    named = {norm(k): v for k, v in obj.items()}
+    reference, ref_err = _scalar(named, REFERENCE_KEYS)
+    merchant, merchant_err = _scalar(named, MERCHANT_KEYS)
+    comment, comment_err = _scalar(named, COMMENT_KEYS)
+    used = {_first(named, REFERENCE_KEYS), _first(named, MERCHANT_KEYS)}
     return Parsed(
-        number, reference, merchant, comment, error=ref_err or merchant_err or comment_err
+        number,
+        reference,
+        merchant,
+        comment,
+        error=ref_err or merchant_err or comment_err,
+        extra=tuple((k, v) for k, v in obj.items() if norm(k) not in used),
     )
+
+
+def _first(named: dict[str, Any], keys: tuple[str, ...]) -> str | None:
+    return next((k for k in keys if k in named), None)

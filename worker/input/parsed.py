@@ -21,6 +21,8 @@ class Parsed:
     merchant: str | None
     comment: str | None
     error: str | None = None
+    #: The row's other columns as read (name, value), for the report to repeat.
+    extra: tuple[tuple[str, object], ...] = ()
 
 
 def has_surrogates(text: str) -> bool:

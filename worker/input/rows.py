@@ -41,6 +41,11 @@ class Columns:
     comment: int | None
     delimiter: str = ","
 
+    @property
+    def others(self) -> tuple[int, ...]:
+        """The columns a report repeats: all but the reference and the merchant."""
+        return tuple(i for i in range(len(self.names)) if i not in (self.reference, self.merchant))
+
 
 def _columns_for(header: list[str], delimiter: str) -> Columns | None:
     names = [norm(h) for h in header]
@@ -78,6 +83,7 @@ class RowParser:
     def __init__(self, fmt: str, columns: Columns | None) -> None:
         self._csv = fmt == "csv"
         self._columns = columns
+        self._others = columns.others if columns else ()
         self._next = 1  # number of the next physical line
         self._pending: list[str] = []  # lines of a CSV record whose comment spans lines
         self._pending_start = 0
@@ -229,12 +235,14 @@ class RowParser:
         else:
             columns = self._columns
             assert columns is not None
+            names = columns.names
             out.append(
                 Parsed(
                     number,
                     _cell(fields, columns.reference),
                     _cell(fields, columns.merchant),
                     _cell(fields, columns.comment),
+                    extra=tuple((names[i], fields[i]) for i in self._others if i < len(fields)),
                 )
             )
 

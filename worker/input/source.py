@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import hashlib
 import os
 import stat
 import sys
@@ -62,6 +63,9 @@ class Source:
         self._gunzip: Gunzip | None = None
         self._lines = Lines()
         self._parser: RowParser | None = None
+        # SHA-256 of the bytes as stored (gzip included): what binds a report to its
+        # input. Off for a file's second pass, whose first pass already hashed it.
+        self.digest: hashlib._Hash | None = hashlib.sha256()
 
     @property
     def fd(self) -> int:
@@ -89,6 +93,8 @@ class Source:
     def feed(self, data: bytes) -> list[Parsed]:
         """Rows completed by `data` (raw bytes as read, gzip or not)."""
         assert self._parser is not None
+        if self.digest is not None:
+            self.digest.update(data)
         if self._gunzip is not None:
             data = self._gunzip.feed(data)
         return self._parser.rows(self._lines.feed(data))

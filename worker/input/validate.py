@@ -32,7 +32,9 @@ def validate(parsed: Parsed, default_merchant: str | None) -> Row | Rejected:
     comment = parsed.comment if parsed.comment else None
 
     def reject(reason: str) -> Rejected:
-        return Rejected(parsed.line, _echo(merchant), _echo(reference), Outcome.INVALID, reason)
+        return Rejected(
+            parsed.line, _echo(merchant), _echo(reference), Outcome.INVALID, reason, parsed.extra
+        )
 
     if parsed.error:
         return reject(parsed.error)
@@ -55,4 +57,4 @@ def validate(parsed: Parsed, default_merchant: str | None) -> Row | Rejected:
         return reject(f"comment is {len(comment)} characters; at most {MAX_COMMENT}")
     if not merchant:
         return reject("no merchant number: add a merchant_number column or use --merchant")
-    return Row(parsed.line, merchant, reference, comment)
+    return Row(parsed.line, merchant, reference, comment, parsed.extra)

@@ -105,9 +105,9 @@ def _orjson_dumps(obj: Any, default: Any = None) -> str:
 
 def configure(log_format: str | None, level: str = "info", stream: Any = None) -> None:
     """Set up structlog for this process; `log_format` None means: decide by the terminal."""
-    global _level
+    global _level, _out
     _level = LEVELS.get(level, logging.INFO)
-    out = QuietOnError(stream or sys.stderr)
+    out = _out = QuietOnError(stream or sys.stderr)
     use_json = log_format == "json" or (log_format is None and not out.isatty())
     renderer: Any = (
         structlog.processors.JSONRenderer(serializer=_orjson_dumps)
@@ -129,9 +129,16 @@ def configure(log_format: str | None, level: str = "info", stream: Any = None) -
     )
 
 
+def say(text: str) -> None:
+    """Plain lines for a person (the end-of-run summary), on the log stream."""
+    _out.write(text + "\n")
+    _out.flush()
+
+
 def is_debug() -> bool:
     """Cheap check before building a per-reference event on the hot path."""
     return _level <= logging.DEBUG
 
 
 log = structlog.get_logger("cancel-worker")
+_out = QuietOnError(sys.stderr)

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from worker.model import REPORT_COLUMNS, Result
+from worker.model import EXTRA_COLUMNS, REPORT_COLUMNS, Result
 from worker.report.records import ReportError, is_jsonl
 from worker.report.storage import FILE_MODE, StorageError, append_whole, sync
 
@@ -30,66 +30,144 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _csv_header() -> bytes:
-    return (",".join(REPORT_COLUMNS) + "\r\n").encode()
+class Echo:
+    """Which of the input row's other columns the report repeats, and under what names.
+
+    `--echo-columns all` (the default), `none`, or a comma-separated list of input
+    column names. A name that is already a report column gets the prefix `input_`.
+    """
+
+    def __init__(self, choice: str = "all") -> None:
+        self._all = choice == "all"
+        self._only = (
+            frozenset()
+            if choice in ("all", "none")
+            else frozenset(n.strip() for n in choice.split(","))
+        )
+
+    def keeps(self, name: str) -> bool:
+        return self._all or name in self._only
+
+    @staticmethod
+    def report_name(name: str) -> str:
+        return f"input_{name}" if name in _RESERVED else name
+
+    def names(self, input_names: Iterable[str]) -> list[str]:
+        return [self.report_name(n) for n in input_names if self.keeps(n)]
+
+    def pick(self, extra: tuple[tuple[str, object], ...]) -> list[tuple[str, object]]:
+        return [(self.report_name(n), v) for n, v in extra if self.keeps(n)]
+
+
+_RESERVED = frozenset(REPORT_COLUMNS + EXTRA_COLUMNS)
 
 
 class ReportWriter:
-    """Appends whole rows to the report; owns its file descriptor."""
+    """Appends whole rows to the report; owns its file descriptor.
 
-    def __init__(self, path: Path, *, fsync_interval: float = FSYNC_INTERVAL) -> None:
+    A CSV report's columns are fixed by its header: the contract's ten, `amount`,
+    `currency`, `run_id`, then the echoed input columns (`input_columns`, or, for an
+    input whose columns are only known row by row, those of the first rows written).
+    An existing report keeps its own header, so every row of it has the same shape.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        run_id: str = "",
+        echo: Echo | None = None,
+        input_columns: list[str] | None = None,
+        fsync_interval: float = FSYNC_INTERVAL,
+    ) -> None:
         self.path = path
         self._jsonl = is_jsonl(path)
+        self._run_id = run_id
+        self._echo = echo or Echo()
+        self._input_columns = input_columns
         self._fsync_interval = fsync_interval
         self._fd: int | None = None
         self._last_sync = time.monotonic()
         self._buffer = io.StringIO()
         self._csv = csv.writer(self._buffer, lineterminator="\r\n")
+        self._columns: list[str] | None = None  # CSV: the header, once known
         self.rows_written = 0
 
     def open(self) -> None:
         check_report_path(self.path)
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, FILE_MODE)
         except OSError as exc:
             raise ReportError(f"cannot open report {self.path}: {exc.strerror}") from None
         self._fd = fd
-        if os.fstat(fd).st_size == 0 and not self._jsonl:
-            try:
-                append_whole(fd, _csv_header(), self.path)
-            except StorageError as exc:
-                raise ReportError(f"cannot write report {exc}") from None
+        if self._jsonl:
+            return
+        if os.fstat(fd).st_size:
+            with open(self.path, newline="", encoding="utf-8", errors="replace") as f:
+                header = next(csv.reader(f), [])
+            self._columns = [h.lstrip("\ufeff") for h in header]
+        elif self._input_columns is not None:
+            self._start(self._echo.names(self._input_columns))
+
+    def _start(self, echoed: list[str]) -> None:
+        """Write the header of a new CSV report."""
+        assert self._fd is not None
+        self._columns = [*REPORT_COLUMNS, *EXTRA_COLUMNS, *echoed]
+        header = self._buffer_rows([self._columns])
+        try:
+            append_whole(self._fd, header, self.path)
+        except StorageError as exc:
+            raise ReportError(f"cannot write report {exc}") from None
 
     def write(self, results: Iterable[Result]) -> None:
         """Write rows with a single `write` call; each row is whole. Raises StorageError."""
         assert self._fd is not None, "open() first"
-        finished_at = utc_now()
-        before = self.rows_written
-        data = self._encode(results, finished_at)
-        if not data:
+        results = list(results)
+        if not results:
             return
-        try:
-            append_whole(self._fd, data, self.path)
-        except StorageError:
-            self.rows_written = before
-            raise
+        if not self._jsonl and self._columns is None:
+            seen: dict[str, None] = {}
+            for r in results:
+                seen.update((name, None) for name, _ in self._echo.pick(r.extra))
+            self._start(list(seen))
+        finished_at = utc_now()
+        append_whole(self._fd, self._encode(results, finished_at), self.path)
+        self.rows_written += len(results)
         if time.monotonic() - self._last_sync >= self._fsync_interval:
             self.sync()
 
-    def _encode(self, results: Iterable[Result], finished_at: str) -> bytes:
+    def _encode(self, results: list[Result], finished_at: str) -> bytes:
         if self._jsonl:
-            chunks = []
-            for r in results:
-                chunks.append(orjson.dumps(_as_dict(r, finished_at)))
-                chunks.append(b"\n")
-                self.rows_written += 1
-            return b"".join(chunks)
+            return b"".join(
+                orjson.dumps(self._as_dict(r, finished_at), default=str) + b"\n" for r in results
+            )
+        columns = self._columns
+        assert columns is not None
+        echoed = columns[len(REPORT_COLUMNS) + len(EXTRA_COLUMNS) :]
+        width = len(columns)
+        rows = []
+        for r in results:
+            row = [*_as_tuple(r, finished_at), *self._extras(r)][:width]
+            if echoed:
+                values = dict(self._echo.pick(r.extra))
+                row += [_cell(values.get(name)) for name in echoed]
+            rows.append(row)
+        return self._buffer_rows(rows)
+
+    def _extras(self, r: Result) -> tuple[Any, ...]:
+        return ("" if r.amount is None else r.amount, r.currency or "", self._run_id)
+
+    def _as_dict(self, r: Result, finished_at: str) -> dict[str, Any]:
+        row = _as_dict(r, finished_at)
+        row.update(amount=r.amount, currency=r.currency, run_id=self._run_id or None)
+        row.update(self._echo.pick(r.extra))
+        return row
+
+    def _buffer_rows(self, rows: Iterable[Iterable[Any]]) -> bytes:
         buffer = self._buffer
         buffer.seek(0)
         buffer.truncate()
-        for r in results:
-            self._csv.writerow(_as_tuple(r, finished_at))
-            self.rows_written += 1
+        self._csv.writerows(rows)
         return buffer.getvalue().encode("utf-8", "replace")
 
     def sync(self) -> None:
@@ -104,6 +182,15 @@ class ReportWriter:
             finally:
                 os.close(self._fd)
                 self._fd = None
+
+
+def _cell(value: object) -> str:
+    """An echoed value in a CSV cell: text as it is, anything else as JSON."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return orjson.dumps(value, default=str).decode()
 
 
 def check_report_path(path: Path) -> None:

@@ -23,6 +23,11 @@ from worker.control.throttle import Throttle
 from worker.decide import Final, Next, Reauth, Step, decide, is_api_trouble
 from worker.model import Op, Outcome, Reply, Result, Row
 
+#: Outcomes whose report row carries the payment's amount and currency: the API
+#: answered about the payment itself.
+PRICED = frozenset(
+    {Outcome.CANCELED, Outcome.ALREADY_CANCELED, Outcome.NOT_CANCELABLE, Outcome.CHECKED}
+)
 #: 401s in a row for one reference before we call the credentials refused.
 MAX_REAUTH = 2
 #: Calls per reference are capped at CALLS_PER_TRY * --max-attempts + SPARE_CALLS,
@@ -54,6 +59,9 @@ class _Progress:
     state: str | None = None
     journaled: bool = False
     trouble_since: int | None = None  # the run's count of good answers at its first failure
+    unclear: str | None = None  # the unclear answer to a cancel that a query must settle
+    amount: int | None = None  # the payment's, from the last answer that carried it
+    currency: str | None = None
     extra: list[str] = field(default_factory=list)
 
 
@@ -108,6 +116,8 @@ class Canceller:
         else:
             first = Step(Op.CANCEL)
         progress = _Progress(first)
+        if maybe_landed:
+            progress.unclear = "an interrupted earlier run"
         first_trouble: RetryLater | None
         try:
             # Most references end on their first try: tenacity is set up only for the
@@ -185,12 +195,15 @@ class Canceller:
             if step.op is Op.CANCEL and not progress.journaled and self._journal is not None:
                 self._journal.record(row.merchant, row.reference)
                 progress.journaled = True
-            reply = await self._api.call(step.op, row.merchant, row.reference, token, self._comment)
+            comment = row.comment or self._comment  # a row's own comment goes first
+            reply = await self._api.call(step.op, row.merchant, row.reference, token, comment)
             progress.attempts += 1
             progress.last = reply
             self.stats.requests += 1
             if reply.payment_state:
                 progress.state = reply.payment_state
+            if reply.amount is not None:
+                progress.amount, progress.currency = reply.amount, reply.currency
             decision = decide(step, reply)
 
             if isinstance(decision, Reauth):
@@ -219,6 +232,8 @@ class Canceller:
             if isinstance(decision, Final):
                 return self._result(row, progress, decision.outcome, decision.detail)
             assert isinstance(decision, Next)
+            if step.op is Op.CANCEL and decision.step.op is Op.QUERY and decision.step.maybe_landed:
+                progress.unclear = reply.error_type or f"HTTP {reply.status}"
             progress.step = decision.step
             if decision.throttled:
                 self.stats.throttled += 1
@@ -232,6 +247,9 @@ class Canceller:
         last = progress.last
         if detail is None and last is not None and last.status is not None and last.status >= 400:
             detail = last.detail or last.title
+        if outcome is Outcome.CANCELED and progress.step.op is Op.QUERY and progress.unclear:
+            detail = f"confirmed by query after {progress.unclear}"
+        priced = outcome in PRICED
         return Result(
             line=row.line,
             merchant=row.merchant,
@@ -242,4 +260,7 @@ class Canceller:
             payment_state=progress.state,
             attempts=progress.attempts,
             detail=detail or None,
+            amount=progress.amount if priced else None,
+            currency=progress.currency if priced else None,
+            extra=row.extra,
         )

@@ -6,39 +6,66 @@ the report package and handed to the `Job`.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import structlog
 
+from worker import __version__
 from worker.bambora.auth import AuthUnavailable, CredentialsRefused
 from worker.control.health import ApiUnreachable
 from worker.model import Mode, Outcome
 from worker.observe import logs, progress
+from worker.observe.report_card import Card, render, termination_line
 from worker.report.journal import IntentJournal, journal_path
 from worker.report.records import ReportError
 from worker.report.resume import repair_torn_tail
+from worker.report.runs import append_run
 from worker.report.storage import StorageError
-from worker.report.writer import ReportWriter
+from worker.report.writer import Echo, ReportWriter, utc_now
 from worker.run.canceller import Stats
 from worker.run.job import Job
 from worker.run.prepare import Prepared, UsageError
-from worker.run.summary import EXIT_ABORTED, Ending, Tally, exit_code
+from worker.run.summary import (
+    EXIT_ABORTED,
+    EXIT_INCOMPLETE,
+    EXIT_SIGINT,
+    EXIT_SIGTERM,
+    Ending,
+    Tally,
+    exit_code,
+)
 from worker.run.wiring import connect, sandboxed
-from worker.settings import Settings
+from worker.settings import Settings, run_kind
 
 #: A live bar can redraw often; log lines come every --progress-seconds.
 BAR_REDRAW_SECONDS = 0.5
+#: Kubernetes shows this file's text in `kubectl describe pod` after the pod ended.
+TERMINATION_LOG = Path("/dev/termination-log")
 
 
-async def execute(prepared: Prepared) -> int:
-    """Run prepared input to the end; returns the exit code. UsageError: exit 2."""
+async def execute(prepared: Prepared, command: str = "cancel-worker") -> int:
+    """Run prepared input to the end; returns the exit code. UsageError: exit 2.
+
+    `command` is the command line as typed, for the "to finish, run ..." hint.
+    """
+    try:
+        return await _execute(prepared, command)
+    finally:
+        prepared.lock.release()
+
+
+async def _execute(prepared: Prepared, command: str) -> int:
     run_id = uuid.uuid4().hex[:12]
     structlog.contextvars.bind_contextvars(run_id=run_id)
+    started_at = utc_now()
     async with sandboxed(prepared.settings) as (s, sandbox_url):
         logs.log.info("start", **start_fields(s, sandbox_url))
-        writer = _open_writer(prepared)
+        writer = _open_writer(prepared, run_id)
         journal = (
             IntentJournal(journal_path(s.report)) if s.mode is Mode.RUN and not s.dry_run else None
         )
@@ -60,10 +87,12 @@ async def execute(prepared: Prepared) -> int:
                     requests=lambda: stats.requests,
                 )
                 view = progress.choose(s.log_format)
-                bar = isinstance(view, progress.BarProgress)
-                end = await job.run(
-                    view, BAR_REDRAW_SECONDS if bar else s.progress_seconds, prepared.total
+                every = (
+                    BAR_REDRAW_SECONDS
+                    if isinstance(view, progress.BarProgress)
+                    else s.progress_seconds
                 )
+                end = await job.run(view, every, prepared.total)
         except (CredentialsRefused, AuthUnavailable, ApiUnreachable) as exc:
             end.abort_reason = end.abort_reason or str(exc)
             logs.log.error("aborted", reason=end.abort_reason)
@@ -78,14 +107,75 @@ async def execute(prepared: Prepared) -> int:
         elapsed = time.monotonic() - started
         _push_metrics(s, tally, stats, refreshes(), elapsed, code)
         logs.log.info("summary", **summary_fields(s, end, tally, stats, refreshes(), elapsed, code))
+        _record_run(prepared, s, run_id, started_at, end, tally, stats.requests, code)
+        _tell(s, tally, stats.requests, elapsed, code, command)
         return code
+
+
+def _record_run(
+    prepared: Prepared,
+    s: Settings,
+    run_id: str,
+    started_at: str,
+    end: Ending,
+    tally: Tally,
+    requests: int,
+    code: int,
+) -> None:
+    source = prepared.source
+    sha = prepared.input_sha256 or (source.digest.hexdigest() if source.digest else None)
+    record = {
+        "run_id": run_id,
+        "mode": run_kind(s.mode, s.dry_run),
+        "started_at": started_at,
+        "finished_at": utc_now(),
+        "input": s.input,
+        "input_sha256": sha,
+        "input_complete": end.input_done,
+        "shard": f"{s.shard.index}/{s.shard.count}",
+        "rows_read": tally.rows_read,
+        "rows_reported": tally.rows_reported,
+        "outcomes": dict(sorted(tally.outcomes.items())),
+        "released": dict(sorted(tally.released.items())),
+        "requests": requests,
+        "exit_code": code,
+        "complete": end.complete,
+        "version": __version__,
+        "api_url": s.api_url,
+    }
+    try:
+        append_run(s.report, record)
+    except (StorageError, OSError) as exc:
+        logs.log.error("run_record_not_written", report=str(s.report), error=str(exc))
+
+
+def _tell(
+    s: Settings, tally: Tally, requests: int, elapsed: float, code: int, command: str
+) -> None:
+    """The human summary on standard error, and one line for Kubernetes."""
+    left = code in (EXIT_ABORTED, EXIT_SIGINT, EXIT_SIGTERM) or (
+        code == EXIT_INCOMPLETE and tally.outcomes.get(Outcome.FAILED.value, 0) > 0
+    )
+    card = Card(
+        outcomes=tally.outcomes,
+        released=tally.released,
+        elapsed=elapsed,
+        requests=requests,
+        report=str(s.report),
+        exit_code=code,
+        resume_command=command if left else None,
+    )
+    logs.say(render(card))
+    if TERMINATION_LOG.exists() and os.access(TERMINATION_LOG, os.W_OK):
+        with contextlib.suppress(OSError):
+            TERMINATION_LOG.write_text(termination_line(card) + "\n", encoding="utf-8")
 
 
 def _no_refreshes() -> int:
     return 0
 
 
-def _open_writer(prepared: Prepared) -> ReportWriter:
+def _open_writer(prepared: Prepared, run_id: str) -> ReportWriter:
     report, torn = prepared.settings.report, prepared.prior.torn_bytes
     try:
         if torn:
@@ -96,7 +186,13 @@ def _open_writer(prepared: Prepared) -> ReportWriter:
                 removed_bytes=torn,
                 why="its last line had no newline (cut short by a crash); that row is redone",
             )
-        writer = ReportWriter(report)
+        columns = prepared.source.columns
+        writer = ReportWriter(
+            report,
+            run_id=run_id,
+            echo=Echo(prepared.settings.echo_columns),
+            input_columns=[columns.names[i] for i in columns.others] if columns else None,
+        )
         writer.open()
     except (ReportError, OSError) as exc:
         raise UsageError(str(exc)) from None

@@ -9,19 +9,25 @@ anything.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from worker.input.admission import Admission, screen
 from worker.input.dedup import CandidateDeduper, Deduper, ExactDeduper, find_candidates, key_of
 from worker.input.lines import InputError
 from worker.input.source import Source, open_input
 from worker.model import Mode, Row
+from worker.observe import logs
 from worker.report.journal import IntentJournal, journal_path
+from worker.report.lock import ReportLock
 from worker.report.records import ReportError
 from worker.report.resume import PriorRows, load_report, policy_for
+from worker.report.runs import Binding, check_binding, read_runs
 from worker.report.writer import check_report_path
-from worker.settings import Settings
+from worker.settings import Settings, run_kind
+
+NO_LOCKS = "this filesystem does not support locks: make sure no other run uses this report"
 
 
 class UsageError(Exception):
@@ -38,6 +44,10 @@ class Prepared:
     pending: set[bytes]
     deduper: Deduper
     total: int | None  # rows of this shard, when the input could be counted
+    lock: ReportLock
+    runs: list[dict[str, Any]] = field(default_factory=list)  # the report's earlier runs
+    input_sha256: str | None = None  # known before sending for a file only
+    left: int | None = None  # rows of this shard the report does not yet settle
 
     def admission(self) -> Admission:
         s = self.settings
@@ -51,44 +61,102 @@ class Prepared:
 
 
 def prepare(settings: Settings) -> Prepared:
-    """Everything before the first request; raises UsageError (exit 2) on bad input."""
+    """Everything before the first request; raises UsageError (exit 2) on bad input.
+
+    Takes the report's lock first and keeps it (the caller releases it at the end), so
+    that a second run on the same report stops here, before reading anything.
+    """
     if settings.input != "-" and Path(settings.input).resolve() == settings.report.resolve():
         raise UsageError("the report path is the input file; choose another --report")
+    lock = ReportLock(settings.report)
     try:
         check_report_path(settings.report)
+        lock.acquire()
+    except (ReportError, OSError) as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        return _prepare(settings, lock)
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _prepare(settings: Settings, lock: ReportLock) -> Prepared:
+    if not lock.supported:
+        logs.log.warning("report_not_locked", report=str(settings.report), why=NO_LOCKS)
+    try:
         source = open_input(settings.input, settings.input_format)
     except (InputError, ReportError) as exc:
         raise UsageError(str(exc)) from None
     try:
         prior = load_report(settings.report, policy_for(settings.mode))
+        runs = read_runs(settings.report)
         sends = settings.mode is Mode.RUN and not settings.dry_run
         pending = IntentJournal.load(journal_path(settings.report), prior) if sends else set()
         deduper: Deduper
-        total: int | None = None
+        total = left = sha = None
         if source.rereadable:
-            deduper, total = _prepass(settings, source)
+            source.digest = None  # the pre-pass hashes the file
+            deduper, total, left, sha = _prepass(settings, source, prior)
         else:
             deduper = ExactDeduper()
+        _check_binding(settings, prior, runs, sha)
     except (InputError, ReportError) as exc:
         source.close()
         raise UsageError(str(exc)) from None
-    return Prepared(settings, source, prior, pending, deduper, total)
+    if prior.rows:
+        done = None if left is None or total is None else total - left
+        logs.log.info(
+            "resuming",
+            report=str(settings.report),
+            rows=prior.rows,
+            earlier_runs=len(runs),
+            references_left=left,
+            message=f"resuming {settings.report}: {prior.rows} rows from {len(runs)} earlier "
+            f"runs, {'?' if left is None else left} references left"
+            + ("" if done is None else f" ({done} settled)"),
+        )
+    return Prepared(settings, source, prior, pending, deduper, total, lock, runs, sha, left)
 
 
-def _prepass(settings: Settings, run_source: Source) -> tuple[CandidateDeduper, int]:
-    """First read of a file: count rows and find keys that may repeat (see `dedup`)."""
+def _check_binding(
+    settings: Settings, prior: PriorRows, runs: list[dict[str, Any]], sha: str | None
+) -> None:
+    if prior.rows and not runs:
+        logs.log.warning(
+            "report_without_run_record",
+            report=str(settings.report),
+            why="written by hand or by an older version: resumed as it is, unchecked",
+        )
+    this = Binding(run_kind(settings.mode, settings.dry_run), settings.input, sha)
+    warning = check_binding(
+        settings.report, runs, this, allow_changed_input=settings.allow_changed_input
+    )
+    if warning:
+        logs.log.warning("input_changed", message=warning)
+
+
+def _prepass(
+    settings: Settings, run_source: Source, prior: PriorRows
+) -> tuple[CandidateDeduper, int, int, str]:
+    """First read of a file: count rows, find keys that may repeat (see `dedup`), count
+    the rows an earlier run settled, and hash the file's bytes."""
     source = open_input(settings.input, settings.input_format)
-    count = 0
+    count = settled = 0
 
     def keys() -> Iterator[bytes]:
-        nonlocal count
+        nonlocal count, settled
         for parsed in source.rows():
             item = screen(parsed, settings.merchant, settings.shard)
             if item is None:
                 continue
             count += 1
             if isinstance(item, Row):
-                yield key_of(item.merchant, item.reference)
+                key = key_of(item.merchant, item.reference)
+                settled += key in prior.done
+                yield key
+            else:
+                settled += item.line in prior.unsent_lines
 
     try:
         candidates = find_candidates(keys(), run_source.estimated_lines())
@@ -98,4 +166,5 @@ def _prepass(settings: Settings, run_source: Source) -> tuple[CandidateDeduper, 
         raise InputError(f"cannot read input {settings.input}: {exc}") from None
     finally:
         source.close()
-    return CandidateDeduper(candidates), count
+    assert source.digest is not None
+    return CandidateDeduper(candidates), count, count - settled, source.digest.hexdigest()

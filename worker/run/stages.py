@@ -18,7 +18,7 @@ from typing import Protocol
 from worker.input.admission import Admission, Reported, Send
 from worker.input.lines import InputError
 from worker.input.source import Source, read_batches
-from worker.model import Result
+from worker.model import Outcome, Result
 from worker.observe import logs
 from worker.report.storage import StorageError
 from worker.run.summary import Ending, Tally
@@ -107,6 +107,8 @@ def _count(batch: list[Result], tally: Tally) -> None:
     debug = logs.is_debug()  # checked once per batch: the hot path builds no event
     for r in batch:
         tally.count(r.outcome)
+        if r.outcome is Outcome.CANCELED and r.amount is not None and r.currency:
+            tally.released[r.currency] += r.amount
         if debug:
             logs.log.debug(
                 "reference_done",

@@ -25,6 +25,7 @@ class Tally:
     rows_already_reported: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
     decisive: Counter[str] = field(default_factory=Counter)  # without duplicates
+    released: Counter[str] = field(default_factory=Counter)  # currency -> minor units
 
     def count(self, outcome: Outcome) -> None:
         self.outcomes[outcome.value] += 1

@@ -17,7 +17,15 @@ def test_two_pass_is_exact_and_keeps_few_candidates() -> None:
     assert set(repeats) <= candidates
     assert len(candidates) < 500 + 300  # the rest: ~0.1 % Bloom false positives
     two_pass, exact = CandidateDeduper(candidates), ExactDeduper()
-    assert [two_pass.first_time(k) for k in stream] == [exact.first_time(k) for k in stream]
+    got = [two_pass.earlier(k, line) for line, k in enumerate(stream, 2)]
+    assert got == [exact.earlier(k, line) for line, k in enumerate(stream, 2)]
+    # a repeat names the line of the first row with its key
+    first_line = {}
+    for line, k in enumerate(stream, 2):
+        first_line.setdefault(k, line)
+    assert got == [
+        None if first_line[k] == line else first_line[k] for line, k in enumerate(stream, 2)
+    ]
 
 
 def test_merchant_is_part_of_the_key() -> None:

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from worker.input.dedup import key_of
-from worker.model import REPORT_COLUMNS, Outcome, Result
+from worker.model import EXTRA_COLUMNS, REPORT_COLUMNS, Outcome, Result
 from worker.report.journal import IntentJournal
 from worker.report.records import ReportError, read_records
 from worker.report.resume import CHECK, RUN, load_report, repair_torn_tail
 from worker.report.storage import StorageError
-from worker.report.writer import ReportWriter
+from worker.report.writer import Echo, ReportWriter
 
 
 def write(path: Path, *results: Result) -> None:
@@ -33,7 +33,7 @@ def test_csv_rows_quote_what_needs_quoting(tmp_path: Path) -> None:
     path = tmp_path / "r.csv"
     write(path, result('a,"b"\nc', Outcome.CANCELED))
     text = path.read_bytes().decode()
-    assert text.startswith(",".join(REPORT_COLUMNS) + "\r\n")
+    assert text.startswith(",".join(REPORT_COLUMNS + EXTRA_COLUMNS) + "\r\n")
     assert '"a,""b""\nc"' in text
     prior = load_report(path, RUN)
     assert prior.final("T1", 'a,"b"\nc') is Outcome.CANCELED
@@ -43,7 +43,7 @@ def test_jsonl_types(tmp_path: Path) -> None:
     path = tmp_path / "r.jsonl"
     write(path, Result(3, "T1", "x", Outcome.INVALID, detail="empty"))
     row = json.loads(path.read_text())
-    assert list(row) == list(REPORT_COLUMNS)
+    assert list(row) == list(REPORT_COLUMNS + EXTRA_COLUMNS)
     assert row["line"] == 3 and row["attempts"] == 0 and row["http_status"] is None
     assert row["error_type"] is None and row["finished_at"].endswith("Z")
 
@@ -120,7 +120,11 @@ def test_journal_keeps_only_references_without_a_final_row(tmp_path: Path) -> No
         ("r.jsonl", lambda b: b.replace(b'"outcome"', b'"outcom"', 1), "line 1: not a report row"),
         ("r.csv", lambda b: b.replace(b"T1,b,", b'T1,"b,', 1), "line 3"),
         ("r.csv", lambda b: b.replace(b"T1,b,canceled", b"T1,b,cancelled", 1), "unknown outcome"),
-        ("r.csv", lambda b: b.replace(b"T1,b,", b"T1,b,x,", 1), "line 3: 11 fields"),
+        (
+            "r.csv",
+            lambda b: b.replace(b"T1,b,", b"T1,b,x,", 1),
+            "line 3: 14 fields, the header has 13",
+        ),
     ],
 )
 def test_a_report_edited_in_the_middle_is_refused_and_left_alone(
@@ -190,3 +194,39 @@ def test_reports_and_journals_are_not_world_readable(tmp_path: Path) -> None:
     journal.close()
     for p in (path, journal.path):
         assert p.stat().st_mode & 0o007 == 0
+
+
+def test_rows_say_what_was_released_who_wrote_them_and_echo_their_input(tmp_path: Path) -> None:
+    extra = (("order", "o-7"), ("outcome", "shadowed"), ("n", 3))
+    row = Result(2, "T1", "a", Outcome.CANCELED, 201, amount=1250, currency="EUR", extra=extra)
+    for name in ("r.csv", "r.jsonl"):
+        path = tmp_path / name
+        writer = ReportWriter(path, run_id="abc123", input_columns=["order", "outcome", "n"])
+        writer.open()
+        writer.write([row])
+        writer.close()
+        (got,) = read_records(path)
+        assert got["run_id"] == "abc123" and got["currency"] == "EUR"
+        assert got["order"] == "o-7" and got["input_outcome"] == "shadowed"  # no clash
+        assert got["outcome"] == "canceled"
+        if name.endswith(".jsonl"):
+            assert got["amount"] == 1250 and got["n"] == 3  # JSON types as read
+        else:
+            assert got["amount"] == "1250" and got["n"] == "3"
+    only = ReportWriter(tmp_path / "o.csv", echo=Echo("order"), input_columns=["order", "n"])
+    only.open()
+    only.write([row])
+    only.close()
+    assert next(read_records(tmp_path / "o.csv")).keys() >= {"order"}
+    assert "n" not in next(read_records(tmp_path / "o.csv"))
+
+
+def test_an_existing_report_keeps_its_own_columns(tmp_path: Path) -> None:
+    path = tmp_path / "r.csv"
+    path.write_text(",".join(REPORT_COLUMNS) + "\r\n")  # an older report: ten columns
+    writer = ReportWriter(path, run_id="x", input_columns=["order"])
+    writer.open()
+    writer.write([Result(2, "T1", "a", Outcome.CANCELED, extra=(("order", "o"),))])
+    writer.close()
+    (got,) = read_records(path)
+    assert list(got) == list(REPORT_COLUMNS)
