@@ -42,6 +42,11 @@ class Reported:
 Admitted = Send | Result | Reported | None
 
 
+def unsent_before(prior: PriorRows, item: Rejected) -> bool:
+    """An earlier run reported this very row unsent: same line, same outcome, same cells."""
+    return prior.unsent_lines.get(item.line) == (item.outcome, item.merchant, item.reference)
+
+
 def screen(parsed: Parsed, merchant: str | None, shard: Shard) -> Row | Rejected | None:
     """Validate, then keep only this shard's rows (None: another shard's)."""
     item = validate(parsed, merchant)
@@ -93,9 +98,8 @@ class Admission:
         return Send(item, key in self._pending)
 
     def _unsent(self, item: Rejected) -> Result | Reported:
-        earlier = self._prior.unsent_lines.get(item.line)
-        if earlier is not None:
-            return Reported(earlier)
+        if unsent_before(self._prior, item):
+            return Reported(item.outcome)
         return Result(
             item.line,
             item.merchant,

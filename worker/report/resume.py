@@ -35,12 +35,18 @@ def policy_for(mode: Mode) -> ResumePolicy:
     return CHECK if mode is Mode.CHECK else RUN
 
 
+#: An unsent row as reported: matched by its line *and* what it said, so that a line
+#: that changed since (a fixed row) is reported afresh instead of taken as done.
+Unsent = tuple[Outcome, str, str]
+
+
 @dataclass
 class PriorRows:
     """What an existing report says, in the latest-row view, for one mode."""
 
     done: dict[bytes, Outcome] = field(default_factory=dict)  # key -> final outcome
-    unsent_lines: dict[int, Outcome] = field(default_factory=dict)  # invalid/duplicate lines
+    #: line -> (outcome, merchant, reference) of rows never sent (invalid, duplicate)
+    unsent_lines: dict[int, Unsent] = field(default_factory=dict)
     rows: int = 0
     torn_bytes: int = 0  # a last line without its newline, to cut off before appending
 
@@ -75,10 +81,12 @@ def repair_torn_tail(path: Path, torn_bytes: int) -> None:
 def _apply(prior: PriorRows, rec: dict[str, Any], policy: ResumePolicy) -> None:
     outcome = Outcome(rec["outcome"])
     prior.rows += 1
+    merchant = str(rec.get("merchant_number") or "")
+    reference = str(rec.get("payment_reference") or "")
     if outcome in UNSENT:
-        prior.unsent_lines[int(rec["line"])] = outcome
+        prior.unsent_lines[int(rec["line"])] = (outcome, merchant, reference)
         return
-    key = key_of(str(rec.get("merchant_number") or ""), str(rec.get("payment_reference") or ""))
+    key = key_of(merchant, reference)
     if outcome in policy.final:
         prior.done[key] = outcome
     elif outcome in policy.reopen:

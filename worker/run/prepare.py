@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from worker.input.admission import Admission, screen
+from worker.input.admission import Admission, screen, unsent_before
 from worker.input.dedup import CandidateDeduper, Deduper, ExactDeduper, find_candidates, key_of
 from worker.input.lines import InputError
 from worker.input.source import Source, open_input
@@ -156,7 +156,7 @@ def _prepass(
                 settled += key in prior.done
                 yield key
             else:
-                settled += item.line in prior.unsent_lines
+                settled += unsent_before(prior, item)
 
     try:
         candidates = find_candidates(keys(), run_source.estimated_lines())

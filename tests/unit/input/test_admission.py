@@ -38,11 +38,18 @@ def test_an_invalid_row_is_reported_unsent_and_does_not_count_for_dedup() -> Non
 
 
 def test_resume_skips_what_an_earlier_run_finished_and_reported() -> None:
-    prior = PriorRows(done={key_of("T1", "a"): Outcome.CANCELED}, unsent_lines={4: Outcome.INVALID})
+    prior = PriorRows(
+        done={key_of("T1", "a"): Outcome.CANCELED},
+        unsent_lines={4: (Outcome.INVALID, "T1", ""), 5: (Outcome.INVALID, "T1", "")},
+    )
     admit = admission(prior, pending={key_of("T1", "b")})
     assert admit(Parsed(2, "a", "T1", None)) == Reported(Outcome.CANCELED)
     assert admit(Parsed(3, "b", "T1", None)) == Send(Row(3, "T1", "b"), maybe_landed=True)
     assert admit(Parsed(4, "", "T1", None)) == Reported(Outcome.INVALID)
+    # line 5 changed since (it was fixed): reported afresh, by content, not by line
+    assert admit(Parsed(5, "c", "T1", None)) == Send(Row(5, "T1", "c"))
+    again = admit(Parsed(5, "", "T9", None))
+    assert isinstance(again, Result) and again.outcome is Outcome.INVALID
 
 
 def test_rows_of_another_shard_are_skipped() -> None:

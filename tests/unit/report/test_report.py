@@ -58,7 +58,10 @@ def test_latest_row_wins_and_failed_is_retried(tmp_path: Path) -> None:
     assert prior.final("T1", "a") is Outcome.CANCELED
     assert prior.final("T1", "b") is None  # its last row is failed: send again
     assert prior.final("T1", "c") is None and prior.final("T1", "d") is None
-    assert prior.unsent_lines == {9: Outcome.INVALID, 10: Outcome.DUPLICATE}
+    assert prior.unsent_lines == {
+        9: (Outcome.INVALID, "T1", ""),
+        10: (Outcome.DUPLICATE, "T1", "a"),
+    }
     assert load_report(path, CHECK).final("T1", "c") is Outcome.CHECKED
 
 
