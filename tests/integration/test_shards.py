@@ -179,11 +179,12 @@ def copy_and_edit(reports: list[str], folder: Path) -> tuple[list[str], str]:
     folder.mkdir()
     copies = [shutil.copy(r, folder) for r in reports]
     with open(copies[1], newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
+        reader = csv.DictReader(f)
+        rows = list(reader)
     victim = next(r for r in rows if r["outcome"] == "canceled")
     victim["payment_reference"] = "not-in-the-input"
     with open(copies[1], "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, list(REPORT_COLUMNS))
+        writer = csv.DictWriter(f, reader.fieldnames or [])  # whatever columns the shard has
         writer.writeheader()
         writer.writerows(rows)
     return copies, victim["line"]
