@@ -129,6 +129,8 @@ def _run_records(report: Path) -> list[Rec] | None:
         try:
             doc = orjson.loads(raw)
         except orjson.JSONDecodeError:
+            if not raw.endswith(b"\n"):
+                continue  # a torn last record (a crash mid-append) was never a run's record
             doc = None
         if not isinstance(doc, dict):
             raise UnreadableReport(f"run record {path}, line {number}: not a JSON object")

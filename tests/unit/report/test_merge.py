@@ -254,11 +254,21 @@ def test_run_records_are_merged_with_a_totals_record(tmp_path: Path) -> None:
     assert f"no run record beside {two}: skipped" in merged.lines()
 
 
-def test_an_unreadable_run_record_is_a_usage_error(tmp_path: Path, shards: list[Path]) -> None:
-    run_record_path(shards[1]).write_text('{"run_id": "r1"}\n[1, 2]\n')
+@pytest.mark.parametrize("second", ["[1, 2]\n", '{"run_id": "r2"\n'])
+def test_an_unreadable_run_record_is_a_usage_error(
+    tmp_path: Path, shards: list[Path], second: str
+) -> None:
+    run_record_path(shards[1]).write_text('{"run_id": "r1"}\n' + second)
     with pytest.raises(UnreadableReport, match=r"runs.jsonl, line 2: not a JSON object"):
         merge(tmp_path / "all.csv", shards)
     assert not (tmp_path / "all.csv").exists()
+
+
+def test_a_torn_last_run_record_is_skipped(tmp_path: Path, shards: list[Path]) -> None:
+    run_record_path(shards[1]).write_text('{"run_id": "r1"}\n{"run_id": "r2", "mo')
+    merge(tmp_path / "all.csv", shards)
+    *kept, _ = jsonl(run_record_path(tmp_path / "all.csv"))
+    assert kept == [{"run_id": "r1", "report": str(shards[1])}]
 
 
 def test_released_sums_canceled_rows_that_state_amount_and_currency(tmp_path: Path) -> None:
