@@ -242,29 +242,47 @@ cli.add_command(sandbox_command, name="sandbox")
 
 
 @cli.command("merge-reports")
-@click.argument("out", type=click.Path(dir_okay=False))
-@click.argument("reports", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.argument("out", type=click.Path())
+@click.argument("reports", nargs=-1, required=True, type=click.Path())
 @click.option(
     "--input",
     "input_path",
-    type=click.Path(exists=True, dir_okay=False),
-    help="Also check that every row of this input file has a row in the merged report.",
+    type=click.Path(),
+    help="Also check every row of this input file against the merged report: the row on its line, with its merchant and reference.",
 )
-def merge_reports(out: str, reports: tuple[str, ...], input_path: str | None) -> None:
-    """Combine shard reports into OUT, checking that no reference is missing or doubled."""
-    from worker.report.merge import MergeError, UnreadableReport, merge
+@click.option(
+    "--merchant",
+    envvar="BAMBORA_MERCHANT_NUMBER",
+    help="With --input: merchant number for rows that name none, as for run. [env: BAMBORA_MERCHANT_NUMBER]",
+)
+def merge_reports(
+    out: str, reports: tuple[str, ...], input_path: str | None, merchant: str | None
+) -> None:
+    """Combine shard reports into OUT, checking that no reference is missing or doubled.
+
+    OUT may not be one of the reports (or a run record, or the input); it is written
+    whole or not at all, with OUT.runs.jsonl beside it: every shard's run records, then
+    a totals record.
+    """
+    # Paths are checked by merge itself (not click), so every mistake is one line, exit 2.
+    from worker.report.merge import MergeError, Refused, UnreadableReport, merge
 
     logs.configure(None)
     try:
-        summary = merge(
-            Path(out), [Path(r) for r in reports], Path(input_path) if input_path else None
+        merged = merge(
+            Path(out),
+            [Path(r) for r in reports],
+            Path(input_path) if input_path else None,
+            merchant,
         )
-    except UnreadableReport as exc:
+    except (UnreadableReport, Refused) as exc:
         _fail_usage(str(exc))
+        return
     except MergeError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(1)
-    click.echo(summary)
+    for line in merged.lines():
+        click.echo(line)
 
 
 def main() -> None:

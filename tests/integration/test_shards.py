@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 from tests.support import REPO, env_for, read_report, run_cli, sandbox, write_csv
+from worker import __version__
 from worker.input.shard import shard_of
+from worker.model import REPORT_COLUMNS
 from worker.settings import Shard
 
 PAIRS = [
@@ -121,6 +125,20 @@ async def test_three_shards_and_merge_cover_the_file_exactly_once(tmp_path: Path
     assert merged.code == 0, merged.stderr
     all_rows = read_report(tmp_path / "all.csv")
     assert [int(r["line"]) for r in all_rows] == list(range(2, 154))
+    lines = merged.stdout.splitlines()
+    assert lines[0] == "merged 3 reports into all.csv: 152 rows, none missing or doubled"
+    assert lines[1:4] == ["canceled 150", "duplicate 1", "invalid 1"]
+
+    as_jsonl = await run_cli(
+        "merge-reports", "all.jsonl", *reports, env=env_for(None), cwd=tmp_path
+    )
+    assert as_jsonl.code == 0, as_jsonl.stderr
+    typed = [json.loads(x) for x in (tmp_path / "all.jsonl").read_text().splitlines()]
+    assert [r["line"] for r in typed] == list(range(2, 154))  # integers, in line order
+    canceled = [r for r in typed if r["outcome"] == "canceled"]
+    assert all(r["http_status"] == 201 and r["attempts"] == 1 for r in canceled)
+    invalid = next(r for r in typed if r["outcome"] == "invalid")
+    assert invalid["payment_reference"] is None and invalid["http_status"] is None
 
     missing = await run_cli("merge-reports", "x.csv", *reports[:2], env=env_for(None), cwd=tmp_path)
     assert missing.code == 1 and "missing" in missing.stderr
@@ -129,3 +147,108 @@ async def test_three_shards_and_merge_cover_the_file_exactly_once(tmp_path: Path
         "merge-reports", "y.csv", *reports, reports[0], env=env_for(None), cwd=tmp_path
     )
     assert doubled.code == 1 and "appears in both" in doubled.stderr
+
+    # the merge the README warns about: OUT is shard 0, which the glob also names
+    before = files_in(tmp_path)
+    over = await run_cli("merge-reports", reports[0], *reports, env=env_for(None), cwd=tmp_path)
+    assert over.code == 2 and len(over.stderr.strip().splitlines()) == 1, over.stderr
+    assert "choose another OUT" in over.stderr and "Traceback" not in over.stderr
+    assert files_in(tmp_path) == before  # shard 0 as it was, and nothing written beside it
+
+    # a copy of the shards, one edited by hand: its row on some line names another reference
+    edited = tmp_path / "edited"
+    copies, line = copy_and_edit(reports, edited)
+    plain, checked = await asyncio.gather(
+        run_cli("merge-reports", "ok.csv", *copies, env=env_for(None), cwd=edited),
+        run_cli(
+            "merge-reports", "bad.csv", *copies, "--input", str(src), env=env_for(None), cwd=edited
+        ),
+    )
+    assert plain.code == 0, plain.stderr  # nothing missing or doubled: only --input sees it
+    assert checked.code == 1 and len(checked.stderr.strip().splitlines()) == 1, checked.stderr
+    assert f"naming another merchant or reference (lines [{line}])" in checked.stderr
+    assert "bad.csv" not in files_in(edited)
+
+
+def files_in(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+
+def copy_and_edit(reports: list[str], folder: Path) -> tuple[list[str], str]:
+    """Copies the shard reports into `folder`, with one reference changed, and that line."""
+    folder.mkdir()
+    copies = [shutil.copy(r, folder) for r in reports]
+    with open(copies[1], newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    victim = next(r for r in rows if r["outcome"] == "canceled")
+    victim["payment_reference"] = "not-in-the-input"
+    with open(copies[1], "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, reader.fieldnames or [])  # whatever columns the shard has
+        writer.writeheader()
+        writer.writerows(rows)
+    return copies, victim["line"]
+
+
+def write_shards_with_amounts(folder: Path) -> tuple[Path, Path]:
+    """Shard 0: CSV with amount, currency and run_id columns and a run record; 1: JSONL."""
+    header = ",".join([*REPORT_COLUMNS, "amount", "currency", "run_id"])
+    done = "201,,,1,,2026-11-26T01:00:00.000Z"
+    zero = folder / "p.report.shard-0-of-2.csv"
+    zero.write_text(
+        f"{header}\r\n2,T1,a,canceled,{done},1234500,EUR,r0\r\n3,T1,b,canceled,{done},99,EUR,r0\r\n"
+    )
+    one = folder / "p.report.shard-1-of-2.jsonl"
+    row = dict.fromkeys(REPORT_COLUMNS) | {"line": 4, "merchant_number": "T1"}
+    row |= {"payment_reference": "c", "outcome": "not_found", "http_status": 404, "attempts": 1}
+    one.write_text(json.dumps(row) + "\n")
+    return zero, one
+
+
+RUN_RECORD = {"run_id": "r0", "mode": "run", "shard": "0/2", "exit_code": 0, "complete": True}
+
+
+async def test_merge_reports_keeps_run_records_and_sums_amounts_released(tmp_path: Path) -> None:
+    src = write_csv(tmp_path / "p.csv", [("a", "T1"), ("b", ""), ("c", "T1")])
+    zero, one = write_shards_with_amounts(tmp_path)
+    (tmp_path / f"{zero.name}.runs.jsonl").write_text(json.dumps(RUN_RECORD) + "\n")
+    args = ["merge-reports", "all.csv", zero.name, one.name, "--input", src.name]
+    env = env_for(None, BAMBORA_MERCHANT_NUMBER="T1")  # line 3 names no merchant
+
+    merged = await run_cli(*args, env=env, cwd=tmp_path)
+    assert merged.code == 0, merged.stderr
+    assert merged.stdout.splitlines() == [
+        "merged 2 reports into all.csv: 3 rows, none missing or doubled",
+        "canceled 2",
+        "not_found 1",
+        "released EUR 12,345.99",
+        f"no run record beside {one.name}: skipped",
+        "run records: all.csv.runs.jsonl",
+    ]
+    kept, totals = [json.loads(x) for x in files_in(tmp_path)["all.csv.runs.jsonl"].splitlines()]
+    assert kept == {**RUN_RECORD, "report": zero.name}
+    assert totals.pop("merged_at").endswith("Z")
+    assert totals == {
+        "mode": "merge",
+        "reports": [zero.name, one.name],
+        "rows": 3,
+        "outcomes": {"canceled": 2, "not_found": 1},
+        "released": {"EUR": 1234599},
+        "version": __version__,
+    }
+    assert [r["run_id"] for r in read_report(tmp_path / "all.csv")] == ["r0", "r0", ""]
+
+    other = await run_cli(*args, "--merchant", "T2", env=env, cwd=tmp_path)
+    assert other.code == 1 and "(lines [3])" in other.stderr, other.stderr
+
+
+async def test_merge_reports_writes_nothing_when_a_shard_is_unreadable(tmp_path: Path) -> None:
+    zero, one = write_shards_with_amounts(tmp_path)
+    torn = files_in(tmp_path)[one.name] + b'{"line": 5'  # a torn last row: rerun that shard first
+    (tmp_path / one.name).write_bytes(torn)
+    done = await run_cli(
+        "merge-reports", "all.csv", zero.name, one.name, env=env_for(None), cwd=tmp_path
+    )
+    assert done.code == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "cut short" in done.stderr
+    assert sorted(files_in(tmp_path)) == sorted([zero.name, one.name])  # no OUT, no temporary

@@ -1,54 +1,151 @@
 """merge-reports: combine shard reports into one, proving nothing is missing or doubled.
 
-Each shard's report is read in its latest-row view (the last row of a reference wins,
-as on resume). A reference found in two reports is doubled; a shard index missing
-from the set named `*.shard-I-of-N.*` is missing; with `--input`, every row of the
-input must have a row. The merged report is written in input-line order.
+One module owns the merge so that its promises hold together: OUT never overwrites a
+file the merge reads, and appears whole or not at all. Shards are read strictly, each
+in its latest-row view (as on resume), with JSON types restored whatever their format;
+the merged report is in input-line order, and `<OUT>.runs.jsonl` keeps every shard's
+run records plus a totals record, so the night's audit trail survives the merge.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
+import os
 import re
+import secrets
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from worker import __version__
 from worker.input.lines import InputError
+from worker.input.parsed import printable
 from worker.input.source import open_input
-from worker.model import REPORT_COLUMNS, UNSENT, Outcome
+from worker.input.validate import validate
+from worker.model import REPORT_COLUMNS, UNSENT, Outcome, Row
 from worker.report.records import ReportError, is_jsonl, read_records
+from worker.report.storage import FILE_MODE
+from worker.report.writer import check_report_path, utc_now
 
 SHARD_NAME = re.compile(r"\.shard-(\d+)-of-(\d+)\.")
+RUNS_SUFFIX = ".runs.jsonl"
+#: Columns that hold whole numbers; every other non-empty value is text (README, Report).
+INT_COLUMNS = frozenset({"line", "http_status", "attempts", "amount"})
+_WHOLE = re.compile(r"-?[0-9]+")
+
+Rec = dict[str, Any]
 
 
 class MergeError(Exception):
-    pass
+    """The shards do not add up: one missing, a reference doubled, an input row unmatched."""
 
 
 class UnreadableReport(Exception):
-    """A report (or the input) cannot be read as it is: a usage error (exit 2)."""
+    """A report, a run record or the input cannot be read as it is: a usage error (exit 2)."""
 
 
-def _rows(path: Path) -> list[dict[str, Any]]:
+class Refused(Exception):
+    """OUT would overwrite an input, or cannot be written: a usage error (exit 2)."""
+
+
+def run_record_path(report: Path) -> Path:
+    return Path(f"{report}{RUNS_SUFFIX}")
+
+
+def _same(a: Path, b: Path) -> bool:
+    """One file by resolved path, or (both existing) by device and inode: hard links too."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_out(out: Path, reports: list[Path], input_path: Path | None) -> None:
+    """Refuse an OUT (or its run record) that is one of the files the merge reads."""
+    kept = [(p, f"the report {p}") for p in reports]
+    kept += [(run_record_path(p), f"the run record of {p}") for p in reports]
+    if input_path is not None:
+        kept.append((input_path, f"the input {input_path}"))
+    for target, what in ((out, f"OUT {out}"), (run_record_path(out), "OUT's run record")):
+        for path, name in kept:
+            if _same(target, path):
+                raise Refused(f"{what} is {name}: merging would overwrite it; choose another OUT")
+    try:
+        check_report_path(out)
+    except ReportError as exc:
+        raise Refused(str(exc)) from None
+
+
+def _typed(path: Path, number: int, row: Rec) -> Rec:
+    """A row with JSON types, whether read from CSV (all text) or JSON Lines."""
+    typed: Rec = {}
+    for key, value in row.items():
+        if value is None or value == "":
+            typed[key] = None
+        elif key not in INT_COLUMNS:
+            # an edited CSV may hold bytes that are not UTF-8: shown as U+FFFD, as the writer does
+            typed[key] = printable(
+                value if isinstance(value, str) else orjson.dumps(value).decode()
+            )
+        elif (isinstance(value, int) and not isinstance(value, bool)) or (
+            isinstance(value, str) and _WHOLE.fullmatch(value)
+        ):
+            typed[key] = int(value)
+        else:
+            what = f"{key} is not a whole number: {str(value)[:40]!r}"
+            raise UnreadableReport(f"report {path}, row {number}: {what}")
+    return typed
+
+
+def _rows(path: Path) -> list[Rec]:
     """A shard's rows, read as strictly as resume reads them (a torn row is an error)."""
     try:
-        return list(read_records(path))
+        return [_typed(path, n, r) for n, r in enumerate(read_records(path), start=1)]
     except ReportError as exc:
         raise UnreadableReport(str(exc)) from None
     except OSError as exc:
         raise UnreadableReport(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
-def _identity(row: dict[str, Any]) -> tuple[str, str] | tuple[str, int]:
-    reference = str(row.get("payment_reference") or "")
+def _run_records(report: Path) -> list[Rec] | None:
+    """The shard's run records, each marked with its report; None when it has none."""
+    path = run_record_path(report)
+    try:
+        with open(path, "rb") as f:
+            lines = [(number, raw) for number, raw in enumerate(f, start=1) if raw.strip()]
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise UnreadableReport(f"cannot read run record {path}: {exc.strerror or exc}") from None
+    records: list[Rec] = []
+    for number, raw in lines:
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            if not raw.endswith(b"\n"):
+                continue  # a torn last record (a crash mid-append) was never a run's record
+            doc = None
+        if not isinstance(doc, dict):
+            raise UnreadableReport(f"run record {path}, line {number}: not a JSON object")
+        records.append({**doc, "report": str(report)})
+    return records
+
+
+def _identity(row: Rec) -> tuple[str, str] | tuple[str, int]:
+    reference = row.get("payment_reference") or ""
     if Outcome(row["outcome"]) in UNSENT or not reference:
-        return ("line", int(row.get("line") or 0))
-    return (str(row.get("merchant_number") or ""), reference)
+        return ("line", row["line"])
+    return (row.get("merchant_number") or "", reference)
 
 
-def merge(out: Path, reports: list[Path], input_path: Path | None = None) -> str:
+def _check_shards(reports: list[Path]) -> None:
     counts: dict[int, set[int]] = {}
     for path in reports:
         m = SHARD_NAME.search(path.name)
@@ -58,37 +155,146 @@ def merge(out: Path, reports: list[Path], input_path: Path | None = None) -> str
         missing = sorted(set(range(n)) - seen)
         if missing:
             raise MergeError(f"shard reports missing for shards {missing} of {n}")
-    latest: dict[Any, tuple[Path, dict[str, Any]]] = {}
+
+
+def _check_input(input_path: Path, merchant: str | None, rows: list[Rec]) -> None:
+    """Every input row has the row on its line, naming the merchant and reference it validates
+    to; an invalid row by line only (its report row echoes a shortened reference). A report
+    row on a line where the input has no row is of another file."""
+    names: dict[int, set[tuple[Any, Any]]] = {}
+    for r in rows:
+        names.setdefault(r["line"], set()).add((r.get("merchant_number"), r["payment_reference"]))
+    absent: list[int] = []
+    other: list[int] = []
+    try:
+        source = open_input(str(input_path))
+    except InputError as exc:
+        raise UnreadableReport(str(exc)) from None
+    try:
+        for parsed in source.rows():
+            found = names.pop(parsed.line, None)  # what is left at the end matches no input row
+            item = validate(parsed, merchant)
+            if found is None:
+                absent.append(parsed.line)
+            elif isinstance(item, Row) and (item.merchant, item.reference) not in found:
+                other.append(parsed.line)
+    except (InputError, OSError) as exc:
+        raise UnreadableReport(f"cannot read {input_path}: {exc}") from None
+    finally:
+        source.close()
+    problems = [
+        f"{len(lines)} {what} (lines {lines[:10]})"
+        for lines, what in (
+            (absent, "input rows have no report row"),
+            (other, "input rows have a report row naming another merchant or reference"),
+            (sorted(names), "report rows are on lines where the input has no row"),
+        )
+        if lines
+    ]
+    if problems:
+        raise MergeError("; ".join(problems))
+
+
+@dataclass(frozen=True, slots=True)
+class Merged:
+    """What a merge wrote: its totals record, and the shards that had no run record."""
+
+    out: Path
+    totals: Rec
+    unrecorded: list[Path]
+
+    def lines(self) -> list[str]:
+        """The command's output: the summary, counts per outcome, amounts released."""
+        t = self.totals
+        n, rows = len(t["reports"]), t["rows"]
+        lines = [f"merged {n} reports into {self.out}: {rows} rows, none missing or doubled"]
+        lines += [f"{outcome} {count}" for outcome, count in t["outcomes"].items()]
+        lines += [f"released {cur} {_major(units)}" for cur, units in t["released"].items()]
+        lines += [f"no run record beside {p}: skipped" for p in self.unrecorded]
+        return [*lines, f"run records: {run_record_path(self.out)}"]
+
+
+def _major(units: int) -> str:
+    """Minor units as a 2-decimal amount (README: assumes 2-decimal currencies)."""
+    whole, cents = divmod(abs(units), 100)
+    return f"{'-' if units < 0 else ''}{whole:,}.{cents:02d}"
+
+
+def _released(rows: list[Rec]) -> dict[str, int]:
+    """Per currency, the amounts of `canceled` rows that state both amount and currency."""
+    sums: Counter[str] = Counter()
+    for r in rows:
+        amount, currency = r.get("amount"), r.get("currency")
+        if r["outcome"] == Outcome.CANCELED and isinstance(amount, int) and currency:
+            sums[currency] += amount
+    return dict(sorted(sums.items()))
+
+
+def _encode(out: Path, columns: list[str], rows: list[Rec]) -> bytes:
+    if is_jsonl(out):
+        return b"".join(orjson.dumps({c: r.get(c) for c in columns}) + b"\n" for r in rows)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\r\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return text.getvalue().encode()
+
+
+def _publish(files: list[tuple[Path, bytes]]) -> None:
+    """Write each file beside its target, then `os.replace` it into place: a failure (a
+    full disk, a kill) leaves no half-written OUT, and removes the temporary files."""
+    written: list[tuple[Path, Path]] = []
+    target = Path("OUT")
+    try:
+        for target, data in files:
+            tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+            # mode 0640 (less the umask) from creation on: reports name merchants and payments
+            with open(tmp, "xb", opener=lambda name, flags: os.open(name, flags, FILE_MODE)) as f:
+                written.append((tmp, target))
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())  # the bytes are on disk before the name points at them
+        for tmp, target in list(written):
+            os.replace(tmp, target)
+            written.remove((tmp, target))
+    except OSError as exc:
+        raise Refused(f"cannot write {target}: {exc.strerror or exc}") from None
+    finally:
+        for tmp, _ in written:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+def merge(
+    out: Path, reports: list[Path], input_path: Path | None = None, merchant: str | None = None
+) -> Merged:
+    """Merge `reports` into `out` (and `<out>.runs.jsonl`); raises before writing anything."""
+    check_out(out, reports, input_path)
+    _check_shards(reports)
+    columns = dict.fromkeys(REPORT_COLUMNS)
+    latest: dict[Any, tuple[Path, Rec]] = {}
     for path in reports:
-        mine: dict[Any, dict[str, Any]] = {}
-        for row in _rows(path):
-            mine[_identity(row)] = row
+        shard = _rows(path)
+        columns.update((key, None) for row in shard for key in row)  # in the order first seen
+        mine = {_identity(row): row for row in shard}
         for ident, row in mine.items():
             if ident in latest:
                 raise MergeError(f"{ident} appears in both {latest[ident][0]} and {path}")
             latest[ident] = (path, row)
-    rows = sorted((r for _, r in latest.values()), key=lambda r: int(r.get("line") or 0))
+    rows = sorted((r for _, r in latest.values()), key=lambda r: int(r["line"]))
     if input_path is not None:
-        lines = {int(r.get("line") or 0) for r in rows}
-        try:
-            source = open_input(str(input_path))
-        except InputError as exc:
-            raise UnreadableReport(str(exc)) from None
-        try:
-            absent = [p.line for p in source.rows() if p.line not in lines]
-        except (InputError, OSError) as exc:
-            raise UnreadableReport(f"cannot read {input_path}: {exc}") from None
-        finally:
-            source.close()
-        if absent:
-            raise MergeError(f"{len(absent)} input rows have no report row (lines {absent[:10]})")
-    if is_jsonl(out):
-        with open(out, "wb") as f:
-            for r in rows:
-                f.write(orjson.dumps(r) + b"\n")
-    else:
-        with open(out, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=list(REPORT_COLUMNS), extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
-    return f"merged {len(reports)} reports into {out}: {len(rows)} rows, none missing or doubled"
+        _check_input(input_path, merchant, rows)
+    records = {p: _run_records(p) for p in reports}
+    totals = {
+        "mode": "merge",
+        "merged_at": utc_now(),
+        "reports": [str(p) for p in reports],
+        "rows": len(rows),
+        "outcomes": dict(sorted(Counter(r["outcome"] for r in rows).items())),
+        "released": _released(rows),
+        "version": __version__,
+    }
+    runs = [rec for recs in records.values() for rec in recs or []] + [totals]
+    encoded = b"".join(orjson.dumps(rec) + b"\n" for rec in runs)
+    _publish([(out, _encode(out, list(columns), rows)), (run_record_path(out), encoded)])
+    return Merged(out, totals, [p for p, recs in records.items() if recs is None])

@@ -1,0 +1,295 @@
+"""merge-reports in process: refusals, whole writes, JSON types, columns, --input, run records."""
+
+from __future__ import annotations
+
+import csv
+import errno
+import json
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import write_csv
+from worker import __version__
+from worker.model import REPORT_COLUMNS
+from worker.report import merge as merge_module
+from worker.report.merge import MergeError, Refused, UnreadableReport, merge, run_record_path
+
+
+def row(line: int, ref: str, outcome: str = "canceled", merchant: str = "T1", **extra: Any) -> Any:
+    return {
+        "line": line,
+        "merchant_number": merchant,
+        "payment_reference": ref,
+        "outcome": outcome,
+        "http_status": 201 if outcome == "canceled" else "",
+        "error_type": "",
+        "payment_state": "",
+        "attempts": 1,
+        "detail": "",
+        "finished_at": "2026-11-26T01:02:03.000Z",
+        **extra,
+    }
+
+
+def csv_report(path: Path, rows: list[dict[str, Any]], extra: tuple[str, ...] = ()) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, [*REPORT_COLUMNS, *extra], lineterminator="\r\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
+
+
+@pytest.fixture
+def shards(tmp_path: Path) -> list[Path]:
+    return [
+        csv_report(tmp_path / "p.report.shard-0-of-2.csv", [row(2, "a"), row(4, "c")]),
+        csv_report(tmp_path / "p.report.shard-1-of-2.csv", [row(3, "b", "not_found")]),
+    ]
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    old = os.umask(0o022)  # the usual umask, under which a plain open() gives 0644
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def spellings(tmp_path: Path, target: Path) -> dict[str, Path]:
+    """Other names for `target`: another path to it, a symlink, a hard link."""
+    (tmp_path / "sub").mkdir(exist_ok=True)
+    (tmp_path / "symlink.csv").symlink_to(target)
+    os.link(target, tmp_path / "hardlink.csv")
+    return {
+        "same": target,
+        "dotted": tmp_path / "sub" / ".." / target.name,
+        "symlink": tmp_path / "symlink.csv",
+        "hardlink": tmp_path / "hardlink.csv",
+    }
+
+
+@pytest.mark.parametrize("how", ["same", "dotted", "symlink", "hardlink"])
+def test_an_out_that_is_an_input_report_is_refused_and_nothing_is_written(
+    tmp_path: Path, shards: list[Path], how: str
+) -> None:
+    out = spellings(tmp_path, shards[0])[how]
+    before = shards[0].read_bytes()
+    files = sorted(tmp_path.iterdir())
+    with pytest.raises(Refused, match="choose another OUT"):
+        merge(out, shards)
+    assert shards[0].read_bytes() == before
+    assert sorted(tmp_path.iterdir()) == files  # no run record, no temporary file
+
+
+def test_an_out_that_would_overwrite_a_run_record_or_the_input_is_refused(
+    tmp_path: Path, shards: list[Path]
+) -> None:
+    records = run_record_path(shards[0])
+    records.write_text('{"run_id": "r0"}\n')
+    os.link(records, tmp_path / "other.csv.runs.jsonl")  # OUT=other.csv: its record is shard 0's
+    src = write_csv(tmp_path / "p.csv", [("a", "T1"), ("b", "T1"), ("c", "T1")])
+    for out in (records, tmp_path / "other.csv", src):
+        with pytest.raises(Refused, match="would overwrite"):
+            merge(out, shards, src)
+    assert records.read_text() == '{"run_id": "r0"}\n'
+    assert not (tmp_path / "other.csv").exists()
+
+
+def test_a_merge_is_written_whole_with_mode_0640(
+    tmp_path: Path, shards: list[Path], umask_022: None
+) -> None:
+    out = tmp_path / "all.csv"
+    merged = merge(out, shards)
+    with open(out, newline="", encoding="utf-8") as f:
+        assert [r["payment_reference"] for r in csv.DictReader(f)] == ["a", "b", "c"]
+    assert out.stat().st_mode & 0o777 == 0o640
+    assert run_record_path(out).stat().st_mode & 0o777 == 0o640
+    assert merged.lines()[0] == f"merged 2 reports into {out}: 3 rows, none missing or doubled"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_an_unreadable_shard_leaves_no_out_and_an_old_out_as_it_was(
+    tmp_path: Path, shards: list[Path]
+) -> None:
+    shards[1].write_bytes(shards[1].read_bytes() + b'5,T1,"torn')  # no final newline
+    with pytest.raises(UnreadableReport, match="cut short"):
+        merge(tmp_path / "all.csv", shards)
+    assert not (tmp_path / "all.csv").exists()
+    old = tmp_path / "old.jsonl"
+    old.write_bytes(b"yesterday\n")
+    with pytest.raises(UnreadableReport):
+        merge(old, shards)
+    assert old.read_bytes() == b"yesterday\n"
+    assert not run_record_path(tmp_path / "all.csv").exists()
+
+
+def test_a_failed_write_removes_its_temporary_files(
+    tmp_path: Path, shards: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full_disk(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(merge_module.os, "fsync", full_disk)
+    before = sorted(tmp_path.iterdir())
+    with pytest.raises(Refused, match="No space left on device"):
+        merge(tmp_path / "all.jsonl", shards)
+    assert sorted(tmp_path.iterdir()) == before
+
+
+def test_jsonl_output_keeps_json_types_from_csv_shards(tmp_path: Path) -> None:
+    extra = ("amount", "currency")
+    one = csv_report(
+        tmp_path / "r.shard-0-of-2.csv",
+        [row(2, "007", amount="1250", currency="EUR"), row(5, "", "invalid", merchant="")],
+        extra,
+    )
+    two = tmp_path / "r.shard-1-of-2.jsonl"
+    two.write_text(json.dumps(row(3, "x", "failed", http_status=503, attempts=5)) + "\n")
+    merge(tmp_path / "all.jsonl", [one, two])
+    got = {r["line"]: r for r in jsonl(tmp_path / "all.jsonl")}
+    assert got[2]["payment_reference"] == "007" and got[2]["merchant_number"] == "T1"
+    assert (got[2]["http_status"], got[2]["attempts"], got[2]["amount"]) == (201, 1, 1250)
+    assert got[2]["currency"] == "EUR" and got[2]["error_type"] is None
+    assert got[5]["payment_reference"] is None and got[5]["http_status"] is None
+    assert (got[3]["http_status"], got[3]["amount"], got[3]["currency"]) == (503, None, None)
+    assert list(got[3]) == [*REPORT_COLUMNS, *extra]
+
+
+def test_a_csv_shard_with_a_bad_number_is_unreadable(tmp_path: Path) -> None:
+    shard = csv_report(tmp_path / "r.csv", [row(2, "a", attempts="two")])
+    with pytest.raises(UnreadableReport, match="row 1: attempts is not a whole number"):
+        merge(tmp_path / "all.jsonl", [shard])
+
+
+def test_csv_output_has_the_contract_columns_then_extras_in_the_order_first_seen(
+    tmp_path: Path,
+) -> None:
+    one = csv_report(
+        tmp_path / "r.shard-0-of-2.csv",
+        [row(2, "a", amount="5", currency="SEK")],
+        ("currency", "amount"),
+    )
+    two = tmp_path / "r.shard-1-of-2.jsonl"
+    two.write_text(json.dumps(row(3, "b", run_id="r1", amount=7, echo="x")) + "\n")
+    merge(tmp_path / "all.csv", [one, two])
+    with open(tmp_path / "all.csv", newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    assert reader.fieldnames == [*REPORT_COLUMNS, "currency", "amount", "run_id", "echo"]
+    assert [(r["amount"], r["currency"], r["run_id"]) for r in rows] == [
+        ("5", "SEK", ""),
+        ("7", "", "r1"),
+    ]
+
+
+def input_and_shards(tmp_path: Path) -> tuple[Path, Path, Path]:
+    long_ref = "L" * 2500  # invalid: too long; its report row echoes the first 200 characters
+    src = write_csv(tmp_path / "p.csv", [("a", "T1"), ("b", ""), (long_ref, "T1"), ("d", "T1")])
+    one = csv_report(
+        tmp_path / "p.report.shard-0-of-2.csv",
+        [row(2, "a"), row(4, long_ref[:200], "invalid")],
+    )
+    two = csv_report(tmp_path / "p.report.shard-1-of-2.csv", [row(3, "b"), row(5, "d")])
+    return src, one, two
+
+
+def test_input_rows_match_their_report_rows_by_line_and_content(tmp_path: Path) -> None:
+    src, one, two = input_and_shards(tmp_path)
+    assert merge(tmp_path / "all.csv", [one, two], src, "T1").totals["rows"] == 4
+    with pytest.raises(MergeError, match=r"1 input rows have a report row naming another .*\[3\]"):
+        merge(tmp_path / "all.csv", [one, two], src, "T2")  # line 3 names no merchant: T2's
+    two.write_text(two.read_text().replace(",d,", ",e,"))  # a shard edited: another reference
+    with pytest.raises(MergeError, match=r"naming another merchant or reference \(lines \[5\]\)"):
+        merge(tmp_path / "all.csv", [one, two], src, "T1")
+
+
+def test_input_rows_without_rows_and_rows_without_input_rows_are_named(tmp_path: Path) -> None:
+    src, one, two = input_and_shards(tmp_path)
+    csv_report(two, [row(3, "b"), row(9, "d")])
+    with pytest.raises(MergeError) as caught:
+        merge(tmp_path / "all.csv", [one, two], src, "T1")
+    assert str(caught.value) == (
+        "1 input rows have no report row (lines [5]); "
+        "1 report rows are on lines where the input has no row (lines [9])"
+    )
+    assert not (tmp_path / "all.csv").exists()
+
+
+def test_run_records_are_merged_with_a_totals_record(tmp_path: Path) -> None:
+    one = csv_report(
+        tmp_path / "p.report.shard-0-of-2.csv",
+        [row(2, "a", amount="1250", currency="EUR"), row(3, "a", "duplicate")],
+        ("amount", "currency"),
+    )
+    two = csv_report(
+        tmp_path / "p.report.shard-1-of-2.csv",
+        [row(4, "b", "failed"), row(4, "b", "canceled")],  # the latest row wins
+    )
+    runs = [{"run_id": "r1", "shard": "0/2", "exit_code": 1}, {"run_id": "r2", "exit_code": 0}]
+    run_record_path(one).write_text("".join(json.dumps(r) + "\n" for r in runs) + "\n")
+    out = tmp_path / "all.jsonl"
+    merged = merge(out, [one, two])
+    *kept, totals = jsonl(run_record_path(out))
+    assert kept == [{**r, "report": str(one)} for r in runs]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", totals.pop("merged_at"))
+    assert totals == {
+        "mode": "merge",
+        "reports": [str(one), str(two)],
+        "rows": 3,
+        "outcomes": {"canceled": 2, "duplicate": 1},
+        "released": {"EUR": 1250},
+        "version": __version__,
+    }
+    assert merged.unrecorded == [two]
+    assert f"no run record beside {two}: skipped" in merged.lines()
+
+
+@pytest.mark.parametrize("second", ["[1, 2]\n", '{"run_id": "r2"\n'])
+def test_an_unreadable_run_record_is_a_usage_error(
+    tmp_path: Path, shards: list[Path], second: str
+) -> None:
+    run_record_path(shards[1]).write_text('{"run_id": "r1"}\n' + second)
+    with pytest.raises(UnreadableReport, match=r"runs.jsonl, line 2: not a JSON object"):
+        merge(tmp_path / "all.csv", shards)
+    assert not (tmp_path / "all.csv").exists()
+
+
+def test_a_torn_last_run_record_is_skipped(tmp_path: Path, shards: list[Path]) -> None:
+    run_record_path(shards[1]).write_text('{"run_id": "r1"}\n{"run_id": "r2", "mo')
+    merge(tmp_path / "all.csv", shards)
+    *kept, _ = jsonl(run_record_path(tmp_path / "all.csv"))
+    assert kept == [{"run_id": "r1", "report": str(shards[1])}]
+
+
+def test_released_sums_canceled_rows_that_state_amount_and_currency(tmp_path: Path) -> None:
+    extra = ("amount", "currency")
+    rows = [
+        row(2, "a", amount="1234500", currency="EUR"),
+        row(3, "b", amount="5", currency="EUR"),
+        row(4, "c", amount="99", currency="USD"),
+        row(5, "d", "not_cancelable", amount="7000", currency="EUR"),  # not released
+        row(6, "e", "already_canceled", amount="7000", currency="EUR"),  # not by this run
+        row(7, "f", amount="", currency="EUR"),
+        row(8, "g", amount="300", currency=""),
+    ]
+    merged = merge(tmp_path / "all.csv", [csv_report(tmp_path / "r.csv", rows, extra)])
+    assert merged.totals["released"] == {"EUR": 1234505, "USD": 99}
+    assert merged.lines()[1:] == [
+        "already_canceled 1",
+        "canceled 5",
+        "not_cancelable 1",
+        "released EUR 12,345.05",
+        "released USD 0.99",
+        f"no run record beside {tmp_path / 'r.csv'}: skipped",
+        f"run records: {tmp_path / 'all.csv.runs.jsonl'}",
+    ]
