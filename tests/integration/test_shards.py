@@ -221,7 +221,7 @@ async def test_merge_reports_keeps_run_records_and_sums_amounts_released(tmp_pat
         "merged 2 reports into all.csv: 3 rows, none missing or doubled",
         "canceled 2",
         "not_found 1",
-        "released EUR 12,345.99",
+        "released 12,345.99 EUR",
         f"no run record beside {one.name}: skipped",
         "run records: all.csv.runs.jsonl",
     ]

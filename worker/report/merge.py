@@ -28,12 +28,13 @@ from worker.input.parsed import printable
 from worker.input.source import open_input
 from worker.input.validate import validate
 from worker.model import REPORT_COLUMNS, UNSENT, Outcome, Row
+from worker.observe.report_card import money
 from worker.report.records import ReportError, is_jsonl, read_records
+from worker.report.runs import read_runs, runs_path
 from worker.report.storage import FILE_MODE
 from worker.report.writer import check_report_path, utc_now
 
 SHARD_NAME = re.compile(r"\.shard-(\d+)-of-(\d+)\.")
-RUNS_SUFFIX = ".runs.jsonl"
 #: Columns that hold whole numbers; every other non-empty value is text (README, Report).
 INT_COLUMNS = frozenset({"line", "http_status", "attempts", "amount"})
 _WHOLE = re.compile(r"-?[0-9]+")
@@ -53,10 +54,6 @@ class Refused(Exception):
     """OUT would overwrite an input, or cannot be written: a usage error (exit 2)."""
 
 
-def run_record_path(report: Path) -> Path:
-    return Path(f"{report}{RUNS_SUFFIX}")
-
-
 def _same(a: Path, b: Path) -> bool:
     """One file by resolved path, or (both existing) by device and inode: hard links too."""
     if os.path.realpath(a) == os.path.realpath(b):
@@ -70,10 +67,10 @@ def _same(a: Path, b: Path) -> bool:
 def check_out(out: Path, reports: list[Path], input_path: Path | None) -> None:
     """Refuse an OUT (or its run record) that is one of the files the merge reads."""
     kept = [(p, f"the report {p}") for p in reports]
-    kept += [(run_record_path(p), f"the run record of {p}") for p in reports]
+    kept += [(runs_path(p), f"the run record of {p}") for p in reports]
     if input_path is not None:
         kept.append((input_path, f"the input {input_path}"))
-    for target, what in ((out, f"OUT {out}"), (run_record_path(out), "OUT's run record")):
+    for target, what in ((out, f"OUT {out}"), (runs_path(out), "OUT's run record")):
         for path, name in kept:
             if _same(target, path):
                 raise Refused(f"{what} is {name}: merging would overwrite it; choose another OUT")
@@ -116,26 +113,14 @@ def _rows(path: Path) -> list[Rec]:
 
 def _run_records(report: Path) -> list[Rec] | None:
     """The shard's run records, each marked with its report; None when it has none."""
-    path = run_record_path(report)
-    try:
-        with open(path, "rb") as f:
-            lines = [(number, raw) for number, raw in enumerate(f, start=1) if raw.strip()]
-    except FileNotFoundError:
+    if not runs_path(report).exists():
         return None
+    try:
+        return [{**doc, "report": str(report)} for doc in read_runs(report)]
+    except ReportError as exc:
+        raise UnreadableReport(str(exc)) from None
     except OSError as exc:
-        raise UnreadableReport(f"cannot read run record {path}: {exc.strerror or exc}") from None
-    records: list[Rec] = []
-    for number, raw in lines:
-        try:
-            doc = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            if not raw.endswith(b"\n"):
-                continue  # a torn last record (a crash mid-append) was never a run's record
-            doc = None
-        if not isinstance(doc, dict):
-            raise UnreadableReport(f"run record {path}, line {number}: not a JSON object")
-        records.append({**doc, "report": str(report)})
-    return records
+        raise UnreadableReport(f"cannot read run record of {report}: {exc.strerror}") from None
 
 
 def _identity(row: Rec) -> tuple[str, str] | tuple[str, int]:
@@ -209,15 +194,9 @@ class Merged:
         n, rows = len(t["reports"]), t["rows"]
         lines = [f"merged {n} reports into {self.out}: {rows} rows, none missing or doubled"]
         lines += [f"{outcome} {count}" for outcome, count in t["outcomes"].items()]
-        lines += [f"released {cur} {_major(units)}" for cur, units in t["released"].items()]
+        lines += [f"released {money(units, cur)}" for cur, units in t["released"].items()]
         lines += [f"no run record beside {p}: skipped" for p in self.unrecorded]
-        return [*lines, f"run records: {run_record_path(self.out)}"]
-
-
-def _major(units: int) -> str:
-    """Minor units as a 2-decimal amount (README: assumes 2-decimal currencies)."""
-    whole, cents = divmod(abs(units), 100)
-    return f"{'-' if units < 0 else ''}{whole:,}.{cents:02d}"
+        return [*lines, f"run records: {runs_path(self.out)}"]
 
 
 def _released(rows: list[Rec]) -> dict[str, int]:
@@ -296,5 +275,5 @@ def merge(
     }
     runs = [rec for recs in records.values() for rec in recs or []] + [totals]
     encoded = b"".join(orjson.dumps(rec) + b"\n" for rec in runs)
-    _publish([(out, _encode(out, list(columns), rows)), (run_record_path(out), encoded)])
+    _publish([(out, _encode(out, list(columns), rows)), (runs_path(out), encoded)])
     return Merged(out, totals, [p for p, recs in records.items() if recs is None])

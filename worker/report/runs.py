@@ -39,10 +39,13 @@ def read_runs(report: Path) -> list[dict[str, Any]]:
                 doc = orjson.loads(raw)
             except orjson.JSONDecodeError:
                 if raw.endswith(b"\n"):
-                    raise ReportError(f"run record {path}, line {number}: not JSON") from None
+                    raise ReportError(
+                        f"run record {path}, line {number}: not a JSON object"
+                    ) from None
                 break
-            if isinstance(doc, dict):
-                runs.append(doc)
+            if not isinstance(doc, dict):
+                raise ReportError(f"run record {path}, line {number}: not a JSON object")
+            runs.append(doc)
     return runs
 
 

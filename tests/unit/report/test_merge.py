@@ -17,7 +17,8 @@ from tests.support import write_csv
 from worker import __version__
 from worker.model import REPORT_COLUMNS
 from worker.report import merge as merge_module
-from worker.report.merge import MergeError, Refused, UnreadableReport, merge, run_record_path
+from worker.report.merge import MergeError, Refused, UnreadableReport, merge
+from worker.report.runs import runs_path
 
 
 def row(line: int, ref: str, outcome: str = "canceled", merchant: str = "T1", **extra: Any) -> Any:
@@ -94,7 +95,7 @@ def test_an_out_that_is_an_input_report_is_refused_and_nothing_is_written(
 def test_an_out_that_would_overwrite_a_run_record_or_the_input_is_refused(
     tmp_path: Path, shards: list[Path]
 ) -> None:
-    records = run_record_path(shards[0])
+    records = runs_path(shards[0])
     records.write_text('{"run_id": "r0"}\n')
     os.link(records, tmp_path / "other.csv.runs.jsonl")  # OUT=other.csv: its record is shard 0's
     src = write_csv(tmp_path / "p.csv", [("a", "T1"), ("b", "T1"), ("c", "T1")])
@@ -113,7 +114,7 @@ def test_a_merge_is_written_whole_with_mode_0640(
     with open(out, newline="", encoding="utf-8") as f:
         assert [r["payment_reference"] for r in csv.DictReader(f)] == ["a", "b", "c"]
     assert out.stat().st_mode & 0o777 == 0o640
-    assert run_record_path(out).stat().st_mode & 0o777 == 0o640
+    assert runs_path(out).stat().st_mode & 0o777 == 0o640
     assert merged.lines()[0] == f"merged 2 reports into {out}: 3 rows, none missing or doubled"
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
@@ -130,7 +131,7 @@ def test_an_unreadable_shard_leaves_no_out_and_an_old_out_as_it_was(
     with pytest.raises(UnreadableReport):
         merge(old, shards)
     assert old.read_bytes() == b"yesterday\n"
-    assert not run_record_path(tmp_path / "all.csv").exists()
+    assert not runs_path(tmp_path / "all.csv").exists()
 
 
 def test_a_failed_write_removes_its_temporary_files(
@@ -236,10 +237,10 @@ def test_run_records_are_merged_with_a_totals_record(tmp_path: Path) -> None:
         [row(4, "b", "failed"), row(4, "b", "canceled")],  # the latest row wins
     )
     runs = [{"run_id": "r1", "shard": "0/2", "exit_code": 1}, {"run_id": "r2", "exit_code": 0}]
-    run_record_path(one).write_text("".join(json.dumps(r) + "\n" for r in runs) + "\n")
+    runs_path(one).write_text("".join(json.dumps(r) + "\n" for r in runs) + "\n")
     out = tmp_path / "all.jsonl"
     merged = merge(out, [one, two])
-    *kept, totals = jsonl(run_record_path(out))
+    *kept, totals = jsonl(runs_path(out))
     assert kept == [{**r, "report": str(one)} for r in runs]
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", totals.pop("merged_at"))
     assert totals == {
@@ -258,16 +259,16 @@ def test_run_records_are_merged_with_a_totals_record(tmp_path: Path) -> None:
 def test_an_unreadable_run_record_is_a_usage_error(
     tmp_path: Path, shards: list[Path], second: str
 ) -> None:
-    run_record_path(shards[1]).write_text('{"run_id": "r1"}\n' + second)
+    runs_path(shards[1]).write_text('{"run_id": "r1"}\n' + second)
     with pytest.raises(UnreadableReport, match=r"runs.jsonl, line 2: not a JSON object"):
         merge(tmp_path / "all.csv", shards)
     assert not (tmp_path / "all.csv").exists()
 
 
 def test_a_torn_last_run_record_is_skipped(tmp_path: Path, shards: list[Path]) -> None:
-    run_record_path(shards[1]).write_text('{"run_id": "r1"}\n{"run_id": "r2", "mo')
+    runs_path(shards[1]).write_text('{"run_id": "r1"}\n{"run_id": "r2", "mo')
     merge(tmp_path / "all.csv", shards)
-    *kept, _ = jsonl(run_record_path(tmp_path / "all.csv"))
+    *kept, _ = jsonl(runs_path(tmp_path / "all.csv"))
     assert kept == [{"run_id": "r1", "report": str(shards[1])}]
 
 
@@ -288,8 +289,8 @@ def test_released_sums_canceled_rows_that_state_amount_and_currency(tmp_path: Pa
         "already_canceled 1",
         "canceled 5",
         "not_cancelable 1",
-        "released EUR 12,345.05",
-        "released USD 0.99",
+        "released 12,345.05 EUR",
+        "released 0.99 USD",
         f"no run record beside {tmp_path / 'r.csv'}: skipped",
         f"run records: {tmp_path / 'all.csv.runs.jsonl'}",
     ]
