@@ -25,16 +25,11 @@ import click
 from worker import __version__
 from worker.model import Mode
 from worker.observe import logs
-from worker.run.prepare import UsageError, prepare
+from worker.options import job_options
+from worker.run.prepare import Prepared, UsageError, prepare
 from worker.run.summary import EXIT_USAGE
 from worker.sandbox.cli import sandbox_command
-from worker.settings import (
-    MAX_COMMENT,
-    SANDBOX_TIMEOUT,
-    ConfigError,
-    build_settings,
-    default,
-)
+from worker.settings import ConfigError, build_settings
 
 
 def _fail_usage(message: str) -> None:
@@ -53,118 +48,24 @@ def _run_loop(main: Callable[[], Coroutine[Any, Any, int]], use_uvloop: bool) ->
     return asyncio.run(main())
 
 
-def _tuned(flag: str, kind: click.ParamType[Any], help: str) -> Callable[..., Any]:
-    """An option whose default is the setting's own (settings.py), shown in --help."""
-    name = flag.lstrip("-").replace("-", "_")
-    return click.option(flag, type=kind, default=default(name), show_default=True, help=help)
+def _go_ahead(prepared: Prepared) -> bool:
+    """The preview (always for --dry-run), and on a terminal the question (preview.py)."""
+    from worker.run import preview
 
+    if prepared.settings.dry_run:
+        click.echo(preview.render(prepared), err=True)
+        return True
+    if not preview.should_ask(prepared, sys.stdin.isatty() and sys.stderr.isatty()):
+        return True
+    click.echo(preview.render(prepared), err=True)
 
-def _job_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    options = [
-        click.argument("input", metavar="INPUT"),
-        click.option(
-            "--report",
-            type=click.Path(dir_okay=False),
-            help="Outcome report (default: <INPUT name>.report.csv in the working directory; a .jsonl name gives JSON Lines). An existing report is resumed.",
-        ),
-        click.option(
-            "--input-format",
-            type=click.Choice(["csv", "jsonl"]),
-            help="Override the format recognised from INPUT's name.",
-        ),
-        click.option(
-            "--merchant",
-            envvar="BAMBORA_MERCHANT_NUMBER",
-            help="Merchant number for rows that name none. [env: BAMBORA_MERCHANT_NUMBER]",
-        ),
-        _tuned("--concurrency", click.IntRange(1, 1024), "Requests in flight at most."),
-        _tuned(
-            "--rate",
-            click.FloatRange(0),
-            "API requests per second at most, all workers together (no 1-second window carries more than RATE + 1; token requests not counted). 0 means no limit.",
-        ),
-        _tuned(
-            "--max-attempts", click.IntRange(1, 100), "Tries per reference for transient failures."
-        ),
-        click.option(
-            "--timeout",
-            type=click.FloatRange(0.1),
-            default=None,
-            help=f"Seconds per HTTP request. [default: {default('timeout'):g}; {SANDBOX_TIMEOUT:g} with --sandbox]",
-        ),
-        click.option(
-            "--comment",
-            help=f"Sent as the cancel body's comment (at most {MAX_COMMENT} characters).",
-        ),
-        _tuned(
-            "--give-up-after",
-            click.FloatRange(1),
-            "Abort (exit 3) when no API request has succeeded for this many seconds.",
-        ),
-        _tuned(
-            "--grace-seconds",
-            click.FloatRange(0),
-            "On SIGTERM/SIGINT, how long in-flight requests may finish.",
-        ),
-        _tuned("--progress-seconds", click.FloatRange(0.1), "Seconds between progress log lines."),
-        click.option(
-            "--sandbox",
-            is_flag=True,
-            help="Start the embedded Bambora sandbox on loopback and run against it; no credentials needed.",
-        ),
-        click.option(
-            "--dry-run",
-            is_flag=True,
-            help="Read and validate the input and write the report; send nothing.",
-        ),
-        click.option(
-            "--shard",
-            "shard_text",
-            metavar="I/N",
-            help="Only the references whose stable hash falls in shard I of N. [env: JOB_COMPLETION_INDEX with SHARD_COUNT]",
-        ),
-        click.option(
-            "--log-format",
-            type=click.Choice(["json", "console"]),
-            help="Log lines on standard error. [default: console on a terminal, json otherwise]",
-        ),
-        _tuned(
-            "--log-level",
-            click.Choice(["debug", "info", "warning"]),
-            "debug adds one event per reference.",
-        ),
-        click.option(
-            "--pushgateway",
-            metavar="URL",
-            help="Push-add run metrics to this Prometheus Pushgateway at the end (grouped by job and shard).",
-        ),
-        click.option(
-            "--job-name",
-            default=default("job_name"),
-            show_default=True,
-            help="Job label for --pushgateway.",
-        ),
-        click.option(
-            "--allow-changed-input",
-            is_flag=True,
-            help="Resume a report although its input file changed (you fixed some rows): rows already final are not sent again, changed lines are reported afresh.",
-        ),
-        click.option(
-            "--echo-columns",
-            default=default("echo_columns"),
-            show_default=True,
-            metavar="all|none|A,B,...",
-            help="Which other columns of each input row the report repeats after its own.",
-        ),
-        click.option(
-            "--no-uvloop",
-            is_flag=True,
-            help="Use asyncio's default event loop even when uvloop is installed.",
-        ),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+    def ask(question: str) -> str:
+        try:
+            return str(click.prompt(question, default="", show_default=False, err=True))
+        except click.Abort:  # Ctrl-D / Ctrl-C at the question
+            return ""
+
+    return preview.confirmed(prepared, ask)
 
 
 def _job(mode: Mode, kw: dict[str, Any]) -> None:
@@ -179,6 +80,10 @@ def _job(mode: Mode, kw: dict[str, Any]) -> None:
         prepared = prepare(settings)
     except UsageError as exc:
         _fail_usage(str(exc))
+        return
+    if not _go_ahead(prepared):
+        prepared.lock.release()
+        _fail_usage("not confirmed: nothing was sent")
         return
     from worker.run.main import execute
 
@@ -217,7 +122,7 @@ def cli() -> None:
 
 
 @cli.command()
-@_job_options
+@job_options(run=True)
 def run(**kw: Any) -> None:
     """Cancel every payment reference in INPUT (a path, or - for stdin).
 
@@ -228,7 +133,7 @@ def run(**kw: Any) -> None:
 
 
 @cli.command()
-@_job_options
+@job_options(run=False)
 def check(**kw: Any) -> None:
     """Query each payment's state and cancel nothing (outcome `checked` + payment_state).
 
@@ -248,12 +153,18 @@ cli.add_command(sandbox_command, name="sandbox")
     "--input",
     "input_path",
     type=click.Path(),
-    help="Also check every row of this input file against the merged report: the row on its line, with its merchant and reference.",
+    help=(
+        "Also check every row of this input file against the merged report: the row on "
+        "its line, with its merchant and reference."
+    ),
 )
 @click.option(
     "--merchant",
     envvar="BAMBORA_MERCHANT_NUMBER",
-    help="With --input: merchant number for rows that name none, as for run. [env: BAMBORA_MERCHANT_NUMBER]",
+    help=(
+        "With --input: merchant number for rows that name none, as for run. "
+        "[env: BAMBORA_MERCHANT_NUMBER]"
+    ),
 )
 def merge_reports(
     out: str, reports: tuple[str, ...], input_path: str | None, merchant: str | None

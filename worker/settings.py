@@ -15,7 +15,7 @@ from typing import Any
 
 import yarl
 
-from worker.model import Mode
+from worker.model import Mode, Outcome
 
 DEFAULT_API_URL = "https://api.bambora.com"
 DEFAULT_AUTH_URL = "https://auth.bambora.com/connect/token"
@@ -98,6 +98,10 @@ class Settings:
     use_uvloop: bool = True
     allow_changed_input: bool = False
     echo_columns: str = "all"  # all | none | a,b,c
+    yes: bool = False  # do not ask on a terminal
+    max_references: int | None = None
+    stop_on_rejections: int = 20
+    retry_outcomes: frozenset[Outcome] = frozenset()
 
     def __post_init__(self) -> None:
         # The API URL is a base that paths are appended to, so a trailing '/' would
@@ -154,6 +158,10 @@ def build_settings(mode: Mode, kw: Mapping[str, Any], env: Mapping[str, str]) ->
         use_uvloop=not kw.get("no_uvloop"),
         allow_changed_input=bool(kw.get("allow_changed_input")),
         echo_columns=_given(kw, "echo_columns"),
+        yes=bool(kw.get("yes")),
+        max_references=kw.get("max_references"),
+        stop_on_rejections=_given(kw, "stop_on_rejections"),
+        retry_outcomes=parse_retry_outcomes(kw.get("retry_outcomes") or ""),
         pushgateway=kw.get("pushgateway") or None,
         job_name=_given(kw, "job_name"),
     )
@@ -228,6 +236,22 @@ def credentials_from_env(env: Mapping[str, str]) -> Credentials:
             "(or BAMBORA_CLIENT_SECRET_FILE), or BAMBORA_TOKEN; or use --sandbox or --dry-run"
         )
     return Credentials(client_id=client_id, client_secret=secret)
+
+
+#: Final outcomes a rerun may be told to send again (`--retry-outcomes`): those a fix
+#: on our side (credentials, merchant) can change. Never `canceled`.
+RETRYABLE = frozenset({"rejected", "not_found", "not_cancelable"})
+
+
+def parse_retry_outcomes(text: str) -> frozenset[Outcome]:
+    names = {n.strip() for n in text.split(",") if n.strip()}
+    unknown = names - RETRYABLE
+    if unknown:
+        raise ConfigError(
+            f"--retry-outcomes: {', '.join(sorted(unknown))} cannot be retried; "
+            f"choose from {', '.join(sorted(RETRYABLE))}"
+        )
+    return frozenset(Outcome(n) for n in names)
 
 
 def run_kind(mode: Mode, dry_run: bool) -> str:

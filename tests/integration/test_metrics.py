@@ -54,9 +54,32 @@ async def test_run_pushes_its_metrics(
     assert path == "/metrics/job/nightly-voids/shard/0-of-1"
     assert 'cancel_worker_references{outcome="canceled"} 1.0' in body
     assert 'cancel_worker_references{outcome="not_found"} 1.0' in body
-    assert "cancel_worker_last_success_timestamp_seconds" in body
+    # exit 1 is not a success: the alert on last_success must fire after such a night
+    assert "cancel_worker_last_success_timestamp_seconds" not in body
     assert "cancel_worker_last_exit_code 1.0" in body
+    assert "cancel_worker_guard_rail_stops 0.0" in body
     assert "instance" not in body
+
+
+async def test_a_clean_night_sets_last_success_and_a_guard_rail_does_not(
+    tmp_path: Path, gateway: tuple[str, list[tuple[str, str, str]]]
+) -> None:
+    url, pushes = gateway
+    ok = write_csv(tmp_path / "ok.csv", [("a", "T1")])
+    wrong = write_csv(tmp_path / "wrong.csv", [(f"forbidden-{i}", "T1") for i in range(30)])
+    async with sandbox() as server:
+        first = await run_cli(
+            "run", str(ok), "--pushgateway", url, env=env_for(server), cwd=tmp_path
+        )
+        second = await run_cli(
+            "run", str(wrong), "--pushgateway", url, env=env_for(server), cwd=tmp_path
+        )
+    assert (first.code, second.code) == (0, 4)
+    clean, stopped = pushes[0][2], pushes[1][2]
+    assert "cancel_worker_last_success_timestamp_seconds" in clean
+    assert "cancel_worker_last_success_timestamp_seconds" not in stopped
+    assert "cancel_worker_last_exit_code 4.0" in stopped
+    assert "cancel_worker_guard_rail_stops 1.0" in stopped
 
 
 async def test_unreachable_gateway_does_not_change_the_exit_code(tmp_path: Path) -> None:

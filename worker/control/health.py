@@ -24,7 +24,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Callable
+
+from worker.observe import logs
 
 RETRY_COST = 5
 TIMEOUT_COST = 10
@@ -32,6 +35,8 @@ SUCCESS_REFUND = 1
 BUDGET = 500
 PROBE_FIRST = 0.5
 PROBE_MAX = 15.0
+#: A waiting worker that is not next in line looks again this often.
+PROBE_RECHECK = 0.05
 #: References a streak must touch before it counts as "everyone is failing".
 MIN_DISTINCT = 3
 
@@ -67,31 +72,66 @@ class Health:
         self.successes = 0  # good answers so far: "has anyone succeeded since?"
         self.outages = 0
         self.probes = 0
+        self.last_trouble = "no answer"  # what the API last did wrong, for people
+        self.held_since: float | None = None  # when the gate opened
+        self.held_seconds = 0.0  # total time the gate was open, for the metrics
+        self._line: deque[object] = deque()  # workers waiting, oldest first
 
     @property
     def is_open(self) -> bool:
         return self._open
+
+    @property
+    def held_total(self) -> float:
+        """Seconds spent holding so far, the current hold included."""
+        current = self._clock() - self.held_since if self.held_since is not None else 0.0
+        return self.held_seconds + current
+
+    @property
+    def held(self) -> int:
+        """References held behind the gate right now."""
+        return len(self._line)
+
+    def holding(self) -> tuple[str, float] | None:
+        """(what the API is doing, for how many seconds) while the gate is open."""
+        if not self._open or self.held_since is None:
+            return None
+        return f"API failing ({self.last_trouble})", self._clock() - self.held_since
 
     def check_give_up(self) -> None:
         idle = self._clock() - self.last_ok
         if self._streak and idle >= self._give_up_after:
             raise ApiUnreachable(
                 f"no API request has succeeded for {idle:.0f}s (--give-up-after "
-                f"{self._give_up_after:g})"
+                f"{self._give_up_after:g}); last: {self.last_trouble}"
             )
 
     async def admit(self) -> None:
-        """Return when this worker may send: at once, or as the next probe of an outage."""
-        while self._open:
+        """Return when this worker may send: at once, or as the next probe of an outage.
+
+        Probes go to the waiting workers in turn, oldest first; a worker whose probe
+        failed waits at the back. So one reference that is broken for good cannot keep
+        probing alone while the API has long recovered for the others.
+        """
+        if not self._open:
             self.check_give_up()
-            now = self._clock()
-            if now >= self._next_probe:
-                self._next_probe = now + self._probe_interval
-                self._probe_interval = min(self._probe_interval * 2, PROBE_MAX)
-                self.probes += 1
-                return
-            wait = min(self._next_probe - now, self.last_ok + self._give_up_after - now)
-            await self._until_closed_or(max(wait, 0.001))
+            return
+        ticket = object()
+        self._line.append(ticket)
+        try:
+            while self._open:
+                self.check_give_up()
+                now = self._clock()
+                if self._line[0] is ticket and now >= self._next_probe:
+                    self._next_probe = now + self._probe_interval
+                    self._probe_interval = min(self._probe_interval * 2, PROBE_MAX)
+                    self.probes += 1
+                    return
+                wait = max(self._next_probe - now, PROBE_RECHECK)
+                wait = min(wait, self.last_ok + self._give_up_after - now)
+                await self._until_closed_or(max(wait, 0.001))
+        finally:
+            self._line.remove(ticket)
         self.check_give_up()
 
     async def _until_closed_or(self, seconds: float) -> None:
@@ -115,15 +155,22 @@ class Health:
         if self._open:
             self._open = False
             self._probe_interval = PROBE_FIRST
+            since = self.held_since if self.held_since is not None else self._clock()
+            held = self._clock() - since
+            self.held_seconds += held
+            logs.log.warning("recovered", held_seconds=round(held, 1), probes=self.probes)
+            self.held_since = None
             # Refill enough for a fresh start; an empty bucket would reopen at once.
             self._tokens = max(self._tokens, self._capacity // 2)
             self._closed.set()
 
-    def record_trouble(self, ref: int = 0, *, timeout: bool = False) -> bool:
-        """A transient failure of reference `ref` (any stable id, e.g. its line).
+    def record_trouble(self, ref: int = 0, *, timeout: bool = False, what: str = "") -> bool:
+        """A transient failure of reference `ref` (any stable id, e.g. its line); `what`
+        the API did (`HTTP 503`, `timeout`), for the warnings.
 
         True if it counts against that reference's tries.
         """
+        self.last_trouble = what or self.last_trouble
         self._streak += 1
         if len(self._streak_refs) < MIN_DISTINCT:
             self._streak_refs.add(ref)
@@ -143,8 +190,16 @@ class Health:
             return
         self._open = True
         self.outages += 1
+        self.held_since = self._clock()
         self._next_probe = self._clock() + self._probe_interval
         self._closed.clear()
+        logs.log.warning(
+            "holding",
+            reason=f"the API is failing for everyone ({self.last_trouble})",
+            held=len(self._line) + 1,
+            give_up_after=self._give_up_after,
+            hint="references are held, not failed; one probe at a time until it answers",
+        )
 
     def quiet_since(self, successes: int) -> bool:
         """True if no request of anyone has succeeded since `successes` was read.

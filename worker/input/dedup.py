@@ -66,13 +66,25 @@ class CandidateDeduper:
         return first
 
 
+class CandidateFinder:
+    """The first pass: `offer` every key; `candidates` are those that may repeat."""
+
+    def __init__(self, expected: int) -> None:
+        self._bloom = Bloom(max(expected, 1024), FALSE_POSITIVE_RATE)
+        self.candidates: set[bytes] = set()
+
+    def offer(self, key: bytes) -> bool:
+        """True if the key may have been offered before (a duplicate, or ~0.1 % chance)."""
+        if key in self._bloom:
+            self.candidates.add(key)
+            return True
+        self._bloom.add(key)
+        return False
+
+
 def find_candidates(keys: Iterable[bytes], expected: int) -> set[bytes]:
     """First pass: every key that may repeat an earlier one (a superset of the duplicates)."""
-    bloom = Bloom(max(expected, 1024), FALSE_POSITIVE_RATE)
-    candidates: set[bytes] = set()
+    finder = CandidateFinder(expected)
     for key in keys:
-        if key in bloom:
-            candidates.add(key)
-        else:
-            bloom.add(key)
-    return candidates
+        finder.offer(key)
+    return finder.candidates

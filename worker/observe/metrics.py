@@ -15,7 +15,9 @@ from prometheus_client import CollectorRegistry, Gauge, pushadd_to_gateway
 
 from worker.observe import logs
 
-COMPLETE_CODES = (0, 1)
+#: Only a run that ended with every reference settled as hoped counts as a success;
+#: exit 1 (some not cancelable, failed, invalid...) deserves a look the next morning.
+SUCCESS_CODES = (0,)
 
 
 def push(
@@ -30,6 +32,8 @@ def push(
     throttled: int,
     token_refreshes: int,
     requests: int,
+    held_seconds: float = 0.0,
+    guard_rail: bool = False,
 ) -> bool:
     registry = CollectorRegistry()
 
@@ -42,12 +46,20 @@ def push(
     gauge("cancel_worker_retries", "Retries of the last run.", retries)
     gauge("cancel_worker_throttled", "429 answers in the last run.", throttled)
     gauge("cancel_worker_token_refreshes", "Tokens fetched in the last run.", token_refreshes)
-    if exit_code in COMPLETE_CODES:
-        # "Finished" is success for a batch job: exit 1 only says some payments were
-        # not cancelable, which the report explains; aborts and interrupts are not.
+    gauge(
+        "cancel_worker_held_seconds",
+        "Seconds the last run held references while the API failed for everyone.",
+        held_seconds,
+    )
+    gauge(
+        "cancel_worker_guard_rail_stops",
+        "1 if a guard rail stopped the last run (exit 4), else 0.",
+        1 if guard_rail else 0,
+    )
+    if exit_code in SUCCESS_CODES:
         gauge(
             "cancel_worker_last_success_timestamp_seconds",
-            "When a run last finished (exit 0 or 1).",
+            "When a run last ended with exit 0.",
             time.time(),
         )
     per_outcome = Gauge(

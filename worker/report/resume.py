@@ -31,8 +31,12 @@ RUN = ResumePolicy(RUN_FINAL)
 CHECK = ResumePolicy(CHECK_FINAL)
 
 
-def policy_for(mode: Mode) -> ResumePolicy:
-    return CHECK if mode is Mode.CHECK else RUN
+def policy_for(mode: Mode, retry: frozenset[Outcome] = frozenset()) -> ResumePolicy:
+    """The mode's policy; `retry` (`--retry-outcomes`) final outcomes are done again."""
+    base = CHECK if mode is Mode.CHECK else RUN
+    if not retry:
+        return base
+    return ResumePolicy(base.final - retry, base.reopen | retry)
 
 
 #: An unsent row as reported: matched by its line *and* what it said, so that a line

@@ -65,6 +65,11 @@ class _Progress:
     extra: list[str] = field(default_factory=list)
 
 
+def _what(reply: Reply) -> str:
+    """What went wrong, as people say it: `HTTP 503`, `timeout`, `connection_error`."""
+    return f"HTTP {reply.status}" if reply.status is not None else (reply.error_type or "no answer")
+
+
 class Journal(Protocol):
     """Where a cancel's intent is written before it is sent (`report.IntentJournal`)."""
 
@@ -174,7 +179,9 @@ class Canceller:
         reply = await self._api.call(Op.QUERY, good[0], good[1], token)
         self.stats.requests += 1
         if is_api_trouble(reply):
-            self._health.record_trouble(-1, timeout=reply.error_type == "timeout")
+            self._health.record_trouble(
+                -1, timeout=reply.error_type == "timeout", what=_what(reply)
+            )
             return True
         self._health.record_ok()
         return False
@@ -219,7 +226,7 @@ class Canceller:
                 if progress.trouble_since is None:
                     progress.trouble_since = self._health.successes
                 counted = self._health.record_trouble(
-                    row.line, timeout=reply.error_type == "timeout"
+                    row.line, timeout=reply.error_type == "timeout", what=_what(reply)
                 )
             else:
                 self._health.record_ok()

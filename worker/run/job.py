@@ -22,9 +22,10 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from worker.bambora.auth import AuthUnavailable, CredentialsRefused
+from worker.control.guard import RejectionGuard
 from worker.control.health import ApiUnreachable
 from worker.input.admission import Admission, Send
 from worker.input.source import Source
@@ -66,7 +67,10 @@ class Job:
         concurrency: int,
         grace_seconds: float,
         tally: Tally | None = None,
+        guard: RejectionGuard | None = None,
+        max_sends: int | None = None,
         requests: Callable[[], int] = lambda: 0,
+        extras: Callable[[], dict[str, Any]] = dict,
         hard_exit: Callable[[int], None] = hard_exit_soon,
     ) -> None:
         self._source = source
@@ -76,8 +80,11 @@ class Job:
         self._concurrency = concurrency
         self._grace = grace_seconds
         self._requests = requests
+        self._extras = extras
+        self._max_sends = max_sends
         self._hard_exit = hard_exit
         self.tally = tally or Tally()
+        self._guard = guard or RejectionGuard(0)
         self.end = Ending()
         self._graceful_abort = False
         self._rows: asyncio.Queue[Send | None] = asyncio.Queue(maxsize=concurrency * 4)
@@ -102,6 +109,8 @@ class Job:
             self.tally,
             self.end,
             stopping=lambda: self._stopping,
+            max_sends=self._max_sends,
+            over_cap=self._cap_reached,
         )
         # Close the channel: one end-marker per worker. Not in `finally`: when the feeder
         # is cancelled nobody may be left to take them, and a blocked put would hang.
@@ -125,7 +134,10 @@ class Job:
         """The row's result; None when the run must abort (the row stays unreported)."""
         row = send.row
         try:
-            return await self._processor.process(row, maybe_landed=send.maybe_landed)
+            result = await self._processor.process(row, maybe_landed=send.maybe_landed)
+            if (reason := self._guard.observe(result)) is not None:
+                self.stop_by_guard(reason)
+            return result
         except (CredentialsRefused, AuthUnavailable, ApiUnreachable) as exc:
             self.abort(str(exc))
         except StorageError as exc:  # the journal: this cancel was not sent
@@ -156,6 +168,21 @@ class Job:
             logs.log.error("aborted", reason=reason)
         self._stopping = True
         self._stop.set()
+
+    def stop_by_guard(self, reason: str) -> None:
+        """A guard rail: no new sends; what is in flight finishes (exit 4)."""
+        if self.end.guard_reason is None and self.end.abort_reason is None:
+            self.end.guard_reason = reason
+            self._graceful_abort = True
+            logs.log.error("guard_rail", reason=reason)
+        self._stopping = True
+        self._stop.set()
+
+    def _cap_reached(self, reason: str) -> None:
+        """--max-references on an input read once: reading stops; what was read is sent."""
+        if self.end.guard_reason is None:
+            self.end.guard_reason = reason
+            logs.log.error("guard_rail", reason=reason)
 
     def interrupt(self, signum: int) -> None:
         """SIGTERM / SIGINT: stop reading, let in-flight requests finish; twice: now."""
@@ -211,6 +238,7 @@ class Job:
             outcomes=self.tally.outcomes,
             requests=self._requests(),
             elapsed=time.monotonic() - self._started,
+            **self._extras(),
         )
 
     # -- the run ----------------------------------------------------------------------

@@ -10,6 +10,7 @@ import contextlib
 import os
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import structlog
 
 from worker import __version__
 from worker.bambora.auth import AuthUnavailable, CredentialsRefused
+from worker.control.guard import RejectionGuard
 from worker.control.health import ApiUnreachable
 from worker.model import Mode, Outcome
 from worker.observe import logs, progress
@@ -32,6 +34,7 @@ from worker.run.job import Job
 from worker.run.prepare import Prepared, UsageError
 from worker.run.summary import (
     EXIT_ABORTED,
+    EXIT_GUARD,
     EXIT_INCOMPLETE,
     EXIT_SIGINT,
     EXIT_SIGTERM,
@@ -72,10 +75,14 @@ async def _execute(prepared: Prepared, command: str) -> int:
         stats, tally = Stats(), Tally()
         started = time.monotonic()
         refreshes = _no_refreshes
+        held: Callable[[], float] = float
         end = Ending()
         try:
             async with connect(s, stats, journal) as wired:
                 refreshes = wired.token_refreshes
+                health = wired.health
+                if health is not None:
+                    held = lambda: health.held_total  # noqa: E731
                 job = Job(
                     source=prepared.source,
                     admission=prepared.admission(),
@@ -84,6 +91,8 @@ async def _execute(prepared: Prepared, command: str) -> int:
                     concurrency=s.concurrency,
                     grace_seconds=s.grace_seconds,
                     tally=tally,
+                    guard=RejectionGuard(s.stop_on_rejections),
+                    max_sends=s.max_references,
                     requests=lambda: stats.requests,
                 )
                 view = progress.choose(s.log_format)
@@ -105,7 +114,7 @@ async def _execute(prepared: Prepared, command: str) -> int:
         code = exit_code(end, tally)
         code = _settle_journal(journal, end, tally, code)
         elapsed = time.monotonic() - started
-        _push_metrics(s, tally, stats, refreshes(), elapsed, code)
+        _push_metrics(s, tally, stats, refreshes(), elapsed, code, held())
         logs.log.info("summary", **summary_fields(s, end, tally, stats, refreshes(), elapsed, code))
         _record_run(prepared, s, run_id, started_at, end, tally, stats.requests, code)
         _tell(s, tally, stats.requests, elapsed, code, command)
@@ -215,7 +224,13 @@ def _settle_journal(journal: IntentJournal | None, end: Ending, tally: Tally, co
 
 
 def _push_metrics(
-    s: Settings, tally: Tally, stats: Stats, refreshes: int, elapsed: float, code: int
+    s: Settings,
+    tally: Tally,
+    stats: Stats,
+    refreshes: int,
+    elapsed: float,
+    code: int,
+    held_seconds: float,
 ) -> None:
     if not s.pushgateway:
         return
@@ -232,6 +247,8 @@ def _push_metrics(
         throttled=stats.throttled,
         token_refreshes=refreshes,
         requests=stats.requests,
+        held_seconds=held_seconds,
+        guard_rail=code == EXIT_GUARD,
     )
 
 

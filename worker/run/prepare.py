@@ -8,13 +8,13 @@ anything.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from worker.input.admission import Admission, screen, unsent_before
-from worker.input.dedup import CandidateDeduper, Deduper, ExactDeduper, find_candidates, key_of
+from worker.input.dedup import CandidateDeduper, CandidateFinder, Deduper, ExactDeduper, key_of
 from worker.input.lines import InputError
 from worker.input.source import Source, open_input
 from worker.model import Mode, Row
@@ -48,6 +48,7 @@ class Prepared:
     runs: list[dict[str, Any]] = field(default_factory=list)  # the report's earlier runs
     input_sha256: str | None = None  # known before sending for a file only
     left: int | None = None  # rows of this shard the report does not yet settle
+    to_send: Counter[str] | None = None  # merchant -> references to send (files only)
 
     def admission(self) -> Admission:
         s = self.settings
@@ -89,17 +90,19 @@ def _prepare(settings: Settings, lock: ReportLock) -> Prepared:
     except (InputError, ReportError) as exc:
         raise UsageError(str(exc)) from None
     try:
-        prior = load_report(settings.report, policy_for(settings.mode))
+        prior = load_report(settings.report, policy_for(settings.mode, settings.retry_outcomes))
         runs = read_runs(settings.report)
         sends = settings.mode is Mode.RUN and not settings.dry_run
         pending = IntentJournal.load(journal_path(settings.report), prior) if sends else set()
-        deduper: Deduper
+        deduper: Deduper = ExactDeduper()
         total = left = sha = None
+        to_send: Counter[str] | None = None
         if source.rereadable:
             source.digest = None  # the pre-pass hashes the file
-            deduper, total, left, sha = _prepass(settings, source, prior)
-        else:
-            deduper = ExactDeduper()
+            survey = _prepass(settings, source, prior)
+            deduper, total, left, sha = survey.deduper, survey.rows, survey.left, survey.sha256
+            to_send = survey.to_send
+            _check_cap(settings, sum(to_send.values()))
         _check_binding(settings, prior, runs, sha)
     except (InputError, ReportError) as exc:
         source.close()
@@ -116,7 +119,19 @@ def _prepare(settings: Settings, lock: ReportLock) -> Prepared:
             f"runs, {'?' if left is None else left} references left"
             + ("" if done is None else f" ({done} settled)"),
         )
-    return Prepared(settings, source, prior, pending, deduper, total, lock, runs, sha, left)
+    return Prepared(
+        settings, source, prior, pending, deduper, total, lock, runs, sha, left, to_send
+    )
+
+
+def _check_cap(settings: Settings, sending: int) -> None:
+    cap = settings.max_references
+    if cap is not None and sending > cap:
+        raise UsageError(
+            f"{settings.input} holds {sending:,} references to send (after validation, "
+            f"duplicates, shard and resume); --max-references is {cap:,}. Check the file, "
+            "or raise the cap"
+        )
 
 
 def _check_binding(
@@ -136,30 +151,40 @@ def _check_binding(
         logs.log.warning("input_changed", message=warning)
 
 
-def _prepass(
-    settings: Settings, run_source: Source, prior: PriorRows
-) -> tuple[CandidateDeduper, int, int, str]:
-    """First read of a file: count rows, find keys that may repeat (see `dedup`), count
-    the rows an earlier run settled, and hash the file's bytes."""
-    source = open_input(settings.input, settings.input_format)
-    count = settled = 0
+@dataclass
+class Survey:
+    """What the first pass over a file learnt."""
 
-    def keys() -> Iterator[bytes]:
-        nonlocal count, settled
+    deduper: CandidateDeduper
+    rows: int  # rows of this shard
+    left: int  # of those, rows the report does not settle yet
+    sha256: str
+    #: merchant -> references this run would send (first sight, not settled; a key the
+    #: duplicate filter mistook for a repeat, ~0.1 %, is missing from it)
+    to_send: Counter[str]
+
+
+def _prepass(settings: Settings, run_source: Source, prior: PriorRows) -> Survey:
+    """First read of a file: count rows, find keys that may repeat (see `dedup`), count
+    what an earlier run settled and what this one would send, hash the file's bytes."""
+    source = open_input(settings.input, settings.input_format)
+    finder = CandidateFinder(run_source.estimated_lines())
+    rows = settled = 0
+    to_send: Counter[str] = Counter()
+    try:
         for parsed in source.rows():
             item = screen(parsed, settings.merchant, settings.shard)
             if item is None:
                 continue
-            count += 1
+            rows += 1
             if isinstance(item, Row):
                 key = key_of(item.merchant, item.reference)
-                settled += key in prior.done
-                yield key
+                done = key in prior.done
+                settled += done
+                if not finder.offer(key) and not done:
+                    to_send[item.merchant] += 1
             else:
                 settled += unsent_before(prior, item)
-
-    try:
-        candidates = find_candidates(keys(), run_source.estimated_lines())
     except OSError as exc:
         raise InputError(f"cannot read input {settings.input}: {exc.strerror or exc}") from None
     except InputError as exc:
@@ -167,4 +192,10 @@ def _prepass(
     finally:
         source.close()
     assert source.digest is not None
-    return CandidateDeduper(candidates), count, count - settled, source.digest.hexdigest()
+    return Survey(
+        CandidateDeduper(finder.candidates),
+        rows,
+        rows - settled,
+        source.digest.hexdigest(),
+        to_send,
+    )

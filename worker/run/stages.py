@@ -44,8 +44,15 @@ async def feed(
     end: Ending,
     *,
     stopping: Callable[[], bool],
+    max_sends: int | None = None,
+    over_cap: Callable[[str], None] = lambda reason: None,
 ) -> None:
-    """Reader stage: every row of the input to where it belongs, until the end or a stop."""
+    """Reader stage: every row of the input to where it belongs, until the end or a stop.
+
+    `max_sends` (`--max-references`) is checked here for an input read once (a file's
+    count is checked before the run): the first reference over the cap is not sent.
+    """
+    sends = 0
     try:
         async with contextlib.aclosing(read_batches(source)) as batches:
             async for batch in batches:
@@ -57,6 +64,15 @@ async def feed(
                         continue
                     tally.rows_read += 1
                     if isinstance(admitted, Send):
+                        sends += 1
+                        if max_sends is not None and sends > max_sends:
+                            tally.rows_read -= 1  # not taken: the rerun reads it again
+                            over_cap(
+                                f"stopped by a guard rail: the input holds more than "
+                                f"--max-references {max_sends} references to send; the "
+                                f"first {max_sends} were sent, the rest not read"
+                            )
+                            return
                         await to_workers.put(admitted)
                     elif isinstance(admitted, Reported):
                         tally.rows_already_reported += 1

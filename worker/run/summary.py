@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from worker.model import SUCCESS_OUTCOMES, Outcome
 from worker.observe import logs
 
-EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE, EXIT_ABORTED = 0, 1, 2, 3
+EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE, EXIT_ABORTED, EXIT_GUARD = 0, 1, 2, 3, 4
 EXIT_SIGINT, EXIT_SIGTERM = 130, 143
 
 
@@ -42,6 +42,7 @@ class Ending:
     """How a run ended, as the job saw it."""
 
     abort_reason: str | None = None
+    guard_reason: str | None = None  # a guard rail stopped the run (exit 4)
     signal_code: int | None = None  # 130 / 143
     input_done: bool = False
     input_error: str | None = None
@@ -52,13 +53,20 @@ class Ending:
 
     @property
     def complete(self) -> bool:
-        return self.abort_reason is None and self.signal_code is None and self.input_done
+        return (
+            self.abort_reason is None
+            and self.guard_reason is None
+            and self.signal_code is None
+            and self.input_done
+        )
 
 
 def exit_code(end: Ending, tally: Tally) -> int:
     """The README's exit table, in order of precedence."""
     if end.abort_reason is not None:
         return EXIT_ABORTED
+    if end.guard_reason is not None:
+        return EXIT_GUARD
     if end.signal_code is not None:
         return end.signal_code
     if end.input_error is not None:

@@ -39,6 +39,8 @@ class Wired:
 
     canceller: Canceller | DryRun
     token_refreshes: Callable[[], int]
+    health: Health | None = None  # None for a dry run: nothing to hold
+    throttle: Throttle | None = None
 
 
 def _no_tokens() -> int:
@@ -71,10 +73,11 @@ async def connect(s: Settings, stats: Stats, journal: IntentJournal | None) -> A
             threshold=max(s.max_attempts, min(s.concurrency, MAX_STREAK_WORKERS)),
             give_up_after=s.give_up_after,
         )
+        throttle = Throttle(s.rate)
         canceller = Canceller(
             ApiClient(session, s.api_url),
             tokens,
-            Throttle(s.rate),
+            throttle,
             health,
             max_attempts=s.max_attempts,
             comment=s.comment,
@@ -82,7 +85,7 @@ async def connect(s: Settings, stats: Stats, journal: IntentJournal | None) -> A
             journal=journal,
             stats=stats,
         )
-        yield Wired(canceller, lambda: tokens.refreshes)
+        yield Wired(canceller, lambda: tokens.refreshes, health, throttle)
 
 
 @contextlib.asynccontextmanager

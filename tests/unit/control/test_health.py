@@ -85,3 +85,46 @@ async def test_gives_up_after_the_deadline_with_no_success() -> None:
     clock.now = 11.0
     with pytest.raises(ApiUnreachable, match="give-up-after"):
         await health.admit()
+
+
+async def test_probes_go_to_the_waiting_workers_in_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = Clock()
+    real_sleep = asyncio.sleep
+
+    async def sleep(delay: float) -> None:  # time passes only when someone waits
+        clock.now += delay
+        await real_sleep(0)
+
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+    health = Health(threshold=2, give_up_after=300, clock=clock)
+    health.declare_outage()
+    probes: list[str] = []
+
+    async def worker(name: str) -> None:
+        for _ in range(2):  # probe, fail, queue again at the back
+            await health.admit()
+            probes.append(name)
+            health.record_trouble(0, what="HTTP 503")
+
+    await asyncio.gather(worker("broken"), worker("fresh-1"), worker("fresh-2"))
+    # a reference that keeps failing does not keep the probe to itself
+    assert probes == ["broken", "fresh-1", "fresh-2"] * 2
+    assert health.holding() is not None and "HTTP 503" in health.holding()[0]  # type: ignore[index]
+
+
+def test_the_abort_reason_names_what_the_api_did() -> None:
+    clock = Clock()
+    health = Health(threshold=2, give_up_after=10, clock=clock)
+    health.record_trouble(1, what="HTTP 503")
+    clock.now = 11
+    with pytest.raises(ApiUnreachable, match=r"last: HTTP 503"):
+        health.check_give_up()
+
+
+def test_recovery_ends_the_hold_and_counts_its_time() -> None:
+    clock = Clock()
+    health = Health(threshold=2, give_up_after=300, clock=clock)
+    health.declare_outage()
+    clock.now = 12.5
+    health.record_ok()
+    assert health.holding() is None and health.held_seconds == 12.5

@@ -1,0 +1,257 @@
+"""Guard rails: confirm on a terminal, cap the count, stop on a wrong merchant, make
+outages visible, retry chosen outcomes, an environment variable for every option."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import pty
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support import (
+    REPO,
+    cancel_requests,
+    env_for,
+    latest,
+    read_report,
+    run_cli,
+    sandbox,
+    write_csv,
+)
+
+FAST = ("--rate", "2000", "--concurrency", "4", "--log-format", "json")
+FAR_AWAY = {
+    "BAMBORA_API_URL": "https://api.example.invalid",
+    "BAMBORA_AUTH_URL": "https://auth.example.invalid/connect/token",
+    "BAMBORA_CLIENT_ID": "id",
+    "BAMBORA_CLIENT_SECRET": "secret-value",
+}
+
+
+def on_a_terminal(
+    args: list[str], cwd: Path, answer: bytes, env: dict[str, str]
+) -> tuple[int, str]:
+    """Run the CLI with a pseudo-terminal as stdin and stderr; type `answer` at a prompt."""
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "worker", *args],
+        stdin=follower,
+        stdout=subprocess.DEVNULL,
+        stderr=follower,
+        cwd=cwd,
+        env={**env, "PYTHONPATH": str(REPO)},
+    )
+    os.close(follower)
+    seen = b""
+    deadline = time.monotonic() + 30
+    answered = False
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:
+            break
+        seen += chunk
+        if not answered and (b"type " in seen or b"[y/N]" in seen):
+            os.write(leader, answer)
+            answered = True
+    proc.wait(timeout=30)
+    try:
+        while chunk := os.read(leader, 4096):
+            seen += chunk
+    except OSError:
+        pass
+    os.close(leader)
+    return proc.returncode, seen.decode(errors="replace")
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = env_for(None, **extra)
+    env.pop("CANCEL_WORKER_CONCURRENCY", None)
+    return env
+
+
+def test_on_a_terminal_run_shows_what_it_will_do_and_asks(tmp_path: Path) -> None:
+    src = write_csv(tmp_path / "in.csv", [(f"p{i}", "T1") for i in range(12)] + [("x", "T2")])
+    code, screen = on_a_terminal(["run", str(src)], tmp_path, b"12\n", clean_env(**FAR_AWAY))
+    # 13 to send: typing 12 is not the count, so nothing is sent
+    assert code == 2 and "about to cancel 13 references" in screen
+    assert "merchant T1: 12" in screen and "api.example.invalid" in screen
+    assert "type 13 to cancel them" in screen and "not confirmed" in screen
+
+
+def test_yes_skips_the_question_and_no_terminal_never_asks(tmp_path: Path) -> None:
+    src = write_csv(tmp_path / "in.csv", [("p1", "T1")])
+    args = ["run", str(src), "--yes", "--give-up-after", "1", "--log-format", "json"]
+    code, screen = on_a_terminal(args, tmp_path, b"n\n", clean_env(**FAR_AWAY))
+    assert "[y/N]" not in screen and "type " not in screen
+    assert code == 3  # it went ahead: the unreachable API then gave up
+    done = subprocess.run(
+        [sys.executable, "-m", "worker", "run", str(src), "--give-up-after", "1"],
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        cwd=tmp_path,
+        env={**clean_env(**FAR_AWAY), "PYTHONPATH": str(REPO)},
+        timeout=60,
+    )
+    assert done.returncode == 3 and b"[y/N]" not in done.stderr
+
+
+async def test_max_references_refuses_before_any_request(tmp_path: Path) -> None:
+    src = write_csv(tmp_path / "in.csv", [(f"m{i}", "T1") for i in range(11)] + [("m0", "T1")])
+    async with sandbox() as server:
+        done = await run_cli(
+            "run", str(src), *FAST, "--max-references", "10", env=env_for(server), cwd=tmp_path
+        )
+        assert done.code == 2 and "11 references to send" in done.stderr
+        assert server.state.requests == [] and server.state.tokens_issued == 0
+        env = env_for(server, CANCEL_WORKER_MAX_REFERENCES="11")  # as an environment variable
+        ok = await run_cli("run", str(src), *FAST, env=env, cwd=tmp_path)
+        assert ok.code == 0, ok.stderr[-2000:]
+
+
+async def test_max_references_on_standard_input_stops_at_the_cap(tmp_path: Path) -> None:
+    async with sandbox() as server:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "worker",
+            "run",
+            "-",
+            *FAST,
+            "--max-references",
+            "5",
+            env=env_for(server),
+            cwd=tmp_path,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        rows = "".join(f"s{i},T1\n" for i in range(20))
+        _, err = await proc.communicate(f"payment_reference,merchant_number\n{rows}".encode())
+        assert proc.returncode == 4, err.decode()[-2000:]
+        assert cancel_requests(server) == 5
+
+
+@pytest.mark.parametrize(("prefix", "status"), [("forbidden-", "403"), ("unknown-", "404")])
+async def test_a_wrong_merchant_stops_the_run_with_exit_4(
+    tmp_path: Path, prefix: str, status: str
+) -> None:
+    src = write_csv(tmp_path / "in.csv", [(f"{prefix}{i}", "T1") for i in range(300)])
+    async with sandbox() as server:
+        done = await run_cli(
+            "run", str(src), *FAST, "--stop-on-rejections", "20", env=env_for(server), cwd=tmp_path
+        )
+        sent = cancel_requests(server)
+    assert done.code == 4, done.stderr[-2000:]
+    assert sent <= 20 + 4  # K + --concurrency at most
+    rail = next(json.loads(x) for x in done.stderr.splitlines() if '"guard_rail"' in x)
+    assert f"HTTP {status}" in rail["reason"] and "merchant" in rail["reason"]
+    assert len(read_report(tmp_path / "in.report.csv")) == sent  # in flight finished, written
+
+
+async def test_retry_outcomes_sends_chosen_final_outcomes_again(tmp_path: Path) -> None:
+    src = write_csv(tmp_path / "in.csv", [(f"forbidden-{i}", "T1") for i in range(3)])
+    async with sandbox() as server:
+        first = await run_cli("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
+        again = await run_cli("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
+        assert cancel_requests(server) == 3  # rejected is final: the plain rerun sent nothing
+        retried = await run_cli(
+            "run",
+            str(src),
+            *FAST,
+            "--retry-outcomes",
+            "rejected",
+            env=env_for(server),
+            cwd=tmp_path,
+        )
+        assert cancel_requests(server) == 6
+    assert first.code == again.code == retried.code == 1
+    bad = await run_cli(
+        "run",
+        str(src),
+        "--dry-run",
+        "--retry-outcomes",
+        "canceled",
+        env=env_for(None),
+        cwd=tmp_path,
+    )
+    assert bad.code == 2 and "cannot be retried" in bad.stderr
+
+
+async def test_an_outage_is_announced_at_once_and_its_end_too(tmp_path: Path) -> None:
+    src = write_csv(tmp_path / "in.csv", [(f"o{i}", "T1") for i in range(200)])
+    async with sandbox() as server:
+        moments: dict[str, float] = {}
+
+        async def outage(proc: asyncio.subprocess.Process) -> None:
+            await server.state.wait_for(lambda s: cancel_requests(server) >= 30, within=30)
+            moments["start"] = time.time()
+            server.start_outage(4.0)
+
+        done = await run_cli(
+            "run",
+            str(src),
+            "--rate",
+            "100",
+            "--concurrency",
+            "8",
+            "--log-format",
+            "json",
+            env=env_for(server),
+            cwd=tmp_path,
+            after_start=outage,
+            timeout=90,
+        )
+    assert done.code == 0, done.stderr[-3000:]
+    events = {
+        e["event"]: e
+        for e in (json.loads(x) for x in done.stderr.splitlines() if x.startswith("{"))
+        if e["event"] in ("holding", "recovered")
+    }
+    assert (
+        "HTTP 503" in events["holding"]["reason"] or "disconnected" in events["holding"]["reason"]
+    )
+    held_at = time.mktime(time.strptime(events["holding"]["timestamp"][:19], "%Y-%m-%dT%H:%M:%S"))
+    assert held_at - time.timezone - moments["start"] < 3  # within a second or two
+    assert events["recovered"]["held_seconds"] > 0
+
+
+def test_every_option_shows_its_environment_variable() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "worker", "run", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"},
+    ).stdout
+    for option in ("concurrency", "rate", "max_references", "stop_on_rejections", "yes", "report"):
+        assert f"CANCEL_WORKER_{option.upper()}" in out
+    assert "BAMBORA_MERCHANT_NUMBER" in out
+    check = subprocess.run(
+        [sys.executable, "-m", "worker", "check", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    ).stdout
+    offered = {line.split()[0] for line in check.splitlines() if line.startswith("  -")}
+    assert "--comment" not in offered and "--dry-run" not in offered  # run's alone
+    assert {"--report", "--rate", "--stop-on-rejections"} <= offered
+
+
+async def test_options_from_the_environment_take_effect(tmp_path: Path) -> None:
+    src = write_csv(tmp_path / "in.csv", [("e1", "T1"), ("e2", "T1")])
+    async with sandbox() as server:
+        env = env_for(server, CANCEL_WORKER_REPORT="env.csv", CANCEL_WORKER_DRY_RUN="1")
+        done = await run_cli("run", str(src), env=env, cwd=tmp_path)
+        assert done.code == 0 and len(read_report(tmp_path / "env.csv")) == 2
+        assert server.state.requests == []
+    assert {v["outcome"] for v in latest(read_report(tmp_path / "env.csv")).values()} == {
+        "would_cancel"
+    }

@@ -1,0 +1,49 @@
+"""Guard rail: stop a run that is plainly aimed at the wrong place.
+
+A wrong merchant number, credentials without the cancel scope or the wrong file all
+look the same from here: every reference answers 403 or 404. Sending the rest of the
+file would only repeat that at full speed, so when the first K references that got an
+answer all ended `not_found` or `rejected`, the run stops sending (exit 4). One other
+outcome among them disarms the rail for good: then the file is mostly right, and a few
+unknown payments are just that. Transient trouble (`failed`) neither counts nor
+disarms: an outage is the health gate's business.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from worker.model import Outcome, Result
+
+WRONG_PLACE = frozenset({Outcome.NOT_FOUND, Outcome.REJECTED})
+
+
+class RejectionGuard:
+    """`observe` every result in completion order; a reason to stop, or None."""
+
+    def __init__(self, first: int) -> None:
+        self._first = first
+        self._armed = first > 0
+        self._seen = 0
+        self._statuses: Counter[str] = Counter()
+
+    def observe(self, result: Result) -> str | None:
+        if not self._armed or result.attempts == 0 or result.outcome is Outcome.FAILED:
+            return None
+        if result.outcome not in WRONG_PLACE:
+            self._armed = False
+            return None
+        self._seen += 1
+        status = result.http_status or result.error_type or "?"
+        self._statuses[f"HTTP {status}" if result.http_status else str(status)] += 1
+        if self._seen < self._first:
+            return None
+        self._armed = False
+        seen = ", ".join(f"{what} x{n}" for what, n in self._statuses.most_common())
+        return (
+            f"stopped by a guard rail: the first {self._first} references answered all ended "
+            f"not_found or rejected ({seen}). Likely causes: a wrong merchant number, "
+            "credentials without the cancel_payment scope, or the wrong input file. Nothing "
+            "else was sent. Fix the cause, then rerun with --retry-outcomes "
+            "rejected,not_found (--stop-on-rejections 0 turns this check off)"
+        )
