@@ -6,8 +6,9 @@
     cancel-worker merge-reports OUT REPORT...
 
 Exit codes: 0 all done, 1 finished with some references not canceled, 2 usage or
-input error (nothing sent), 3 aborted (credentials refused or API unreachable),
-130/143 interrupted (rerun the same command to resume).
+input error (nothing sent), 3 aborted (credentials refused, API unreachable, report
+unwritable), 4 stopped by a guard rail (nothing else sent), 130/143 interrupted (rerun
+the same command to resume).
 """
 
 from __future__ import annotations
@@ -116,8 +117,13 @@ def cli() -> None:
     \b
     Exit codes: 0 all canceled (or already canceled), 1 finished but some references
     ended otherwise (see the report), 2 usage/input error (nothing sent), 3 aborted
-    (credentials refused or API unreachable), 130/143 interrupted. Rerunning the same
-    command resumes from the report and never cancels anything twice.
+    (credentials refused, API unreachable, report unwritable), 4 stopped by a guard
+    rail (a wrong merchant, credentials or file: nothing else sent), 130/143
+    interrupted. Rerunning the same command resumes from the report and never cancels
+    anything twice.
+
+    \b
+    Every option can also be set as CANCEL_WORKER_<OPTION> (see --help of run).
     """
 
 
@@ -197,4 +203,17 @@ def merge_reports(
 
 
 def main() -> None:
-    cli(prog_name="cancel-worker")
+    """The console command. A usage error is one line, like every other user error."""
+    try:
+        code = cli.main(prog_name="cancel-worker", standalone_mode=False)
+    except click.UsageError as exc:
+        where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        click.echo(f"Error: {exc.format_message()}{where}", err=True)
+        sys.exit(EXIT_USAGE)
+    except click.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -263,48 +263,53 @@ async def test_an_input_that_can_be_read_only_once(tmp_path: Path, how: str) -> 
 async def test_user_errors_are_one_line_with_exit_2(tmp_path: Path) -> None:
     src = write_csv(tmp_path / "in.csv", [("a", "T1")])
     (tmp_path / "afile").write_text("")
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "binary.csv").write_bytes(b"\x00\x01\x02payment\xff\xfe\n")
+    (tmp_path / "latin1-secret").write_bytes(b"s\xe9cret\n")
     shard = tmp_path / "s.report.shard-0-of-1.jsonl"
     shard.write_bytes(b'{"line": 2, "merchant_number": "T1"')  # torn last line
     async with sandbox() as server:
-        cases = [
-            ("run", str(src), "--report", "afile/r.csv"),
-            ("run", str(src), "--report", "/nonexistent/dir/r.csv"),
-            ("merge-reports", str(tmp_path / "out.csv"), str(shard)),
+        cases: list[tuple[tuple[str, ...], dict[str, str]]] = [
+            (("run", str(src), "--report", "afile/r.csv"), {}),
+            (("run", str(src), "--report", "/nonexistent/dir/r.csv"), {}),
+            (("run", str(src), "--report", "adir"), {}),
+            (("run", str(tmp_path / "missing.csv")), {}),
+            (("run", str(tmp_path / "adir")), {}),
+            (("run", str(tmp_path / "binary.csv")), {}),
+            (("run", str(src), "--shard", "3/2"), {}),
+            (("run", str(src), "--retry-outcomes", "canceled"), {}),
+            (("run", str(src), "--comment", "c" * 300), {}),
+            (("run", str(src)), {"BAMBORA_API_URL": "http://api.example.com"}),
+            (("run", str(src)), {"BAMBORA_API_URL": "not a url"}),
+            (("run", str(src)), {"BAMBORA_CLIENT_SECRET_FILE": str(tmp_path / "latin1-secret")}),
+            (("run", str(src)), {"BAMBORA_CLIENT_SECRET_FILE": str(tmp_path / "nope")}),
+            (("run", str(src)), {"JOB_COMPLETION_INDEX": "1"}),
+            (("merge-reports", str(tmp_path / "out.csv"), str(shard)), {}),
+            (("merge-reports", str(shard), str(shard)), {}),
         ]
-        for args in cases:
-            done = await run_cli(*args, env=env_for(server), cwd=tmp_path)
+        for args, extra in cases:
+            env = env_for(server, **extra)
+            if "BAMBORA_CLIENT_SECRET_FILE" in extra:
+                env.pop("BAMBORA_CLIENT_SECRET")
+            done = await run_cli(*args, env=env, cwd=tmp_path)
             assert done.code == 2, (args, done.stderr)
-            assert "Traceback" not in done.stderr
-            assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+            assert "Traceback" not in done.stderr, (args, done.stderr)
+            assert len(done.stderr.strip().splitlines()) == 1, (args, done.stderr)
         assert server.state.requests == [] and server.state.tokens_issued == 0
     assert not await asyncio.to_thread(os.path.exists, "/nonexistent/dir")
+    strays = await asyncio.to_thread(
+        lambda: [*tmp_path.glob("*.journal"), *tmp_path.glob("*.lock")]
+    )
+    assert strays == []
 
 
-@pytest.mark.parametrize("concurrency", ["1", "2"])
-async def test_a_short_outage_costs_no_outcome_at_low_concurrency(
-    tmp_path: Path, concurrency: str
-) -> None:
-    src = write_csv(tmp_path / "in.csv", [(f"low-{i}", "T1") for i in range(30)])
+async def test_refused_credentials_leave_no_stray_files(tmp_path: Path) -> None:
+    src = write_csv(tmp_path / "in.csv", [("a", "T1")])
     async with sandbox() as server:
-
-        async def outage(proc: asyncio.subprocess.Process) -> None:
-            await server.state.wait_for(lambda s: cancel_requests(server) >= 5, within=30)
-            server.start_outage(6.0)
-
         done = await run_cli(
-            "run",
-            str(src),
-            "--concurrency",
-            concurrency,
-            "--rate",
-            "5",
-            "--log-format",
-            "json",
-            env=env_for(server),
-            cwd=tmp_path,
-            after_start=outage,
-            timeout=90,
+            "run", str(src), *FAST, env=env_for(server, BAMBORA_CLIENT_SECRET="wrong"), cwd=tmp_path
         )
-        view = latest(read_report(tmp_path / "in.report.csv"))
-    assert done.code == 0, done.stderr[-3000:]
-    assert len(view) == 30 and {v["outcome"] for v in view.values()} == {"canceled"}
+    assert done.code == 3
+    leftovers = sorted(await asyncio.to_thread(os.listdir, tmp_path))
+    # the report (its header) and the record of this run; no journal, no lock
+    assert leftovers == ["in.csv", "in.report.csv", "in.report.csv.runs.jsonl"]
