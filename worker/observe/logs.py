@@ -1,17 +1,21 @@
 """Logs: structlog set up once per run; events with fields, never secrets.
 
 JSON lines (orjson) when standard error is not a terminal or `--log-format json`,
-readable console lines otherwise. Every event carries the run's `run_id`. A final
-processor replaces any registered secret (client secret, JWTs) with `***`, wherever
-it appears, so that even an exception message that quotes a header cannot leak one.
+console lines for a person otherwise (`ConsoleLines`: fields in the order logged, a
+mapping on a line of its own, wrapped to the terminal's width). Every event carries the
+run's `run_id`. Lines go to whatever `sys.stderr` is when written, so that they print
+above the live progress display instead of through it. A final processor replaces
+any registered secret (client secret, JWTs) with `***`, wherever it appears, so that
+even an exception message that quotes a header cannot leak one.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any, TextIO, cast
 
 import orjson
@@ -103,16 +107,130 @@ def _orjson_dumps(obj: Any, default: Any = None) -> str:
     return orjson.dumps(obj, default=default or str).decode()
 
 
+class CurrentStderr:
+    """Whatever `sys.stderr` is at each write. While the live progress display is up, rich
+    puts a proxy there that prints each line above the display; a stream fixed at set-up
+    time would write through the display and leave a torn copy of it on the screen."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+    def fileno(self) -> int:
+        return sys.stderr.fileno()
+
+
+_STYLE = {"dim": "\x1b[2m", "bold": "\x1b[1m", "key": "\x1b[36m", "reset": "\x1b[0m"}
+_LEVEL = {"debug": "\x1b[34m", "info": "\x1b[32m", "warning": "\x1b[33m", "error": "\x1b[31m"}
+#: Piece of a console line: (what it shows, the same with colours).
+Piece = tuple[str, str]
+
+
+class ConsoleLines:
+    """Console log lines for a person: `time level event key=value ...`, fields in the order
+    logged (`run_id`, the same on every line, last).
+
+    structlog's ConsoleRenderer shows a dict as its Python repr on the one line: the
+    `summary` event came out as 400 characters of `outcomes={'canceled': 54, ...}`. Here a
+    mapping gets its own indented line (`outcomes: canceled=54 invalid=3`), and fields
+    that would run past the terminal's width go on indented lines below.
+    """
+
+    INDENT = "    "
+
+    def __init__(self, *, colors: bool, width: Callable[[], int]) -> None:
+        self._colors = colors
+        self._width = width
+
+    def _paint(self, text: str, style: str) -> Piece:
+        return (text, f"{style}{text}{_STYLE['reset']}" if self._colors else text)
+
+    def __call__(self, logger: Any, method: str, event: MutableMapping[str, Any]) -> str:
+        fields = dict(event)
+        extra = [str(t) for k in ("stack", "exception") if (t := fields.pop(k, None))]
+        level = str(fields.pop("level", method))
+        head = [
+            self._paint(re.sub(r"\.\d+Z$", "Z", str(fields.pop("timestamp", ""))), _STYLE["dim"]),
+            self._paint(f"{level:<7}", _LEVEL.get(level, _LEVEL["error"])),
+            self._paint(str(fields.pop("event", "")), _STYLE["bold"]),
+        ]
+        if "run_id" in fields:
+            fields["run_id"] = fields.pop("run_id")
+        # Plain fields follow each other, wrapping onto indented lines; a mapping starts
+        # its own line (its items wrap further in), and the fields after it another.
+        runs: list[tuple[str, str, list[Piece]]] = [("", self.INDENT, [p for p in head if p[0]])]
+        for key, value in fields.items():
+            if isinstance(value, Mapping):
+                items = [self._pair(k, v) for k, v in value.items()] or [("-", "-")]
+                key_piece = self._paint(f"{key}:", _STYLE["key"])
+                runs.append((self.INDENT, self.INDENT * 2, [key_piece, *items]))
+                runs.append((self.INDENT, self.INDENT, []))
+            else:
+                runs[-1][2].append(self._pair(key, value))
+        width = self._width()
+        lines = [line for run in runs if run[2] for line in self._wrap(*run, width)]
+        return "\n".join(lines + extra)
+
+    def _pair(self, key: Any, value: Any) -> Piece:
+        shown = _shown(value)
+        painted = self._paint(str(key), _STYLE["key"])[1] + "=" + shown
+        return (f"{key}={shown}", painted)
+
+    @staticmethod
+    def _wrap(first: str, rest: str, pieces: list[Piece], width: int) -> list[str]:
+        """Pieces joined by spaces; one that would pass `width` starts a line with `rest`."""
+        lines = [first + pieces[0][1]]
+        size = len(first) + len(pieces[0][0])
+        for plain, painted in pieces[1:]:
+            if size + 1 + len(plain) <= width:
+                lines[-1] += " " + painted
+                size += 1 + len(plain)
+            else:
+                lines.append(rest + painted)
+                size = len(rest) + len(plain)
+        return lines
+
+
+def _shown(value: Any) -> str:
+    """A value as a person reads it: text unquoted unless it holds spaces or `=`."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool | int | float):
+        return str(value)
+    if isinstance(value, list | tuple | set | frozenset):
+        return ",".join(_shown(v) for v in value) or "-"
+    text = str(value)
+    if not text or any(c.isspace() or c in "=\"'" for c in text):
+        return orjson.dumps(text).decode()
+    return text
+
+
+def _terminal_width(stream: Any) -> Callable[[], int]:
+    def width() -> int:
+        try:
+            return os.get_terminal_size(stream.fileno()).columns
+        except (OSError, ValueError, AttributeError):
+            return 100  # not a terminal: long enough for a line, short enough to read
+
+    return width
+
+
 def configure(log_format: str | None, level: str = "info", stream: Any = None) -> None:
     """Set up structlog for this process; `log_format` None means: decide by the terminal."""
     global _level, _out
     _level = LEVELS.get(level, logging.INFO)
-    out = _out = QuietOnError(stream or sys.stderr)
+    target = stream if stream is not None else CurrentStderr()
+    out = _out = QuietOnError(target)
     use_json = log_format == "json" or (log_format is None and not out.isatty())
     renderer: Any = (
         structlog.processors.JSONRenderer(serializer=_orjson_dumps)
         if use_json
-        else structlog.dev.ConsoleRenderer(colors=out.isatty())
+        else ConsoleLines(colors=out.isatty(), width=_terminal_width(target))
     )
     structlog.configure(
         processors=[

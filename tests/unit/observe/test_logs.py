@@ -1,11 +1,13 @@
-"""Logs: secrets masked in every field, and a broken stream that turns logging off."""
+"""Logs: secrets masked in every field, a broken stream that turns logging off, and
+console lines a person can read."""
 
 from __future__ import annotations
 
 import io
 import os
+import re
 
-from worker.observe.logs import QuietOnError, Redactor
+from worker.observe.logs import ConsoleLines, QuietOnError, Redactor
 
 
 def test_the_redactor_masks_secrets_wherever_they_appear() -> None:
@@ -50,3 +52,69 @@ def test_a_broken_stream_turns_logging_off_and_points_its_descriptor_at_devnull(
         stream.flush()
     finally:
         os.close(write_end)
+
+
+SUMMARY = {
+    "timestamp": "2026-11-27T06:00:00.123456Z",
+    "level": "info",
+    "event": "summary",
+    "run_id": "0f1b1900d40f",
+    "outcomes": {"canceled": 54, "invalid": 3, "not_cancelable": 3, "already_canceled": 1},
+    "rows_read": 63,
+    "rows_reported": 63,
+    "rows_written": 63,
+    "rows_already_reported": 0,
+    "rows_unwritten": 0,
+    "lines_read": 64,
+    "blank_rows": 0,
+    "requests": 74,
+    "retries": 0,
+    "throttled": 0,
+    "token_refreshes": 1,
+    "elapsed_seconds": 5.812,
+    "requests_per_second": 12.7,
+    "report": "payments.report.csv",
+    "exit_code": 1,
+    "complete": True,
+}
+
+
+def test_the_console_shows_the_summary_as_a_short_readable_block() -> None:
+    text = ConsoleLines(colors=False, width=lambda: 80)(None, "info", dict(SUMMARY))
+    lines = text.splitlines()
+    assert all(len(line) <= 80 for line in lines), lines
+    assert lines[0] == "2026-11-27T06:00:00Z info    summary"
+    assert lines[1] == "    outcomes: canceled=54 invalid=3 not_cancelable=3 already_canceled=1"
+    assert "{" not in text and "'" not in text  # no Python dict repr
+    for key in ("rows_read=63", "report=payments.report.csv", "complete=True", "exit_code=1"):
+        assert key in text
+    assert lines[-1].endswith("run_id=0f1b1900d40f")  # the same on every line: last
+    assert all(line.startswith("    ") for line in lines[1:])
+
+
+def test_a_short_event_stays_one_line_with_text_quoted_only_when_it_must_be() -> None:
+    event = {"level": "warning", "event": "stopping", "signal": "SIGINT", "hint": "a b", "x": None}
+    text = ConsoleLines(colors=False, width=lambda: 200)(None, "warning", event)
+    assert text == 'warning stopping signal=SIGINT hint="a b" x=-'
+
+
+def test_a_long_mapping_wraps_inside_its_own_block() -> None:
+    event = {"event": "e", "counts": {f"kind_{i}": i for i in range(30)}, "after": 1}
+    lines = ConsoleLines(colors=False, width=lambda: 60)(None, "info", event).splitlines()
+    assert all(len(line) <= 60 for line in lines), lines
+    assert lines[0] == "info    e" and lines[1].startswith("    counts: kind_0=0 kind_1=1")
+    assert lines[2].startswith("        kind_")  # the mapping's own continuation
+    assert lines[-1] == "    after=1"
+
+
+def test_colours_do_not_count_against_the_width() -> None:
+    plain = ConsoleLines(colors=False, width=lambda: 80)(None, "info", dict(SUMMARY))
+    painted = ConsoleLines(colors=True, width=lambda: 80)(None, "info", dict(SUMMARY))
+    assert "\x1b[" in painted
+    assert re.sub(r"\x1b\[[0-9;]*m", "", painted) == plain
+
+
+def test_an_exception_follows_the_line() -> None:
+    event = {"event": "internal_error", "line": 7, "exception": "Traceback ...\nValueError: x"}
+    text = ConsoleLines(colors=False, width=lambda: 80)(None, "error", event)
+    assert text == "error   internal_error line=7\nTraceback ...\nValueError: x"
