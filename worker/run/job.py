@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -30,7 +31,7 @@ from worker.control.health import ApiUnreachable
 from worker.input.admission import Admission, Send
 from worker.input.source import Source
 from worker.model import DETAIL_LIMIT, Outcome, Result, Row
-from worker.observe import logs
+from worker.observe import logs, progress
 from worker.observe.progress import Snapshot, View
 from worker.report.storage import StorageError
 from worker.run.stages import WRITE_BATCH, RowWriter, feed, write
@@ -49,9 +50,17 @@ class Processor(Protocol):
 def hard_exit_soon(code: int) -> None:
     """Ends the process in HARD_EXIT_SECONDS: every written row is whole, the journal
     covers what was sent, so nothing is lost that a rerun cannot finish."""
-    timer = threading.Timer(HARD_EXIT_SECONDS, os._exit, args=(code,))
+    timer = threading.Timer(HARD_EXIT_SECONDS, _exit_now, args=(code,))
     timer.daemon = True
     timer.start()
+
+
+def _exit_now(code: int) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        if sys.stderr.isatty():
+            sys.stderr.write("\x1b[?25h\n")  # the live display hid the cursor
+            sys.stderr.flush()
+    os._exit(code)
 
 
 class Job:
@@ -261,13 +270,14 @@ class Job:
             await asyncio.wait([all_done, stop], return_when=asyncio.FIRST_COMPLETED)
             stop.cancel()
             if not all_done.done():
+                progress_task.cancel()  # nothing moves now: no more progress, no stale ETA
                 await self._shutdown(feeder)
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await all_done
         finally:
             progress_task.cancel()
-            view.update(self.snapshot(total))
-            view.close()
+            interrupted = self.end.signal_code is not None
+            progress.end(view, self.snapshot(total), interrupted=interrupted)
             if not writer_task.done():  # it only ends on the marker; never wait on a dead one
                 await self._results.put(None)
             await writer_task

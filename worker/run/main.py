@@ -34,15 +34,16 @@ from worker.run.job import Job
 from worker.run.prepare import Prepared, UsageError
 from worker.run.summary import (
     EXIT_ABORTED,
-    EXIT_GUARD,
     EXIT_INCOMPLETE,
     EXIT_SIGINT,
     EXIT_SIGTERM,
     Ending,
     Tally,
     exit_code,
+    push_metrics,
+    summary_fields,
 )
-from worker.run.wiring import connect, sandboxed
+from worker.run.wiring import Wired, connect, sandboxed
 from worker.settings import Settings, run_kind
 
 #: A live bar can redraw often; log lines come every --progress-seconds.
@@ -94,6 +95,7 @@ async def _execute(prepared: Prepared, command: str) -> int:
                     guard=RejectionGuard(s.stop_on_rejections),
                     max_sends=s.max_references,
                     requests=lambda: stats.requests,
+                    extras=lambda: _pace_and_hold(s, stats, wired),
                 )
                 view = progress.choose(s.log_format)
                 every = (
@@ -114,7 +116,7 @@ async def _execute(prepared: Prepared, command: str) -> int:
         code = exit_code(end, tally)
         code = _settle_journal(journal, end, tally, code)
         elapsed = time.monotonic() - started
-        _push_metrics(s, tally, stats, refreshes(), elapsed, code, held())
+        push_metrics(s, tally, stats, refreshes(), elapsed, code, held())
         logs.log.info("summary", **summary_fields(s, end, tally, stats, refreshes(), elapsed, code))
         _record_run(prepared, s, run_id, started_at, end, tally, stats.requests, code)
         _tell(s, tally, stats.requests, elapsed, code, command)
@@ -180,6 +182,17 @@ def _tell(
             TERMINATION_LOG.write_text(termination_line(card) + "\n", encoding="utf-8")
 
 
+def _pace_and_hold(s: Settings, stats: Stats, wired: Wired) -> dict[str, Any]:
+    """What the progress display adds to the counts: the pace against the cap, 429s,
+    and whether references are held behind an outage."""
+    extras: dict[str, Any] = {"rate_cap": s.rate, "throttled": stats.throttled}
+    if wired.throttle is not None:
+        extras["rate_now"] = wired.throttle.current_rate
+    if wired.health is not None and (holding := wired.health.holding()) is not None:
+        extras["holding"], extras["holding_seconds"] = holding
+    return extras
+
+
 def _no_refreshes() -> int:
     return 0
 
@@ -223,35 +236,6 @@ def _settle_journal(journal: IntentJournal | None, end: Ending, tally: Tally, co
     return code
 
 
-def _push_metrics(
-    s: Settings,
-    tally: Tally,
-    stats: Stats,
-    refreshes: int,
-    elapsed: float,
-    code: int,
-    held_seconds: float,
-) -> None:
-    if not s.pushgateway:
-        return
-    from worker.observe.metrics import push
-
-    push(
-        s.pushgateway,
-        job=s.job_name,
-        shard=f"{s.shard.index}-of-{s.shard.count}",
-        outcomes=tally.outcomes,
-        duration=elapsed,
-        exit_code=code,
-        retries=stats.retries,
-        throttled=stats.throttled,
-        token_refreshes=refreshes,
-        requests=stats.requests,
-        held_seconds=held_seconds,
-        guard_rail=code == EXIT_GUARD,
-    )
-
-
 def start_fields(s: Settings, sandbox_url: str | None) -> dict[str, Any]:
     fields: dict[str, Any] = {"sandbox": sandbox_url} if sandbox_url else {}
     return fields | {
@@ -262,28 +246,4 @@ def start_fields(s: Settings, sandbox_url: str | None) -> dict[str, Any]:
         "rate": s.rate,
         "shard": f"{s.shard.index}/{s.shard.count}",
         "api_url": s.api_url,
-    }
-
-
-def summary_fields(
-    s: Settings, end: Ending, t: Tally, stats: Stats, refreshes: int, elapsed: float, code: int
-) -> dict[str, Any]:
-    return {
-        "outcomes": dict(sorted(t.outcomes.items())),
-        "rows_read": t.rows_read,
-        "rows_reported": t.rows_reported,
-        "rows_written": t.rows_written,
-        "rows_already_reported": t.rows_already_reported,
-        "rows_unwritten": end.unwritten,
-        "lines_read": end.lines_read,
-        "blank_rows": end.blank_rows,
-        "requests": stats.requests,
-        "retries": stats.retries,
-        "throttled": stats.throttled,
-        "token_refreshes": refreshes,
-        "elapsed_seconds": round(elapsed, 3),
-        "requests_per_second": round(stats.requests / elapsed, 1) if elapsed > 0 else 0.0,
-        "report": str(s.report),
-        "exit_code": code,
-        "complete": end.complete,
     }

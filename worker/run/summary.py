@@ -8,9 +8,14 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from worker.model import SUCCESS_OUTCOMES, Outcome
 from worker.observe import logs
+from worker.settings import Settings
+
+if TYPE_CHECKING:
+    from worker.run.canceller import Stats
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE, EXIT_ABORTED, EXIT_GUARD = 0, 1, 2, 3, 4
 EXIT_SIGINT, EXIT_SIGTERM = 130, 143
@@ -86,3 +91,56 @@ def exit_code(end: Ending, tally: Tally) -> int:
         return EXIT_INCOMPLETE
     bad = sum(n for o, n in tally.decisive.items() if Outcome(o) not in SUCCESS_OUTCOMES)
     return EXIT_OK if bad == 0 else EXIT_INCOMPLETE
+
+
+def push_metrics(
+    s: Settings,
+    tally: Tally,
+    stats: Stats,
+    refreshes: int,
+    elapsed: float,
+    code: int,
+    held_seconds: float,
+) -> None:
+    if not s.pushgateway:
+        return
+    from worker.observe.metrics import push
+
+    push(
+        s.pushgateway,
+        job=s.job_name,
+        shard=f"{s.shard.index}-of-{s.shard.count}",
+        outcomes=tally.outcomes,
+        duration=elapsed,
+        exit_code=code,
+        retries=stats.retries,
+        throttled=stats.throttled,
+        token_refreshes=refreshes,
+        requests=stats.requests,
+        held_seconds=held_seconds,
+        guard_rail=code == EXIT_GUARD,
+    )
+
+
+def summary_fields(
+    s: Settings, end: Ending, t: Tally, stats: Stats, refreshes: int, elapsed: float, code: int
+) -> dict[str, Any]:
+    return {
+        "outcomes": dict(sorted(t.outcomes.items())),
+        "rows_read": t.rows_read,
+        "rows_reported": t.rows_reported,
+        "rows_written": t.rows_written,
+        "rows_already_reported": t.rows_already_reported,
+        "rows_unwritten": end.unwritten,
+        "lines_read": end.lines_read,
+        "blank_rows": end.blank_rows,
+        "requests": stats.requests,
+        "retries": stats.retries,
+        "throttled": stats.throttled,
+        "token_refreshes": refreshes,
+        "elapsed_seconds": round(elapsed, 3),
+        "requests_per_second": round(stats.requests / elapsed, 1) if elapsed > 0 else 0.0,
+        "report": str(s.report),
+        "exit_code": code,
+        "complete": end.complete,
+    }
