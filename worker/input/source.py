@@ -20,9 +20,10 @@ import sys
 from collections.abc import AsyncGenerator, Iterator
 from typing import IO
 
+from worker.input.header import Columns, parse_header
 from worker.input.lines import CHUNK, GZIP_MAGIC, MAX_LINE, Gunzip, InputError, Lines
 from worker.input.parsed import Parsed
-from worker.input.rows import Columns, RowParser, parse_header
+from worker.input.rows import RowParser
 
 FORMATS = ("csv", "jsonl")
 
