@@ -11,7 +11,7 @@ import csv
 from dataclasses import dataclass
 
 from worker.input.lines import InputError
-from worker.input.parsed import COMMENT_KEYS, MERCHANT_KEYS, REFERENCE_KEYS, norm, printable
+from worker.input.parsed import COMMENT_KEYS, MERCHANT_KEYS, REFERENCE_KEYS, excerpt, norm
 
 #: Separators tried, in order, when the header does not name a reference column.
 DELIMITERS = (",", ";", "\t", "|")
@@ -56,8 +56,7 @@ def parse_header(line: str, name: str) -> Columns:
         columns = _columns_for(header, delimiter)
         if columns is not None:
             return columns
-    found = next(csv.reader([line]))
     raise InputError(
         f"{name}: no reference column; the header (line 1) needs one of "
-        f"{', '.join(REFERENCE_KEYS)} (found: {printable(', '.join(found))[:200] or 'nothing'})"
+        f"{', '.join(REFERENCE_KEYS)} (found: {excerpt(line)})"
     )

@@ -16,7 +16,7 @@ from collections import deque
 from worker.input.header import Columns
 from worker.input.jsonl import parse_json_object
 from worker.input.lines import MAX_LINE, TooLong
-from worker.input.parsed import Parsed, error_row, printable
+from worker.input.parsed import Parsed, error_row, excerpt
 from worker.settings import MAX_COMMENT
 
 
@@ -128,12 +128,12 @@ class RowParser:
                 self._pending, self._pending_start, self._pending_chars = [text], number, 0
                 return
             self.lines += 1
-            what = self._column_name(open_col)
+            what, line = self._column_name(open_col), text.removesuffix("\r")
             out.append(
                 error_row(
                     number,
                     f"unbalanced quote in {what}: it does not close on its line "
-                    f"(the line: {_excerpt(text)})",
+                    f"(the line: {excerpt(line)})",
                 )
             )
             return
@@ -183,7 +183,7 @@ class RowParser:
     def _column_name(self, index: int) -> str:
         columns = self._columns
         if columns is not None and index < len(columns.names):
-            return f"column {columns.names[index]!r}"
+            return f"column {excerpt(columns.names[index])}"
         return f"column {index + 1}"
 
     def _record(self, number: int, fields: list[str], error: str | None, out: list[Parsed]) -> None:
@@ -204,9 +204,3 @@ class RowParser:
                     extra=tuple([(names[i], fields[i]) for i in self._others if i < n]),
                 )
             )
-
-
-def _excerpt(text: str, limit: int = 60) -> str:
-    """A short, printable, quoted look at a bad line, for the operator to find it."""
-    shown = printable(text.removesuffix("\r"))
-    return repr(shown[:limit] + ("..." if len(shown) > limit else ""))
