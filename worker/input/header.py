@@ -52,11 +52,22 @@ def parse_header(line: str, name: str) -> Columns:
         try:
             header = next(csv.reader([line], delimiter=delimiter, strict=True))
         except csv.Error as exc:
+            _refuse_json(line, name)
             raise InputError(f"{name}: cannot read the CSV header (line 1): {exc}") from None
         columns = _columns_for(header, delimiter)
         if columns is not None:
             return columns
+    _refuse_json(line, name)
     raise InputError(
         f"{name}: no reference column; the header (line 1) needs one of "
         f"{', '.join(REFERENCE_KEYS)} (found: {excerpt(line)})"
     )
+
+
+def _refuse_json(line: str, name: str) -> None:
+    """A header that opens a JSON object is JSON Lines read as CSV: say so. Checked only
+    once the header failed, so a CSV whose first column is named `{...}` still reads."""
+    if line.lstrip().startswith("{"):
+        raise InputError(
+            f"{name}: line 1 looks like JSON: is this JSON Lines? use --input-format jsonl"
+        )

@@ -4,15 +4,15 @@ A regular file can be read twice (the duplicate pre-pass, then the run); standar
 input, a FIFO, a process substitution or a device are read once, as they arrive,
 through the event loop (`read_batches`), so a slow or never-closing producer can hold
 up neither the rows already written nor a signal. `open_input` checks what can be
-checked before any request (the file opens, the CSV header names a reference column)
-and raises `InputError` (exit 2) otherwise; it reads only until the first line is
-complete, so on a pipe it never waits for more than the producer has written.
+checked before any request (the file opens, it is text, its first line fits the
+format, the CSV header names a reference column) and raises `InputError` (exit 2)
+otherwise; it reads only until the line those checks need is complete (see `sniff`),
+so on a pipe it never waits for more than the producer has written.
 """
 
 from __future__ import annotations
 
 import asyncio
-import codecs
 import hashlib
 import os
 import stat
@@ -24,25 +24,13 @@ from worker.input.header import Columns, parse_header
 from worker.input.lines import CHUNK, GZIP_MAGIC, MAX_LINE, Gunzip, InputError, Lines
 from worker.input.parsed import Parsed
 from worker.input.rows import RowParser
-
-FORMATS = ("csv", "jsonl")
-
-
-def detect_format(name: str, explicit: str | None, head: bytes) -> str:
-    """Format by `--input-format`, else by name, else by the first non-blank byte."""
-    if explicit:
-        if explicit not in FORMATS:
-            raise InputError(f"--input-format must be csv or jsonl, got {explicit!r}")
-        return explicit
-    lowered = name.lower()
-    if lowered.endswith(".gz"):
-        lowered = lowered[:-3]
-    if lowered.endswith(".csv"):
-        return "csv"
-    if lowered.endswith((".jsonl", ".ndjson")):
-        return "jsonl"
-    stripped = head.lstrip(codecs.BOM_UTF8).lstrip()
-    return "jsonl" if stripped.startswith(b"{") else "csv"
+from worker.input.sniff import (
+    first_look,
+    format_by_name,
+    refuse_binary,
+    refuse_not_json,
+    sniff_format,
+)
 
 
 class Source:
@@ -157,9 +145,10 @@ def _is_rereadable(name: str, stream: IO[bytes]) -> bool:
 def open_input(name: str, explicit_format: str | None = None) -> Source:
     """Open the input once and check it; raises InputError for an unusable file.
 
-    Reads until the first line (the CSV header) is complete and no further, so that on
-    a pipe the check does not wait for more than the producer has written. What it
-    read stays in `Source.head` and is parsed first.
+    Reads until the line the checks need (the CSV header, the first non-blank JSON
+    line) is complete and no further, so that on a pipe the check does not wait for
+    more than the producer has written. What it read stays in `Source.head` and is
+    parsed first.
     """
     if not name:
         raise InputError("no input file given")
@@ -176,42 +165,56 @@ def open_input(name: str, explicit_format: str | None = None) -> Source:
 
 
 def _check(name: str, explicit_format: str | None, stream: IO[bytes]) -> Source:
-    raw = b""
-    try:
-        # os.read returns what a pipe holds now instead of waiting for a full buffer.
-        while True:
-            data = os.read(stream.fileno(), CHUNK)
-            raw += data
-            if not data or _first_line_done(raw):
-                break
-    except OSError as exc:
-        raise InputError(f"cannot read input {name}: {exc.strerror or exc}") from None
+    fmt = format_by_name(name, explicit_format)
+    raw, eof = _read_ahead(name, stream, fmt)
     gzipped = raw[:2] == GZIP_MAGIC
     try:
         plain = Gunzip().feed(raw) if gzipped else raw
     except InputError as exc:
         raise InputError(f"cannot read input {name}: {exc}") from None
-    if not plain.strip():
-        raise InputError(f"{name} is empty")
-    fmt = detect_format(name, explicit_format, plain[:4096])
+    if not plain.strip() and (eof or fmt != "csv"):  # a CSV's blank header: parse_header
+        if eof:
+            raise InputError(f"{name} is empty")
+        raise InputError(f"{name}: its first {MAX_LINE:,} bytes are all blank lines")
+    look = first_look(plain, fmt, eof)
+    refuse_binary(name, plain, look)
+    fmt = fmt or sniff_format(plain)
     source = Source(name, fmt, stream, _is_rereadable(name, stream))
     if fmt == "csv":
-        header = plain.split(b"\n", 1)[0]
-        if len(header) > MAX_LINE:
+        if not look.complete or len(look.line) > MAX_LINE:
             raise InputError(f"{name}: the header (line 1) is over {MAX_LINE:,} bytes long")
-        source.columns = parse_header(header.decode("utf-8", "surrogateescape"), name)
+        source.columns = parse_header(look.line.decode("utf-8", "surrogateescape"), name)
+    else:
+        refuse_not_json(name, look)
     source.head = raw
     source.start(Gunzip() if gzipped else None)
     return source
 
 
-def _first_line_done(raw: bytes) -> bool:
-    """Enough bytes to check the input: its first line is complete (or impossibly long)."""
+def _read_ahead(name: str, stream: IO[bytes], fmt: str | None) -> tuple[bytes, bool]:
+    """The input's first bytes, up to the line `first_look` needs: (bytes, at the end).
+
+    os.read returns what a pipe holds now instead of waiting for a full buffer, and
+    reading stops as soon as that line is complete, so a producer that writes a line
+    and then thinks is never waited on. At most about `MAX_LINE` is held.
+    """
+    raw = b""
+    try:
+        while data := os.read(stream.fileno(), CHUNK):
+            raw += data
+            if _enough(raw, fmt):
+                return raw, False
+    except OSError as exc:
+        raise InputError(f"cannot read input {name}: {exc.strerror or exc}") from None
+    return raw, True
+
+
+def _enough(raw: bytes, fmt: str | None) -> bool:
     try:
         plain = Gunzip().feed(raw) if raw[:2] == GZIP_MAGIC else raw
     except InputError:
         return True  # corrupt: reported by the caller's own decompression
-    return b"\n" in plain or len(plain) > MAX_LINE
+    return len(plain) > MAX_LINE or first_look(plain, fmt, eof=False).complete
 
 
 async def read_batches(source: Source) -> AsyncGenerator[list[Parsed], None]:

@@ -45,7 +45,7 @@ def test_a_header_without_reference_is_quoted_safely(tmp_path: Path) -> None:
 def test_an_unbalanced_quote_quotes_its_line_and_column_safely(tmp_path: Path) -> None:
     path = tmp_path / "in.csv"
     path.write_bytes(
-        b'payment_reference,"mer\x1bchant",comment\n' b'A,"T1\x07\x9b' + b"y" * 500 + b"\nB,T1,\n"
+        b'payment_reference,"mer\x1bchant",comment\nA,"T1\x07\x9b' + b"y" * 500 + b"\nB,T1,\n"
     )
     source = open_input(str(path))
     bad, _ = [validate(p, None) for p in source.rows()]
