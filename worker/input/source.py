@@ -20,7 +20,7 @@ import sys
 from collections.abc import AsyncGenerator, Iterator
 from typing import IO
 
-from worker.input.header import Columns, parse_header
+from worker.input.header import Columns, delimiter_option, parse_header
 from worker.input.lines import CHUNK, GZIP_MAGIC, MAX_LINE, Gunzip, InputError, Lines
 from worker.input.parsed import Parsed
 from worker.input.rows import RowParser
@@ -142,8 +142,14 @@ def _is_rereadable(name: str, stream: IO[bytes]) -> bool:
         return False
 
 
-def open_input(name: str, explicit_format: str | None = None) -> Source:
+def open_input(
+    name: str, explicit_format: str | None = None, delimiter: str | None = None
+) -> Source:
     """Open the input once and check it; raises InputError for an unusable file.
+
+    `explicit_format` is `--input-format` (csv or jsonl; None: by name, else by
+    content); `delimiter` is `--delimiter`, the CSV separator (one character or `tab`;
+    None: detected from the header). Both are checked before the file is opened.
 
     Reads until the line the checks need (the CSV header, the first non-blank JSON
     line) is complete and no further, so that on a pipe the check does not wait for
@@ -152,20 +158,21 @@ def open_input(name: str, explicit_format: str | None = None) -> Source:
     """
     if not name:
         raise InputError("no input file given")
+    fmt = format_by_name(name, explicit_format)
+    delimiter = delimiter_option(delimiter)
     try:
         stream: IO[bytes] = sys.stdin.buffer if name == "-" else open(name, "rb")  # noqa: SIM115
     except OSError as exc:
         raise InputError(f"cannot open input {name}: {exc.strerror or exc}") from None
     try:
-        return _check(name, explicit_format, stream)
+        return _check(name, fmt, delimiter, stream)
     except BaseException:
         if stream is not sys.stdin.buffer:
             stream.close()
         raise
 
 
-def _check(name: str, explicit_format: str | None, stream: IO[bytes]) -> Source:
-    fmt = format_by_name(name, explicit_format)
+def _check(name: str, fmt: str | None, delimiter: str | None, stream: IO[bytes]) -> Source:
     raw, eof = _read_ahead(name, stream, fmt)
     gzipped = raw[:2] == GZIP_MAGIC
     try:
@@ -183,7 +190,7 @@ def _check(name: str, explicit_format: str | None, stream: IO[bytes]) -> Source:
     if fmt == "csv":
         if not look.complete or len(look.line) > MAX_LINE:
             raise InputError(f"{name}: the header (line 1) is over {MAX_LINE:,} bytes long")
-        source.columns = parse_header(look.line.decode("utf-8", "surrogateescape"), name)
+        source.columns = parse_header(look.line.decode("utf-8", "surrogateescape"), name, delimiter)
     else:
         refuse_not_json(name, look)
     source.head = raw
