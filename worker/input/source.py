@@ -199,7 +199,8 @@ def _check(name: str, fmt: str | None, delimiter: str | None, stream: IO[bytes])
 
 
 def _read_ahead(name: str, stream: IO[bytes], fmt: str | None) -> tuple[bytes, bool]:
-    """The input's first bytes, up to the line `first_look` needs: (bytes, at the end).
+    """The input's first bytes, up to the line `first_look` needs, and whether they are
+    all there is (known at the end of a regular file; a pipe may always say more).
 
     os.read returns what a pipe holds now instead of waiting for a full buffer, and
     reading stops as soon as that line is complete, so a producer that writes a line
@@ -210,10 +211,16 @@ def _read_ahead(name: str, stream: IO[bytes], fmt: str | None) -> tuple[bytes, b
         while data := os.read(stream.fileno(), CHUNK):
             raw += data
             if _enough(raw, fmt):
-                return raw, False
+                return raw, _at_end(stream.fileno())
     except OSError as exc:
         raise InputError(f"cannot read input {name}: {exc.strerror or exc}") from None
     return raw, True
+
+
+def _at_end(fd: int) -> bool:
+    """A regular file read to its end: then a CSV of blank lines is empty, not headless."""
+    info = os.fstat(fd)
+    return stat.S_ISREG(info.st_mode) and os.lseek(fd, 0, os.SEEK_CUR) >= info.st_size
 
 
 def _enough(raw: bytes, fmt: str | None) -> bool:

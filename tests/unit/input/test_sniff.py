@@ -160,3 +160,9 @@ def test_a_pipe_of_csv_with_a_blank_first_line_is_refused_at_once(
     thread.join(5)
     assert not thread.is_alive()
     assert isinstance(result[0], InputError) and "line 1 is blank" in str(result[0])
+
+
+def test_a_csv_file_of_blank_lines_is_empty_not_headless(tmp_path: Path) -> None:
+    # the read-ahead stops after line 1 of a CSV; a regular file says it has no more
+    with pytest.raises(InputError, match=r"blank\.csv is empty"):
+        open_input(str(write(tmp_path, "blank.csv", "\n \r\n\t\n")))
