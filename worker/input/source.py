@@ -52,6 +52,7 @@ class Source:
         self._gunzip: Gunzip | None = None
         self._lines = Lines()
         self._parser: RowParser | None = None
+        self._rows = 0
         # SHA-256 of the bytes as stored (gzip included): what binds a report to its
         # input. Off for a file's second pass, whose first pass already hashed it.
         self.digest: hashlib._Hash | None = hashlib.sha256()
@@ -74,10 +75,17 @@ class Source:
     def blank_rows(self) -> int:
         return self._parser.blank if self._parser else 0
 
+    @property
+    def rows_seen(self) -> int:
+        """Rows parsed so far, valid or not (blank rows are not rows). After a full read,
+        0 means the input holds no row at all: a header alone, or only blank lines."""
+        return self._rows
+
     def start(self, gunzip: Gunzip | None) -> None:
         self._lines = Lines()
         self._gunzip = gunzip
         self._parser = RowParser(self.format, self.columns)
+        self._rows = 0
 
     def feed(self, data: bytes) -> list[Parsed]:
         """Rows completed by `data` (raw bytes as read, gzip or not)."""
@@ -86,14 +94,18 @@ class Source:
             self.digest.update(data)
         if self._gunzip is not None:
             data = self._gunzip.feed(data)
-        return self._parser.rows(self._lines.feed(data))
+        out = self._parser.rows(self._lines.feed(data))
+        self._rows += len(out)
+        return out
 
     def finish(self) -> list[Parsed]:
         """Rows left at the end of the input (a last line without a newline)."""
         assert self._parser is not None
         if self._gunzip is not None:
             self._gunzip.finish()
-        return self._parser.rows(self._lines.finish()) + self._parser.finish()
+        out = self._parser.rows(self._lines.finish()) + self._parser.finish()
+        self._rows += len(out)
+        return out
 
     def rows(self) -> Iterator[Parsed]:
         """Every row of a file that does not block (a regular file), read in chunks."""
