@@ -1,5 +1,6 @@
 """Input: bytes of a file or pipe -> physical lines -> rows -> admitted rows.
 
-source opens and reads (once per pass), lines splits, rows parses CSV/JSONL,
-validate applies the row rules, admission decides per row (shard, dedup, resume).
+source opens and reads (once per pass), lines splits, header reads the CSV header,
+rows parses CSV/JSONL, validate applies the row rules, admission decides per row
+(shard, dedup, resume).
 """

@@ -40,6 +40,40 @@ def printable(text: str | None) -> str:
     return text.encode("utf-8", "replace").decode("utf-8") if has_surrogates(text) else text
 
 
+#: How much input an error message quotes: enough to find the line, never a screenful.
+EXCERPT_LIMIT = 80
+_ESCAPES = {"\\": "\\\\", "'": "\\'", "\t": "\\t", "\r": "\\r", "\n": "\\n"}
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if char in _ESCAPES:
+        return _ESCAPES[char]
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape): show it
+        return f"\\x{code - 0xDC00:02x}"
+    if char.isprintable():
+        return char
+    return ascii(char)[1:-1]  # \\x1b, \\u202e: as Python writes it
+
+
+def excerpt(text: str, limit: int = EXCERPT_LIMIT) -> str:
+    """Input quoted for an error message: single-quoted, safe on a terminal, ~`limit` long.
+
+    Control and format characters are escaped as Python writes them (`\\x1b`, `\\u202e`)
+    and an undecodable byte as the byte (`\\xff`), so no input can move the cursor,
+    recolour or flood the operator's terminal; a longer text ends in `...`.
+    """
+    out: list[str] = []
+    size = 0
+    for char in text:
+        shown = _escape(char)
+        size += len(shown)
+        if size > limit:
+            return "'" + "".join(out) + "'..."
+        out.append(shown)
+    return "'" + "".join(out) + "'"
+
+
 def norm(name: str) -> str:
     return name.strip().lstrip("\ufeff").strip().lower()
 

@@ -12,69 +12,12 @@ from __future__ import annotations
 import codecs
 import csv
 from collections import deque
-from dataclasses import dataclass
 
+from worker.input.header import Columns
 from worker.input.jsonl import parse_json_object
-from worker.input.lines import MAX_LINE, InputError, TooLong
-from worker.input.parsed import (
-    COMMENT_KEYS,
-    MERCHANT_KEYS,
-    REFERENCE_KEYS,
-    Parsed,
-    error_row,
-    norm,
-    printable,
-)
+from worker.input.lines import MAX_LINE, TooLong
+from worker.input.parsed import Parsed, error_row, excerpt
 from worker.settings import MAX_COMMENT
-
-#: Separators tried, in order, when the header does not name a reference column.
-DELIMITERS = (",", ";", "\t", "|")
-
-
-@dataclass(frozen=True, slots=True)
-class Columns:
-    """Where a CSV's fields are: positions of the known columns, the separator."""
-
-    names: tuple[str, ...]
-    reference: int
-    merchant: int | None
-    comment: int | None
-    delimiter: str = ","
-
-    @property
-    def others(self) -> tuple[int, ...]:
-        """The columns a report repeats: all but the reference and the merchant."""
-        return tuple(i for i in range(len(self.names)) if i not in (self.reference, self.merchant))
-
-
-def _columns_for(header: list[str], delimiter: str) -> Columns | None:
-    names = [norm(h) for h in header]
-    ref = next((names.index(k) for k in REFERENCE_KEYS if k in names), None)
-    if ref is None:
-        return None
-    merchant = next((names.index(k) for k in MERCHANT_KEYS if k in names), None)
-    comment = next((names.index(k) for k in COMMENT_KEYS if k in names), None)
-    return Columns(tuple(h.strip() for h in header), ref, merchant, comment, delimiter)
-
-
-def parse_header(line: str, name: str) -> Columns:
-    """The CSV header: find the reference column, and the separator when it is not `,`."""
-    line = line.removeprefix("\ufeff").rstrip("\r")
-    if not line.strip():
-        raise InputError(f"{name}: line 1 is blank: a CSV input needs a header row")
-    for delimiter in DELIMITERS:
-        try:
-            header = next(csv.reader([line], delimiter=delimiter, strict=True))
-        except csv.Error as exc:
-            raise InputError(f"{name}: cannot read the CSV header (line 1): {exc}") from None
-        columns = _columns_for(header, delimiter)
-        if columns is not None:
-            return columns
-    found = next(csv.reader([line]))
-    raise InputError(
-        f"{name}: no reference column; the header (line 1) needs one of "
-        f"{', '.join(REFERENCE_KEYS)} (found: {printable(', '.join(found))[:200] or 'nothing'})"
-    )
 
 
 class RowParser:
@@ -185,12 +128,12 @@ class RowParser:
                 self._pending, self._pending_start, self._pending_chars = [text], number, 0
                 return
             self.lines += 1
-            what = self._column_name(open_col)
+            what, line = self._column_name(open_col), text.removesuffix("\r")
             out.append(
                 error_row(
                     number,
                     f"unbalanced quote in {what}: it does not close on its line "
-                    f"(the line: {_excerpt(text)})",
+                    f"(the line: {excerpt(line)})",
                 )
             )
             return
@@ -240,7 +183,7 @@ class RowParser:
     def _column_name(self, index: int) -> str:
         columns = self._columns
         if columns is not None and index < len(columns.names):
-            return f"column {columns.names[index]!r}"
+            return f"column {excerpt(columns.names[index])}"
         return f"column {index + 1}"
 
     def _record(self, number: int, fields: list[str], error: str | None, out: list[Parsed]) -> None:
@@ -261,9 +204,3 @@ class RowParser:
                     extra=tuple([(names[i], fields[i]) for i in self._others if i < n]),
                 )
             )
-
-
-def _excerpt(text: str, limit: int = 60) -> str:
-    """A short, printable, quoted look at a bad line, for the operator to find it."""
-    shown = printable(text.removesuffix("\r"))
-    return repr(shown[:limit] + ("..." if len(shown) > limit else ""))

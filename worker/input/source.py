@@ -4,15 +4,15 @@ A regular file can be read twice (the duplicate pre-pass, then the run); standar
 input, a FIFO, a process substitution or a device are read once, as they arrive,
 through the event loop (`read_batches`), so a slow or never-closing producer can hold
 up neither the rows already written nor a signal. `open_input` checks what can be
-checked before any request (the file opens, the CSV header names a reference column)
-and raises `InputError` (exit 2) otherwise; it reads only until the first line is
-complete, so on a pipe it never waits for more than the producer has written.
+checked before any request (the file opens, it is text, its first line fits the
+format, the CSV header names a reference column) and raises `InputError` (exit 2)
+otherwise; it reads only until the line those checks need is complete (see `sniff`),
+so on a pipe it never waits for more than the producer has written.
 """
 
 from __future__ import annotations
 
 import asyncio
-import codecs
 import hashlib
 import os
 import stat
@@ -20,28 +20,17 @@ import sys
 from collections.abc import AsyncGenerator, Iterator
 from typing import IO
 
+from worker.input.header import Columns, delimiter_option, parse_header
 from worker.input.lines import CHUNK, GZIP_MAGIC, MAX_LINE, Gunzip, InputError, Lines
 from worker.input.parsed import Parsed
-from worker.input.rows import Columns, RowParser, parse_header
-
-FORMATS = ("csv", "jsonl")
-
-
-def detect_format(name: str, explicit: str | None, head: bytes) -> str:
-    """Format by `--input-format`, else by name, else by the first non-blank byte."""
-    if explicit:
-        if explicit not in FORMATS:
-            raise InputError(f"--input-format must be csv or jsonl, got {explicit!r}")
-        return explicit
-    lowered = name.lower()
-    if lowered.endswith(".gz"):
-        lowered = lowered[:-3]
-    if lowered.endswith(".csv"):
-        return "csv"
-    if lowered.endswith((".jsonl", ".ndjson")):
-        return "jsonl"
-    stripped = head.lstrip(codecs.BOM_UTF8).lstrip()
-    return "jsonl" if stripped.startswith(b"{") else "csv"
+from worker.input.rows import RowParser
+from worker.input.sniff import (
+    first_look,
+    format_by_name,
+    refuse_binary,
+    refuse_not_json,
+    sniff_format,
+)
 
 
 class Source:
@@ -63,6 +52,7 @@ class Source:
         self._gunzip: Gunzip | None = None
         self._lines = Lines()
         self._parser: RowParser | None = None
+        self._rows = 0
         # SHA-256 of the bytes as stored (gzip included): what binds a report to its
         # input. Off for a file's second pass, whose first pass already hashed it.
         self.digest: hashlib._Hash | None = hashlib.sha256()
@@ -85,10 +75,17 @@ class Source:
     def blank_rows(self) -> int:
         return self._parser.blank if self._parser else 0
 
+    @property
+    def rows_seen(self) -> int:
+        """Rows parsed so far, valid or not (blank rows are not rows). After a full read,
+        0 means the input holds no row at all: a header alone, or only blank lines."""
+        return self._rows
+
     def start(self, gunzip: Gunzip | None) -> None:
         self._lines = Lines()
         self._gunzip = gunzip
         self._parser = RowParser(self.format, self.columns)
+        self._rows = 0
 
     def feed(self, data: bytes) -> list[Parsed]:
         """Rows completed by `data` (raw bytes as read, gzip or not)."""
@@ -97,14 +94,18 @@ class Source:
             self.digest.update(data)
         if self._gunzip is not None:
             data = self._gunzip.feed(data)
-        return self._parser.rows(self._lines.feed(data))
+        out = self._parser.rows(self._lines.feed(data))
+        self._rows += len(out)
+        return out
 
     def finish(self) -> list[Parsed]:
         """Rows left at the end of the input (a last line without a newline)."""
         assert self._parser is not None
         if self._gunzip is not None:
             self._gunzip.finish()
-        return self._parser.rows(self._lines.finish()) + self._parser.finish()
+        out = self._parser.rows(self._lines.finish()) + self._parser.finish()
+        self._rows += len(out)
+        return out
 
     def rows(self) -> Iterator[Parsed]:
         """Every row of a file that does not block (a regular file), read in chunks."""
@@ -153,64 +154,93 @@ def _is_rereadable(name: str, stream: IO[bytes]) -> bool:
         return False
 
 
-def open_input(name: str, explicit_format: str | None = None) -> Source:
+def open_input(
+    name: str, explicit_format: str | None = None, delimiter: str | None = None
+) -> Source:
     """Open the input once and check it; raises InputError for an unusable file.
 
-    Reads until the first line (the CSV header) is complete and no further, so that on
-    a pipe the check does not wait for more than the producer has written. What it
-    read stays in `Source.head` and is parsed first.
+    `explicit_format` is `--input-format` (csv or jsonl; None: by name, else by
+    content); `delimiter` is `--delimiter`, the CSV separator (one character or `tab`;
+    None: detected from the header). Both are checked before the file is opened.
+
+    Reads until the line the checks need (the CSV header, the first non-blank JSON
+    line) is complete and no further, so that on a pipe the check does not wait for
+    more than the producer has written. What it read stays in `Source.head` and is
+    parsed first.
     """
     if not name:
         raise InputError("no input file given")
+    fmt = format_by_name(name, explicit_format)
+    delimiter = delimiter_option(delimiter)
     try:
         stream: IO[bytes] = sys.stdin.buffer if name == "-" else open(name, "rb")  # noqa: SIM115
     except OSError as exc:
         raise InputError(f"cannot open input {name}: {exc.strerror or exc}") from None
     try:
-        return _check(name, explicit_format, stream)
+        return _check(name, fmt, delimiter, stream)
     except BaseException:
         if stream is not sys.stdin.buffer:
             stream.close()
         raise
 
 
-def _check(name: str, explicit_format: str | None, stream: IO[bytes]) -> Source:
-    raw = b""
-    try:
-        # os.read returns what a pipe holds now instead of waiting for a full buffer.
-        while True:
-            data = os.read(stream.fileno(), CHUNK)
-            raw += data
-            if not data or _first_line_done(raw):
-                break
-    except OSError as exc:
-        raise InputError(f"cannot read input {name}: {exc.strerror or exc}") from None
+def _check(name: str, fmt: str | None, delimiter: str | None, stream: IO[bytes]) -> Source:
+    raw, eof = _read_ahead(name, stream, fmt)
     gzipped = raw[:2] == GZIP_MAGIC
     try:
         plain = Gunzip().feed(raw) if gzipped else raw
     except InputError as exc:
         raise InputError(f"cannot read input {name}: {exc}") from None
-    if not plain.strip():
-        raise InputError(f"{name} is empty")
-    fmt = detect_format(name, explicit_format, plain[:4096])
+    if not plain.strip() and (eof or fmt != "csv"):  # a CSV's blank header: parse_header
+        if eof:
+            raise InputError(f"{name} is empty")
+        raise InputError(f"{name}: its first {MAX_LINE:,} bytes are all blank lines")
+    look = first_look(plain, fmt, eof)
+    refuse_binary(name, plain, look)
+    fmt = fmt or sniff_format(plain)
     source = Source(name, fmt, stream, _is_rereadable(name, stream))
     if fmt == "csv":
-        header = plain.split(b"\n", 1)[0]
-        if len(header) > MAX_LINE:
+        if not look.complete or len(look.line) > MAX_LINE:
             raise InputError(f"{name}: the header (line 1) is over {MAX_LINE:,} bytes long")
-        source.columns = parse_header(header.decode("utf-8", "surrogateescape"), name)
+        source.columns = parse_header(look.line.decode("utf-8", "surrogateescape"), name, delimiter)
+    else:
+        refuse_not_json(name, look)
     source.head = raw
     source.start(Gunzip() if gzipped else None)
     return source
 
 
-def _first_line_done(raw: bytes) -> bool:
-    """Enough bytes to check the input: its first line is complete (or impossibly long)."""
+def _read_ahead(name: str, stream: IO[bytes], fmt: str | None) -> tuple[bytes, bool]:
+    """The input's first bytes, up to the line `first_look` needs, and whether they are
+    all there is (known at the end of a regular file; a pipe may always say more).
+
+    os.read returns what a pipe holds now instead of waiting for a full buffer, and
+    reading stops as soon as that line is complete, so a producer that writes a line
+    and then thinks is never waited on. At most about `MAX_LINE` is held.
+    """
+    raw = b""
+    try:
+        while data := os.read(stream.fileno(), CHUNK):
+            raw += data
+            if _enough(raw, fmt):
+                return raw, _at_end(stream.fileno())
+    except OSError as exc:
+        raise InputError(f"cannot read input {name}: {exc.strerror or exc}") from None
+    return raw, True
+
+
+def _at_end(fd: int) -> bool:
+    """A regular file read to its end: then a CSV of blank lines is empty, not headless."""
+    info = os.fstat(fd)
+    return stat.S_ISREG(info.st_mode) and os.lseek(fd, 0, os.SEEK_CUR) >= info.st_size
+
+
+def _enough(raw: bytes, fmt: str | None) -> bool:
     try:
         plain = Gunzip().feed(raw) if raw[:2] == GZIP_MAGIC else raw
     except InputError:
         return True  # corrupt: reported by the caller's own decompression
-    return b"\n" in plain or len(plain) > MAX_LINE
+    return len(plain) > MAX_LINE or first_look(plain, fmt, eof=False).complete
 
 
 async def read_batches(source: Source) -> AsyncGenerator[list[Parsed], None]:

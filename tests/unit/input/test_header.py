@@ -1,0 +1,84 @@
+"""The CSV header: the separator (detected, or `--delimiter`) and what a header that
+cannot be used is told (exit 2)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from worker.input.lines import InputError
+from worker.input.source import open_input
+from worker.input.validate import validate
+from worker.model import Rejected, Row
+
+
+def write(tmp_path: Path, name: str, data: str) -> Path:
+    path = tmp_path / name
+    path.write_text(data, encoding="utf-8")
+    return path
+
+
+def read(path: Path, delimiter: str | None = None) -> list[Row | Rejected]:
+    source = open_input(str(path), None, delimiter)
+    try:
+        return [validate(p, "M0") for p in source.rows()]
+    finally:
+        source.close()
+
+
+def refusal(path: Path, delimiter: str | None = None) -> str:
+    with pytest.raises(InputError) as caught:
+        open_input(str(path), None, delimiter)
+    return str(caught.value)
+
+
+def test_an_explicit_delimiter_is_the_only_one_tried(tmp_path: Path) -> None:
+    assert read(write(tmp_path, "c.csv", "payment_reference:merchant_number\nA:T1,x\n"), ":") == [
+        Row(2, "T1,x", "A", None)
+    ]
+    tsv = write(tmp_path, "t.csv", "payment_reference\tmerchant_number\nA\tT1;x\n")
+    assert read(tsv, "tab") == read(tsv, "\\t") == read(tsv, "\t") == [Row(2, "T1;x", "A", None)]
+    # it wins over detection, which would have found `,` here
+    message = refusal(write(tmp_path, "in.csv", "payment_reference,merchant_number\nA,T1\n"), "|")
+    assert message.endswith(
+        "found 'payment_reference,merchant_number' read with --delimiter '|', which looks "
+        "','-separated: pass --delimiter ',' or leave --delimiter out"
+    )
+    # JSON Lines has no separator: the option does not matter there
+    assert read(write(tmp_path, "in.jsonl", '{"reference": "J"}\n'), ";") == [
+        Row(1, "M0", "J", None)
+    ]
+
+
+@pytest.mark.parametrize("bad", ["", "ab", '"', "\n", "\r", ";;"])
+def test_a_delimiter_must_be_one_character(tmp_path: Path, bad: str) -> None:
+    # checked before the input is opened: the file does not even exist
+    message = refusal(tmp_path / "missing.csv", bad)
+    assert message.startswith("--delimiter must be one character (or tab)")
+    assert message.isprintable()
+
+
+def test_no_reference_column_says_what_the_header_looks_like(tmp_path: Path) -> None:
+    keys = "the header (line 1) needs one of payment_reference, reference, payment"
+    message = refusal(write(tmp_path, "in.csv", "order;amount;merchant\n1;2;3\n"))
+    assert message == (
+        f"{tmp_path / 'in.csv'}: no reference column; {keys}; found 'order;amount;merchant', "
+        "which looks ';'-separated (for another separator pass --delimiter CHAR)"
+    )
+    message = refusal(write(tmp_path, "in.csv", "order\tamount,x\tmerchant\n"))
+    assert message.endswith(
+        "which looks tab-separated (for another separator pass --delimiter CHAR)"
+    )
+    message = refusal(write(tmp_path, "in.csv", "order:amount:merchant\n"))
+    assert "which holds none of , ; tab | (for another separator pass --delimiter CHAR)" in message
+    message = refusal(write(tmp_path, "in.csv", "order;amount\n"), ";")
+    assert message.endswith("found 'order;amount' read with --delimiter ';'")
+
+
+def test_a_quoted_header_with_another_separator_is_detected(tmp_path: Path) -> None:
+    path = write(tmp_path, "in.csv", '"payment_reference";"merchant_number"\n"A";"T1"\nB;T2\n')
+    assert read(path) == [Row(2, "T1", "A", None), Row(3, "T2", "B", None)]
+    message = refusal(write(tmp_path, "bad.csv", '"payment_reference"x,merchant\n'))
+    assert re.search(r"cannot read the CSV header \(line 1\): ',' expected", message)
