@@ -49,6 +49,11 @@ def _common() -> list[Decorator]:
             help="Override the format recognised from INPUT's name.",
         ),
         _opt(
+            "--delimiter",
+            metavar="CHAR",
+            help="CSV separator: one character, or 'tab'. [default: detected from the header: , ; tab or |]",
+        ),
+        _opt(
             "--merchant",
             env=("BAMBORA_MERCHANT_NUMBER",),
             help="Merchant number for rows that name none.",

@@ -102,6 +102,7 @@ class Settings:
     max_references: int | None = None
     stop_on_rejections: int = 20
     retry_outcomes: frozenset[Outcome] = frozenset()
+    delimiter: str | None = None  # CSV separator; None: detected from the header
 
     def __post_init__(self) -> None:
         # The API URL is a base that paths are appended to, so a trailing '/' would
@@ -162,6 +163,7 @@ def build_settings(mode: Mode, kw: Mapping[str, Any], env: Mapping[str, str]) ->
         max_references=kw.get("max_references"),
         stop_on_rejections=_given(kw, "stop_on_rejections"),
         retry_outcomes=parse_retry_outcomes(kw.get("retry_outcomes") or ""),
+        delimiter=kw.get("delimiter") or None,
         pushgateway=kw.get("pushgateway") or None,
         job_name=_given(kw, "job_name"),
     )

@@ -313,3 +313,17 @@ async def test_refused_credentials_leave_no_stray_files(tmp_path: Path) -> None:
     leftovers = sorted(await asyncio.to_thread(os.listdir, tmp_path))
     # the report (its header) and the record of this run; no journal, no lock
     assert leftovers == ["in.csv", "in.report.csv", "in.report.csv.runs.jsonl"]
+
+
+async def test_a_semicolon_file_and_an_empty_night(tmp_path: Path) -> None:
+    semi = tmp_path / "semi.csv"
+    semi.write_text("payment_reference;merchant_number\nd1;T1\n")
+    empty = tmp_path / "empty.csv"
+    empty.write_text("payment_reference,merchant_number\n")
+    async with sandbox() as server:
+        done = await run_cli(
+            "run", str(semi), *FAST, "--delimiter", ";", env=env_for(server), cwd=tmp_path
+        )
+        assert done.code == 0 and cancel_requests(server, "d1") == 1
+        nothing = await run_cli("run", str(empty), *FAST, env=env_for(server), cwd=tmp_path)
+    assert nothing.code == 0 and '"empty_input"' in nothing.stderr

@@ -113,6 +113,13 @@ async def _execute(prepared: Prepared, command: str) -> int:
             except StorageError as exc:
                 end.abort_reason = end.abort_reason or f"the report could not be written: {exc}"
                 logs.log.error("aborted", reason=end.abort_reason)
+        if end.input_done and prepared.source.rows_seen == 0:
+            logs.log.warning(
+                "empty_input",
+                input=s.input,
+                why="the input has a header but no rows: nothing to do (exit 0); "
+                "check the export if a night without payments to void is unusual",
+            )
         code = exit_code(end, tally)
         code = _settle_journal(journal, end, tally, code)
         elapsed = time.monotonic() - started
