@@ -3,40 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import Iterator
 
 import pytest
 
+from tests.fakes import FakeTime, run_on
 from worker.control.throttle import MIN_RATE, WINDOW, Throttle
-
-
-class FakeTime:
-    """A clock that moves only when a test or a patched `asyncio.sleep` moves it."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-        self.oversleep = 0.0  # a late wake-up, as a busy event loop gives
-        self.rng = random.Random(7)
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
 def fake_time(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeTime]:
-    fake = FakeTime()
-    real_sleep = asyncio.sleep
-
-    async def sleep(delay: float) -> None:
-        fake.sleeps.append(delay)
-        # Never shorter than asked: the guard relies on no more than that.
-        fake.now += max(delay, 0.0) + fake.oversleep * fake.rng.random()
-        await real_sleep(0)  # still let the other tasks run
-
-    monkeypatch.setattr(asyncio, "sleep", sleep)
+    fake = FakeTime(now=1000.0)
+    run_on(monkeypatch, fake)
     yield fake
 
 

@@ -6,13 +6,13 @@ The API is a script of replies; time is a fake clock that only a patched
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
 import tenacity.wait
 
+from tests.fakes import FakeTime, run_on
 from worker.control.health import Health
 from worker.control.throttle import Throttle
 from worker.model import Op, Outcome, Reply, Row
@@ -22,26 +22,10 @@ from worker.run.canceller import CALLS_PER_TRY, SPARE_CALLS, Canceller
 ROW = Row(line=2, merchant="T1", reference="order-1")
 
 
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def fake_time(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeTime]:
     fake = FakeTime()
-    real_sleep = asyncio.sleep
-
-    async def sleep(delay: float) -> None:
-        fake.sleeps.append(delay)
-        fake.now += delay
-        await real_sleep(0)
-
-    monkeypatch.setattr(asyncio, "sleep", sleep)
+    run_on(monkeypatch, fake)
     # The jitter draws its bound's top, so a jittered wait is known exactly.
     monkeypatch.setattr(tenacity.wait.random, "uniform", lambda low, high: high)
     yield fake
