@@ -1,18 +1,23 @@
 """Wiring: builds the collaborators of a run from its settings, in one place.
 
-`connect` opens the HTTP session and builds the token provider, the health gate, the
-throttle and the `Canceller` (or `DryRun`), and closes the session after. `sandboxed`
-starts the embedded sandbox for `--sandbox` and hands back settings aimed at it. The
-job itself builds nothing: its tests pass fakes instead.
+`connect` opens the HTTP session (two when the token endpoint takes another proxy
+than the API) and builds the token provider, the health gate, the throttle and the
+`Canceller` (or `DryRun`), and closes the sessions after. `sandboxed` starts the
+embedded sandbox for `--sandbox` and hands back settings aimed at it. The job itself
+builds nothing: its tests pass fakes instead.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ssl
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 
-from worker.bambora.api import ApiClient, make_session
+import aiohttp
+import yarl
+
+from worker.bambora.api import ApiClient, make_session, proxy_for, tls_context
 from worker.bambora.auth import ClientCredentials, StaticToken
 from worker.control.health import Health
 from worker.control.throttle import Throttle
@@ -20,6 +25,7 @@ from worker.model import Mode, Outcome, Result, Row
 from worker.observe import logs
 from worker.report.journal import IntentJournal
 from worker.run.canceller import Canceller, Stats
+from worker.run.prepare import UsageError
 from worker.settings import Credentials, Settings
 
 #: The outage streak grows with the workers in flight, up to this many (health.py).
@@ -52,7 +58,8 @@ async def connect(s: Settings, stats: Stats, journal: IntentJournal | None) -> A
     if s.dry_run:
         yield Wired(DryRun(), _no_tokens)
         return
-    async with make_session(concurrency=s.concurrency, timeout=s.timeout) as session:
+    async with contextlib.AsyncExitStack() as stack:
+        session, token_session = await _sessions(s, stack)
         creds = s.credentials
         tokens: ClientCredentials | StaticToken
         if creds.token:
@@ -60,7 +67,7 @@ async def connect(s: Settings, stats: Stats, journal: IntentJournal | None) -> A
         else:
             assert creds.client_id and creds.client_secret
             tokens = ClientCredentials(
-                session,
+                token_session,
                 s.auth_url,
                 creds.client_id,
                 creds.client_secret,
@@ -86,6 +93,45 @@ async def connect(s: Settings, stats: Stats, journal: IntentJournal | None) -> A
             stats=stats,
         )
         yield Wired(canceller, lambda: tokens.refreshes, health, throttle)
+
+
+async def _sessions(
+    s: Settings, stack: contextlib.AsyncExitStack
+) -> tuple[aiohttp.ClientSession, aiohttp.ClientSession]:
+    """The sessions for the API and for the token endpoint: one, unless their proxies differ.
+
+    Proxies come from HTTPS_PROXY/HTTP_PROXY/NO_PROXY (`api.proxy_for`); `ca_bundle`
+    (when set) holds the only CAs trusted. A bad bundle or proxy URL is a usage error
+    (exit 2) whose message names the culprit.
+    """
+    bundle: str | None = getattr(s, "ca_bundle", None)
+    try:
+        tls: ssl.SSLContext | None = tls_context(bundle) if bundle else None
+        # The embedded sandbox is in this process: no proxy could reach it.
+        api_proxy = None if s.sandbox else proxy_for(s.api_url)
+        auth_proxy = None if s.sandbox else proxy_for(s.auth_url)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    for proxy in (api_proxy, auth_proxy):
+        if proxy is not None:  # a proxy password is a secret: masked in every log line
+            logs.REDACTOR.add(proxy.password, proxy.raw_password)
+    if api_proxy or auth_proxy or bundle:
+        logs.log.info(
+            "egress", api_proxy=_shown(api_proxy), auth_proxy=_shown(auth_proxy), ca_bundle=bundle
+        )
+
+    async def open_session(proxy: yarl.URL | None) -> aiohttp.ClientSession:
+        session = make_session(concurrency=s.concurrency, timeout=s.timeout, proxy=proxy, tls=tls)
+        return await stack.enter_async_context(session)
+
+    session = await open_session(api_proxy)
+    if auth_proxy == api_proxy:
+        return session, session
+    return session, await open_session(auth_proxy)
+
+
+def _shown(proxy: yarl.URL | None) -> str | None:
+    return None if proxy is None else str(proxy.with_user(None))
 
 
 @contextlib.asynccontextmanager
