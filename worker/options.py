@@ -54,6 +54,11 @@ def _common() -> list[Decorator]:
             help="CSV separator: one character, or 'tab'. [default: detected from the header: , ; tab or |]",
         ),
         _opt(
+            "--ca-bundle",
+            metavar="PATH",
+            help="PEM file of the CA certificates to trust instead of the system ones (a private or corporate CA); certificates are always verified.",
+        ),
+        _opt(
             "--merchant",
             env=("BAMBORA_MERCHANT_NUMBER",),
             help="Merchant number for rows that name none.",

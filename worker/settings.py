@@ -103,6 +103,7 @@ class Settings:
     stop_on_rejections: int = 20
     retry_outcomes: frozenset[Outcome] = frozenset()
     delimiter: str | None = None  # CSV separator; None: detected from the header
+    ca_bundle: str | None = None  # PEM file of the CAs to trust instead of the system's
 
     def __post_init__(self) -> None:
         # The API URL is a base that paths are appended to, so a trailing '/' would
@@ -164,9 +165,23 @@ def build_settings(mode: Mode, kw: Mapping[str, Any], env: Mapping[str, str]) ->
         stop_on_rejections=_given(kw, "stop_on_rejections"),
         retry_outcomes=parse_retry_outcomes(kw.get("retry_outcomes") or ""),
         delimiter=kw.get("delimiter") or None,
+        ca_bundle=_checked_bundle(kw.get("ca_bundle")),
         pushgateway=kw.get("pushgateway") or None,
         job_name=_given(kw, "job_name"),
     )
+
+
+def _checked_bundle(path: str | None) -> str | None:
+    """A CA bundle that cannot be used is a usage error, found before any file is opened."""
+    if not path:
+        return None
+    from worker.bambora.api import CaBundleError, tls_context  # api imports this module
+
+    try:
+        tls_context(path)
+    except CaBundleError as exc:
+        raise ConfigError(str(exc)) from None
+    return path
 
 
 def default(name: str) -> Any:

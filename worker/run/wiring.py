@@ -104,7 +104,7 @@ async def _sessions(
     (when set) holds the only CAs trusted. A bad bundle or proxy URL is a usage error
     (exit 2) whose message names the culprit.
     """
-    bundle: str | None = getattr(s, "ca_bundle", None)
+    bundle = s.ca_bundle
     try:
         tls: ssl.SSLContext | None = tls_context(bundle) if bundle else None
         # The embedded sandbox is in this process: no proxy could reach it.
