@@ -7,27 +7,25 @@ lives here and raises `ConfigError`, which the CLI turns into exit 2.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yarl
-
+from worker.access import DEFAULT_API_URL as DEFAULT_API_URL
+from worker.access import DEFAULT_AUTH_URL as DEFAULT_AUTH_URL
+from worker.access import SCOPE as SCOPE
+from worker.access import ConfigError as ConfigError
+from worker.access import Credentials as Credentials
+from worker.access import check_url as check_url
+from worker.access import credentials_from_env as credentials_from_env
+from worker.access import is_loopback as is_loopback
 from worker.model import Mode, Outcome
 
-DEFAULT_API_URL = "https://api.bambora.com"
-DEFAULT_AUTH_URL = "https://auth.bambora.com/connect/token"
-SCOPE = "cancel_payment read_payment"
 MAX_COMMENT = 256
 MAX_REFERENCE = 2000
 #: No merchant number comes near it; it bounds what a report row can hold.
 MAX_MERCHANT = 2000
-
-
-class ConfigError(Exception):
-    """A usage or configuration problem found before any request: exit 2."""
 
 
 @dataclass(frozen=True)
@@ -54,21 +52,6 @@ class Shard:
 
 
 @dataclass(frozen=True)
-class Credentials:
-    """How to authenticate: a ready token, or client credentials to fetch tokens with.
-
-    `repr` hides the secret and the token so that a stray log of the settings cannot leak them.
-    """
-
-    client_id: str | None = None
-    client_secret: str | None = field(default=None, repr=False)
-    token: str | None = field(default=None, repr=False)
-
-    def secrets(self) -> tuple[str, ...]:
-        return tuple(s for s in (self.client_secret, self.token) if s)
-
-
-@dataclass(frozen=True)
 class Settings:
     """Everything one run needs, validated."""
 
@@ -92,7 +75,7 @@ class Settings:
     log_level: str = "info"
     api_url: str = DEFAULT_API_URL
     auth_url: str = DEFAULT_AUTH_URL
-    credentials: Credentials = Credentials()
+    credentials: Credentials = field(default_factory=Credentials)
     pushgateway: str | None = None
     job_name: str = "cancel-worker"
     use_uvloop: bool = True
@@ -192,67 +175,6 @@ def default(name: str) -> Any:
 def _given(kw: Mapping[str, Any], name: str) -> Any:
     value = kw.get(name)
     return default(name) if value is None else value
-
-
-def is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    if host.lower() in ("localhost", "localhost."):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def check_url(name: str, value: str) -> str:
-    """Accept https anywhere, plain http only on a loopback host; return `value` as is.
-
-    Plain http would carry the client secret and the tokens in clear text; on
-    loopback (a local sandbox or proxy) they never leave the machine. `name` is the
-    setting's name, used in the error message only.
-    """
-    try:
-        url = yarl.URL(value)
-    except (ValueError, TypeError):
-        raise ConfigError(f"{name} is not a URL: {value!r}") from None
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ConfigError(f"{name} must be an http(s) URL with a host, got {value!r}")
-    if url.scheme == "http" and not is_loopback(url.host):
-        raise ConfigError(
-            f"{name} uses plain http to {url.host}; only https is allowed except on loopback"
-        )
-    return value
-
-
-def credentials_from_env(env: Mapping[str, str]) -> Credentials:
-    """Read credentials; a secret file's trailing newline is ignored."""
-    token = env.get("BAMBORA_TOKEN", "").strip() or None
-    client_id = env.get("BAMBORA_CLIENT_ID", "").strip() or None
-    secret = env.get("BAMBORA_CLIENT_SECRET") or None
-    secret_file = env.get("BAMBORA_CLIENT_SECRET_FILE", "").strip()
-    if secret_file:
-        try:
-            secret = Path(secret_file).read_text(encoding="utf-8").rstrip("\r\n")
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot read BAMBORA_CLIENT_SECRET_FILE {secret_file}: {exc.strerror}"
-            ) from None
-        except UnicodeDecodeError:
-            # Not the decoder's message: it quotes the offending byte of the secret.
-            raise ConfigError(
-                f"BAMBORA_CLIENT_SECRET_FILE {secret_file} is not UTF-8 text"
-            ) from None
-    if secret is not None:
-        secret = secret.rstrip("\r\n")
-    if token:
-        return Credentials(token=token, client_id=client_id, client_secret=secret)
-    if not client_id or not secret:
-        raise ConfigError(
-            "no credentials: set BAMBORA_CLIENT_ID and BAMBORA_CLIENT_SECRET "
-            "(or BAMBORA_CLIENT_SECRET_FILE), or BAMBORA_TOKEN; or use --sandbox or --dry-run"
-        )
-    return Credentials(client_id=client_id, client_secret=secret)
 
 
 #: Final outcomes a rerun may be told to send again (`--retry-outcomes`): those a fix

@@ -107,17 +107,15 @@ class ReportWriter:
                 header = next(csv.reader(f), [])
             self._columns = [h.lstrip("\ufeff") for h in header]
         elif self._input_columns is not None:
-            self._start(self._echo.names(self._input_columns))
+            try:
+                append_whole(fd, self._start(self._echo.names(self._input_columns)), self.path)
+            except StorageError as exc:
+                raise ReportError(f"cannot write report {exc}") from None
 
-    def _start(self, echoed: list[str]) -> None:
-        """Write the header of a new CSV report."""
-        assert self._fd is not None
+    def _start(self, echoed: list[str]) -> bytes:
+        """The header of a new CSV report; its columns are fixed from now on."""
         self._columns = [*REPORT_COLUMNS, *EXTRA_COLUMNS, *echoed]
-        header = self._buffer_rows([self._columns])
-        try:
-            append_whole(self._fd, header, self.path)
-        except StorageError as exc:
-            raise ReportError(f"cannot write report {exc}") from None
+        return self._buffer_rows([self._columns])
 
     def write(self, results: Iterable[Result]) -> None:
         """Write rows with a single `write` call; each row is whole. Raises StorageError."""
@@ -125,13 +123,20 @@ class ReportWriter:
         results = list(results)
         if not results:
             return
+        header = b""
         if not self._jsonl and self._columns is None:
             seen: dict[str, None] = {}
             for r in results:
                 seen.update((name, None) for name, _ in self._echo.pick(r.extra))
-            self._start(list(seen))
+            header = self._start(list(seen))
         finished_at = utc_now()
-        append_whole(self._fd, self._encode(results, finished_at), self.path)
+        # One write: the header (once) and the rows together, each row whole.
+        try:
+            append_whole(self._fd, header + self._encode(results, finished_at), self.path)
+        except StorageError:
+            if header:
+                self._columns = None  # nothing reached the file: the next write tries again
+            raise
         self.rows_written += len(results)
         if time.monotonic() - self._last_sync >= self._fsync_interval:
             self.sync()

@@ -233,3 +233,21 @@ def test_an_existing_report_keeps_its_own_columns(tmp_path: Path) -> None:
     writer.close()
     (got,) = read_records(path)
     assert list(got) == list(REPORT_COLUMNS)
+
+
+def test_a_batch_of_rows_is_one_write_call(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A regression guard for the cost per reference: however many rows a batch holds,
+    # the report grows by exactly one write() (whole rows, one system call).
+    calls: list[int] = []
+    real_write = os.write
+
+    def counting(fd: int, data: bytes) -> int:
+        calls.append(len(data))
+        return real_write(fd, data)
+
+    writer = ReportWriter(tmp_path / "r.csv", run_id="x")
+    writer.open()
+    monkeypatch.setattr("worker.report.storage.os.write", counting)
+    writer.write([result(f"r{i}", Outcome.CANCELED, line=i + 2) for i in range(1000)])
+    writer.close()
+    assert len(calls) == 1 and load_report(tmp_path / "r.csv", RUN).rows == 1000

@@ -200,3 +200,26 @@ async def test_a_cancel_whose_intent_cannot_be_journaled_is_not_sent(fake_time: 
     with pytest.raises(StorageError):
         await c.process(ROW)
     assert api.calls == []
+
+
+class CountingJournal:
+    def __init__(self) -> None:
+        self.records: list[str] = []
+
+    def record(self, merchant: str, reference: str) -> None:
+        self.records.append(reference)
+
+
+async def test_one_intent_per_reference_however_many_tries(fake_time: FakeTime) -> None:
+    # 503 (a query settles it: still Authorized), 409 twice, then 201: four cancels
+    api = ScriptedApi(
+        [Reply(503), Reply(200, payment_state="Authorized"), Reply(409), Reply(409), Reply(201)]
+    )
+    journal = CountingJournal()
+    health = Health(threshold=10, give_up_after=10_000, clock=fake_time)
+    c = Canceller(
+        api, OneToken(), Throttle(None, clock=fake_time), health, max_attempts=5, journal=journal
+    )
+    result = await c.process(ROW)
+    assert result.outcome is Outcome.CANCELED and api.calls.count(Op.CANCEL) == 4
+    assert journal.records == ["order-1"]  # the journal's cost does not grow with retries
