@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from worker.report.records import ReportError
-from worker.report.storage import FILE_MODE, StorageError, append_whole
+from worker.report.storage import FILE_MODE, append_whole
 
 
 def runs_path(report: Path) -> Path:
@@ -103,7 +103,3 @@ def check_binding(
         f"{this.input_sha256[:12]}...). Choose another --report, or rerun with "
         "--allow-changed-input if you fixed rows of the same file"
     )
-
-
-def write_error(exc: StorageError) -> str:
-    return f"the run record could not be written: {exc}"
