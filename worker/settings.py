@@ -117,6 +117,8 @@ def build_settings(mode: Mode, kw: Mapping[str, Any], env: Mapping[str, str]) ->
     api_url = check_url("BAMBORA_API_URL", env.get("BAMBORA_API_URL") or default("api_url"))
     auth_url = check_url("BAMBORA_AUTH_URL", env.get("BAMBORA_AUTH_URL") or default("auth_url"))
     credentials = Credentials() if (sandbox or dry_run) else credentials_from_env(env)
+    if not sandbox:  # the embedded sandbox is reached directly, never through a proxy
+        _check_proxies(api_url, auth_url)
     merchant = (kw.get("merchant") or "").strip() or None
     return Settings(
         mode=mode,
@@ -152,6 +154,18 @@ def build_settings(mode: Mode, kw: Mapping[str, Any], env: Mapping[str, str]) ->
         pushgateway=kw.get("pushgateway") or None,
         job_name=_given(kw, "job_name"),
     )
+
+
+def _check_proxies(api_url: str, auth_url: str) -> None:
+    """A proxy variable that cannot be used is a usage error, found before any file is
+    opened (the run reads the same variables again when it connects)."""
+    from worker.bambora.api import proxy_for  # api imports this module
+
+    try:
+        for url in (api_url, auth_url):
+            proxy_for(url)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _checked_bundle(path: str | None) -> str | None:

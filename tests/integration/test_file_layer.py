@@ -284,6 +284,7 @@ async def test_user_errors_are_one_line_with_exit_2(tmp_path: Path) -> None:
             (("run", str(src)), {"BAMBORA_CLIENT_SECRET_FILE": str(tmp_path / "latin1-secret")}),
             (("run", str(src)), {"BAMBORA_CLIENT_SECRET_FILE": str(tmp_path / "nope")}),
             (("run", str(src)), {"JOB_COMPLETION_INDEX": "1"}),
+            (("run", str(src)), {"HTTP_PROXY": "socks5://proxy.example:1080", "NO_PROXY": ""}),
             (("merge-reports", str(tmp_path / "out.csv"), str(shard)), {}),
             (("merge-reports", str(shard), str(shard)), {}),
         ]
@@ -297,6 +298,8 @@ async def test_user_errors_are_one_line_with_exit_2(tmp_path: Path) -> None:
             assert len(done.stderr.strip().splitlines()) == 1, (args, done.stderr)
         assert server.state.requests == [] and server.state.tokens_issued == 0
     assert not await asyncio.to_thread(os.path.exists, "/nonexistent/dir")
+    # found before anything was written: not even the report's header
+    assert not await asyncio.to_thread(os.path.exists, tmp_path / "in.report.csv")
     strays = await asyncio.to_thread(
         lambda: [*tmp_path.glob("*.journal"), *tmp_path.glob("*.lock")]
     )

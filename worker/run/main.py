@@ -75,7 +75,7 @@ async def _execute(prepared: Prepared, command: str) -> int:
         )
         stats, tally = Stats(), Tally()
         started = time.monotonic()
-        refreshes = _no_refreshes
+        refreshes: Callable[[], int] = int  # no token fetched yet: 0
         held: Callable[[], float] = float
         end = Ending()
         try:
@@ -198,10 +198,6 @@ def _pace_and_hold(s: Settings, stats: Stats, wired: Wired) -> dict[str, Any]:
     if wired.health is not None and (holding := wired.health.holding()) is not None:
         extras["holding"], extras["holding_seconds"] = holding
     return extras
-
-
-def _no_refreshes() -> int:
-    return 0
 
 
 def _open_writer(prepared: Prepared, run_id: str) -> ReportWriter:

@@ -49,14 +49,10 @@ class Wired:
     throttle: Throttle | None = None
 
 
-def _no_tokens() -> int:
-    return 0
-
-
 @contextlib.asynccontextmanager
 async def connect(s: Settings, stats: Stats, journal: IntentJournal | None) -> AsyncIterator[Wired]:
     if s.dry_run:
-        yield Wired(DryRun(), _no_tokens)
+        yield Wired(DryRun(), int)  # a dry run fetches no token: 0
         return
     async with contextlib.AsyncExitStack() as stack:
         session, token_session = await _sessions(s, stack)
