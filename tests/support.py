@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
 from worker.sandbox import SandboxConfig, SandboxServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -117,6 +120,22 @@ def cancel_requests(server: SandboxServer, reference: str | None = None) -> int:
 async def sandbox(**config: Any) -> AsyncIterator[SandboxServer]:
     async with SandboxServer(SandboxConfig(**config), host="127.0.0.1", port=0) as server:
         yield server
+
+
+@asynccontextmanager
+async def answering(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> AsyncIterator[str]:
+    """A plain HTTP server on 127.0.0.1 whose every path and method go to `handler`;
+    yields its base URL (no trailing slash)."""
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield str(server.make_url("")).rstrip("/")
+    finally:
+        await server.close()
 
 
 def kill(proc: asyncio.subprocess.Process, sig: int = signal.SIGKILL) -> None:

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
-from tests.support import env_for, run_cli, sandbox, write_csv
+from tests.support import answering, env_for, run_cli, sandbox, write_csv
 
 
 @pytest.fixture
@@ -20,12 +19,8 @@ async def gateway() -> AsyncIterator[tuple[str, list[tuple[str, str, str]]]]:
         pushes.append((request.method, request.path, (await request.read()).decode()))
         return web.Response(status=200)
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handle)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    yield str(server.make_url("")).rstrip("/"), pushes
-    await server.close()
+    async with answering(handle) as url:
+        yield url, pushes
 
 
 async def test_run_pushes_its_metrics(

@@ -8,9 +8,9 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from tests.conftest import CompatAioresponses
+from tests.support import answering
 from worker.bambora.api import ApiClient, make_session, parse_retry_after, payment_url, segment
 from worker.model import Op
 
@@ -69,12 +69,8 @@ async def echo_server() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
         )
         return web.json_response({"state": "Canceled"}, status=201)
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handler)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    yield str(server.make_url("")).rstrip("/"), seen
-    await server.close()
+    async with answering(handler) as url:
+        yield url, seen
 
 
 async def test_every_reference_reaches_its_own_path(
@@ -176,14 +172,6 @@ async def test_timeout_is_reported_as_timeout() -> None:
         await asyncio.sleep(5)
         return web.Response(status=201)
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", slow)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    try:
-        async with make_session(concurrency=4, timeout=0.2) as session:
-            client = ApiClient(session, str(server.make_url("")).rstrip("/"))
-            reply = await client.call(Op.CANCEL, "T1", "r", "t")
-    finally:
-        await server.close()
+    async with answering(slow) as url, make_session(concurrency=4, timeout=0.2) as session:
+        reply = await ApiClient(session, url).call(Op.CANCEL, "T1", "r", "t")
     assert reply.error_type == "timeout" and reply.maybe_sent is True

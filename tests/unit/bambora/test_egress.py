@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
+from tests.support import answering
 from worker.bambora.api import ApiClient, make_session, no_proxy_covers, proxy_for
 from worker.model import Op
 
@@ -101,12 +101,8 @@ async def echo() -> AsyncIterator[tuple[str, list[dict[str, str]]]]:
         seen.append(dict(request.headers))
         return web.json_response({"state": "Canceled"}, status=201)
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handler)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    yield str(server.make_url("")).rstrip("/"), seen
-    await server.close()
+    async with answering(handler) as url:
+        yield url, seen
 
 
 async def test_the_session_ignores_netrc_and_proxy_variables(
