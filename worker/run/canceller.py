@@ -5,7 +5,7 @@ the call `decide` asked for, and feed the reply back into `decide`. Transient tr
 is retried by tenacity (`backoff.BACKOFF`: `Retry-After` honoured, else full-jitter
 exponential backoff; `--max-attempts` counted tries); trouble during an API-wide
 outage is held by `health` and not counted. It owns no I/O but the HTTP call and the
-intent journal.
+wait for its intent to be journaled (by the outbox, one write per loop turn).
 """
 
 from __future__ import annotations
@@ -65,15 +65,18 @@ class _Progress:
     extra: list[str] = field(default_factory=list)
 
 
+class Journal(Protocol):
+    """Records a cancel's intent, returning once it is on disk (`run.outbox.Outbox`).
+
+    Raises StorageError when it cannot: that cancel must not be sent.
+    """
+
+    async def record(self, merchant: str, reference: str) -> None: ...
+
+
 def _what(reply: Reply) -> str:
     """What went wrong, as people say it: `HTTP 503`, `timeout`, `connection_error`."""
     return f"HTTP {reply.status}" if reply.status is not None else (reply.error_type or "no answer")
-
-
-class Journal(Protocol):
-    """Where a cancel's intent is written before it is sent (`report.IntentJournal`)."""
-
-    def record(self, merchant: str, reference: str) -> None: ...
 
 
 class Canceller:
@@ -200,7 +203,7 @@ class Canceller:
             await self._throttle.acquire()
             step = progress.step
             if step.op is Op.CANCEL and not progress.journaled and self._journal is not None:
-                self._journal.record(row.merchant, row.reference)
+                await self._journal.record(row.merchant, row.reference)
                 progress.journaled = True
             comment = row.comment or self._comment  # a row's own comment goes first
             reply = await self._api.call(step.op, row.merchant, row.reference, token, comment)

@@ -1,16 +1,18 @@
 """Job: the lifecycle of one run: stages, signals, shutdown. It builds nothing itself.
 
-    input ──admission──▶ rows ──queue (bounded)──▶ workers ×N ──▶ results ──queue──▶ writer
-                 │                                                       ▲
-                 └── invalid / duplicate rows go straight to the writer ─┘
+    input ──admission──▶ intake ◀──pulled by── workers ×N ──▶ outbox ──▶ report, journal
+                │                                                ▲
+                └── invalid / duplicate rows go straight to it ──┘
 
+There is no reader task and no queue: each worker pulls its next reference from the
+`Intake` (reading on when none is waiting) and hands its result to the `Outbox`,
+which writes a loop turn's rows with one write (and the turn's intents with another).
 Shutdown follows Go's "pipelines and cancellation": the end of the input drains the
-workers; a signal stops the feeder, lets busy workers finish within
+workers; a signal stops the intake, lets busy workers finish within
 `--grace-seconds`, then cancels them; an abort cancels at once, except a storage
 failure, after which in-flight requests may still finish (their cancels may have
-landed). The writer takes every row until its end marker, whatever fails, so no
-worker ever blocks on a full queue, and every finished reference that can be
-written has its row.
+landed). Adding to the outbox never blocks, so no worker waits on a full disk, and
+every finished reference that can be written has its row.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from worker.model import DETAIL_LIMIT, Outcome, Result, Row
 from worker.observe import logs, progress
 from worker.observe.progress import Snapshot, View
 from worker.report.storage import StorageError
-from worker.run.stages import WRITE_BATCH, RowWriter, feed, write
+from worker.run.intake import Intake
+from worker.run.outbox import Outbox
 from worker.run.summary import EXIT_SIGINT, EXIT_SIGTERM, Ending, Tally
 
 #: After a second signal, the process ends within this many seconds whatever is stuck.
@@ -72,7 +75,7 @@ class Job:
         source: Source,
         admission: Admission,
         processor: Processor,
-        writer: RowWriter,
+        outbox: Outbox,
         concurrency: int,
         grace_seconds: float,
         tally: Tally | None = None,
@@ -82,23 +85,27 @@ class Job:
         extras: Callable[[], dict[str, Any]] = dict,
         hard_exit: Callable[[int], None] = hard_exit_soon,
     ) -> None:
-        self._source = source
-        self._admission = admission
         self._processor = processor
-        self._writer = writer
         self._concurrency = concurrency
         self._grace = grace_seconds
         self._requests = requests
         self._extras = extras
-        self._max_sends = max_sends
         self._hard_exit = hard_exit
         self.tally = tally or Tally()
         self._guard = guard or RejectionGuard(0)
         self.end = Ending()
         self._graceful_abort = False
-        self._rows: asyncio.Queue[Send | None] = asyncio.Queue(maxsize=concurrency * 4)
-        self._results: asyncio.Queue[Result | None] = asyncio.Queue(
-            maxsize=concurrency * 8 + WRITE_BATCH
+        self._outbox = outbox
+        outbox.listen(lambda reason: self.abort(reason, graceful=True))
+        self._intake = Intake(
+            source,
+            admission,
+            unsent=self._outbox.add,
+            tally=self.tally,
+            end=self.end,
+            stopping=lambda: self._stopping,
+            max_sends=max_sends,
+            over_cap=self._cap_reached,
         )
         self._stopping = False
         self._stop = asyncio.Event()
@@ -107,29 +114,12 @@ class Job:
         self._workers: list[asyncio.Task[None]] = []
         self._started = time.monotonic()
 
-    # -- stages -----------------------------------------------------------------------
-
-    async def _feed(self) -> None:
-        await feed(
-            self._source,
-            self._admission,
-            self._rows,
-            self._results,
-            self.tally,
-            self.end,
-            stopping=lambda: self._stopping,
-            max_sends=self._max_sends,
-            over_cap=self._cap_reached,
-        )
-        # Close the channel: one end-marker per worker. Not in `finally`: when the feeder
-        # is cancelled nobody may be left to take them, and a blocked put would hang.
-        for _ in range(self._concurrency):
-            await self._rows.put(None)
+    # -- the workers ----------------------------------------------------------------
 
     async def _work(self) -> None:
         task = asyncio.current_task()
         assert task is not None
-        while (send := await self._rows.get()) is not None and not self._stopping:
+        while (send := await self._intake.next()) is not None and not self._stopping:
             self._busy.add(task)
             try:
                 result = await self._process(send)
@@ -137,7 +127,7 @@ class Job:
                 self._busy.discard(task)
             if result is None:
                 return
-            await self._results.put(result)
+            self._outbox.add(result)
 
     async def _process(self, send: Send) -> Result | None:
         """The row's result; None when the run must abort (the row stays unreported)."""
@@ -149,8 +139,8 @@ class Job:
             return result
         except (CredentialsRefused, AuthUnavailable, ApiUnreachable) as exc:
             self.abort(str(exc))
-        except StorageError as exc:  # the journal: this cancel was not sent
-            self.abort(f"the intent journal could not be written: {exc}", graceful=True)
+        except StorageError:  # the outbox failed before this cancel: it was not sent
+            self.abort(self._outbox.failure or "the report could not be written", graceful=True)
         except Exception as exc:  # a bug must cost one row's outcome, never the row
             logs.log.exception("internal_error", line=row.line)
             return Result(
@@ -162,9 +152,6 @@ class Job:
                 detail=f"{type(exc).__name__}: {exc}"[:DETAIL_LIMIT],
             )
         return None
-
-    async def _write(self) -> None:
-        await write(self._results, self._writer, self.tally, self.end, self.abort)
 
     # -- control ----------------------------------------------------------------------
 
@@ -212,8 +199,7 @@ class Job:
         self._stopping = True
         self._stop.set()
 
-    async def _shutdown(self, feeder: asyncio.Task[None]) -> None:
-        feeder.cancel()
+    async def _shutdown(self) -> None:
         for task in self._workers:
             if task not in self._busy:
                 task.cancel()
@@ -232,7 +218,7 @@ class Job:
             task.cancel()
         if abandoned:
             logs.log.warning("abandoned_in_flight", references=len(abandoned))
-        await asyncio.gather(*self._workers, feeder, return_exceptions=True)
+        await asyncio.gather(*self._workers, return_exceptions=True)
 
     async def _second_signal(self) -> None:
         seen = self._signals
@@ -253,34 +239,30 @@ class Job:
     # -- the run ----------------------------------------------------------------------
 
     async def run(self, view: View, every: float, total: int | None) -> Ending:
-        """Run the stages to the end (or a stop); the writer always drains."""
+        """Run the workers to the end (or a stop); every finished row is written."""
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(signum, self.interrupt, signum)
-        writer_task = asyncio.create_task(self._write())
         progress_task = asyncio.create_task(self._progress(view, every, total))
-        feeder = asyncio.create_task(self._feed())
         self._workers = [asyncio.create_task(self._work()) for _ in range(self._concurrency)]
         try:
-            all_done: asyncio.Future[object] = asyncio.ensure_future(
-                asyncio.gather(*self._workers, feeder)
-            )
+            all_done: asyncio.Future[object] = asyncio.ensure_future(asyncio.gather(*self._workers))
             stop: asyncio.Future[object] = asyncio.ensure_future(self._stop.wait())
             await asyncio.wait([all_done, stop], return_when=asyncio.FIRST_COMPLETED)
             stop.cancel()
             if not all_done.done():
                 progress_task.cancel()  # nothing moves now: no more progress, no stale ETA
-                await self._shutdown(feeder)
+                await self._shutdown()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await all_done
         finally:
             progress_task.cancel()
+            await self._intake.close()
+            self._outbox.flush()
+            self.end.unwritten = self._outbox.unwritten
             interrupted = self.end.signal_code is not None
             progress.end(view, self.snapshot(total), interrupted=interrupted)
-            if not writer_task.done():  # it only ends on the marker; never wait on a dead one
-                await self._results.put(None)
-            await writer_task
             for signum in (signal.SIGTERM, signal.SIGINT):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(signum)

@@ -31,6 +31,7 @@ from worker.report.storage import StorageError
 from worker.report.writer import Echo, ReportWriter, utc_now
 from worker.run.canceller import Stats
 from worker.run.job import Job
+from worker.run.outbox import Outbox
 from worker.run.prepare import Prepared, UsageError
 from worker.run.summary import (
     EXIT_ABORTED,
@@ -74,12 +75,13 @@ async def _execute(prepared: Prepared, command: str) -> int:
             IntentJournal(journal_path(s.report)) if s.mode is Mode.RUN and not s.dry_run else None
         )
         stats, tally = Stats(), Tally()
+        outbox = Outbox(writer, tally, journal)
         started = time.monotonic()
         refreshes: Callable[[], int] = int  # no token fetched yet: 0
         held: Callable[[], float] = float
         end = Ending()
         try:
-            async with connect(s, stats, journal) as wired:
+            async with connect(s, stats, outbox if journal else None) as wired:
                 refreshes = wired.token_refreshes
                 health = wired.health
                 if health is not None:
@@ -88,7 +90,7 @@ async def _execute(prepared: Prepared, command: str) -> int:
                     source=prepared.source,
                     admission=prepared.admission(),
                     processor=wired.canceller,
-                    writer=writer,
+                    outbox=outbox,
                     concurrency=s.concurrency,
                     grace_seconds=s.grace_seconds,
                     tally=tally,

@@ -23,8 +23,7 @@ from worker.control.health import Health
 from worker.control.throttle import Throttle
 from worker.model import Mode, Outcome, Result, Row
 from worker.observe import logs
-from worker.report.journal import IntentJournal
-from worker.run.canceller import Canceller, Stats
+from worker.run.canceller import Canceller, Journal, Stats
 from worker.run.prepare import UsageError
 from worker.settings import Credentials, Settings
 
@@ -50,7 +49,7 @@ class Wired:
 
 
 @contextlib.asynccontextmanager
-async def connect(s: Settings, stats: Stats, journal: IntentJournal | None) -> AsyncIterator[Wired]:
+async def connect(s: Settings, stats: Stats, journal: Journal | None) -> AsyncIterator[Wired]:
     if s.dry_run:
         yield Wired(DryRun(), int)  # a dry run fetches no token: 0
         return

@@ -106,8 +106,8 @@ def test_journal_keeps_only_references_without_a_final_row(tmp_path: Path) -> No
     report = tmp_path / "r.csv"
     write(report, result("done", Outcome.CANCELED))
     journal = IntentJournal(tmp_path / "r.csv.journal")
-    for ref in ("done", "maybe", "failed-one"):
-        journal.record("T1", ref)
+    journal.record([("T1", "done"), ("T1", "maybe")])
+    journal.record([("T1", "failed-one")])
     journal.close()
     with open(journal.path, "ab") as f:
         f.write(b'["T1", "torn')  # killed mid-write: that cancel was never sent
@@ -193,7 +193,9 @@ def test_reports_and_journals_are_not_world_readable(tmp_path: Path) -> None:
     write(path, result("a", Outcome.CANCELED))
     journal = IntentJournal(tmp_path / "r.csv.journal")
     assert not journal.path.exists()  # created by the first record, not before
-    journal.record("T1", "a")
+    journal.record([])  # nothing to record: still no file
+    assert not journal.path.exists()
+    journal.record([("T1", "a")])
     journal.close()
     for p in (path, journal.path):
         assert p.stat().st_mode & 0o007 == 0

@@ -182,7 +182,7 @@ async def test_a_reference_failing_alone_ends_failed(fake_time: FakeTime) -> Non
 
 
 class FullJournal:
-    def record(self, merchant: str, reference: str) -> None:
+    async def record(self, merchant: str, reference: str) -> None:
         raise StorageError("r.csv.journal: No space left on device")
 
 
@@ -206,7 +206,7 @@ class CountingJournal:
     def __init__(self) -> None:
         self.records: list[str] = []
 
-    def record(self, merchant: str, reference: str) -> None:
+    async def record(self, merchant: str, reference: str) -> None:
         self.records.append(reference)
 
 

@@ -22,6 +22,8 @@ from worker.observe.progress import Snapshot
 from worker.report.resume import PriorRows
 from worker.report.storage import StorageError
 from worker.run.job import Job
+from worker.run.outbox import Outbox
+from worker.run.summary import Tally
 from worker.settings import Shard
 
 
@@ -59,12 +61,38 @@ class FakeWriter:
     rows: list[Result] = field(default_factory=list)
     rows_written: int = 0
     full: bool = False
+    calls: int = 0
 
     def write(self, results: list[Result]) -> None:
         if self.full:
             raise StorageError("r.csv: No space left on device")
+        self.calls += 1
         self.rows.extend(results)
         self.rows_written += len(results)
+
+
+@dataclass
+class FakeJournal:
+    references: list[str] = field(default_factory=list)
+    calls: int = 0
+
+    def record(self, pairs: list[tuple[str, str]]) -> None:
+        self.calls += 1
+        self.references.extend(ref for _, ref in pairs)
+
+
+@dataclass
+class AnsweringProcessor(FakeProcessor):
+    """Journals through the outbox as the canceller does, then yields once, as a request does."""
+
+    outbox: Outbox | None = None
+    journaled: list[str] = field(default_factory=list)
+
+    async def process(self, row: Row, *, maybe_landed: bool = False) -> Result:
+        if self.outbox is not None:
+            await self.outbox.record(row.merchant, row.reference)
+        await asyncio.sleep(0)
+        return await super().process(row, maybe_landed=maybe_landed)
 
 
 def make_job(
@@ -76,17 +104,24 @@ def make_job(
     concurrency: int = 2,
     grace: float = 5.0,
     exits: list[int] | None = None,
+    journal: FakeJournal | None = None,
 ) -> Job:
+    """`processor.outbox` is set to the job's outbox when it has that field."""
     path = tmp_path / "in.csv"
     path.write_text("payment_reference,merchant_number\n" + "".join(f"{r},T1\n" for r in refs))
     admission = Admission(
         merchant=None, shard=Shard(), deduper=ExactDeduper(), prior=PriorRows(), pending=set()
     )
+    tally = Tally()
+    outbox = Outbox(writer, tally, journal)
+    if isinstance(processor, AnsweringProcessor):
+        processor.outbox = outbox
     return Job(
         source=open_input(str(path)),
         admission=admission,
         processor=processor,
-        writer=writer,
+        outbox=outbox,
+        tally=tally,
         concurrency=concurrency,
         grace_seconds=grace,
         hard_exit=(exits if exits is not None else []).append,
@@ -102,6 +137,57 @@ async def test_every_row_is_processed_and_written_once(tmp_path: Path) -> None:
     outcomes = sorted(r.outcome.value for r in writer.rows)
     assert outcomes == ["canceled"] * 50 + ["duplicate", "invalid"]
     assert job.tally.rows_read == job.tally.rows_written == 52
+
+
+async def test_writes_per_reference_do_not_grow(tmp_path: Path) -> None:
+    # The regression guard for the report and journal costs: counted writes, not time.
+    n, concurrency = 2000, 8
+    writer, journal = FakeWriter(), FakeJournal()
+    refs = [f"r{i}" for i in range(n)]
+    job = make_job(
+        tmp_path, refs, AnsweringProcessor(), writer, concurrency=concurrency, journal=journal
+    )
+    end = await job.run(Quiet(), 60, None)
+    assert end.complete and sorted(journal.references) == sorted(refs)
+    # what one loop turn hands over shares a write: about one per `concurrency` rows
+    assert journal.calls <= n // concurrency + 2
+    assert writer.calls <= n // concurrency + 2 and writer.rows_written == n
+
+
+@dataclass
+class JournalCheckingProcessor(AnsweringProcessor):
+    journal: FakeJournal = field(default_factory=FakeJournal)
+
+    async def process(self, row: Row, *, maybe_landed: bool = False) -> Result:
+        assert self.outbox is not None
+        await self.outbox.record(row.merchant, row.reference)
+        assert row.reference in self.journal.references  # on disk before the "send"
+        await asyncio.sleep(0)
+        return await FakeProcessor.process(self, row, maybe_landed=maybe_landed)
+
+
+async def test_no_cancel_starts_before_its_intent_is_journaled(tmp_path: Path) -> None:
+    processor = JournalCheckingProcessor()
+    writer = FakeWriter()
+    refs = [f"r{i}" for i in range(300)]
+    job = make_job(tmp_path, refs, processor, writer, concurrency=4, journal=processor.journal)
+    end = await job.run(Quiet(), 60, None)
+    assert end.complete and [r.outcome for r in writer.rows] == [Outcome.CANCELED] * 300
+
+
+async def test_a_full_disk_leaves_at_most_concurrency_processed_rows_unwritten(
+    tmp_path: Path,
+) -> None:
+    class FillingWriter(FakeWriter):
+        def write(self, results: list[Result]) -> None:
+            self.full = self.full or self.rows_written >= 100
+            super().write(results)
+
+    writer, processor = FillingWriter(), AnsweringProcessor()
+    job = make_job(tmp_path, [f"r{i}" for i in range(1000)], processor, writer, concurrency=8)
+    end = await job.run(Quiet(), 60, None)
+    assert end.abort_reason is not None and "No space left" in end.abort_reason
+    assert 1 <= len(processor.started) - writer.rows_written <= 8
 
 
 async def test_sigterm_lets_in_flight_rows_finish_and_sends_nothing_new(tmp_path: Path) -> None:
