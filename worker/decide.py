@@ -22,7 +22,8 @@ CANCELED_STATE = "Canceled"
 AUTHORIZED_STATE = "Authorized"
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, for speed (see worker/model.py); never changed after they are made.
+@dataclass(slots=True)
 class Step:
     """The memory a reference carries from one call to the next."""
 
@@ -32,13 +33,13 @@ class Step:
     check_only: bool = False  # `check`: query, never cancel
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Final:
     outcome: Outcome
     detail: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Next:
     """Make another call.
 
@@ -52,7 +53,7 @@ class Next:
     after: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Reauth:
     pass
 

@@ -159,7 +159,7 @@ def build_settings(mode: Mode, kw: Mapping[str, Any], env: Mapping[str, str]) ->
 def _check_proxies(api_url: str, auth_url: str) -> None:
     """A proxy variable that cannot be used is a usage error, found before any file is
     opened (the run reads the same variables again when it connects)."""
-    from worker.bambora.api import proxy_for  # api imports this module
+    from worker.bambora.session import proxy_for  # session imports this module
 
     try:
         for url in (api_url, auth_url):
@@ -172,7 +172,7 @@ def _checked_bundle(path: str | None) -> str | None:
     """A CA bundle that cannot be used is a usage error, found before any file is opened."""
     if not path:
         return None
-    from worker.bambora.api import CaBundleError, tls_context  # api imports this module
+    from worker.bambora.session import CaBundleError, tls_context  # session imports this
 
     try:
         tls_context(path)

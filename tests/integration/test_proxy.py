@@ -21,7 +21,9 @@ import yarl
 
 from tests.support import env_for, read_report, run_cli, sandbox, write_csv
 from tests.unit.bambora.pki import make_pki, tls_server
-from worker.bambora.api import ApiClient, make_session, proxy_for, tls_context
+from worker.bambora.api import ApiClient
+from worker.bambora.deadline import Deadlines
+from worker.bambora.session import make_session, proxy_for, tls_context
 from worker.model import Op
 from worker.sandbox import SandboxServer
 
@@ -234,7 +236,9 @@ async def test_https_through_connect_with_a_private_ca(tmp_path: Path) -> None:
             hop = proxy_for(base, {"https": proxy.url})
             tls = tls_context(str(pki.ca))
             async with make_session(concurrency=2, timeout=5, proxy=hop, tls=tls) as session:
-                reply = await ApiClient(session, base).call(Op.QUERY, "T1", "r1", "jwt")
+                reply = await ApiClient(session, base, Deadlines(5)).call(
+                    Op.QUERY, "T1", "r1", "jwt"
+                )
             assert reply.status == 200
             assert proxy.targets("CONNECT") == [f"127.0.0.1:{server.port}"]
     finally:
@@ -254,7 +258,9 @@ async def test_a_refused_proxy_login_leaves_the_password_out_of_the_reply(
             hop = proxy_for(base, {"https": proxy.url.replace("//", "//egress:wrong-pw-77@")})
             tls = tls_context(str(pki.ca))
             async with make_session(concurrency=2, timeout=5, proxy=hop, tls=tls) as session:
-                reply = await ApiClient(session, base).call(Op.CANCEL, "T1", "r1", "jwt")
+                reply = await ApiClient(session, base, Deadlines(5)).call(
+                    Op.CANCEL, "T1", "r1", "jwt"
+                )
     finally:
         await server.close()
     assert reply.status is None and reply.detail and "407" in reply.detail

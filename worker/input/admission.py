@@ -24,7 +24,8 @@ from worker.settings import Shard
 DUPLICATE_DETAIL = "repeats an earlier row of the input"
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, for speed (see worker/model.py); never changed after they are made.
+@dataclass(slots=True)
 class Send:
     """A row for the workers; `maybe_landed`: a killed run may have sent its cancel."""
 
@@ -32,7 +33,7 @@ class Send:
     maybe_landed: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Reported:
     """An earlier run's report already has this row's final outcome."""
 

@@ -17,8 +17,10 @@ from dataclasses import dataclass, replace
 import aiohttp
 import yarl
 
-from worker.bambora.api import ApiClient, make_session, proxy_for, tls_context
+from worker.bambora.api import ApiClient
 from worker.bambora.auth import ClientCredentials, StaticToken
+from worker.bambora.deadline import Deadlines
+from worker.bambora.session import make_session, proxy_for, tls_context
 from worker.control.health import Health
 from worker.control.throttle import Throttle
 from worker.model import Mode, Outcome, Result, Row
@@ -76,8 +78,10 @@ async def connect(s: Settings, stats: Stats, journal: Journal | None) -> AsyncIt
             give_up_after=s.give_up_after,
         )
         throttle = Throttle(s.rate)
+        deadlines = Deadlines(s.timeout)
+        stack.callback(deadlines.close)
         canceller = Canceller(
-            ApiClient(session, s.api_url),
+            ApiClient(session, s.api_url, deadlines),
             tokens,
             throttle,
             health,

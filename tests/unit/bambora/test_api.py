@@ -7,11 +7,14 @@ from typing import Any
 
 import aiohttp
 import pytest
+import yarl
 from aiohttp import web
 
 from tests.conftest import CompatAioresponses
 from tests.support import answering
-from worker.bambora.api import ApiClient, make_session, parse_retry_after, payment_url, segment
+from worker.bambora.api import ApiClient, parse_retry_after, payment_url, segment
+from worker.bambora.deadline import Deadlines
+from worker.bambora.session import make_session
 from worker.model import Op
 
 NASTY = ["a/b", "q?x=1", "frag#1", "100%", "sp ace", ".", "..", "Zürich€", "a+b", "x;y", "~t"]
@@ -37,10 +40,17 @@ def test_segment(raw: str, encoded: str) -> None:
 
 
 def test_payment_url_keeps_encoding_exactly() -> None:
-    url = payment_url("https://api.example", "T/1", "..", Op.CANCEL)
+    url = payment_url(yarl.URL("https://api.example"), "T/1", "..", Op.CANCEL)
     assert url.raw_path == "/v1/merchants/T%2F1/payments/%2E%2E/cancel/"
-    assert str(payment_url("https://api.example", "T1", "r", Op.QUERY)).endswith(
-        "/v1/merchants/T1/payments/r/"
+    assert str(payment_url(yarl.URL("https://api.example/"), "T1", "r", Op.QUERY)) == (
+        "https://api.example/v1/merchants/T1/payments/r/"
+    )
+
+
+def test_payment_url_keeps_the_roots_own_path() -> None:
+    root = yarl.URL("https://gw.example:8443/bambora/")
+    assert str(payment_url(root, "T1", "a b", Op.CANCEL)) == (
+        "https://gw.example:8443/bambora/v1/merchants/T1/payments/a%20b/cancel/"
     )
 
 
@@ -78,7 +88,7 @@ async def test_every_reference_reaches_its_own_path(
 ) -> None:
     base, seen = echo_server
     async with make_session(concurrency=4, timeout=5) as session:
-        client = ApiClient(session, base)
+        client = ApiClient(session, base, Deadlines(5))
         for ref in NASTY:
             reply = await client.call(Op.CANCEL, "T 1/x", ref, "tok")
             assert reply.status == 201
@@ -92,7 +102,7 @@ async def test_headers_and_optional_comment_body(
 ) -> None:
     base, seen = echo_server
     async with make_session(concurrency=4, timeout=5) as session:
-        client = ApiClient(session, base)
+        client = ApiClient(session, base, Deadlines(5))
         await client.call(Op.CANCEL, "T1", "r1", "jwt-value", comment="end of day")
         await client.call(Op.CANCEL, "T1", "r2", "jwt-value")
         await client.call(Op.QUERY, "T1", "r3", "jwt-value")
@@ -121,7 +131,9 @@ async def test_problem_json_is_parsed(mock_http: CompatAioresponses) -> None:
         headers={"Retry-After": "7"},
     )
     async with make_session(concurrency=4, timeout=5) as session:
-        reply = await ApiClient(session, "https://api.test").call(Op.CANCEL, "T1", "r1", "t")
+        reply = await ApiClient(session, "https://api.test", Deadlines(5)).call(
+            Op.CANCEL, "T1", "r1", "t"
+        )
     assert reply.status == 422
     assert reply.error_type and reply.error_type.endswith("invalid_payment_state_transition")
     assert reply.title == "Invalid payment state transition"
@@ -133,7 +145,7 @@ async def test_query_reads_state_and_ignores_garbage(mock_http: CompatAiorespons
     mock_http.get(url, status=200, payload={"state": "Captured", "payment": "r1"})
     mock_http.get(url, status=502, body="<html>bad gateway</html>", content_type="text/html")
     async with make_session(concurrency=4, timeout=5) as session:
-        client = ApiClient(session, "https://api.test")
+        client = ApiClient(session, "https://api.test", Deadlines(5))
         ok = await client.call(Op.QUERY, "T1", "r1", "t")
         bad = await client.call(Op.QUERY, "T1", "r1", "t")
     assert ok.payment_state == "Captured" and ok.error_type is None
@@ -154,14 +166,18 @@ async def test_transport_trouble(
 ) -> None:
     mock_http.post("https://api.test/v1/merchants/T1/payments/r1/cancel/", exception=exc)
     async with make_session(concurrency=4, timeout=5) as session:
-        reply = await ApiClient(session, "https://api.test").call(Op.CANCEL, "T1", "r1", "t")
+        reply = await ApiClient(session, "https://api.test", Deadlines(5)).call(
+            Op.CANCEL, "T1", "r1", "t"
+        )
     assert reply.status is None and reply.error_type == kind and reply.maybe_sent is maybe_sent
 
 
 async def test_refused_connection_was_not_sent() -> None:
     async with make_session(concurrency=4, timeout=5) as session:
         # port 9 on loopback: nothing listens, so the connect itself fails
-        reply = await ApiClient(session, "http://127.0.0.1:9").call(Op.CANCEL, "T1", "r", "t")
+        reply = await ApiClient(session, "http://127.0.0.1:9", Deadlines(5)).call(
+            Op.CANCEL, "T1", "r", "t"
+        )
     assert reply.error_type == "connection_error" and reply.maybe_sent is False
 
 
@@ -173,5 +189,5 @@ async def test_timeout_is_reported_as_timeout() -> None:
         return web.Response(status=201)
 
     async with answering(slow) as url, make_session(concurrency=4, timeout=0.2) as session:
-        reply = await ApiClient(session, url).call(Op.CANCEL, "T1", "r", "t")
+        reply = await ApiClient(session, url, Deadlines(0.2)).call(Op.CANCEL, "T1", "r", "t")
     assert reply.error_type == "timeout" and reply.maybe_sent is True

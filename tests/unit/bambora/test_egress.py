@@ -14,7 +14,9 @@ import pytest
 from aiohttp import web
 
 from tests.support import answering
-from worker.bambora.api import ApiClient, make_session, no_proxy_covers, proxy_for
+from worker.bambora.api import ApiClient
+from worker.bambora.deadline import Deadlines
+from worker.bambora.session import make_session, no_proxy_covers, proxy_for
 from worker.model import Op
 
 CORP = "http://proxy.corp:3128"
@@ -120,6 +122,6 @@ async def test_the_session_ignores_netrc_and_proxy_variables(
     base, seen = echo
     async with make_session(concurrency=2, timeout=5) as session:
         assert session.trust_env is False
-        reply = await ApiClient(session, base).call(Op.CANCEL, "T1", "r1", "jwt")
+        reply = await ApiClient(session, base, Deadlines(5)).call(Op.CANCEL, "T1", "r1", "jwt")
     assert reply.status == 201
     assert seen[0]["Authorization"] == "Bearer jwt"

@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 from tests.unit.bambora.pki import Pki, make_pki, tls_server
-from worker.bambora.api import CaBundleError, make_session, tls_context
+from worker.bambora.session import CaBundleError, make_session, tls_context
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def test_an_unusable_bundle_is_an_error_that_names_it(tmp_path: Path, kind: str)
 PROBE = """
 import asyncio, sys
 import aiohttp
-from worker.bambora.api import make_session
+from worker.bambora.session import make_session
 
 async def main():
     async with make_session(concurrency=2, timeout=5) as session:

@@ -1,0 +1,150 @@
+"""Session: the run's HTTP session: the pool, the timeouts, the egress proxy, the CAs.
+
+`make_session` builds it; `proxy_for` reads the proxy variables once per run;
+`tls_context` trusts a private CA bundle. Nothing here knows Bambora's URLs (api.py).
+"""
+
+from __future__ import annotations
+
+import math
+import ssl
+import warnings
+from collections.abc import Mapping
+from typing import Any
+from urllib.request import getproxies_environment
+
+import aiohttp
+import yarl
+from multidict import CIMultiDict
+
+from worker.settings import is_loopback
+
+
+class CaBundleError(ValueError):
+    """A CA bundle that cannot be used; the message names the file (the CLI: exit 2)."""
+
+
+def tls_context(ca_bundle: str) -> ssl.SSLContext:
+    """A verifying TLS context that trusts the CAs of `ca_bundle` (a PEM file) and no others.
+
+    For a private CA, or a proxy that re-signs TLS with a corporate CA. Without a
+    bundle the session keeps aiohttp's default context, `ssl.create_default_context()`,
+    which OpenSSL points at `SSL_CERT_FILE`/`SSL_CERT_DIR` when they are set.
+    """
+    try:
+        context = ssl.create_default_context(cafile=ca_bundle)
+    except ssl.SSLError as exc:  # before OSError: it is one
+        raise CaBundleError(
+            f"cannot use the CA bundle {ca_bundle}: no PEM certificate in it ({exc.reason})"
+        ) from None
+    except OSError as exc:
+        # The OSError alone says "No such file or directory" without saying which.
+        raise CaBundleError(
+            f"cannot use the CA bundle {ca_bundle}: {exc.strerror or exc}"
+        ) from None
+    context.set_alpn_protocols(("http/1.1",))  # as aiohttp's own default context does
+    return context
+
+
+def proxy_for(url: str, proxies: Mapping[str, str] | None = None) -> yarl.URL | None:
+    """The forward proxy for requests to `url`, or None for a direct connection.
+
+    From `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` (`proxies` in urllib's
+    `getproxies_environment()` form, its default), read once per run. Not aiohttp's
+    `trust_env`: it looks them up on every request (two thread hops each) and also
+    applies `~/.netrc` logins, which clash with our Authorization header (ValueError).
+    The rules are those `trust_env` applies: lower-case names win; `NO_PROXY` lists
+    hosts and domain suffixes (`*`: all), no ports, no CIDR; loopback is not exempt by
+    itself. One rule more: a loopback URL never goes through a proxy on another host,
+    which could not reach it and would see plain http. A proxy without a scheme is
+    `http://`; another scheme is a ValueError (that does not quote the URL: it may
+    hold a password).
+    """
+    env = getproxies_environment() if proxies is None else proxies
+    target = yarl.URL(url)
+    host = target.host or ""
+    if no_proxy_covers(host, env.get("no", "")):
+        return None
+    raw = env.get(target.scheme, "").strip()
+    if not raw:
+        return None
+    what = f"the {target.scheme} proxy ({target.scheme.upper()}_PROXY)"
+    try:
+        proxy = yarl.URL(raw if "://" in raw else f"http://{raw}")
+        proxy.port  # noqa: B018 - parsed lazily: a bad port fails here, not mid-run
+    except ValueError:
+        raise ValueError(f"{what} is not a URL") from None
+    if proxy.scheme != "http" or not proxy.host:
+        raise ValueError(f"{what} must be an http://host:port URL, got a {proxy.scheme}:// URL")
+    if is_loopback(host) and not is_loopback(proxy.host):
+        return None
+    return proxy
+
+
+def no_proxy_covers(host: str, no_proxy: str) -> bool:
+    """Whether `NO_PROXY` exempts `host`: urllib's `proxy_bypass_environment` rules."""
+    if no_proxy.strip() == "*":
+        return True
+    host = host.lower()
+    for name in no_proxy.split(","):
+        name = name.strip().lstrip(".").lower()
+        if name and (host == name or host.endswith("." + name)):
+            return True
+    return False
+
+
+class _Request(aiohttp.ClientRequest):
+    """aiohttp's request, minus the automatic Content-Type on a POST without a body.
+
+    A cancel without a body must not claim octet-stream, which a strict API may answer
+    with 415; callers with a body set Content-Type themselves. The session option for
+    this (`skip_auto_headers`) rebuilds a header set on every request, 5 % of a
+    request's CPU time here; this sets the same skip list once. It relies on aiohttp's
+    `_skip_auto_headers` attribute (aiohttp is pinned below 4), and
+    tests/unit/bambora/test_api.py checks on the wire that no Content-Type is sent.
+    """
+
+    _SKIP: CIMultiDict[None] = CIMultiDict({"Content-Type": None})
+
+    def update_auto_headers(self, skip_auto_headers: Any) -> None:
+        super().update_auto_headers(skip_auto_headers)
+        self._skip_auto_headers = self._SKIP
+
+
+def make_session(
+    *,
+    concurrency: int,
+    timeout: float,
+    proxy: yarl.URL | None = None,
+    tls: ssl.SSLContext | None = None,
+) -> aiohttp.ClientSession:
+    """The run's one session: pooled connections sized to the concurrency, defaults set
+    once instead of per request (they showed in the profile).
+
+    `timeout` bounds connecting here (exactly: no rounding up to whole seconds); the
+    whole exchange is bounded by `ApiClient`'s `Deadlines`, which is cheaper than
+    aiohttp's per-request timer (deadline.py).
+    `proxy` (from `proxy_for`) carries every request of the session; its user and
+    password become Proxy-Authorization and are kept out of the URL, which aiohttp
+    quotes in errors (a 407 to CONNECT) and so in report details. `tls` (from
+    `tls_context`) replaces aiohttp's default verifying context. No `trust_env`
+    (see `proxy_for`).
+    """
+    connector = aiohttp.TCPConnector(
+        limit=concurrency + 2, ttl_dns_cache=300, ssl=True if tls is None else tls
+    )
+    extra: dict[str, Any] = {}
+    with warnings.catch_warnings():
+        # BasicAuth and `proxy_auth` are deprecated for aiohttp 4 (pyproject pins <4);
+        # their replacement, per-request proxy_headers, has no session-wide form.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        if proxy is not None:
+            extra["proxy"] = proxy.with_user(None)
+            if proxy.user is not None or proxy.password is not None:
+                extra["proxy_auth"] = aiohttp.BasicAuth(proxy.user or "", proxy.password or "")
+        return aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(connect=timeout, ceil_threshold=math.inf),
+            request_class=_Request,
+            **extra,
+        )
