@@ -99,8 +99,10 @@ class Health:
         return f"API failing ({self.last_trouble})", self._clock() - self.held_since
 
     def check_give_up(self) -> None:
+        if not self._streak:  # the usual case, decided without reading the clock
+            return
         idle = self._clock() - self.last_ok
-        if self._streak and idle >= self._give_up_after:
+        if idle >= self._give_up_after:
             raise ApiUnreachable(
                 f"no API request has succeeded for {idle:.0f}s (--give-up-after "
                 f"{self._give_up_after:g}); last: {self.last_trouble}"

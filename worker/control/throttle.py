@@ -74,30 +74,32 @@ class Throttle:
         return self._adaptive_rate if self._adaptive_rate is not None else self._ceiling
 
     async def acquire(self) -> None:
+        # `now` is read again only after a wait: the clock showed in the profile.
+        now = self._clock()
         # A loop, not one sleep: another 429 may push the pause further while we wait.
-        while (delay := self._paused_until - self._clock()) > 0:  # noqa: ASYNC110
+        while (delay := self._paused_until - now) > 0:
             await asyncio.sleep(delay)
+            now = self._clock()
         rate = self.current_rate
         if rate is not None:
-            now = self._clock()
             slot = max(now, self._next_slot)
             self._next_slot = slot + 1.0 / rate
             if slot > now:
                 await asyncio.sleep(slot - now)
+                now = self._clock()
         sent = self._sent
         if sent is not None:
             while True:
-                now = self._clock()
                 while sent and sent[0] + WINDOW <= now:
                     sent.popleft()
                 if len(sent) < self._limit:
                     break
                 await asyncio.sleep(sent[0] + WINDOW - now)
+                now = self._clock()
             sent.append(now)
-        self._count()
+        self._count(now)
 
-    def _count(self) -> None:
-        now = self._clock()
+    def _count(self, now: float) -> None:
         self._window_count += 1
         elapsed = now - self._window_start
         if elapsed >= 1.0:

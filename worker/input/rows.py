@@ -187,20 +187,22 @@ class RowParser:
         return f"column {index + 1}"
 
     def _record(self, number: int, fields: list[str], error: str | None, out: list[Parsed]) -> None:
+        ref, merchant, comment = self._cells
+        n = len(fields)
+        first = fields[ref] if ref < n else ""
         if error is not None:
             out.append(error_row(number, error))
-        elif not "".join(fields).strip():
+        elif (not first or first.isspace()) and not "".join(fields).strip():
             self.blank += 1  # a line of only separators, as spreadsheets export
         else:
-            ref, merchant, comment = self._cells
-            n = len(fields)
-            names = self._columns.names if self._columns else ()
+            others = self._others
+            names = self._columns.names if self._columns and others else ()
             out.append(
                 Parsed(
                     number,
-                    fields[ref] if ref < n else None,
+                    first if ref < n else None,
                     fields[merchant] if merchant is not None and merchant < n else None,
                     fields[comment] if comment is not None and comment < n else None,
-                    extra=tuple([(names[i], fields[i]) for i in self._others if i < n]),
+                    extra=tuple([(names[i], fields[i]) for i in others if i < n]) if others else (),
                 )
             )

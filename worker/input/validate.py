@@ -7,6 +7,8 @@ report unreadable.
 
 from __future__ import annotations
 
+import re
+
 from worker.input.parsed import Parsed, has_surrogates, printable
 from worker.model import Outcome, Rejected, Row
 from worker.settings import MAX_COMMENT, MAX_MERCHANT, MAX_REFERENCE
@@ -14,6 +16,9 @@ from worker.settings import MAX_COMMENT, MAX_MERCHANT, MAX_REFERENCE
 #: How much of an invalid row's reference or merchant the report echoes.
 ECHO_LIMIT = 200
 _CONTROL = frozenset(chr(c) for c in (*range(0x20), 0x7F))
+#: Printable ASCII only: no control character and nothing undecodable. Nearly every
+#: reference and merchant number is that, and one match settles both rules at once.
+_PLAIN = re.compile(r"[\x20-\x7e]+")
 
 
 def _echo(text: str) -> str:
@@ -30,6 +35,20 @@ def validate(parsed: Parsed, default_merchant: str | None) -> Row | Rejected:
     reference = (parsed.reference or "").strip()
     merchant = (parsed.merchant or "").strip() or (default_merchant or "").strip()
     comment = parsed.comment if parsed.comment else None
+    if (  # the common row, every rule passed at once; `_checked` says why a row fails
+        parsed.error is None
+        and 0 < len(reference) <= MAX_REFERENCE
+        and 0 < len(merchant) <= MAX_MERCHANT
+        and _PLAIN.fullmatch(reference)
+        and _PLAIN.fullmatch(merchant)
+        and (comment is None or (len(comment) <= MAX_COMMENT and comment.isascii()))
+    ):
+        return Row(parsed.line, merchant, reference, comment, parsed.extra)
+    return _checked(parsed, reference, merchant, comment)
+
+
+def _checked(parsed: Parsed, reference: str, merchant: str, comment: str | None) -> Row | Rejected:
+    """The rules one by one, in the README's order: the first that fails is the reason."""
 
     def reject(reason: str) -> Rejected:
         return Rejected(

@@ -10,7 +10,7 @@ wait for its intent to be journaled (by the outbox, one write per loop turn).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
@@ -50,7 +50,7 @@ class Stats:
     throttled: int = 0
 
 
-@dataclass
+@dataclass(slots=True)
 class _Progress:
     step: Step
     attempts: int = 0
@@ -62,7 +62,6 @@ class _Progress:
     unclear: str | None = None  # the unclear answer to a cancel that a query must settle
     amount: int | None = None  # the payment's, from the last answer that carried it
     currency: str | None = None
-    extra: list[str] = field(default_factory=list)
 
 
 class Journal(Protocol):
