@@ -13,6 +13,7 @@ import re
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,6 +21,7 @@ from itertools import takewhile
 from pathlib import Path
 
 import aiohttp
+import click
 import pytest
 
 from worker.cli import cli
@@ -137,7 +139,16 @@ async def run_pasted(token_cmd: str, cancel_cmd: str, url: str) -> bytes:
 
 
 def test_both_entry_points_are_one_command() -> None:
-    assert cli.commands["sandbox"] is sandbox_command
+    with click.Context(cli) as ctx:
+        assert cli.get_command(ctx, "sandbox") is sandbox_command
+        assert "sandbox" in cli.list_commands(ctx)
+
+
+def test_a_run_does_not_import_the_sandbox() -> None:
+    # the sandbox's server code is loaded by the `sandbox` command (or --sandbox) only
+    code = "import sys, worker.cli, worker.run.main; print('worker.sandbox' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 async def test_banner_curl_commands_work_and_sigterm_stops(tmp_path: Path) -> None:

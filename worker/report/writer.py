@@ -148,19 +148,19 @@ class ReportWriter:
             )
         columns = self._columns
         assert columns is not None
-        echoed = columns[len(REPORT_COLUMNS) + len(EXTRA_COLUMNS) :]
-        width = len(columns)
+        ours = len(REPORT_COLUMNS) + len(EXTRA_COLUMNS)
+        echoed = columns[ours:]
+        older = len(columns) < ours  # a report begun by a version with fewer columns
         rows = []
         for r in results:
-            row = [*_as_tuple(r, finished_at), *self._extras(r)][:width]
+            row = _cells(r, finished_at, self._run_id)
+            if older:
+                del row[len(columns) :]
             if echoed:
                 values = dict(self._echo.pick(r.extra))
                 row += [_cell(values.get(name)) for name in echoed]
             rows.append(row)
         return self._buffer_rows(rows)
-
-    def _extras(self, r: Result) -> tuple[Any, ...]:
-        return ("" if r.amount is None else r.amount, r.currency or "", self._run_id)
 
     def _as_dict(self, r: Result, finished_at: str) -> dict[str, Any]:
         row = _as_dict(r, finished_at)
@@ -208,19 +208,24 @@ def check_report_path(path: Path) -> None:
         raise ReportError(f"report {path} is not a regular file")
 
 
-def _as_tuple(r: Result, finished_at: str) -> tuple[Any, ...]:
-    return (
+def _cells(r: Result, finished_at: str, run_id: str) -> list[Any]:
+    """A CSV row's own cells: REPORT_COLUMNS, then EXTRA_COLUMNS. One list literal, as
+    this runs once per reference (an Outcome is a str, which csv writes as it is)."""
+    return [
         r.line,
         r.merchant,
         r.reference,
-        r.outcome.value,
+        r.outcome,
         "" if r.http_status is None else r.http_status,
         r.error_type or "",
         r.payment_state or "",
         r.attempts,
         r.detail or "",
         finished_at,
-    )
+        "" if r.amount is None else r.amount,
+        r.currency or "",
+        run_id,
+    ]
 
 
 def _as_dict(r: Result, finished_at: str) -> dict[str, Any]:
