@@ -2,9 +2,10 @@
 
 A worker asks `next()` for its next reference. Most of the time one is waiting and
 it is a plain `popleft`, with no task switch. When none is, that worker reads on
-(under a lock, so one reads while the others wait): it admits the next chunk of the
-input, keeps its references to send, and routes the other rows: invalid and
-duplicate rows to the report, rows an earlier run finished to the tally.
+(under a lock, so one reads while the others wait): it admits rows of the chunk read
+last (or of the next one) until `READ_AHEAD` references wait, and routes the other
+rows: invalid and duplicate rows to the report, rows an earlier run finished to the
+tally.
 
 Usage, one loop per worker::
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Iterator
 
 from worker.input.admission import Admission, Reported, Send
 from worker.input.lines import InputError
@@ -30,6 +31,10 @@ from worker.input.source import Source, read_batches
 from worker.model import Result
 from worker.observe import logs
 from worker.run.summary import Ending, Tally
+
+#: References admitted ahead of the workers at most: what a stop leaves read but
+#: unsent (the rerun sends them), and how far `rows_read` runs ahead of the report.
+READ_AHEAD = 256
 
 
 class Intake:
@@ -56,6 +61,7 @@ class Intake:
         self._max_sends = max_sends
         self._over_cap = over_cap
         self._batches: AsyncGenerator[list[Parsed], None] = read_batches(source)
+        self._rows: Iterator[Parsed] | None = None  # the rest of the chunk read last
         self._ready: deque[Send] = deque()
         self._lock = asyncio.Lock()
         self._ended = False
@@ -73,24 +79,29 @@ class Intake:
             return self._ready.popleft()
 
     async def _read_on(self) -> None:
-        try:
-            batch = await anext(self._batches)
-        except StopAsyncIteration:
-            self._ended = self._end.input_done = True
-            return
-        except (OSError, InputError) as exc:
-            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            self._end.input_error = (
-                f"input became unreadable after {self._tally.rows_read} rows: {why}"
-            )
-            logs.log.error("input_error", error=self._end.input_error)
-            self._ended = True
-            return
-        self._admit_all(batch)
+        if self._rows is None:
+            try:
+                batch = await anext(self._batches)
+            except StopAsyncIteration:
+                self._ended = self._end.input_done = True
+                return
+            except (OSError, InputError) as exc:
+                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                self._end.input_error = (
+                    f"input became unreadable after {self._tally.rows_read} rows: {why}"
+                )
+                logs.log.error("input_error", error=self._end.input_error)
+                self._ended = True
+                return
+            self._rows = iter(batch)
+        if self._admit_some(self._rows) < READ_AHEAD:
+            self._rows = None  # the chunk is used up
 
-    def _admit_all(self, batch: list[Parsed]) -> None:
+    def _admit_some(self, rows: Iterator[Parsed]) -> int:
+        """Admit rows until READ_AHEAD references wait for a worker or the chunk ends."""
         ready, tally = self._ready, self._tally
-        for parsed in batch:
+        taken = 0
+        for parsed in rows:
             admitted = self._admit(parsed)
             if admitted is None:
                 continue
@@ -105,13 +116,17 @@ class Intake:
                         f"first {self._max_sends} were sent, the rest not read"
                     )
                     self._ended = True
-                    return
+                    break
                 ready.append(admitted)
+                taken += 1
+                if taken == READ_AHEAD:
+                    break
             elif isinstance(admitted, Reported):
                 tally.rows_already_reported += 1
                 tally.count(admitted.outcome)
             else:
                 self._unsent(admitted)
+        return taken
 
     async def close(self) -> None:
         """Close the input and record how much of it was read."""
