@@ -89,7 +89,7 @@ class ApiClient:
     def __init__(self, session: aiohttp.ClientSession, base_url: str, deadlines: Deadlines) -> None:
         """`session` comes from `make_session`; `deadlines` bound each whole call."""
         self._session = session
-        self._root = yarl.URL(base_url)
+        self._root = yarl.URL(base_url, encoded=True)  # as configured, not normalised
         self._deadlines = deadlines
         # Headers are built once per token, not once per request (hot path), and as
         # aiohttp's own type, which it would otherwise convert to on every request.

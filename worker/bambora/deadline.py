@@ -15,10 +15,8 @@ Usage (inside a task; one deadline at a time per task)::
             body = await response.read()
 
 Caveat: a deadline fires up to `interval` late (a tenth of the timeout, at most
-`MAX_INTERVAL`): `--timeout 10` ends a stalled request after 10 to 10.1 seconds.
-Connection set-up keeps aiohttp's own `connect` timeout, which is exact and costs
-nothing while pooled connections are reused; it is what tells "timed out connecting"
-(never sent) from "no answer" (maybe sent).
+`MAX_INTERVAL`): `--timeout 10` ends a stalled request after 10 to 10.1 seconds. It
+covers the whole exchange, connecting included, as aiohttp's total timeout did.
 """
 
 from __future__ import annotations
@@ -36,7 +34,8 @@ class Deadlines:
     def __init__(self, seconds: float, *, interval: float | None = None) -> None:
         self.seconds = seconds
         self.interval = interval if interval is not None else min(MAX_INTERVAL, seconds / 10)
-        self._due: dict[asyncio.Task[object], float] = {}
+        # task -> (when it is due, its cancel requests on entry: those are not ours)
+        self._due: dict[asyncio.Task[object], tuple[float, int]] = {}
         self._expired: set[asyncio.Task[object]] = set()
         self._sweep: asyncio.TimerHandle | None = None
 
@@ -44,7 +43,7 @@ class Deadlines:
         task = asyncio.current_task()
         assert task is not None, "a deadline needs a task"
         loop = task.get_loop()
-        self._due[task] = loop.time() + self.seconds
+        self._due[task] = (loop.time() + self.seconds, task.cancelling())
         if self._sweep is None:
             self._sweep = loop.call_later(self.interval, self._sweep_once, loop)
 
@@ -56,20 +55,24 @@ class Deadlines:
     ) -> None:
         task = asyncio.current_task()
         assert task is not None
-        del self._due[task]
+        _, before = self._due.pop(task, (0.0, 0))
         if task in self._expired:
             self._expired.discard(task)
             # Our cancel, and nobody else's (a shutdown's cancel must stay a cancel).
-            if task.uncancel() == 0 and exc_type is asyncio.CancelledError:
+            if task.uncancel() <= before and exc_type is asyncio.CancelledError:
                 raise TimeoutError from exc
 
     def _sweep_once(self, loop: asyncio.AbstractEventLoop) -> None:
-        now = loop.time()
-        for task, due in self._due.items():
-            if due <= now and task not in self._expired:
-                self._expired.add(task)
-                task.cancel()
-        self._sweep = loop.call_later(self.interval, self._sweep_once, loop) if self._due else None
+        try:
+            now = loop.time()
+            for task, (due, _) in self._due.items():
+                if due <= now and task not in self._expired:
+                    self._expired.add(task)
+                    task.cancel()
+        finally:  # whatever happened, the next sweep comes: nothing else ends a request
+            self._sweep = (
+                loop.call_later(self.interval, self._sweep_once, loop) if self._due else None
+            )
 
     def close(self) -> None:
         """Stop the sweep (the end of a run)."""

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import math
 import ssl
 import warnings
 from collections.abc import Mapping
@@ -121,9 +120,11 @@ def make_session(
     """The run's one session: pooled connections sized to the concurrency, defaults set
     once instead of per request (they showed in the profile).
 
-    `timeout` bounds connecting here (exactly: no rounding up to whole seconds); the
-    whole exchange is bounded by `ApiClient`'s `Deadlines`, which is cheaper than
-    aiohttp's per-request timer (deadline.py).
+    No aiohttp timeout: `ApiClient`'s `Deadlines` bound each whole exchange,
+    connecting included, to `timeout` seconds, more cheaply than aiohttp's
+    per-request timer (deadline.py). A stall while connecting is a plain timeout, as
+    any other: the request may have gone out (a proxy tunnel, a TLS resumption), so
+    the cancel's fate is asked, not assumed.
     `proxy` (from `proxy_for`) carries every request of the session; its user and
     password become Proxy-Authorization and are kept out of the URL, which aiohttp
     quotes in errors (a 407 to CONNECT) and so in report details. `tls` (from
@@ -144,7 +145,7 @@ def make_session(
                 extra["proxy_auth"] = aiohttp.BasicAuth(proxy.user or "", proxy.password or "")
         return aiohttp.ClientSession(
             connector=connector,
-            timeout=aiohttp.ClientTimeout(connect=timeout, ceil_threshold=math.inf),
+            timeout=aiohttp.ClientTimeout(total=None),  # see above: Deadlines keep it
             request_class=_Request,
             **extra,
         )

@@ -1,11 +1,10 @@
 """The intent journal: which cancels may have gone out, for a rerun after a kill.
 
-Before a reference is handed to a worker, it is appended here, in groups: one write
-for every `intake.GROUP` references, so a cancel never goes out unjournaled and the
-journal costs one write per group rather than one per cancel. A rerun queries every
-journaled reference that has no final row before cancelling it, so a cancel that
-landed just before a kill is reported `canceled`, neither sent again nor mislabelled
-`already_canceled`; a reference journaled but never sent costs that rerun one query.
+Just before a reference's first cancel is sent, it is appended here: the outbox
+(`run/outbox.py`) writes the intents of one event-loop turn with one `record` call,
+and their cancels wait for that write. A rerun queries every journaled reference that
+has no final row before cancelling it, so a cancel that landed just before a kill is
+reported `canceled`, neither sent again nor mislabelled `already_canceled`.
 """
 
 from __future__ import annotations

@@ -103,17 +103,17 @@ class Outbox:
         if intents and self.failure is None and self._journal is not None:
             try:
                 self._journal.record(intents)
-            except StorageError as exc:  # their cancels are not sent: record() raises
-                self._fail(f"the intent journal could not be written: {exc}")
+            except Exception as exc:  # any failure: their cancels are not sent
+                self._fail(f"the intent journal could not be written: {_why(exc)}")
 
     def _write_rows(self) -> None:
         batch, self._rows = self._rows, []
         if batch:
             try:
                 self._writer.write(batch)
-            except StorageError as exc:
+            except Exception as exc:  # a full disk or a bug: these rows are not on disk
                 self.unwritten += len(batch)
-                self._fail(f"the report could not be written: {exc}")
+                self._fail(f"the report could not be written: {_why(exc)}")
             else:
                 _count(batch, self._tally)
         self._tally.rows_written = self._writer.rows_written
@@ -122,6 +122,15 @@ class Outbox:
         self.failure = self.failure or reason
         for listener in self._listeners:
             listener(reason)
+
+
+def _why(exc: Exception) -> str:
+    """A storage error says what it is (file and OS error); anything else is a bug, and
+    is logged with its traceback, since it stops the run."""
+    if isinstance(exc, StorageError):
+        return str(exc)
+    logs.log.exception("internal_error", where="writing the report or the journal")
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _count(batch: list[Result], tally: Tally) -> None:

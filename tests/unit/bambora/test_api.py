@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -191,3 +192,21 @@ async def test_timeout_is_reported_as_timeout() -> None:
     async with answering(slow) as url, make_session(concurrency=4, timeout=0.2) as session:
         reply = await ApiClient(session, url, Deadlines(0.2)).call(Op.CANCEL, "T1", "r", "t")
     assert reply.error_type == "timeout" and reply.maybe_sent is True
+
+
+async def test_a_stall_while_connecting_is_a_timeout_that_may_have_sent() -> None:
+    # A TLS endpoint that accepts the connection and never answers the handshake: the
+    # deadline ends the whole exchange, connecting included, as any other timeout.
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with make_session(concurrency=2, timeout=0.3) as session:
+            api = ApiClient(session, f"https://127.0.0.1:{port}", Deadlines(0.3))
+            reply = await asyncio.wait_for(api.call(Op.CANCEL, "T1", "r", "t"), 5)
+    finally:
+        server.close()
+    assert reply.error_type == "timeout" and reply.maybe_sent is True
+    assert reply.detail == "no answer within the timeout"

@@ -102,3 +102,16 @@ async def test_a_journal_that_cannot_be_written_stops_the_run() -> None:
     assert aborts == [
         "the intent journal could not be written: r.csv.journal: No space left on device"
     ]
+
+
+async def test_a_writer_that_breaks_in_any_way_stops_the_cancels_waiting_on_it() -> None:
+    class Broken(Writer):
+        def write(self, results: list[Result]) -> None:
+            raise ValueError("encoding bug")
+
+    journal = Journal()
+    outbox = Outbox(Broken(), Tally(), journal)
+    outbox.add(canceled(1))
+    with pytest.raises(StorageError, match="ValueError: encoding bug"):
+        await outbox.record("T1", "next")  # fails closed: that cancel is not sent
+    assert journal.writes == [] and outbox.unwritten == 1
