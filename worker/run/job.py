@@ -38,7 +38,7 @@ from worker.observe.progress import Snapshot, View
 from worker.report.storage import StorageError
 from worker.run.intake import Intake
 from worker.run.outbox import Outbox
-from worker.run.summary import EXIT_SIGINT, EXIT_SIGTERM, Ending, Tally
+from worker.run.summary import EXIT_SIGINT, EXIT_SIGTERM, Ending
 
 #: After a second signal, the process ends within this many seconds whatever is stuck.
 HARD_EXIT_SECONDS = 3.0
@@ -78,7 +78,6 @@ class Job:
         outbox: Outbox,
         concurrency: int,
         grace_seconds: float,
-        tally: Tally | None = None,
         guard: RejectionGuard | None = None,
         max_sends: int | None = None,
         requests: Callable[[], int] = lambda: 0,
@@ -91,7 +90,7 @@ class Job:
         self._requests = requests
         self._extras = extras
         self._hard_exit = hard_exit
-        self.tally = tally or Tally()
+        self.tally = outbox.tally  # one tally: the outbox counts the rows it writes
         self._guard = guard or RejectionGuard(0)
         self.end = Ending()
         self._graceful_abort = False

@@ -93,7 +93,6 @@ async def _execute(prepared: Prepared, command: str) -> int:
                     outbox=outbox,
                     concurrency=s.concurrency,
                     grace_seconds=s.grace_seconds,
-                    tally=tally,
                     guard=RejectionGuard(s.stop_on_rejections),
                     max_sends=s.max_references,
                     requests=lambda: stats.requests,

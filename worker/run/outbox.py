@@ -63,7 +63,7 @@ class Outbox:
 
     def __init__(self, writer: RowWriter, tally: Tally, journal: IntentLog | None = None) -> None:
         self._writer = writer
-        self._tally = tally
+        self.tally = tally
         self._journal = journal
         self._rows: list[Result] = []
         self._intents: list[tuple[str, str]] = []
@@ -115,8 +115,8 @@ class Outbox:
                 self.unwritten += len(batch)
                 self._fail(f"the report could not be written: {_why(exc)}")
             else:
-                _count(batch, self._tally)
-        self._tally.rows_written = self._writer.rows_written
+                _count(batch, self.tally)
+        self.tally.rows_written = self._writer.rows_written
 
     def _fail(self, reason: str) -> None:
         self.failure = self.failure or reason

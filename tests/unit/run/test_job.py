@@ -121,7 +121,6 @@ def make_job(
         admission=admission,
         processor=processor,
         outbox=outbox,
-        tally=tally,
         concurrency=concurrency,
         grace_seconds=grace,
         hard_exit=(exits if exits is not None else []).append,
