@@ -1,7 +1,7 @@
 """API client: the only module that knows Bambora's URLs, headers and encodings.
 
-The session it sends over comes from `session.make_session` (pool, timeouts, proxy,
-trusted CAs).
+The session it sends over comes from `session.make_session` (pool, proxy, trusted
+CAs); the `--timeout` of each call is kept by `deadline.Deadlines`.
 
 It turns one call (cancel or query) into a `Reply`, a plain value that says what came
 back: an HTTP status with the problem+json fields and the payment state, or the kind
@@ -129,9 +129,7 @@ class ApiClient:
                 finally:
                     response.release()
                 return self._reply(response, body)
-        except aiohttp.ConnectionTimeoutError:
-            return Reply(None, "timeout", detail="timed out connecting", maybe_sent=False)
-        except (TimeoutError, aiohttp.ServerTimeoutError):
+        except (TimeoutError, aiohttp.ServerTimeoutError):  # connecting included: maybe sent
             return Reply(None, "timeout", detail="no answer within the timeout")
         except aiohttp.ClientConnectorError as exc:
             return Reply(None, "connection_error", detail=_describe(exc), maybe_sent=False)

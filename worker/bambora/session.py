@@ -1,4 +1,4 @@
-"""Session: the run's HTTP session: the pool, the timeouts, the egress proxy, the CAs.
+"""Session: the run's HTTP session: the pool, the egress proxy, the trusted CAs.
 
 `make_session` builds it; `proxy_for` reads the proxy variables once per run;
 `tls_context` trusts a private CA bundle. Nothing here knows Bambora's URLs (api.py).
