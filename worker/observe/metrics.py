@@ -13,11 +13,13 @@ from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry, Gauge, pushadd_to_gateway
 
+from worker.exits import Exit
 from worker.observe import logs
 
-#: Only a run that ended with every reference settled as hoped counts as a success;
-#: exit 1 (some not cancelable, failed, invalid...) deserves a look the next morning.
-SUCCESS_CODES = (0,)
+#: Only exit 0 is a success: every reference settled, follow-ups included. Exit 1 (rows
+#: need a person) and 5 (failed rows, a rerun retries them) are not, so a night that
+#: never reaches 0 leaves the last success behind, and the alert on it fires.
+SUCCESS_CODES = (int(Exit.OK),)
 
 
 def push(

@@ -12,17 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from worker.exits import summary_line
+
 #: Kubernetes reads at most 4096 bytes of a termination message.
 TERMINATION_LIMIT = 4096
-EXIT_MEANING = {
-    0: "done",
-    1: "finished; some references did not end canceled",
-    2: "usage or input error",
-    3: "aborted",
-    4: "stopped by a guard rail",
-    130: "interrupted (SIGINT)",
-    143: "interrupted (SIGTERM)",
-}
 
 
 @dataclass(frozen=True)
@@ -45,7 +38,7 @@ def money(minor: int, currency: str) -> str:
 
 def render(card: Card) -> str:
     width = max((len(o) for o in card.outcomes), default=7)
-    lines = [f"cancel-worker: {EXIT_MEANING.get(card.exit_code, 'ended')} (exit {card.exit_code})"]
+    lines = [f"cancel-worker: {summary_line(card.exit_code)} (exit {card.exit_code})"]
     for outcome, count in sorted(card.outcomes.items(), key=lambda kv: (-kv[1], kv[0])):
         lines.append(f"  {outcome:<{width}}  {count:>9,}")
     if not card.outcomes:

@@ -20,6 +20,7 @@ from worker import __version__
 from worker.bambora.auth import AuthUnavailable, CredentialsRefused
 from worker.control.guard import RejectionGuard
 from worker.control.health import ApiUnreachable
+from worker.exits import RERUN_HELPS
 from worker.model import Mode, Outcome
 from worker.observe import logs, progress
 from worker.observe.report_card import Card, render, termination_line
@@ -35,12 +36,10 @@ from worker.run.outbox import Outbox
 from worker.run.prepare import Prepared, UsageError
 from worker.run.summary import (
     EXIT_ABORTED,
-    EXIT_INCOMPLETE,
-    EXIT_SIGINT,
-    EXIT_SIGTERM,
     Ending,
     Tally,
     exit_code,
+    log_losses,
     push_metrics,
     summary_fields,
 )
@@ -121,7 +120,8 @@ async def _execute(prepared: Prepared, command: str) -> int:
                 why="the input has a header but no rows: nothing to do (exit 0); "
                 "check the export if a night without payments to void is unusual",
             )
-        code = exit_code(end, tally)
+        log_losses(end, tally)
+        code = exit_code(end, tally, strict=s.strict)
         code = _settle_journal(journal, end, tally, code)
         elapsed = time.monotonic() - started
         push_metrics(s, tally, stats, refreshes(), elapsed, code, held())
@@ -172,9 +172,7 @@ def _tell(
     s: Settings, tally: Tally, requests: int, elapsed: float, code: int, command: str
 ) -> None:
     """The human summary on standard error, and one line for Kubernetes."""
-    left = code in (EXIT_ABORTED, EXIT_SIGINT, EXIT_SIGTERM) or (
-        code == EXIT_INCOMPLETE and tally.outcomes.get(Outcome.FAILED.value, 0) > 0
-    )
+    left = code in RERUN_HELPS
     card = Card(
         outcomes=tally.outcomes,
         released=tally.released,

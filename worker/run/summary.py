@@ -10,15 +10,20 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from worker.model import SUCCESS_OUTCOMES, Outcome
+from worker.exits import Exit
+from worker.model import FOLLOW_UP_OUTCOMES, NEEDS_PERSON_OUTCOMES, Outcome
 from worker.observe import logs
 from worker.settings import Settings
 
 if TYPE_CHECKING:
     from worker.run.canceller import Stats
 
-EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE, EXIT_ABORTED, EXIT_GUARD = 0, 1, 2, 3, 4
-EXIT_SIGINT, EXIT_SIGTERM = 130, 143
+# The names the rest of the worker uses; the codes and their meanings are `exits.Exit`.
+# (plain ints: they end up in JSON and in sys.exit).
+EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE = int(Exit.OK), int(Exit.NEEDS_PERSON), int(Exit.USAGE)
+EXIT_ABORTED, EXIT_GUARD = int(Exit.ABORTED), int(Exit.GUARD_RAIL)
+EXIT_FAILED = int(Exit.FAILED_ROWS)
+EXIT_SIGINT, EXIT_SIGTERM = int(Exit.SIGINT), int(Exit.SIGTERM)
 
 
 @dataclass
@@ -66,16 +71,36 @@ class Ending:
         )
 
 
-def exit_code(end: Ending, tally: Tally) -> int:
-    """The README's exit table, in order of precedence."""
+def exit_code(end: Ending, tally: Tally, *, strict: bool = False) -> int:
+    """The README's exit table, in order of precedence: a pure function of the final state.
+
+    `failed` rows (a rerun retries them) win over rows that need a person, since
+    the rerun is what operations must do first. `strict` counts the follow-ups
+    (`not_cancelable`, `not_found`) as needing a person, as before they were.
+    """
     if end.abort_reason is not None:
         return EXIT_ABORTED
     if end.guard_reason is not None:
         return EXIT_GUARD
     if end.signal_code is not None:
         return end.signal_code
-    if end.input_error is not None:
+    if tally.decisive.get(Outcome.FAILED.value):
+        return EXIT_FAILED
+    needs_person = NEEDS_PERSON_OUTCOMES | (FOLLOW_UP_OUTCOMES if strict else frozenset())
+    if (
+        end.input_error is not None
+        or tally.rows_reported != tally.rows_read
+        or end.lines_lost
+        or any(tally.decisive.get(o.value) for o in needs_person)
+    ):
         return EXIT_INCOMPLETE
+    return EXIT_OK
+
+
+def log_losses(end: Ending, tally: Tally) -> None:
+    """Say loudly when rows or lines went missing (exit 1): nothing else would show it."""
+    if end.abort_reason or end.guard_reason or end.signal_code or end.input_error:
+        return
     if tally.rows_reported != tally.rows_read:
         logs.log.error(
             "rows_lost",
@@ -83,14 +108,10 @@ def exit_code(end: Ending, tally: Tally) -> int:
             rows_reported=tally.rows_reported,
             hint="some input rows have no report row; rerun the same command to finish them",
         )
-        return EXIT_INCOMPLETE
     if end.lines_lost:
         # Every physical line is the header, a row, part of one, or blank: a gap here
         # means the reader itself lost count, which no rerun can mend.
         logs.log.error("lines_lost", lines_read=end.lines_read, lines_unaccounted=end.lines_lost)
-        return EXIT_INCOMPLETE
-    bad = sum(n for o, n in tally.decisive.items() if Outcome(o) not in SUCCESS_OUTCOMES)
-    return EXIT_OK if bad == 0 else EXIT_INCOMPLETE
 
 
 def push_metrics(
