@@ -10,6 +10,7 @@ import contextlib
 import os
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -73,7 +74,9 @@ async def _execute(prepared: Prepared, command: str) -> int:
         journal = (
             IntentJournal(journal_path(s.report)) if s.mode is Mode.RUN and not s.dry_run else None
         )
-        stats, tally = Stats(), Tally()
+        prior = prepared.prior
+        stats = Stats()
+        tally = Tally(released_earlier=Counter(prior.released), states=Counter(prior.states))
         outbox = Outbox(writer, tally, journal)
         started = time.monotonic()
         refreshes: Callable[[], int] = int  # no token fetched yet: 0
@@ -156,6 +159,9 @@ def _record_run(
         "rows_reported": tally.rows_reported,
         "outcomes": dict(sorted(tally.outcomes.items())),
         "released": dict(sorted(tally.released.items())),
+        "released_total": dict(sorted(tally.released_total.items())),
+        "follow_ups": tally.follow_ups,
+        **({"states": dict(sorted(tally.states.items()))} if s.mode is Mode.CHECK else {}),
         "requests": requests,
         "exit_code": code,
         "complete": end.complete,
@@ -176,6 +182,8 @@ def _tell(
     card = Card(
         outcomes=tally.outcomes,
         released=tally.released,
+        released_total=tally.released_total,
+        states=tally.states if s.mode is Mode.CHECK else None,
         elapsed=elapsed,
         requests=requests,
         report=str(s.report),

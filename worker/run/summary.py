@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from worker.exits import Exit
-from worker.model import FOLLOW_UP_OUTCOMES, NEEDS_PERSON_OUTCOMES, Outcome
+from worker.model import FOLLOW_UP_OUTCOMES, NEEDS_PERSON_OUTCOMES, Mode, Outcome
 from worker.observe import logs
 from worker.settings import Settings
 
@@ -36,6 +36,19 @@ class Tally:
     outcomes: Counter[str] = field(default_factory=Counter)
     decisive: Counter[str] = field(default_factory=Counter)  # without duplicates
     released: Counter[str] = field(default_factory=Counter)  # currency -> minor units
+    #: what earlier runs released, from the report's latest `canceled` rows
+    released_earlier: Counter[str] = field(default_factory=Counter)
+    #: payment_state -> `checked` references, the report's earlier rows included
+    states: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def released_total(self) -> Counter[str]:
+        """Per currency, over the whole report: earlier runs' and this run's."""
+        return self.released_earlier + self.released
+
+    @property
+    def follow_ups(self) -> int:
+        return sum(self.outcomes.get(o.value, 0) for o in FOLLOW_UP_OUTCOMES)
 
     def count(self, outcome: Outcome) -> None:
         self.outcomes[outcome.value] += 1
@@ -132,6 +145,7 @@ def push_metrics(
         job=s.job_name,
         shard=f"{s.shard.index}-of-{s.shard.count}",
         outcomes=tally.outcomes,
+        released_total=tally.released_total,
         duration=elapsed,
         exit_code=code,
         retries=stats.retries,
@@ -148,6 +162,10 @@ def summary_fields(
 ) -> dict[str, Any]:
     return {
         "outcomes": dict(sorted(t.outcomes.items())),
+        "follow_ups": t.follow_ups,
+        "released": dict(sorted(t.released.items())),
+        "released_total": dict(sorted(t.released_total.items())),
+        **({"states": dict(sorted(t.states.items()))} if s.mode is Mode.CHECK else {}),
         "rows_read": t.rows_read,
         "rows_reported": t.rows_reported,
         "rows_written": t.rows_written,
