@@ -85,9 +85,3 @@ def help_text() -> str:
 
 #: Codes after which running the same command again can change the result.
 RERUN_HELPS = frozenset(code for code, m in MEANINGS.items() if m.rerun_helps)
-
-
-if __name__ == "__main__":  # `python -m worker.exits CODE`: what it means (make demo)
-    import sys
-
-    print(summary_line(int(sys.argv[1])))
