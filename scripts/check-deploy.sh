@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
 # Lint the deployment files: the Dockerfile with hadolint, the Kubernetes samples
 # with kubernetes-validate --strict (against the oldest Kubernetes the samples
-# support and the newest the tool knows) and with scripts/check_k8s_rules.py.
+# support and the newest the tool knows) and with scripts/check_k8s_rules.py, and
+# the Prometheus alert rules with promtool (check rules, and their unit tests).
 # Offline: both tools ship what they need (hadolint is a binary, kubernetes-validate
 # bundles its JSON schemas). Exits non-zero on any finding, warnings included.
+#
+# promtool comes from Debian's `prometheus` package, not from pip. In CI (CI=true,
+# as root, on Debian) it is installed when missing, with prometheus-pushgateway,
+# which the metrics test starts. Elsewhere a missing promtool skips the rules check
+# and says so: it is never faked.
 #
 #   scripts/check-deploy.sh            # tools from .venv/bin
 #   VENV=/path/to/venv scripts/check-deploy.sh
@@ -46,6 +52,28 @@ done
 
 echo "check_k8s_rules.py ${manifests[*]}"
 "$BIN/python" scripts/check_k8s_rules.py "${manifests[@]}" || status=1
+
+rules=samples/prometheus/cancel-worker-rules.yaml
+if ! command -v promtool >/dev/null && [ "${CI:-}" = true ] && [ "$(id -u)" = 0 ] \
+    && command -v apt-get >/dev/null; then
+    echo "apt-get install -y prometheus prometheus-pushgateway (for promtool)"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        --no-install-recommends prometheus prometheus-pushgateway; } >/dev/null \
+        || echo "check-deploy: apt-get could not install prometheus" >&2
+fi
+if command -v promtool >/dev/null; then
+    echo "promtool check rules $rules"
+    promtool check rules "$rules" || status=1
+    echo "promtool test rules ${rules%.yaml}.test.yaml"
+    (cd "$(dirname "$rules")" && promtool test rules "$(basename "${rules%.yaml}").test.yaml") \
+        || status=1
+elif [ "${CI:-}" = true ]; then
+    echo "check-deploy: promtool not found and not installable: CI must check $rules" >&2
+    status=1
+else
+    echo "check-deploy: SKIPPED promtool check/test rules $rules: promtool not found" \
+        "(Debian: apt-get install prometheus, as root)"
+fi
 
 if [ "$status" -ne 0 ]; then
     echo "check-deploy: FAILED" >&2

@@ -2,21 +2,31 @@
 
 kubernetes-validate checks each field's shape. These are the cross-field rules that
 the API server would only enforce at `kubectl apply` time, plus the worker's own
-invariants. Usage: check_k8s_rules.py FILE.yaml... ; prints one line per finding,
-exits 1 if there is any.
+invariants: the pod failure policy treats each exit code as `worker.exits` says
+(codes a rerun cannot change fail their index at once; the others are retried, a
+bounded number of times), and the file's comments list every exit code.
+Usage: check_k8s_rules.py FILE.yaml... ; prints one line per finding, exits 1 if
+there is any.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterator
 from typing import Any
 
 import yaml
 
+from worker.exits import MEANINGS, RERUN_HELPS
+
 CONTAINER = "cancel-worker"
 DEFAULT_GRACE_SECONDS = 20  # the worker's --grace-seconds default (README: Options)
 ACTIONS = {"Count", "FailIndex", "FailJob", "Ignore"}
+#: Exit codes no retry can change: their index fails at once.
+FINAL_CODES = sorted(int(c) for c in MEANINGS if c not in RERUN_HELPS and c != 0)
+#: Exit codes a rerun may finish: retried, but never forever (not `Ignore`d).
+RETRIED_CODES = sorted(int(c) for c in RERUN_HELPS)
 
 
 def job_specs(doc: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -75,6 +85,9 @@ def check_job(spec: dict[str, Any]) -> Iterator[str]:
                 if cond.get("status") not in {"True", "False", "Unknown"}:
                     yield f"{where}: onPodConditions status must be True, False or Unknown"
 
+    if policy is not None:
+        yield from check_exit_policy(spec, policy)
+
     worker = containers.get(CONTAINER)
     if worker is None:
         yield f"no container named {CONTAINER!r}"
@@ -93,13 +106,48 @@ def check_job(spec: dict[str, Any]) -> Iterator[str]:
         )
 
 
+def check_exit_policy(spec: dict[str, Any], policy: dict[str, Any]) -> Iterator[str]:
+    """The pod failure policy against the worker's exit table (worker/exits.py)."""
+    actions: dict[int, str] = {}
+    for rule in policy.get("rules", []):
+        codes = rule.get("onExitCodes") or {}
+        if codes.get("containerName", CONTAINER) != CONTAINER or codes.get("operator") != "In":
+            continue
+        for code in codes.get("values", []):
+            actions.setdefault(code, rule.get("action"))  # the first matching rule wins
+    for code in FINAL_CODES:
+        if actions.get(code) != "FailIndex":
+            yield f"exit {code} cannot be changed by a retry: podFailurePolicy must FailIndex it"
+    for code in RETRIED_CODES:
+        if actions.get(code, "Count") != "Count":
+            yield (
+                f"exit {code} is worth a retry (bounded by backoffLimitPerIndex): "
+                f"podFailurePolicy must count it, not {actions[code]}"
+            )
+    if "backoffLimitPerIndex" not in spec and "backoffLimit" not in spec:
+        yield "retries must be bounded: set backoffLimitPerIndex (or backoffLimit)"
+
+
+def undocumented_codes(text: str) -> list[int]:
+    """Exit codes the file's comments do not list (`#   5   ...`, `#   130/143  ...`)."""
+    listed: set[int] = set()
+    for match in re.finditer(r"^#\s+(\d+(?:/\d+)*)\s", text, re.MULTILINE):
+        listed.update(int(c) for c in match.group(1).split("/"))
+    return [int(c) for c in MEANINGS if int(c) not in listed]
+
+
 def main(paths: list[str]) -> int:
     findings = 0
     for path in paths:
         with open(path, encoding="utf-8") as f:
-            docs = [d for d in yaml.safe_load_all(f) if d]
+            text = f.read()
+        docs = [d for d in yaml.safe_load_all(text) if d]
         for doc in docs:
-            for spec in job_specs(doc):
+            specs = list(job_specs(doc))
+            if specs and (missing := undocumented_codes(text)):
+                findings += 1
+                print(f"ERROR {path}: the comments do not say what exit {missing} do")
+            for spec in specs:
                 for problem in check_job(spec):
                     findings += 1
                     print(f"ERROR {path}: {doc['kind']}/{doc['metadata']['name']}: {problem}")

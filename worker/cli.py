@@ -5,10 +5,7 @@
     cancel-worker sandbox [--host H] [--port P] [options]
     cancel-worker merge-reports OUT REPORT...
 
-Exit codes: 0 all done, 1 finished with some references not canceled, 2 usage or
-input error (nothing sent), 3 aborted (credentials refused, API unreachable, report
-unwritable), 4 stopped by a guard rail (nothing else sent), 130/143 interrupted (rerun
-the same command to resume).
+Exit codes: the table in `worker.exits` (shown by --help).
 """
 
 from __future__ import annotations
@@ -25,6 +22,7 @@ from typing import Any, ClassVar
 import click
 
 from worker import __version__
+from worker.exits import help_text
 from worker.model import Mode
 from worker.observe import logs
 from worker.options import job_options
@@ -116,37 +114,39 @@ class _Commands(click.Group):
         return super().get_command(ctx, cmd_name)
 
 
+CLI_HELP = f"""Cancel (void) authorized Bambora card payments in bulk, from a CSV or JSON Lines
+file.
+
+\b
+Credentials and endpoints come from the environment:
+  BAMBORA_CLIENT_ID, BAMBORA_CLIENT_SECRET (or BAMBORA_CLIENT_SECRET_FILE)
+  BAMBORA_TOKEN            a ready JWT instead (cannot be refreshed)
+  BAMBORA_API_URL          default https://api.bambora.com
+  BAMBORA_AUTH_URL         default https://auth.bambora.com/connect/token
+  BAMBORA_MERCHANT_NUMBER  same as --merchant
+
+\b
+Try it without credentials:
+  cancel-worker run samples/payments.csv --sandbox
+
+\b
+Exit codes:
+{help_text()}
+Rerunning the same command resumes from the report and never cancels anything twice.
+
+\b
+Every option can also be set as CANCEL_WORKER_<OPTION> (see --help of run).
+"""
+
+
 @click.group(
     cls=_Commands,
+    help=CLI_HELP,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 @click.version_option(__version__, prog_name="cancel-worker")
 def cli() -> None:
-    """Cancel (void) authorized Bambora card payments in bulk, from a CSV or JSON Lines file.
-
-    \b
-    Credentials and endpoints come from the environment:
-      BAMBORA_CLIENT_ID, BAMBORA_CLIENT_SECRET (or BAMBORA_CLIENT_SECRET_FILE)
-      BAMBORA_TOKEN            a ready JWT instead (cannot be refreshed)
-      BAMBORA_API_URL          default https://api.bambora.com
-      BAMBORA_AUTH_URL         default https://auth.bambora.com/connect/token
-      BAMBORA_MERCHANT_NUMBER  same as --merchant
-
-    \b
-    Try it without credentials:
-      cancel-worker run samples/payments.csv --sandbox
-
-    \b
-    Exit codes: 0 all canceled (or already canceled), 1 finished but some references
-    ended otherwise (see the report), 2 usage/input error (nothing sent), 3 aborted
-    (credentials refused, API unreachable, report unwritable), 4 stopped by a guard
-    rail (a wrong merchant, credentials or file: nothing else sent), 130/143
-    interrupted. Rerunning the same command resumes from the report and never cancels
-    anything twice.
-
-    \b
-    Every option can also be set as CANCEL_WORKER_<OPTION> (see --help of run).
-    """
+    pass
 
 
 @cli.command()

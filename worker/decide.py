@@ -122,16 +122,38 @@ def _from_state(step: Step, state: str | None) -> Decision:
         return Final(Outcome.CHECKED)
     if state == CANCELED_STATE:
         return Final(Outcome.CANCELED if step.maybe_landed else Outcome.ALREADY_CANCELED)
-    if state != AUTHORIZED_STATE:
-        return Final(Outcome.NOT_CANCELABLE)
-    if step.refusal == 402:
-        return Final(Outcome.NOT_CANCELABLE, "the API answered 402 cannot_cancel")
+    if state != AUTHORIZED_STATE or step.refusal == 402:
+        return Final(Outcome.NOT_CANCELABLE, not_cancelable_detail(state, step.refusal))
     # Authorized: nothing landed yet (or a 422 raced another change). Send the cancel;
     # after a refusal that counts as a failed try, so a disagreeing API cannot loop us.
     return Next(
         Step(Op.CANCEL, maybe_landed=step.maybe_landed),
         transient=step.refusal is not None,
     )
+
+
+#: What the operator does about a payment in a state that cannot be canceled.
+_WHAT_NOW = {
+    "Captured": "refund it instead",
+    "Settled": "refund it instead",
+    "Refunded": "already refunded, nothing to cancel",
+    "Authorization Expired": "the authorization lapsed, nothing to cancel",
+    "Declined": "it was declined, nothing to cancel",
+    "Voided": "already voided, nothing to cancel",
+}
+
+
+def not_cancelable_detail(state: str, refusal: int | None) -> str:
+    """The report's `detail` for `not_cancelable`: the state, and what to do instead."""
+    if state == AUTHORIZED_STATE:
+        # 402 cannot_cancel for a payment the API itself calls Authorized: only the
+        # acquirer can say why (a hold, a dispute).
+        return (
+            f"the API answered {refusal} cannot_cancel although the payment is Authorized: "
+            "ask Bambora support why"
+        )
+    what_now = _WHAT_NOW.get(state, "only Authorized payments can be canceled")
+    return f"payment is {state}: {what_now}"
 
 
 def is_api_trouble(reply: Reply) -> bool:

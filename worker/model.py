@@ -30,10 +30,15 @@ class Outcome(StrEnum):
     CHECKED = "checked"
 
 
-#: Outcomes that make the exit code 0 (duplicates never decide it).
+#: Outcomes that end a reference as hoped (duplicates never decide the exit code).
 SUCCESS_OUTCOMES = frozenset(
     {Outcome.CANCELED, Outcome.ALREADY_CANCELED, Outcome.WOULD_CANCEL, Outcome.CHECKED}
 )
+#: Settled, but someone should look the next morning (refund a captured payment, ask
+#: about an unknown one): counted and shown, yet not a failure (exit 0; 1 with --strict).
+FOLLOW_UP_OUTCOMES = frozenset({Outcome.NOT_CANCELABLE, Outcome.NOT_FOUND})
+#: No rerun changes these: a person must fix the row or the access (exit 1).
+NEEDS_PERSON_OUTCOMES = frozenset({Outcome.INVALID, Outcome.REJECTED})
 
 #: Outcomes after which `run` never sends a reference again (README, "Resume").
 RUN_FINAL = frozenset(

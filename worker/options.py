@@ -148,6 +148,11 @@ def _common() -> list[Decorator]:
             help="Which other columns of each input row the report repeats after its own.",
         ),
         _opt(
+            "--strict",
+            is_flag=True,
+            help="Exit 1 when references end not_cancelable or not_found too (by default they are follow-ups: counted and shown, exit 0).",
+        ),
+        _opt(
             "--no-uvloop",
             is_flag=True,
             help="Use asyncio's default event loop even when uvloop is installed.",

@@ -87,6 +87,7 @@ class Settings:
     retry_outcomes: frozenset[Outcome] = frozenset()
     delimiter: str | None = None  # CSV separator; None: detected from the header
     ca_bundle: str | None = None  # PEM file of the CAs to trust instead of the system's
+    strict: bool = False  # not_cancelable / not_found also exit 1
 
     def __post_init__(self) -> None:
         # The API URL is a base that paths are appended to, so a trailing '/' would
@@ -153,6 +154,7 @@ def build_settings(mode: Mode, kw: Mapping[str, Any], env: Mapping[str, str]) ->
         ca_bundle=_checked_bundle(kw.get("ca_bundle")),
         pushgateway=kw.get("pushgateway") or None,
         job_name=_given(kw, "job_name"),
+        strict=bool(kw.get("strict")),
     )
 
 

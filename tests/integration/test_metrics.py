@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
+import shutil
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.support import answering, env_for, run_cli, sandbox, write_csv
+from tests.support import answering, env_for, read_report, run_cli, sandbox, write_csv
 
 
 @pytest.fixture
@@ -43,15 +48,15 @@ async def test_run_pushes_its_metrics(
             env=env_for(server),
             cwd=tmp_path,
         )
-    assert done.code == 1
+    assert done.code == 0  # not_found is a follow-up, not a failure
     [(method, path, body)] = pushes
     assert method == "POST"  # push-add, not a replacing PUT
     assert path == "/metrics/job/nightly-voids/shard/0-of-1"
     assert 'cancel_worker_references{outcome="canceled"} 1.0' in body
     assert 'cancel_worker_references{outcome="not_found"} 1.0' in body
-    # exit 1 is not a success: the alert on last_success must fire after such a night
-    assert "cancel_worker_last_success_timestamp_seconds" not in body
-    assert "cancel_worker_last_exit_code 1.0" in body
+    # a night whose only trouble is follow-ups is a success: no page the next day
+    assert "cancel_worker_last_success_timestamp_seconds" in body
+    assert "cancel_worker_last_exit_code 0.0" in body
     assert "cancel_worker_guard_rail_stops 0.0" in body
     assert "instance" not in body
 
@@ -89,3 +94,82 @@ async def test_unreachable_gateway_does_not_change_the_exit_code(tmp_path: Path)
             cwd=tmp_path,
         )
     assert done.code == 0 and "metrics_push_failed" in done.stderr
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+PUSHGATEWAY = shutil.which("prometheus-pushgateway")
+
+
+def readme_metrics() -> set[str]:
+    """The metric names the README's Metrics table lists."""
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("### Metrics") :]
+    table = section[: section.index("\n\n", section.index("| metric |"))]
+    return set(re.findall(r"`(cancel_worker_\w+)", table))
+
+
+@pytest.fixture
+async def real_gateway() -> AsyncIterator[str]:
+    """Debian's prometheus-pushgateway on a free loopback port, in memory only."""
+    if PUSHGATEWAY is None:
+        pytest.skip(
+            "prometheus-pushgateway is not installed (apt-get install prometheus-pushgateway)"
+        )
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = await asyncio.create_subprocess_exec(
+        PUSHGATEWAY,
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--persistence.file=",
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    try:
+        async with asyncio.timeout(20):
+            while b'msg="Listening on"' not in (line := await proc.stderr.readline()):
+                assert line, "prometheus-pushgateway ended before listening"
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+async def test_a_real_pushgateway_holds_every_metric_the_readme_lists(
+    tmp_path: Path, real_gateway: str
+) -> None:
+    rows = [("a", "T1"), ("b", "T1"), ("captured-c", "T1"), ("unknown-d", "T1")]
+    src = write_csv(tmp_path / "in.csv", rows)
+    async with sandbox() as server:
+        done = await run_cli(
+            "run", str(src), "--pushgateway", real_gateway, env=env_for(server), cwd=tmp_path
+        )
+        assert done.code == 0, done.stderr[-2000:]
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{real_gateway}/metrics") as response,
+        ):
+            body = await response.text()
+    assert "metrics_push_failed" not in done.stderr
+    # name -> [(labels, value)]; the gateway adds its own empty `instance` label
+    series: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for name, labels, value in re.findall(r"^(cancel_worker_\w+)\{(.*)\} (\S+)$", body, re.M):
+        parsed = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+        series.setdefault(name, []).append((parsed, float(value)))
+
+    def value(name: str, **labels: str) -> float:
+        want = {"job": "cancel-worker", "shard": "0-of-1", **labels}
+        (found,) = [v for got, v in series.get(name, []) if want.items() <= got.items()]
+        return found
+
+    pushed = set(series)
+    listed = readme_metrics()
+    assert len(listed) >= 10
+    assert listed <= pushed, f"listed in the README but not pushed: {listed - pushed}"
+    assert pushed <= listed, f"pushed but not in the README: {pushed - listed}"
+    assert value("cancel_worker_follow_ups") == 2
+    assert value("cancel_worker_last_exit_code") == 0
+    assert value("cancel_worker_references", outcome="not_found") == 1
+    canceled = [r for r in read_report(tmp_path / "in.report.csv") if r["outcome"] == "canceled"]
+    released = value("cancel_worker_released_minor_units", currency="EUR")
+    assert released == sum(int(r["amount"]) for r in canceled) > 0

@@ -50,17 +50,29 @@ CASES = [
     # query answers after a doubtful cancel
     (QUERY_AFTER_DOUBT, state("Canceled"), Final(Outcome.CANCELED)),
     (QUERY_AFTER_DOUBT, state("Authorized"), Next(CANCEL_AFTER_DOUBT)),
-    (QUERY_AFTER_DOUBT, state("Captured"), Final(Outcome.NOT_CANCELABLE)),
+    (
+        QUERY_AFTER_DOUBT,
+        state("Captured"),
+        Final(Outcome.NOT_CANCELABLE, "payment is Captured: refund it instead"),
+    ),
     (QUERY_AFTER_DOUBT, TIMEOUT, Next(QUERY_AFTER_DOUBT, transient=True)),
     (QUERY_AFTER_DOUBT, Reply(503), Next(QUERY_AFTER_DOUBT, transient=True)),
     # query answers after a refusal
     (QUERY_AFTER_422, state("Canceled"), Final(Outcome.ALREADY_CANCELED)),
     (QUERY_AFTER_402, state("Canceled"), Final(Outcome.ALREADY_CANCELED)),
-    (QUERY_AFTER_422, state("Settled"), Final(Outcome.NOT_CANCELABLE)),
+    (
+        QUERY_AFTER_422,
+        state("Settled"),
+        Final(Outcome.NOT_CANCELABLE, "payment is Settled: refund it instead"),
+    ),
     (
         QUERY_AFTER_402,
         state("Authorized"),
-        Final(Outcome.NOT_CANCELABLE, "the API answered 402 cannot_cancel"),
+        Final(
+            Outcome.NOT_CANCELABLE,
+            "the API answered 402 cannot_cancel although the payment is Authorized: "
+            "ask Bambora support why",
+        ),
     ),
     (QUERY_AFTER_422, state("Authorized"), Next(CANCEL, transient=True)),
     (QUERY, Reply(200), Final(Outcome.REJECTED, "the payment query answered 200 without a state")),
@@ -88,10 +100,23 @@ def test_decide(step: Step, reply: Reply, expected: object) -> None:
     assert decide(step, reply) == expected
 
 
+WHAT_NOW = {
+    "None": "only Authorized payments can be canceled",
+    "Authorization Expired": "the authorization lapsed, nothing to cancel",
+    "Declined": "it was declined, nothing to cancel",
+    "Voided": "already voided, nothing to cancel",
+    "Captured": "refund it instead",
+    "Refunded": "already refunded, nothing to cancel",
+    "Settled": "refund it instead",
+}
+
+
 @pytest.mark.parametrize("name", STATES)
-def test_every_other_state_is_not_cancelable(name: str) -> None:
+def test_every_other_state_is_not_cancelable_and_says_why(name: str) -> None:
     for step in (QUERY_AFTER_422, QUERY_AFTER_DOUBT, QUERY_AFTER_402):
-        assert decide(step, state(name)) == Final(Outcome.NOT_CANCELABLE)
+        assert decide(step, state(name)) == Final(
+            Outcome.NOT_CANCELABLE, f"payment is {name}: {WHAT_NOW[name]}"
+        )
 
 
 def test_a_disagreeing_api_counts_tries_instead_of_looping() -> None:

@@ -13,11 +13,14 @@ from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry, Gauge, pushadd_to_gateway
 
+from worker.exits import Exit
+from worker.model import FOLLOW_UP_OUTCOMES
 from worker.observe import logs
 
-#: Only a run that ended with every reference settled as hoped counts as a success;
-#: exit 1 (some not cancelable, failed, invalid...) deserves a look the next morning.
-SUCCESS_CODES = (0,)
+#: Only exit 0 is a success: every reference settled, follow-ups included. Exit 1 (rows
+#: need a person) and 5 (failed rows, a rerun retries them) are not, so a night that
+#: never reaches 0 leaves the last success behind, and the alert on it fires.
+SUCCESS_CODES = (int(Exit.OK),)
 
 
 def push(
@@ -27,6 +30,7 @@ def push(
     shard: str,
     outcomes: Mapping[str, int],
     duration: float,
+    released_total: Mapping[str, int] | None = None,
     exit_code: int,
     retries: int,
     throttled: int,
@@ -70,6 +74,20 @@ def push(
     )
     for outcome, count in outcomes.items():
         per_outcome.labels(outcome=outcome).set(count)
+    gauge(
+        "cancel_worker_follow_ups",
+        "References of the last run that ended not_cancelable or not_found (a look, not a page).",
+        sum(outcomes.get(o.value, 0) for o in FOLLOW_UP_OUTCOMES),
+    )
+    released = Gauge(
+        "cancel_worker_released_minor_units",
+        "Amount released by the report's latest canceled rows, all runs of the report "
+        "included, per currency, in minor units.",
+        ["currency"],
+        registry=registry,
+    )
+    for currency, minor in (released_total or {}).items():
+        released.labels(currency=currency).set(minor)
     try:
         pushadd_to_gateway(
             url, job=job, registry=registry, grouping_key={"shard": shard}, timeout=10

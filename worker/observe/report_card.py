@@ -12,28 +12,27 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from worker.exits import summary_line
+
 #: Kubernetes reads at most 4096 bytes of a termination message.
 TERMINATION_LIMIT = 4096
-EXIT_MEANING = {
-    0: "done",
-    1: "finished; some references did not end canceled",
-    2: "usage or input error",
-    3: "aborted",
-    4: "stopped by a guard rail",
-    130: "interrupted (SIGINT)",
-    143: "interrupted (SIGTERM)",
-}
 
 
 @dataclass(frozen=True)
 class Card:
     outcomes: Mapping[str, int]
-    released: Mapping[str, int]  # currency -> minor units
+    released: Mapping[str, int]  # currency -> minor units, this run
     elapsed: float
     requests: int
     report: str
     exit_code: int
     resume_command: str | None  # set when something is left to do
+    #: currency -> minor units over the whole report (earlier runs included)
+    released_total: Mapping[str, int] | None = None
+    states: Mapping[str, int] | None = None  # `check`: payment_state -> payments
+
+
+FOLLOW_UPS = ("not_cancelable", "not_found")
 
 
 def money(minor: int, currency: str) -> str:
@@ -44,14 +43,21 @@ def money(minor: int, currency: str) -> str:
 
 
 def render(card: Card) -> str:
-    width = max((len(o) for o in card.outcomes), default=7)
-    lines = [f"cancel-worker: {EXIT_MEANING.get(card.exit_code, 'ended')} (exit {card.exit_code})"]
+    width = max(
+        [len(o) for o in card.outcomes] + [len(s) + 2 for s in card.states or {}], default=7
+    )
+    lines = [f"cancel-worker: {summary_line(card.exit_code)} (exit {card.exit_code})"]
     for outcome, count in sorted(card.outcomes.items(), key=lambda kv: (-kv[1], kv[0])):
         lines.append(f"  {outcome:<{width}}  {count:>9,}")
     if not card.outcomes:
         lines.append("  (no rows)")
-    for currency, minor in sorted(card.released.items()):
-        lines.append(f"  released  {money(minor, currency)}")
+    if follow_ups := sum(card.outcomes.get(o, 0) for o in FOLLOW_UPS):
+        lines.append(f"  follow-ups: {follow_ups:,} (not_cancelable, not_found: see detail)")
+    if card.states:
+        lines.append("  payment states:")
+        for state, count in sorted(card.states.items(), key=lambda kv: (-kv[1], kv[0])):
+            lines.append(f"    {state:<{width - 2}}  {count:>9,}")
+    lines.extend(_released(card))
     rate = card.requests / card.elapsed if card.elapsed > 0 else 0.0
     lines.append(
         f"  {card.elapsed:,.1f} s, {card.requests:,} requests ({rate:,.1f}/s); "
@@ -62,12 +68,26 @@ def render(card: Card) -> str:
     return "\n".join(lines)
 
 
+def _released(card: Card) -> list[str]:
+    """Amounts with their scope: a resumed night's run releases only part of the report."""
+    total = card.released_total if card.released_total is not None else card.released
+    lines = []
+    for currency in sorted(set(card.released) | set(total)):
+        this_run = money(card.released.get(currency, 0), currency)
+        lines.append(f"  released, this run      {this_run:>20}")
+        lines.append(f"  released, whole report  {money(total.get(currency, 0), currency):>20}")
+    return lines
+
+
 def termination_line(card: Card) -> str:
     counts = " ".join(f"{o}={n}" for o, n in sorted(card.outcomes.items()))
     released = " ".join(money(m, c) for c, m in sorted(card.released.items()))
+    total = card.released_total or {}
     text = f"exit {card.exit_code}: {counts or 'no rows'}"
     if released:
-        text += f"; released {released}"
+        text += f"; released this run {released}"
+    if total:
+        text += "; whole report " + " ".join(money(m, c) for c, m in sorted(total.items()))
     text += f"; report {card.report}"
     if card.resume_command:
         text += f"; to finish: {card.resume_command}"

@@ -10,6 +10,7 @@ sure to start.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,10 @@ class PriorRows:
     unsent_lines: dict[int, Unsent] = field(default_factory=dict)
     rows: int = 0
     torn_bytes: int = 0  # a last line without its newline, to cut off before appending
+    #: currency -> minor units of the references whose latest row is `canceled`
+    released: Counter[str] = field(default_factory=Counter)
+    #: payment_state -> references whose latest row is `checked`
+    states: Counter[str] = field(default_factory=Counter)
 
     def final(self, merchant: str, reference: str) -> Outcome | None:
         return self.done.get(key_of(merchant, reference))
@@ -92,6 +97,29 @@ def _apply(prior: PriorRows, rec: dict[str, Any], policy: ResumePolicy) -> None:
         return
     key = key_of(merchant, reference)
     if outcome in policy.final:
+        # `canceled` and `checked` are final, so a reference has at most one such row
+        # (a rerun never sends it again); the check only guards a hand-copied row.
+        if prior.done.get(key) is not outcome:
+            _sum(prior, outcome, rec)
         prior.done[key] = outcome
     elif outcome in policy.reopen:
         prior.done.pop(key, None)
+
+
+def _sum(prior: PriorRows, outcome: Outcome, rec: dict[str, Any]) -> None:
+    """The report-wide totals: amounts released, payments per state."""
+    if outcome is Outcome.CANCELED:
+        amount, currency = _whole(rec.get("amount")), rec.get("currency")
+        if amount is not None and currency:
+            prior.released[str(currency)] += amount
+    elif outcome is Outcome.CHECKED and rec.get("payment_state"):
+        prior.states[str(rec["payment_state"])] += 1
+
+
+def _whole(value: object) -> int | None:
+    """An amount as written (an int in JSON Lines, text in CSV; empty: none)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    return None

@@ -60,6 +60,7 @@ class _Progress:
     journaled: bool = False
     trouble_since: int | None = None  # the run's count of good answers at its first failure
     unclear: str | None = None  # the unclear answer to a cancel that a query must settle
+    refusal: Reply | None = None  # the cancel's 402/422 that a query explained
     amount: int | None = None  # the payment's, from the last answer that carried it
     currency: str | None = None
 
@@ -243,6 +244,8 @@ class Canceller:
             assert isinstance(decision, Next)
             if step.op is Op.CANCEL and decision.step.op is Op.QUERY and decision.step.maybe_landed:
                 progress.unclear = reply.error_type or f"HTTP {reply.status}"
+            if step.op is Op.CANCEL and decision.step.refusal is not None:
+                progress.refusal = reply
             progress.step = decision.step
             if decision.throttled:
                 self.stats.throttled += 1
@@ -259,6 +262,9 @@ class Canceller:
         if outcome is Outcome.CANCELED and progress.step.op is Op.QUERY and progress.unclear:
             detail = f"confirmed by query after {progress.unclear}"
         priced = outcome in PRICED
+        if outcome is Outcome.NOT_CANCELABLE and progress.refusal is not None:
+            # The answer that matters is the cancel's refusal; the query only said why.
+            last = progress.refusal
         return Result(
             line=row.line,
             merchant=row.merchant,

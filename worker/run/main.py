@@ -10,6 +10,7 @@ import contextlib
 import os
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from worker import __version__
 from worker.bambora.auth import AuthUnavailable, CredentialsRefused
 from worker.control.guard import RejectionGuard
 from worker.control.health import ApiUnreachable
+from worker.exits import RERUN_HELPS
 from worker.model import Mode, Outcome
 from worker.observe import logs, progress
 from worker.observe.report_card import Card, render, termination_line
@@ -35,12 +37,10 @@ from worker.run.outbox import Outbox
 from worker.run.prepare import Prepared, UsageError
 from worker.run.summary import (
     EXIT_ABORTED,
-    EXIT_INCOMPLETE,
-    EXIT_SIGINT,
-    EXIT_SIGTERM,
     Ending,
     Tally,
     exit_code,
+    log_losses,
     push_metrics,
     summary_fields,
 )
@@ -74,7 +74,9 @@ async def _execute(prepared: Prepared, command: str) -> int:
         journal = (
             IntentJournal(journal_path(s.report)) if s.mode is Mode.RUN and not s.dry_run else None
         )
-        stats, tally = Stats(), Tally()
+        prior = prepared.prior
+        stats = Stats()
+        tally = Tally(released_earlier=Counter(prior.released), states=Counter(prior.states))
         outbox = Outbox(writer, tally, journal)
         started = time.monotonic()
         refreshes: Callable[[], int] = int  # no token fetched yet: 0
@@ -121,7 +123,8 @@ async def _execute(prepared: Prepared, command: str) -> int:
                 why="the input has a header but no rows: nothing to do (exit 0); "
                 "check the export if a night without payments to void is unusual",
             )
-        code = exit_code(end, tally)
+        log_losses(end, tally)
+        code = exit_code(end, tally, strict=s.strict)
         code = _settle_journal(journal, end, tally, code)
         elapsed = time.monotonic() - started
         push_metrics(s, tally, stats, refreshes(), elapsed, code, held())
@@ -156,6 +159,9 @@ def _record_run(
         "rows_reported": tally.rows_reported,
         "outcomes": dict(sorted(tally.outcomes.items())),
         "released": dict(sorted(tally.released.items())),
+        "released_total": dict(sorted(tally.released_total.items())),
+        "follow_ups": tally.follow_ups,
+        **({"states": dict(sorted(tally.states.items()))} if s.mode is Mode.CHECK else {}),
         "requests": requests,
         "exit_code": code,
         "complete": end.complete,
@@ -172,12 +178,12 @@ def _tell(
     s: Settings, tally: Tally, requests: int, elapsed: float, code: int, command: str
 ) -> None:
     """The human summary on standard error, and one line for Kubernetes."""
-    left = code in (EXIT_ABORTED, EXIT_SIGINT, EXIT_SIGTERM) or (
-        code == EXIT_INCOMPLETE and tally.outcomes.get(Outcome.FAILED.value, 0) > 0
-    )
+    left = code in RERUN_HELPS
     card = Card(
         outcomes=tally.outcomes,
         released=tally.released,
+        released_total=tally.released_total,
+        states=tally.states if s.mode is Mode.CHECK else None,
         elapsed=elapsed,
         requests=requests,
         report=str(s.report),

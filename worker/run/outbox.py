@@ -139,6 +139,8 @@ def _count(batch: list[Result], tally: Tally) -> None:
         tally.count(r.outcome)
         if r.outcome is Outcome.CANCELED and r.amount is not None and r.currency:
             tally.released[r.currency] += r.amount
+        elif r.outcome is Outcome.CHECKED and r.payment_state:
+            tally.states[r.payment_state] += 1
         if debug:
             logs.log.debug(
                 "reference_done",

@@ -10,15 +10,20 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from worker.model import SUCCESS_OUTCOMES, Outcome
+from worker.exits import Exit
+from worker.model import FOLLOW_UP_OUTCOMES, NEEDS_PERSON_OUTCOMES, Mode, Outcome
 from worker.observe import logs
 from worker.settings import Settings
 
 if TYPE_CHECKING:
     from worker.run.canceller import Stats
 
-EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE, EXIT_ABORTED, EXIT_GUARD = 0, 1, 2, 3, 4
-EXIT_SIGINT, EXIT_SIGTERM = 130, 143
+# The names the rest of the worker uses; the codes and their meanings are `exits.Exit`.
+# (plain ints: they end up in JSON and in sys.exit).
+EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE = int(Exit.OK), int(Exit.NEEDS_PERSON), int(Exit.USAGE)
+EXIT_ABORTED, EXIT_GUARD = int(Exit.ABORTED), int(Exit.GUARD_RAIL)
+EXIT_FAILED = int(Exit.FAILED_ROWS)
+EXIT_SIGINT, EXIT_SIGTERM = int(Exit.SIGINT), int(Exit.SIGTERM)
 
 
 @dataclass
@@ -31,6 +36,19 @@ class Tally:
     outcomes: Counter[str] = field(default_factory=Counter)
     decisive: Counter[str] = field(default_factory=Counter)  # without duplicates
     released: Counter[str] = field(default_factory=Counter)  # currency -> minor units
+    #: what earlier runs released, from the report's latest `canceled` rows
+    released_earlier: Counter[str] = field(default_factory=Counter)
+    #: payment_state -> `checked` references, the report's earlier rows included
+    states: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def released_total(self) -> Counter[str]:
+        """Per currency, over the whole report: earlier runs' and this run's."""
+        return self.released_earlier + self.released
+
+    @property
+    def follow_ups(self) -> int:
+        return sum(self.outcomes.get(o.value, 0) for o in FOLLOW_UP_OUTCOMES)
 
     def count(self, outcome: Outcome) -> None:
         self.outcomes[outcome.value] += 1
@@ -66,16 +84,36 @@ class Ending:
         )
 
 
-def exit_code(end: Ending, tally: Tally) -> int:
-    """The README's exit table, in order of precedence."""
+def exit_code(end: Ending, tally: Tally, *, strict: bool = False) -> int:
+    """The README's exit table, in order of precedence: a pure function of the final state.
+
+    `failed` rows (a rerun retries them) win over rows that need a person, since
+    the rerun is what operations must do first. `strict` counts the follow-ups
+    (`not_cancelable`, `not_found`) as needing a person, as before they were.
+    """
     if end.abort_reason is not None:
         return EXIT_ABORTED
     if end.guard_reason is not None:
         return EXIT_GUARD
     if end.signal_code is not None:
         return end.signal_code
-    if end.input_error is not None:
+    if tally.decisive.get(Outcome.FAILED.value):
+        return EXIT_FAILED
+    needs_person = NEEDS_PERSON_OUTCOMES | (FOLLOW_UP_OUTCOMES if strict else frozenset())
+    if (
+        end.input_error is not None
+        or tally.rows_reported != tally.rows_read
+        or end.lines_lost
+        or any(tally.decisive.get(o.value) for o in needs_person)
+    ):
         return EXIT_INCOMPLETE
+    return EXIT_OK
+
+
+def log_losses(end: Ending, tally: Tally) -> None:
+    """Say loudly when rows or lines went missing (exit 1): nothing else would show it."""
+    if end.abort_reason or end.guard_reason or end.signal_code or end.input_error:
+        return
     if tally.rows_reported != tally.rows_read:
         logs.log.error(
             "rows_lost",
@@ -83,14 +121,10 @@ def exit_code(end: Ending, tally: Tally) -> int:
             rows_reported=tally.rows_reported,
             hint="some input rows have no report row; rerun the same command to finish them",
         )
-        return EXIT_INCOMPLETE
     if end.lines_lost:
         # Every physical line is the header, a row, part of one, or blank: a gap here
         # means the reader itself lost count, which no rerun can mend.
         logs.log.error("lines_lost", lines_read=end.lines_read, lines_unaccounted=end.lines_lost)
-        return EXIT_INCOMPLETE
-    bad = sum(n for o, n in tally.decisive.items() if Outcome(o) not in SUCCESS_OUTCOMES)
-    return EXIT_OK if bad == 0 else EXIT_INCOMPLETE
 
 
 def push_metrics(
@@ -111,6 +145,7 @@ def push_metrics(
         job=s.job_name,
         shard=f"{s.shard.index}-of-{s.shard.count}",
         outcomes=tally.outcomes,
+        released_total=tally.released_total,
         duration=elapsed,
         exit_code=code,
         retries=stats.retries,
@@ -127,6 +162,10 @@ def summary_fields(
 ) -> dict[str, Any]:
     return {
         "outcomes": dict(sorted(t.outcomes.items())),
+        "follow_ups": t.follow_ups,
+        "released": dict(sorted(t.released.items())),
+        "released_total": dict(sorted(t.released_total.items())),
+        **({"states": dict(sorted(t.states.items()))} if s.mode is Mode.CHECK else {}),
         "rows_read": t.rows_read,
         "rows_reported": t.rows_reported,
         "rows_written": t.rows_written,

@@ -37,7 +37,7 @@ class DryRun:
     """Stands in for the canceller under `--dry-run`: every valid row would be sent."""
 
     async def process(self, row: Row, *, maybe_landed: bool = False) -> Result:
-        return Result(row.line, row.merchant, row.reference, Outcome.WOULD_CANCEL)
+        return Result(row.line, row.merchant, row.reference, Outcome.WOULD_CANCEL, extra=row.extra)
 
 
 @dataclass

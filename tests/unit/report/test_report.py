@@ -253,3 +253,36 @@ def test_a_batch_of_rows_is_one_write_call(tmp_path: Path, monkeypatch: pytest.M
     writer.write([result(f"r{i}", Outcome.CANCELED, line=i + 2) for i in range(1000)])
     writer.close()
     assert len(calls) == 1 and load_report(tmp_path / "r.csv", RUN).rows == 1000
+
+
+@pytest.mark.parametrize("name", ["r.csv", "r.jsonl"])
+def test_the_report_sums_its_latest_canceled_amounts_and_checked_states(
+    tmp_path: Path, name: str
+) -> None:
+    path = tmp_path / name
+
+    def priced(ref: str, outcome: Outcome, amount: int, currency: str = "EUR") -> Result:
+        r = result(ref, outcome)
+        r.amount, r.currency = amount, currency
+        return r
+
+    write(
+        path,
+        priced("a", Outcome.FAILED, 100),  # failed, then canceled by the rerun
+        priced("b", Outcome.CANCELED, 250),
+        priced("c", Outcome.NOT_CANCELABLE, 999),  # not released
+        priced("d", Outcome.CANCELED, 4000, "DKK"),
+        priced("a", Outcome.CANCELED, 100),
+        priced("b", Outcome.CANCELED, 250),  # a copied row: one reference, one amount
+        result("e", Outcome.CANCELED),  # no amount known
+    )
+    assert load_report(path, RUN).released == {"EUR": 350, "DKK": 4000}
+
+    checked = tmp_path / ("c." + name.split(".")[1])
+    rows = [result(ref, Outcome.CHECKED) for ref in ("a", "b", "c")] + [
+        result("z", Outcome.NOT_FOUND)
+    ]
+    for r, state in zip(rows, ("Authorized", "Captured", "Authorized", None), strict=True):
+        r.payment_state = state
+    write(checked, *rows)
+    assert load_report(checked, CHECK).states == {"Authorized": 2, "Captured": 1}

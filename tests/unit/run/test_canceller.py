@@ -223,3 +223,44 @@ async def test_one_intent_per_reference_however_many_tries(fake_time: FakeTime) 
     result = await c.process(ROW)
     assert result.outcome is Outcome.CANCELED and api.calls.count(Op.CANCEL) == 4
     assert journal.records == ["order-1"]  # the journal's cost does not grow with retries
+
+
+INVALID_STATE = "https://api.bambora.com/errors/invalid_payment_state_transition"
+
+
+@pytest.mark.parametrize(
+    ("refusal", "state", "detail"),
+    [
+        (422, "Captured", "payment is Captured: refund it instead"),
+        (402, "Settled", "payment is Settled: refund it instead"),
+        (422, "Authorization Expired", "payment is Authorization Expired: the authorization"),
+    ],
+)
+async def test_not_cancelable_keeps_the_cancels_answer_and_says_why(
+    fake_time: FakeTime, refusal: int, state: str, detail: str
+) -> None:
+    """The query after a refusal only explains it: the row shows the refusal's status and
+    error type, the state the query found, and what to do instead."""
+    api = ScriptedApi(
+        [
+            Reply(refusal, INVALID_STATE, detail="wrong state"),
+            Reply(200, payment_state=state, amount=1250, currency="EUR"),
+        ]
+    )
+    result = await canceller(api, fake_time).process(ROW)
+    assert result.outcome is Outcome.NOT_CANCELABLE and api.calls == [Op.CANCEL, Op.QUERY]
+    assert (result.http_status, result.error_type) == (refusal, INVALID_STATE)
+    assert result.payment_state == state and result.detail is not None
+    assert result.detail.startswith(detail)
+    assert (result.amount, result.currency, result.attempts) == (1250, "EUR", 2)
+
+
+async def test_a_captured_payment_found_by_a_query_after_doubt_keeps_the_query(
+    fake_time: FakeTime,
+) -> None:
+    """No refusal to show (the cancel timed out): the query's own answer stays."""
+    api = ScriptedApi([Reply(None, "timeout"), Reply(200, payment_state="Captured")])
+    result = await canceller(api, fake_time).process(ROW)
+    assert result.outcome is Outcome.NOT_CANCELABLE
+    assert (result.http_status, result.error_type) == (200, None)
+    assert result.detail == "payment is Captured: refund it instead"

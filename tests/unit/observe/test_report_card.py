@@ -1,0 +1,45 @@
+"""Report card: the human summary names each amount's scope, the follow-ups and states."""
+
+from __future__ import annotations
+
+from worker.observe.report_card import Card, render, termination_line
+
+
+def card(**kw: object) -> Card:
+    base: dict[str, object] = {
+        "outcomes": {"canceled": 3, "not_found": 1, "not_cancelable": 2},
+        "released": {"EUR": 12_50},
+        "elapsed": 2.0,
+        "requests": 9,
+        "report": "night.report.csv",
+        "exit_code": 0,
+        "resume_command": None,
+    }
+    return Card(**(base | kw))  # type: ignore[arg-type]
+
+
+def test_a_resumed_run_shows_this_runs_release_and_the_whole_reports() -> None:
+    text = render(card(released_total={"EUR": 1_012_50, "DKK": 7_00}))
+    assert text.splitlines()[0] == "cancel-worker: done (exit 0)"
+    assert "released, this run                 12.50 EUR" in text
+    assert "released, whole report          1,012.50 EUR" in text
+    assert "released, this run                  0.00 DKK" in text
+    assert "released, whole report              7.00 DKK" in text
+    assert "follow-ups: 3 (not_cancelable, not_found" in text
+    line = termination_line(card(released_total={"EUR": 1_012_50}))
+    assert "released this run 12.50 EUR; whole report 1,012.50 EUR" in line
+
+
+def test_check_lists_the_payment_states() -> None:
+    text = render(
+        card(outcomes={"checked": 5}, released={}, states={"Authorized": 4, "Captured": 1})
+    )
+    lines = text.splitlines()
+    at = lines.index("  payment states:")
+    assert [x.split() for x in lines[at + 1 : at + 3]] == [["Authorized", "4"], ["Captured", "1"]]
+    assert "released" not in text and "follow-ups" not in text
+
+
+def test_exit_5_and_1_say_what_to_do() -> None:
+    assert "a rerun retries them" in render(card(exit_code=5)).splitlines()[0]
+    assert "need a person" in render(card(exit_code=1)).splitlines()[0]
