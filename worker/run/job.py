@@ -83,6 +83,7 @@ class Job:
         requests: Callable[[], int] = lambda: 0,
         extras: Callable[[], dict[str, Any]] = dict,
         hard_exit: Callable[[int], None] = hard_exit_soon,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._processor = processor
         self._concurrency = concurrency
@@ -111,7 +112,8 @@ class Job:
         self._signals = 0
         self._busy: set[asyncio.Task[None]] = set()
         self._workers: list[asyncio.Task[None]] = []
-        self._started = time.monotonic()
+        self._clock = clock
+        self._started = clock()
 
     # -- the workers ----------------------------------------------------------------
 
@@ -231,7 +233,8 @@ class Job:
             total=total,
             outcomes=self.tally.outcomes,
             requests=self._requests(),
-            elapsed=time.monotonic() - self._started,
+            elapsed=self._clock() - self._started,
+            settled_before=self.tally.rows_already_reported,
             **self._extras(),
         )
 
