@@ -27,7 +27,7 @@ import click
 from worker import __version__
 from worker.model import Mode
 from worker.observe import logs
-from worker.options import job_options
+from worker.options import check_environment, job_options
 from worker.run.prepare import Prepared, UsageError, prepare
 from worker.run.summary import EXIT_USAGE
 from worker.settings import ConfigError, build_settings
@@ -71,6 +71,7 @@ def _go_ahead(prepared: Prepared) -> bool:
 
 def _job(mode: Mode, kw: dict[str, Any]) -> None:
     try:
+        check_environment(os.environ, *_commands())
         settings = build_settings(mode, kw, os.environ)
     except ConfigError as exc:
         _fail_usage(str(exc))
@@ -95,6 +96,14 @@ def _job(mode: Mode, kw: dict[str, Any]) -> None:
         _fail_usage(str(exc))
         return
     sys.exit(code)
+
+
+def _commands() -> tuple[click.Command, list[click.Command]]:
+    """The command being run, and every command whose options name a variable."""
+    ctx = click.get_current_context()
+    root = ctx.find_root().command
+    siblings = list(root.commands.values()) if isinstance(root, click.Group) else []
+    return ctx.command, siblings or [ctx.command]
 
 
 class _Commands(click.Group):

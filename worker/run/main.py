@@ -45,7 +45,7 @@ from worker.run.summary import (
     summary_fields,
 )
 from worker.run.wiring import Wired, connect, sandboxed
-from worker.settings import Settings, run_kind
+from worker.settings import Settings, in_effect, run_kind
 
 #: A live bar can redraw often; log lines come every --progress-seconds.
 BAR_REDRAW_SECONDS = 0.5
@@ -241,13 +241,6 @@ def _settle_journal(journal: IntentJournal | None, end: Ending, tally: Tally, co
 
 
 def start_fields(s: Settings, sandbox_url: str | None) -> dict[str, Any]:
-    fields: dict[str, Any] = {"sandbox": sandbox_url} if sandbox_url else {}
-    return fields | {
-        "mode": "dry-run" if s.dry_run else s.mode.value,
-        "input": s.input,
-        "report": str(s.report),
-        "concurrency": s.concurrency,
-        "rate": s.rate,
-        "shard": f"{s.shard.index}/{s.shard.count}",
-        "api_url": s.api_url,
-    }
+    """Every setting in effect (`settings.in_effect`: secrets hidden), what kind of run
+    this is, and where the embedded sandbox listens when there is one."""
+    return in_effect(s) | {"mode": run_kind(s.mode, s.dry_run), "sandbox": sandbox_url}
