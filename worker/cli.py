@@ -49,24 +49,27 @@ def _run_loop(main: Callable[[], Coroutine[Any, Any, int]], use_uvloop: bool) ->
     return asyncio.run(main())
 
 
-def _go_ahead(prepared: Prepared) -> bool:
-    """The preview (always for --dry-run), and on a terminal the question (preview.py)."""
+def _refusal(prepared: Prepared) -> str | None:
+    """Why nothing may be sent, or None to go ahead: the preview (always for --dry-run),
+    and when a person is asked (preview.py), their answer, on the terminal itself."""
     from worker.run import preview
 
     if prepared.settings.dry_run:
         click.echo(preview.render(prepared), err=True)
-        return True
-    if not preview.should_ask(prepared, sys.stdin.isatty() and sys.stderr.isatty()):
-        return True
-    click.echo(preview.render(prepared), err=True)
-
-    def ask(question: str) -> str:
-        try:
-            return str(click.prompt(question, default="", show_default=False, err=True))
-        except click.Abort:  # Ctrl-D / Ctrl-C at the question
-            return ""
-
-    return preview.confirmed(prepared, ask)
+        return None
+    person = sys.stdin is not None and sys.stdin.isatty()
+    if not preview.should_ask(prepared, person):
+        return None
+    terminal = preview.Terminal.open()
+    if terminal is None:  # only --confirm asks without a person at a terminal
+        return "not confirmed: --confirm needs a terminal to ask on; nothing was sent"
+    with terminal:
+        terminal.say(preview.render(prepared))
+        if not preview.confirmed(prepared, terminal.ask):
+            return "not confirmed: nothing was sent"
+    counts = prepared.to_send
+    logs.log.info("confirmed", references=sum(counts.values()) if counts is not None else None)
+    return None
 
 
 def _job(mode: Mode, kw: dict[str, Any]) -> None:
@@ -83,9 +86,9 @@ def _job(mode: Mode, kw: dict[str, Any]) -> None:
     except UsageError as exc:
         _fail_usage(str(exc))
         return
-    if not _go_ahead(prepared):
+    if (refusal := _refusal(prepared)) is not None:
         prepared.lock.release()
-        _fail_usage("not confirmed: nothing was sent")
+        _fail_usage(refusal)
         return
     from worker.run.main import execute
 

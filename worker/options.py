@@ -175,7 +175,12 @@ def _run_only() -> list[Decorator]:
             "--yes",
             "-y",
             is_flag=True,
-            help="Do not ask before sending (on a terminal, run shows what it is about to do and asks first; without a terminal it never asks).",
+            help="Do not ask before sending (when standard input is a terminal, run shows what it is about to do and asks on the terminal first; without a terminal it never asks).",
+        ),
+        _opt(
+            "--confirm",
+            is_flag=True,
+            help="Show what run is about to do and ask on the terminal, even against loopback or the sandbox (where it does not ask by itself): to rehearse the question.",
         ),
         _opt(
             "--retry-outcomes",

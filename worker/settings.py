@@ -85,6 +85,7 @@ class Settings:
     allow_changed_input: bool = False
     echo_columns: str = "all"  # all | none | a,b,c
     yes: bool = False  # do not ask on a terminal
+    confirm: bool = False  # ask even on loopback and the sandbox (a rehearsal)
     max_references: int | None = None
     stop_on_rejections: int = 20
     retry_outcomes: frozenset[Outcome] = frozenset()
@@ -123,6 +124,8 @@ def build_settings(mode: Mode, kw: Mapping[str, Any], env: Mapping[str, str]) ->
     if not sandbox:  # the embedded sandbox is reached directly, never through a proxy
         _check_proxies(api_url, auth_url)
     merchant = (kw.get("merchant") or "").strip() or None
+    if kw.get("confirm") and kw.get("yes"):
+        raise ConfigError("--confirm asks before sending and --yes says not to: choose one")
     return Settings(
         mode=mode,
         input=kw["input"],
@@ -149,6 +152,7 @@ def build_settings(mode: Mode, kw: Mapping[str, Any], env: Mapping[str, str]) ->
         allow_changed_input=bool(kw.get("allow_changed_input")),
         echo_columns=_given(kw, "echo_columns"),
         yes=bool(kw.get("yes")),
+        confirm=bool(kw.get("confirm")),
         max_references=kw.get("max_references"),
         stop_on_rejections=_given(kw, "stop_on_rejections"),
         retry_outcomes=parse_retry_outcomes(kw.get("retry_outcomes") or ""),
