@@ -34,6 +34,8 @@ class Card:
     report: str
     exit_code: int
     resume_command: str | None  # set when something is left to do
+    reason: str | None = None  # why the run stopped early (an abort, a guard rail)
+    fix: str | None = None  # what a person must change first, when a rerun cannot help
 
 
 def money(minor: int, currency: str) -> str:
@@ -46,6 +48,8 @@ def money(minor: int, currency: str) -> str:
 def render(card: Card) -> str:
     width = max((len(o) for o in card.outcomes), default=7)
     lines = [f"cancel-worker: {EXIT_MEANING.get(card.exit_code, 'ended')} (exit {card.exit_code})"]
+    if card.reason:
+        lines.append(f"  reason: {card.reason}")
     for outcome, count in sorted(card.outcomes.items(), key=lambda kv: (-kv[1], kv[0])):
         lines.append(f"  {outcome:<{width}}  {count:>9,}")
     if not card.outcomes:
@@ -59,6 +63,8 @@ def render(card: Card) -> str:
     )
     if card.resume_command:
         lines.append(f"  to finish, run the same command again: {card.resume_command}")
+    if card.fix:
+        lines.append(f"  to fix: {card.fix}")
     return "\n".join(lines)
 
 
@@ -66,9 +72,13 @@ def termination_line(card: Card) -> str:
     counts = " ".join(f"{o}={n}" for o, n in sorted(card.outcomes.items()))
     released = " ".join(money(m, c) for c, m in sorted(card.released.items()))
     text = f"exit {card.exit_code}: {counts or 'no rows'}"
+    if card.reason:
+        text += f"; reason: {card.reason}"
     if released:
         text += f"; released {released}"
     text += f"; report {card.report}"
     if card.resume_command:
         text += f"; to finish: {card.resume_command}"
+    if card.fix:
+        text += f"; to fix: {card.fix}"
     return text.encode("utf-8")[: TERMINATION_LIMIT - 1].decode("utf-8", "ignore")

@@ -106,7 +106,8 @@ async def _execute(prepared: Prepared, command: str) -> int:
                 )
                 end = await job.run(view, every, prepared.total)
         except (CredentialsRefused, AuthUnavailable, ApiUnreachable) as exc:
-            end.abort_reason = end.abort_reason or str(exc)
+            if end.abort_reason is None:
+                end.abort_reason, end.fix = str(exc), getattr(exc, "fix", None)
             logs.log.error("aborted", reason=end.abort_reason)
         finally:
             try:
@@ -127,7 +128,7 @@ async def _execute(prepared: Prepared, command: str) -> int:
         push_metrics(s, tally, stats, refreshes(), elapsed, code, held())
         logs.log.info("summary", **summary_fields(s, end, tally, stats, refreshes(), elapsed, code))
         _record_run(prepared, s, run_id, started_at, end, tally, stats.requests, code)
-        _tell(s, tally, stats.requests, elapsed, code, command)
+        _tell(s, tally, stats.requests, elapsed, code, command, end)
         return code
 
 
@@ -169,11 +170,19 @@ def _record_run(
 
 
 def _tell(
-    s: Settings, tally: Tally, requests: int, elapsed: float, code: int, command: str
+    s: Settings,
+    tally: Tally,
+    requests: int,
+    elapsed: float,
+    code: int,
+    command: str,
+    end: Ending,
 ) -> None:
-    """The human summary on standard error, and one line for Kubernetes."""
-    left = code in (EXIT_ABORTED, EXIT_SIGINT, EXIT_SIGTERM) or (
-        code == EXIT_INCOMPLETE and tally.outcomes.get(Outcome.FAILED.value, 0) > 0
+    """The human summary on standard error, and one line for Kubernetes: why the run
+    stopped, and what finishes it (a fix first, when a rerun alone cannot help)."""
+    left = end.fix is None and (
+        code in (EXIT_ABORTED, EXIT_SIGINT, EXIT_SIGTERM)
+        or (code == EXIT_INCOMPLETE and tally.outcomes.get(Outcome.FAILED.value, 0) > 0)
     )
     card = Card(
         outcomes=tally.outcomes,
@@ -183,6 +192,8 @@ def _tell(
         report=str(s.report),
         exit_code=code,
         resume_command=command if left else None,
+        reason=end.abort_reason or end.guard_reason,
+        fix=end.fix,
     )
     logs.say(render(card))
     if TERMINATION_LOG.exists() and os.access(TERMINATION_LOG, os.W_OK):
