@@ -74,7 +74,7 @@ def _refusal(prepared: Prepared) -> str | None:
 
 def _job(mode: Mode, kw: dict[str, Any]) -> None:
     try:
-        check_environment(os.environ, *_commands())
+        check_environment(os.environ, _commands())
         settings = build_settings(mode, kw, os.environ)
     except ConfigError as exc:
         _fail_usage(str(exc))
@@ -101,12 +101,11 @@ def _job(mode: Mode, kw: dict[str, Any]) -> None:
     sys.exit(code)
 
 
-def _commands() -> tuple[click.Command, list[click.Command]]:
-    """The command being run, and every command whose options name a variable."""
+def _commands() -> list[click.Command]:
+    """Every command whose options name an environment variable: `run`'s siblings."""
     ctx = click.get_current_context()
     root = ctx.find_root().command
-    siblings = list(root.commands.values()) if isinstance(root, click.Group) else []
-    return ctx.command, siblings or [ctx.command]
+    return list(root.commands.values()) if isinstance(root, click.Group) else [ctx.command]
 
 
 class _Commands(click.Group):

@@ -213,33 +213,31 @@ def _takes_number(param: click.Parameter) -> bool:
     return isinstance(param.type, click.types.IntParamType | click.types.FloatParamType)
 
 
-def check_environment(
-    env: Mapping[str, str], command: click.Command, commands: Iterable[click.Command]
-) -> None:
+def check_environment(env: Mapping[str, str], commands: Iterable[click.Command]) -> None:
     """Refuse (ConfigError, exit 2) what the environment would otherwise do silently.
 
     - a `CANCEL_WORKER_*` variable that no option of `commands` reads (a misspelling:
       `CANCEL_WORKER_RATES`, `CANCEL_WORKER_MERCHANT_NUMBER`), naming the closest name;
-    - an empty value for a flag or a number of `command` (click reads it as unset, so a
-      template that leaves `CANCEL_WORKER_DRY_RUN` empty would run for real).
+    - an empty value for a flag or a number (click reads it as unset, so a template
+      that leaves `CANCEL_WORKER_DRY_RUN` empty would run for real).
 
     The known names come from the options themselves, so an option added later is known
-    without a list to keep up to date.
+    without a list to keep up to date. One pod template may serve `run` and `check`, so
+    each command knows the other's names too.
     """
     owners = {name: param for cmd in commands for param in cmd.params for name in _envvars(param)}
     ours = sorted(name for name in owners if name.startswith(ENV_PREFIX))
     for name in sorted(env):
         if name.startswith(ENV_PREFIX) and name not in owners:
             raise ConfigError(f"unknown environment variable {name}: {_hint(name, ours, owners)}")
-    for param in command.params:
-        if not isinstance(param, click.Option) or not (param.is_flag or _takes_number(param)):
+    for name, param in owners.items():
+        if name not in env or env[name].strip() or not isinstance(param, click.Option):
             continue
-        for name in _envvars(param):
-            if name in env and not env[name].strip():
-                wants = "1, true or yes (or 0, false, no)" if param.is_flag else "a number"
-                raise ConfigError(
-                    f"environment variable {name} is empty: set it to {wants}, or unset it"
-                )
+        if param.is_flag or _takes_number(param):
+            wants = "1, true or yes (or 0, false, no)" if param.is_flag else "a number"
+            raise ConfigError(
+                f"environment variable {name} is empty: set it to {wants}, or unset it"
+            )
 
 
 def _hint(name: str, known: list[str], owners: Mapping[str, click.Parameter]) -> str:
