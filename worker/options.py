@@ -86,7 +86,7 @@ def _common() -> list[Decorator]:
         _tuned(
             "--give-up-after",
             click.FloatRange(1),
-            "Abort (exit 3) when no API request has succeeded for this many seconds.",
+            "Abort (exit 3) when no API request has succeeded for this many seconds, or the token endpoint has failed this long since its first failure.",
         ),
         _tuned(
             "--grace-seconds",
