@@ -36,6 +36,8 @@ from worker.bambora.backoff import BACKOFF, RetryLater
 from worker.settings import SCOPE
 
 DEFAULT_LIFETIME = 300.0
+#: A token request given less time than this before the deadline could not succeed.
+MIN_TRY = 0.1
 
 
 #: What a person must change when the auth server refuses the client.
@@ -216,8 +218,8 @@ class ClientCredentials:
             async for attempt in retrying:
                 with attempt:
                     started = self._clock()
-                    if last is not None and left() <= 0:
-                        raise last  # the wait ran to the deadline: no try is left
+                    if last is not None and left() < MIN_TRY:
+                        raise last  # the wait ran to the deadline: no real try is left
                     try:
                         token = await self._fetch_once(min(self._timeout, left()))
                     except RetryLater as exc:
