@@ -25,7 +25,7 @@ from worker import __version__
 from worker.exits import help_text
 from worker.model import Mode
 from worker.observe import logs
-from worker.options import job_options
+from worker.options import check_environment, job_options
 from worker.run.prepare import Prepared, UsageError, prepare
 from worker.run.summary import EXIT_USAGE
 from worker.settings import ConfigError, build_settings
@@ -47,28 +47,32 @@ def _run_loop(main: Callable[[], Coroutine[Any, Any, int]], use_uvloop: bool) ->
     return asyncio.run(main())
 
 
-def _go_ahead(prepared: Prepared) -> bool:
-    """The preview (always for --dry-run), and on a terminal the question (preview.py)."""
+def _refusal(prepared: Prepared) -> str | None:
+    """Why nothing may be sent, or None to go ahead: the preview (always for --dry-run),
+    and when a person is asked (preview.py), their answer, on the terminal itself."""
     from worker.run import preview
 
     if prepared.settings.dry_run:
         click.echo(preview.render(prepared), err=True)
-        return True
-    if not preview.should_ask(prepared, sys.stdin.isatty() and sys.stderr.isatty()):
-        return True
-    click.echo(preview.render(prepared), err=True)
-
-    def ask(question: str) -> str:
-        try:
-            return str(click.prompt(question, default="", show_default=False, err=True))
-        except click.Abort:  # Ctrl-D / Ctrl-C at the question
-            return ""
-
-    return preview.confirmed(prepared, ask)
+        return None
+    person = sys.stdin is not None and sys.stdin.isatty()
+    if not preview.should_ask(prepared, person):
+        return None
+    terminal = preview.Terminal.open()
+    if terminal is None:  # only --confirm asks without a person at a terminal
+        return "not confirmed: --confirm needs a terminal to ask on; nothing was sent"
+    with terminal:
+        terminal.say(preview.render(prepared))
+        if not preview.confirmed(prepared, terminal.ask):
+            return "not confirmed: nothing was sent"
+    counts = prepared.to_send
+    logs.log.info("confirmed", references=sum(counts.values()) if counts is not None else None)
+    return None
 
 
 def _job(mode: Mode, kw: dict[str, Any]) -> None:
     try:
+        check_environment(os.environ, _commands())
         settings = build_settings(mode, kw, os.environ)
     except ConfigError as exc:
         _fail_usage(str(exc))
@@ -80,9 +84,9 @@ def _job(mode: Mode, kw: dict[str, Any]) -> None:
     except UsageError as exc:
         _fail_usage(str(exc))
         return
-    if not _go_ahead(prepared):
+    if (refusal := _refusal(prepared)) is not None:
         prepared.lock.release()
-        _fail_usage("not confirmed: nothing was sent")
+        _fail_usage(refusal)
         return
     from worker.run.main import execute
 
@@ -93,6 +97,13 @@ def _job(mode: Mode, kw: dict[str, Any]) -> None:
         _fail_usage(str(exc))
         return
     sys.exit(code)
+
+
+def _commands() -> list[click.Command]:
+    """Every command whose options name an environment variable: `run`'s siblings."""
+    ctx = click.get_current_context()
+    root = ctx.find_root().command
+    return list(root.commands.values()) if isinstance(root, click.Group) else [ctx.command]
 
 
 class _Commands(click.Group):

@@ -6,16 +6,21 @@ container is configured like a shell; the older `BAMBORA_MERCHANT_NUMBER` still 
 `--merchant`, and `JOB_COMPLETION_INDEX` with `SHARD_COUNT` still set the shard.
 Defaults come from `settings` (the one place they live). Options that mean nothing
 for `check` (it sends no cancel) are offered by `run` only.
+
+The environment is checked like input (`check_environment`): click ignores a variable
+it does not know and reads an empty one as unset, so `CANCEL_WORKER_RATES=5` would
+change nothing and `CANCEL_WORKER_DRY_RUN=` would run for real.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import difflib
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import click
 
-from worker.settings import MAX_COMMENT, RETRYABLE, SANDBOX_TIMEOUT, default
+from worker.settings import MAX_COMMENT, RETRYABLE, SANDBOX_TIMEOUT, ConfigError, default
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 ENV_PREFIX = "CANCEL_WORKER_"
@@ -81,7 +86,7 @@ def _common() -> list[Decorator]:
         _tuned(
             "--give-up-after",
             click.FloatRange(1),
-            "Abort (exit 3) when no API request has succeeded for this many seconds.",
+            "Abort (exit 3) when no API request has succeeded for this many seconds, or the token endpoint has failed this long since its first failure.",
         ),
         _tuned(
             "--grace-seconds",
@@ -175,7 +180,12 @@ def _run_only() -> list[Decorator]:
             "--yes",
             "-y",
             is_flag=True,
-            help="Do not ask before sending (on a terminal, run shows what it is about to do and asks first; without a terminal it never asks).",
+            help="Do not ask before sending (when standard input is a terminal, run shows what it is about to do and asks on the terminal first; without a terminal it never asks).",
+        ),
+        _opt(
+            "--confirm",
+            is_flag=True,
+            help="Show what run is about to do and ask on the terminal, even against loopback or the sandbox (where it does not ask by itself): to rehearse the question.",
         ),
         _opt(
             "--retry-outcomes",
@@ -195,3 +205,53 @@ def job_options(*, run: bool) -> Decorator:
         return func
 
     return apply
+
+
+def _envvars(param: click.Parameter) -> list[str]:
+    names = param.envvar
+    if not names:
+        return []
+    return [names] if isinstance(names, str) else list(names)
+
+
+def _takes_number(param: click.Parameter) -> bool:
+    return isinstance(param.type, click.types.IntParamType | click.types.FloatParamType)
+
+
+def check_environment(env: Mapping[str, str], commands: Iterable[click.Command]) -> None:
+    """Refuse (ConfigError, exit 2) what the environment would otherwise do silently.
+
+    - a `CANCEL_WORKER_*` variable that no option of `commands` reads (a misspelling:
+      `CANCEL_WORKER_RATES`, `CANCEL_WORKER_MERCHANT_NUMBER`), naming the closest name;
+    - an empty value for a flag or a number (click reads it as unset, so a template
+      that leaves `CANCEL_WORKER_DRY_RUN` empty would run for real).
+
+    The known names come from the options themselves, so an option added later is known
+    without a list to keep up to date. One pod template may serve `run` and `check`, so
+    each command knows the other's names too.
+    """
+    owners = {name: param for cmd in commands for param in cmd.params for name in _envvars(param)}
+    ours = sorted(name for name in owners if name.startswith(ENV_PREFIX))
+    for name in sorted(env):
+        if name.startswith(ENV_PREFIX) and name not in owners:
+            raise ConfigError(f"unknown environment variable {name}: {_hint(name, ours, owners)}")
+    for name, param in owners.items():
+        if name not in env or env[name].strip() or not isinstance(param, click.Option):
+            continue
+        if param.is_flag or _takes_number(param):
+            wants = "1, true or yes (or 0, false, no)" if param.is_flag else "a number"
+            raise ConfigError(
+                f"environment variable {name} is empty: set it to {wants}, or unset it"
+            )
+
+
+def _hint(name: str, known: list[str], owners: Mapping[str, click.Parameter]) -> str:
+    # Compared without the prefix every name shares, which would make anything "close".
+    tail = name.removeprefix(ENV_PREFIX)
+    close = difflib.get_close_matches(tail, [k.removeprefix(ENV_PREFIX) for k in known], n=1)
+    if not close:
+        return "no option reads it (every option's variable is shown in --help)"
+    best = ENV_PREFIX + close[0]
+    others = [n for n in _envvars(owners[best]) if n != best]
+    also = f" (or {', '.join(others)})" if others else ""
+    return f"did you mean {best}{also}?"

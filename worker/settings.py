@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from enum import Enum
 from pathlib import Path
 from typing import Any
+
+import yarl
 
 from worker.access import DEFAULT_API_URL as DEFAULT_API_URL
 from worker.access import DEFAULT_AUTH_URL as DEFAULT_AUTH_URL
@@ -82,6 +85,7 @@ class Settings:
     allow_changed_input: bool = False
     echo_columns: str = "all"  # all | none | a,b,c
     yes: bool = False  # do not ask on a terminal
+    confirm: bool = False  # ask even on loopback and the sandbox (a rehearsal)
     max_references: int | None = None
     stop_on_rejections: int = 20
     retry_outcomes: frozenset[Outcome] = frozenset()
@@ -121,6 +125,8 @@ def build_settings(mode: Mode, kw: Mapping[str, Any], env: Mapping[str, str]) ->
     if not sandbox:  # the embedded sandbox is reached directly, never through a proxy
         _check_proxies(api_url, auth_url)
     merchant = (kw.get("merchant") or "").strip() or None
+    if kw.get("confirm") and kw.get("yes"):
+        raise ConfigError("--confirm asks before sending and --yes says not to: choose one")
     return Settings(
         mode=mode,
         input=kw["input"],
@@ -147,6 +153,7 @@ def build_settings(mode: Mode, kw: Mapping[str, Any], env: Mapping[str, str]) ->
         allow_changed_input=bool(kw.get("allow_changed_input")),
         echo_columns=_given(kw, "echo_columns"),
         yes=bool(kw.get("yes")),
+        confirm=bool(kw.get("confirm")),
         max_references=kw.get("max_references"),
         stop_on_rejections=_given(kw, "stop_on_rejections"),
         retry_outcomes=parse_retry_outcomes(kw.get("retry_outcomes") or ""),
@@ -181,6 +188,47 @@ def _checked_bundle(path: str | None) -> str | None:
     except CaBundleError as exc:
         raise ConfigError(str(exc)) from None
     return path
+
+
+#: What the `start` event shows in place of a secret that is set.
+HIDDEN = "***"
+
+
+def in_effect(s: Settings) -> dict[str, Any]:
+    """Every setting of the run, as plain values for the `start` event; no secret.
+
+    Built from the fields themselves, so a setting added later is shown without being
+    listed here. The credentials show the client id and whether a secret or a token is
+    set; a URL loses any password it carries.
+    """
+    shown: dict[str, Any] = {}
+    for f in fields(s):
+        value = getattr(s, f.name)
+        if isinstance(value, Credentials):
+            shown["client_id"] = value.client_id
+            shown["client_secret"] = HIDDEN if value.client_secret else None
+            shown["token"] = HIDDEN if value.token else None
+        elif isinstance(value, Shard):
+            shown[f.name] = f"{value.index}/{value.count}"
+        elif isinstance(value, Enum):
+            shown[f.name] = value.value
+        elif isinstance(value, frozenset):
+            shown[f.name] = sorted(str(getattr(v, "value", v)) for v in value)
+        elif isinstance(value, Path):
+            shown[f.name] = str(value)
+        elif isinstance(value, str) and f.name.endswith(("_url", "pushgateway")):
+            shown[f.name] = _without_password(value)
+        else:
+            shown[f.name] = value
+    return shown
+
+
+def _without_password(url: str) -> str:
+    try:
+        parsed = yarl.URL(url)
+    except (ValueError, TypeError):
+        return url
+    return str(parsed.with_password(HIDDEN)) if parsed.password else url
 
 
 def default(name: str) -> Any:

@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import pty
+import select
 import subprocess
 import sys
 import time
@@ -34,40 +35,59 @@ FAR_AWAY = {
 }
 
 
+#: Starts the CLI with its standard input, a pseudo-terminal, as its controlling terminal
+#: (what /dev/tty opens), as a login shell gives a person's commands theirs.
+ON_ITS_TERMINAL = (
+    "import fcntl, os, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0); "
+    "os.execv(sys.executable, [sys.executable, '-m', 'worker', *sys.argv[1:]])"
+)
+
+
 def on_a_terminal(
-    args: list[str], cwd: Path, answer: bytes, env: dict[str, str]
-) -> tuple[int, str]:
-    """Run the CLI with a pseudo-terminal as stdin and stderr; type `answer` at a prompt."""
+    args: list[str], cwd: Path, answer: bytes, env: dict[str, str], *, pipe_stderr: bool = False
+) -> tuple[int, str, str]:
+    """Run the CLI with a pseudo-terminal as its terminal and standard input (and standard
+    error, unless `pipe_stderr`, as `2>&1 | tee run.log` does); type `answer` at the
+    question. Returns the exit code, what the terminal showed, and the piped stderr."""
     leader, follower = pty.openpty()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "worker", *args],
+        [sys.executable, "-c", ON_ITS_TERMINAL, *args],
         stdin=follower,
         stdout=subprocess.DEVNULL,
-        stderr=follower,
+        stderr=subprocess.PIPE if pipe_stderr else follower,
         cwd=cwd,
         env={**env, "PYTHONPATH": str(REPO)},
+        start_new_session=True,
     )
     os.close(follower)
-    seen = b""
+    seen, piped = b"", b""
+    streams = [leader] + ([proc.stderr.fileno()] if proc.stderr else [])
     deadline = time.monotonic() + 30
     answered = False
-    while proc.poll() is None and time.monotonic() < deadline:
-        try:
-            chunk = os.read(leader, 4096)
-        except OSError:
-            break
-        seen += chunk
+    while streams and time.monotonic() < deadline:
+        ready, _, _ = select.select(streams, [], [], max(deadline - time.monotonic(), 0))
+        for fd in ready:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # the terminal is gone: the process ended
+                chunk = b""
+            if not chunk:
+                streams.remove(fd)
+            elif fd == leader:
+                seen += chunk
+            else:
+                piped += chunk
         if not answered and (b"type " in seen or b"[y/N]" in seen):
             os.write(leader, answer)
             answered = True
-    proc.wait(timeout=30)
     try:
-        while chunk := os.read(leader, 4096):
-            seen += chunk
-    except OSError:
-        pass
-    os.close(leader)
-    return proc.returncode, seen.decode(errors="replace")
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()  # no-op once it ended; never left behind when it did not
+        os.close(leader)
+    if proc.stderr:
+        proc.stderr.close()
+    return proc.returncode, seen.decode(errors="replace"), piped.decode(errors="replace")
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -78,17 +98,66 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 def test_on_a_terminal_run_shows_what_it_will_do_and_asks(tmp_path: Path) -> None:
     src = write_csv(tmp_path / "in.csv", [(f"p{i}", "T1") for i in range(12)] + [("x", "T2")])
-    code, screen = on_a_terminal(["run", str(src)], tmp_path, b"12\n", clean_env(**FAR_AWAY))
+    code, screen, _ = on_a_terminal(["run", str(src)], tmp_path, b"12\n", clean_env(**FAR_AWAY))
     # 13 to send: typing 12 is not the count, so nothing is sent
     assert code == 2 and "about to cancel 13 references" in screen
     assert "merchant T1: 12" in screen and "api.example.invalid" in screen
     assert "type 13 to cancel them" in screen and "not confirmed" in screen
 
 
+def test_with_the_logs_piped_a_person_at_the_terminal_is_still_asked(tmp_path: Path) -> None:
+    src = write_csv(tmp_path / "in.csv", [("p1", "T1"), ("p2", "T1")])
+    args = ["run", str(src), "--log-format", "json"]
+    code, screen, err = on_a_terminal(
+        args, tmp_path, b"n\n", clean_env(**FAR_AWAY), pipe_stderr=True
+    )
+    # the preview and the question went to the terminal, not into the piped log
+    assert "about to cancel 2 references" in screen and "cancel them? [y/N]" in screen
+    assert "[y/N]" not in err and "about to cancel" not in err
+    assert code == 2 and "not confirmed: nothing was sent" in err
+    assert '"start"' not in err and not (tmp_path / "in.report.csv").exists()
+
+
+@pytest.mark.parametrize(("answer", "code", "cancels"), [(b"no\n", 2, 0), (b"y\n", 0, 1)])
+async def test_confirm_asks_on_loopback_so_the_question_can_be_rehearsed(
+    tmp_path: Path, answer: bytes, code: int, cancels: int
+) -> None:
+    src = write_csv(tmp_path / "in.csv", [("p1", "T1")])
+    args = ["run", str(src), "--confirm", "--log-format", "json"]
+    async with sandbox() as server:
+        # in a thread: the sandbox answers on this event loop meanwhile
+        got, screen, err = await asyncio.to_thread(
+            on_a_terminal, args, tmp_path, answer, clean_env(**env_for(server)), pipe_stderr=True
+        )
+        assert cancel_requests(server) == cancels
+        if not cancels:
+            assert server.state.requests == [] and server.state.tokens_issued == 0
+    assert got == code, err[-2000:]
+    assert "about to cancel 1 references" in screen and "cancel them? [y/N]" in screen
+    assert ('"confirmed"' in err) == bool(cancels)
+
+
+async def test_confirm_without_a_terminal_sends_nothing_and_a_dry_run_would_cancel(
+    tmp_path: Path,
+) -> None:
+    src = write_csv(tmp_path / "in.csv", [("p1", "T1"), ("p2", "T1")])
+    async with sandbox() as server:
+        nobody = await run_cli("run", str(src), "--confirm", env=env_for(server), cwd=tmp_path)
+        both = await run_cli(
+            "run", str(src), "--confirm", "--yes", env=env_for(server), cwd=tmp_path
+        )
+        assert server.state.requests == [] and server.state.tokens_issued == 0
+    assert nobody.code == 2 and "--confirm needs a terminal to ask on" in nobody.stderr
+    assert both.code == 2 and "choose one" in both.stderr
+    dry = await run_cli("run", str(src), "--dry-run", env=env_for(None), cwd=tmp_path)
+    assert dry.code == 0 and "would cancel 2 references" in dry.stderr
+    assert "about to cancel" not in dry.stderr and "dry run: nothing is sent" in dry.stderr
+
+
 def test_yes_skips_the_question_and_no_terminal_never_asks(tmp_path: Path) -> None:
     src = write_csv(tmp_path / "in.csv", [("p1", "T1")])
     args = ["run", str(src), "--yes", "--give-up-after", "1", "--log-format", "json"]
-    code, screen = on_a_terminal(args, tmp_path, b"n\n", clean_env(**FAR_AWAY))
+    code, screen, _ = on_a_terminal(args, tmp_path, b"n\n", clean_env(**FAR_AWAY))
     assert "[y/N]" not in screen and "type " not in screen
     assert code == 3  # it went ahead: the unreachable API then gave up
     done = subprocess.run(

@@ -16,6 +16,7 @@ from worker.settings import (
     check_url,
     credentials_from_env,
     default,
+    in_effect,
     shard_from_env,
 )
 
@@ -179,3 +180,24 @@ def test_rate_zero_means_no_limit_and_the_kubernetes_shard_env_is_read() -> None
 def test_a_comment_over_its_limit_is_refused() -> None:
     with pytest.raises(ConfigError, match="--comment"):
         build_settings(Mode.RUN, {"input": "x.csv", "comment": "c" * 257}, ENV)
+
+
+def test_in_effect_shows_every_setting_and_no_secret() -> None:
+    env = {"BAMBORA_CLIENT_ID": "client-7", "BAMBORA_CLIENT_SECRET": "s3cret-value"}
+    kw = {
+        "input": "night.csv",
+        "merchant": "T123",
+        "max_attempts": 3,
+        "timeout": 9.0,
+        "pushgateway": "http://push:pw-secret@gw:9091",
+    }
+    s = build_settings(Mode.RUN, kw, env)
+    shown = in_effect(s)
+    assert set(shown) >= {f for f in vars(s) if f != "credentials"}  # every field, by name
+    assert shown["merchant"] == "T123" and shown["max_attempts"] == 3
+    assert shown["timeout"] == 9.0 and shown["rate"] == default("rate")
+    assert shown["concurrency"] == default("concurrency") and shown["shard"] == "0/1"
+    assert shown["client_id"] == "client-7" and shown["client_secret"] == "***"
+    assert shown["token"] is None and shown["pushgateway"] == "http://push:***@gw:9091"
+    text = repr(shown)
+    assert "s3cret-value" not in text and "pw-secret" not in text

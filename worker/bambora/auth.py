@@ -6,8 +6,12 @@ shortly before it expires: at most 10 % of its lifetime and at most 60 s early.
 However many workers ask at once, one token request is in flight; when it fails,
 every waiter gets the error (nobody hangs). Transient trouble at the token endpoint
 (5xx, 429, timeouts, resets) is retried with `backoff.BACKOFF` (`Retry-After`
-honoured, else capped full-jitter backoff) until `give_up_after` passes; a refused
-client is final (`CredentialsRefused`, exit 3).
+honoured, else capped full-jitter backoff) until `give_up_after` has passed since the
+first failed request was sent (waits and timeouts are cut to that deadline, so the
+abort comes on time); a refused client is final (`CredentialsRefused`, exit 3), and
+says what to fix. Every worker waits for that one token, so its trouble holds the
+whole run: the `TokenWatch` (the run's health gate) hears of each failure and of the
+recovery, and says so as it does for an API outage.
 
 `StaticToken` wraps `BAMBORA_TOKEN`: used as is, and it cannot be refreshed.
 """
@@ -17,28 +21,59 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 from urllib.parse import quote_plus
 
 import aiohttp
 import orjson
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
 from worker.bambora.api import parse_retry_after
 from worker.bambora.backoff import BACKOFF, RetryLater
 from worker.settings import SCOPE
 
 DEFAULT_LIFETIME = 300.0
+#: A token request given less time than this before the deadline could not succeed.
+MIN_TRY = 0.1
+
+
+#: What a person must change when the auth server refuses the client.
+FIX_CLIENT = (
+    "correct BAMBORA_CLIENT_ID and BAMBORA_CLIENT_SECRET (or BAMBORA_CLIENT_SECRET_FILE); "
+    "a rerun with them resumes from the report"
+)
 
 
 class CredentialsRefused(Exception):
-    """The auth server or the API refused our credentials: abort (exit 3)."""
+    """The auth server or the API refused our credentials: abort (exit 3). No rerun
+    helps until a person changes something: `fix` says what."""
+
+    def __init__(self, reason: str, fix: str = FIX_CLIENT) -> None:
+        super().__init__(reason)
+        self.fix = fix
 
 
 class AuthUnavailable(Exception):
     """The token endpoint stayed unreachable for `give_up_after` seconds: abort (exit 3)."""
+
+
+class TokenWatch(Protocol):
+    """Hears how the token endpoint is doing (`control.health.Health`)."""
+
+    def token_failing(self, endpoint: str, what: str) -> None: ...
+
+    def token_answered(self) -> None: ...
+
+
+class _Unwatched:
+    def token_failing(self, endpoint: str, what: str) -> None:
+        pass
+
+    def token_answered(self) -> None:
+        pass
 
 
 class TokenProvider(Protocol):
@@ -61,7 +96,11 @@ class StaticToken:
         return self._token
 
     def invalidate(self, token: str) -> None:
-        raise CredentialsRefused("the API refused BAMBORA_TOKEN (401); it cannot be refreshed")
+        raise CredentialsRefused(
+            "the API refused BAMBORA_TOKEN (401); it cannot be refreshed",
+            fix="set a fresh BAMBORA_TOKEN, or BAMBORA_CLIENT_ID and BAMBORA_CLIENT_SECRET "
+            "so that tokens are fetched and refreshed",
+        )
 
     def __repr__(self) -> str:
         return "StaticToken(<hidden>)"
@@ -112,6 +151,8 @@ class ClientCredentials:
         timeout: float = 15.0,
         give_up_after: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        watch: TokenWatch | None = None,
     ) -> None:
         self._session = session
         self._url = auth_url
@@ -120,9 +161,11 @@ class ClientCredentials:
             # explicit: the run's session adds no Content-Type by itself (see api.make_session)
             "Content-Type": "application/x-www-form-urlencoded",
         }
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._timeout = timeout
         self._give_up_after = give_up_after
         self._clock = clock
+        self._sleep = sleep
+        self._watch = watch or _Unwatched()
         self._token: str | None = None
         self._refresh_at = 0.0
         self._inflight: asyncio.Future[str] | None = None
@@ -154,49 +197,87 @@ class ClientCredentials:
             self._refresh_at = 0.0
 
     async def _refresh(self) -> str:
+        deadline: float | None = None  # set at the first failure: its request's start + S
+        last: RetryLater | None = None
+
+        def left() -> float:
+            """Seconds to the deadline; before any failure, the whole `give_up_after`."""
+            return self._give_up_after if deadline is None else deadline - self._clock()
+
+        def wait(state: RetryCallState) -> float:
+            return max(min(BACKOFF(state), left()), 0.0)
+
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(RetryLater),
-            stop=stop_after_delay(self._give_up_after),
-            wait=BACKOFF,
+            stop=lambda state: left() <= 0,
+            wait=wait,
+            sleep=self._sleep,
             reraise=True,
         )
         try:
             async for attempt in retrying:
                 with attempt:
-                    return await self._fetch_once()
+                    started = self._clock()
+                    if last is not None and left() < MIN_TRY:
+                        raise last  # the wait ran to the deadline: no real try is left
+                    try:
+                        token = await self._fetch_once(min(self._timeout, left()))
+                    except RetryLater as exc:
+                        if deadline is None:
+                            deadline = started + self._give_up_after
+                        last = exc
+                        self._watch.token_failing(self._url, str(exc))
+                        raise
+                    self._watch.token_answered()
+                    return token
         except RetryLater as exc:
             raise AuthUnavailable(
-                f"the token endpoint stayed unreachable for {self._give_up_after:g}s: {exc}"
+                f"the token endpoint {self._url} failed for {self._give_up_after:g} s "
+                f"(--give-up-after): last: {exc}"
             ) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _fetch_once(self) -> str:
+    async def _fetch_once(self, seconds: float) -> str:
         form = {"grant_type": "client_credentials", "scope": SCOPE}
         try:
             async with self._session.post(
-                self._url, data=form, headers=self._headers, timeout=self._timeout
+                self._url,
+                data=form,
+                headers=self._headers,
+                timeout=aiohttp.ClientTimeout(total=seconds),
             ) as response:
                 body = await response.read()
                 status = response.status
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise RetryLater(reason=type(exc).__name__) from None
+        except TimeoutError:
+            raise RetryLater(reason=f"no answer within {seconds:.3g} s") from None
+        except aiohttp.ClientError as exc:
+            raise RetryLater(reason=_failure(exc)) from None
         doc = _json(body)
         if status == 429 or status >= 500:
-            raise RetryLater(retry_after, f"token endpoint answered {status}")
+            raise RetryLater(retry_after, f"HTTP {status}")
         if status != 200:
             error = doc.get("error") if isinstance(doc.get("error"), str) else None
             reason = f"{status} {error}" if error else str(status)
             raise CredentialsRefused(f"the auth server refused the client credentials ({reason})")
         token = doc.get("access_token")
         if not isinstance(token, str) or not token:
-            raise RetryLater(reason="token endpoint answered 200 without an access_token")
+            raise RetryLater(reason="HTTP 200 without an access_token")
         now = self._clock()
         lifetime = _lifetime(doc.get("expires_in"), token)
         self._token = token
         self._refresh_at = now + lifetime - refresh_margin(lifetime)
         self.refreshes += 1
         return token
+
+
+def _failure(exc: aiohttp.ClientError) -> str:
+    """What went wrong, as people say it: `connection refused`, else the error's kind."""
+    cause = getattr(exc, "os_error", None)
+    errno = getattr(cause, "errno", None) or getattr(exc, "errno", None)
+    if errno:
+        return os.strerror(errno).lower()
+    return type(exc).__name__
 
 
 def _json(body: bytes) -> dict[str, Any]:

@@ -18,6 +18,12 @@ not count against any reference.
 The retry budget is a token bucket in the spirit of the AWS SDKs' retry quota: a
 retry costs 5 tokens (10 after a timeout), a good answer refunds 1. It caps the
 extra load a struggling API gets from us, whatever the concurrency.
+
+The token endpoint is watched here too (`token_failing`, `token_answered`): every
+worker waits for the one token request in flight, so from its first failure the run is
+held as surely as by an API outage, and the operator hears it the same way (a
+`holding` warning naming the endpoint and the error, the hold in the progress display,
+a `recovered` event). The token provider retries and gives up by itself.
 """
 
 from __future__ import annotations
@@ -76,6 +82,8 @@ class Health:
         self.held_since: float | None = None  # when the gate opened
         self.held_seconds = 0.0  # total time the gate was open, for the metrics
         self._line: deque[object] = deque()  # workers waiting, oldest first
+        self._token_trouble: str | None = None  # what the token endpoint last did wrong
+        self._token_since: float | None = None  # when it started failing
 
     @property
     def is_open(self) -> bool:
@@ -83,8 +91,11 @@ class Health:
 
     @property
     def held_total(self) -> float:
-        """Seconds spent holding so far, the current hold included."""
-        current = self._clock() - self.held_since if self.held_since is not None else 0.0
+        """Seconds spent holding so far, the current holds included."""
+        now = self._clock()
+        current = sum(
+            now - since for since in (self.held_since, self._token_since) if since is not None
+        )
         return self.held_seconds + current
 
     @property
@@ -93,10 +104,37 @@ class Health:
         return len(self._line)
 
     def holding(self) -> tuple[str, float] | None:
-        """(what the API is doing, for how many seconds) while the gate is open."""
+        """(what is failing, for how many seconds) while references are held."""
+        if self._token_since is not None:
+            trouble = f"token endpoint failing ({self._token_trouble})"
+            return trouble, self._clock() - self._token_since
         if not self._open or self.held_since is None:
             return None
         return f"API failing ({self.last_trouble})", self._clock() - self.held_since
+
+    def token_failing(self, endpoint: str, what: str) -> None:
+        """A token request failed (transient): everyone waits for that token."""
+        self._token_trouble = what
+        if self._token_since is not None:
+            return
+        self._token_since = self._clock()
+        logs.log.warning(
+            "holding",
+            reason=f"the token endpoint {endpoint} is failing ({what})",
+            give_up_after=self._give_up_after,
+            hint="references are held, not failed; the token request is retried until it answers",
+        )
+
+    def token_answered(self) -> None:
+        """A token was issued: a hold for the token endpoint ends, and the give-up clock
+        starts afresh (nothing could be sent while it failed)."""
+        if self._token_since is None:
+            return
+        held = self._clock() - self._token_since
+        self.held_seconds += held
+        self._token_since = self._token_trouble = None
+        self.last_ok = self._clock()
+        logs.log.warning("recovered", held_seconds=round(held, 1), what="token endpoint")
 
     def check_give_up(self) -> None:
         if not self._streak:  # the usual case, decided without reading the clock

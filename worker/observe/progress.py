@@ -41,6 +41,8 @@ class Snapshot:
     throttled: int = 0  # 429 answers so far
     holding: str | None = None  # why references are held, e.g. "API failing (503)"
     holding_seconds: float | None = None  # for how long they have been held
+    #: Of `done`, rows an earlier run settled (resume): read past, not this run's work.
+    settled_before: int = 0
 
     @property
     def requests_per_second(self) -> float:
@@ -48,8 +50,9 @@ class Snapshot:
 
     @property
     def eta_seconds(self) -> float | None:
-        """None when unknown, and while references are held: an outage has no ETA."""
-        per_row = self.done / self.elapsed if self.elapsed > 0 else 0.0
+        """None when unknown, and while references are held: an outage has no ETA. The
+        pace is this run's own (rows earlier runs settled are read past, not sent)."""
+        per_row = (self.done - self.settled_before) / self.elapsed if self.elapsed > 0 else 0.0
         if not self.total or per_row <= 0 or self.holding is not None:
             return None
         return max(self.total - self.done, 0) / per_row

@@ -30,6 +30,8 @@ class Card:
     #: currency -> minor units over the whole report (earlier runs included)
     released_total: Mapping[str, int] | None = None
     states: Mapping[str, int] | None = None  # `check`: payment_state -> payments
+    reason: str | None = None  # why the run stopped early (an abort, a guard rail)
+    fix: str | None = None  # what a person must change first, when a rerun cannot help
 
 
 FOLLOW_UPS = ("not_cancelable", "not_found")
@@ -47,6 +49,8 @@ def render(card: Card) -> str:
         [len(o) for o in card.outcomes] + [len(s) + 2 for s in card.states or {}], default=7
     )
     lines = [f"cancel-worker: {summary_line(card.exit_code)} (exit {card.exit_code})"]
+    if card.reason:
+        lines.append(f"  reason: {card.reason}")
     for outcome, count in sorted(card.outcomes.items(), key=lambda kv: (-kv[1], kv[0])):
         lines.append(f"  {outcome:<{width}}  {count:>9,}")
     if not card.outcomes:
@@ -65,6 +69,8 @@ def render(card: Card) -> str:
     )
     if card.resume_command:
         lines.append(f"  to finish, run the same command again: {card.resume_command}")
+    if card.fix:
+        lines.append(f"  to fix: {card.fix}")
     return "\n".join(lines)
 
 
@@ -84,6 +90,8 @@ def termination_line(card: Card) -> str:
     released = " ".join(money(m, c) for c, m in sorted(card.released.items()))
     total = card.released_total or {}
     text = f"exit {card.exit_code}: {counts or 'no rows'}"
+    if card.reason:
+        text += f"; reason: {card.reason}"
     if released:
         text += f"; released this run {released}"
     if total:
@@ -91,4 +99,6 @@ def termination_line(card: Card) -> str:
     text += f"; report {card.report}"
     if card.resume_command:
         text += f"; to finish: {card.resume_command}"
+    if card.fix:
+        text += f"; to fix: {card.fix}"
     return text.encode("utf-8")[: TERMINATION_LIMIT - 1].decode("utf-8", "ignore")

@@ -220,7 +220,12 @@ class Canceller:
                 self._health.record_ok()
                 reauths += 1
                 if reauths > MAX_REAUTH:
-                    raise CredentialsRefused("the API refused freshly issued tokens (401)")
+                    raise CredentialsRefused(
+                        "the API refused freshly issued tokens (401)",
+                        fix="check that BAMBORA_AUTH_URL issues tokens for BAMBORA_API_URL "
+                        "(the same environment) and that the client may cancel_payment and "
+                        "read_payment",
+                    )
                 self._tokens.invalidate(token)
                 continue
             reauths = 0

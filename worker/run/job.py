@@ -83,6 +83,7 @@ class Job:
         requests: Callable[[], int] = lambda: 0,
         extras: Callable[[], dict[str, Any]] = dict,
         hard_exit: Callable[[int], None] = hard_exit_soon,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._processor = processor
         self._concurrency = concurrency
@@ -111,7 +112,8 @@ class Job:
         self._signals = 0
         self._busy: set[asyncio.Task[None]] = set()
         self._workers: list[asyncio.Task[None]] = []
-        self._started = time.monotonic()
+        self._clock = clock
+        self._started = clock()
 
     # -- the workers ----------------------------------------------------------------
 
@@ -137,7 +139,7 @@ class Job:
                 self.stop_by_guard(reason)
             return result
         except (CredentialsRefused, AuthUnavailable, ApiUnreachable) as exc:
-            self.abort(str(exc))
+            self.abort(str(exc), fix=getattr(exc, "fix", None))
         except StorageError:  # the outbox failed before this cancel: it was not sent
             self.abort(self._outbox.failure or "the report could not be written", graceful=True)
         except Exception as exc:  # a bug must cost one row's outcome, never the row
@@ -154,11 +156,14 @@ class Job:
 
     # -- control ----------------------------------------------------------------------
 
-    def abort(self, reason: str, *, graceful: bool = False) -> None:
+    def abort(self, reason: str, *, graceful: bool = False, fix: str | None = None) -> None:
         """Stop sending. `graceful`: in-flight requests may still finish (their cancels
-        may have landed, so their answers are worth having); otherwise cancel at once."""
+        may have landed, so their answers are worth having); otherwise cancel at once.
+        `fix`: what a person must change first (refused credentials), when a rerun alone
+        cannot help."""
         if self.end.abort_reason is None:
             self.end.abort_reason = reason
+            self.end.fix = fix
             self._graceful_abort = graceful
             logs.log.error("aborted", reason=reason)
         self._stopping = True
@@ -231,7 +236,8 @@ class Job:
             total=total,
             outcomes=self.tally.outcomes,
             requests=self._requests(),
-            elapsed=time.monotonic() - self._started,
+            elapsed=self._clock() - self._started,
+            settled_before=self.tally.rows_already_reported,
             **self._extras(),
         )
 

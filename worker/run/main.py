@@ -45,7 +45,7 @@ from worker.run.summary import (
     summary_fields,
 )
 from worker.run.wiring import Wired, connect, sandboxed
-from worker.settings import Settings, run_kind
+from worker.settings import Settings, in_effect, run_kind
 
 #: A live bar can redraw often; log lines come every --progress-seconds.
 BAR_REDRAW_SECONDS = 0.5
@@ -108,7 +108,8 @@ async def _execute(prepared: Prepared, command: str) -> int:
                 )
                 end = await job.run(view, every, prepared.total)
         except (CredentialsRefused, AuthUnavailable, ApiUnreachable) as exc:
-            end.abort_reason = end.abort_reason or str(exc)
+            if end.abort_reason is None:
+                end.abort_reason, end.fix = str(exc), getattr(exc, "fix", None)
             logs.log.error("aborted", reason=end.abort_reason)
         finally:
             try:
@@ -130,7 +131,7 @@ async def _execute(prepared: Prepared, command: str) -> int:
         push_metrics(s, tally, stats, refreshes(), elapsed, code, held())
         logs.log.info("summary", **summary_fields(s, end, tally, stats, refreshes(), elapsed, code))
         _record_run(prepared, s, run_id, started_at, end, tally, stats.requests, code)
-        _tell(s, tally, stats.requests, elapsed, code, command)
+        _tell(s, tally, stats.requests, elapsed, code, command, end)
         return code
 
 
@@ -175,10 +176,17 @@ def _record_run(
 
 
 def _tell(
-    s: Settings, tally: Tally, requests: int, elapsed: float, code: int, command: str
+    s: Settings,
+    tally: Tally,
+    requests: int,
+    elapsed: float,
+    code: int,
+    command: str,
+    end: Ending,
 ) -> None:
-    """The human summary on standard error, and one line for Kubernetes."""
-    left = code in RERUN_HELPS
+    """The human summary on standard error, and one line for Kubernetes: why the run
+    stopped, and what finishes it (a fix first, when a rerun alone cannot help)."""
+    left = end.fix is None and code in RERUN_HELPS
     card = Card(
         outcomes=tally.outcomes,
         released=tally.released,
@@ -189,6 +197,8 @@ def _tell(
         report=str(s.report),
         exit_code=code,
         resume_command=command if left else None,
+        reason=end.abort_reason or end.guard_reason,
+        fix=end.fix,
     )
     logs.say(render(card))
     if TERMINATION_LOG.exists() and os.access(TERMINATION_LOG, os.W_OK):
@@ -247,13 +257,6 @@ def _settle_journal(journal: IntentJournal | None, end: Ending, tally: Tally, co
 
 
 def start_fields(s: Settings, sandbox_url: str | None) -> dict[str, Any]:
-    fields: dict[str, Any] = {"sandbox": sandbox_url} if sandbox_url else {}
-    return fields | {
-        "mode": "dry-run" if s.dry_run else s.mode.value,
-        "input": s.input,
-        "report": str(s.report),
-        "concurrency": s.concurrency,
-        "rate": s.rate,
-        "shard": f"{s.shard.index}/{s.shard.count}",
-        "api_url": s.api_url,
-    }
+    """Every setting in effect (`settings.in_effect`: secrets hidden), what kind of run
+    this is, and where the embedded sandbox listens when there is one."""
+    return in_effect(s) | {"mode": run_kind(s.mode, s.dry_run), "sandbox": sandbox_url}

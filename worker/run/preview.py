@@ -1,16 +1,23 @@
 """Preview: what a run is about to do, shown before anything is sent, and the question.
 
-Voiding payments cannot be undone, so on a terminal `run` first says how many
-references it will send, to which merchants and which API, at what rate and for about
-how long, and asks. Up to `SMALL_RUN` references a `y` will do; above it the operator
-types the number, which makes them read it (a `y` is typed without reading). Without a
-terminal (a container, a cron job) nothing is asked; `--yes` skips the question;
-`--dry-run` shows the preview and sends nothing.
+Voiding payments cannot be undone, so when a person is at the keyboard (standard input
+is a terminal) `run` first says how many references it will send, to which merchants
+and which API, at what rate and for about how long, and asks. Both go to the terminal
+itself (`Terminal`, /dev/tty), not to standard error: an operator pipes the logs
+(`2>&1 | tee run.log`) by habit, and that must not turn the question off. Up to
+`SMALL_RUN` references a `y` will do; above it the operator types the number, which
+makes them read it (a `y` is typed without reading). Without a terminal (a container,
+a cron job) nothing is asked; `--yes` skips the question; `--confirm` asks even on
+loopback and the sandbox, so the question can be rehearsed; `--dry-run` shows the
+preview ("would cancel") and sends nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Callable
+from types import TracebackType
 
 import yarl
 
@@ -28,12 +35,13 @@ def render(prepared: Prepared) -> str:
     counts = prepared.to_send
     host = yarl.URL(s.api_url).host or s.api_url
     lines = []
+    verb = "would cancel" if s.dry_run else "about to cancel"
     if counts is None:
-        lines.append(f"about to cancel the references read from {s.input} (read once: not counted)")
+        lines.append(f"{verb} the references read from {s.input} (read once: not counted)")
     else:
         total = sum(counts.values())
         lines.append(
-            f"about to cancel {total:,} references (after validation, duplicates, shard "
+            f"{verb} {total:,} references (after validation, duplicates, shard "
             f"and resume) from {s.input}"
         )
         for merchant, n in counts.most_common(MERCHANTS_SHOWN):
@@ -44,6 +52,8 @@ def render(prepared: Prepared) -> str:
         if s.rate:
             lines.append(f"  at most {s.rate:g} requests/s: about {_duration(total / s.rate)}")
     lines.append(f"  API: {host}; report: {s.report}")
+    if s.dry_run:
+        lines.append("  dry run: nothing is sent")
     return "\n".join(lines)
 
 
@@ -55,12 +65,66 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def should_ask(prepared: Prepared, terminal: bool) -> bool:
-    """Ask only a person (a terminal), only before real cancels, only off loopback."""
+def should_ask(prepared: Prepared, person: bool) -> bool:
+    """Ask before real cancels: a person (`person`: standard input is a terminal) off
+    loopback, or anyone with `--confirm`; never with `--yes`."""
     s = prepared.settings
-    if s.yes or s.dry_run or s.mode.value != "run" or s.sandbox or not terminal:
+    if s.yes or s.dry_run or s.mode.value != "run":
         return False
-    return not is_loopback(yarl.URL(s.api_url).host)
+    if s.confirm:
+        return True
+    return person and not s.sandbox and not is_loopback(yarl.URL(s.api_url).host)
+
+
+class Terminal:
+    """The terminal itself: the preview is written to it and the answer read from it,
+    with plain reads and writes on its descriptor."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    @classmethod
+    def open(cls) -> Terminal | None:
+        """/dev/tty (the controlling terminal), else the terminal standard input is;
+        None when there is none to ask on."""
+        candidates = ["/dev/tty"]
+        with contextlib.suppress(OSError):
+            candidates.append(os.ttyname(0))
+        for path in candidates:
+            try:
+                return cls(os.open(path, os.O_RDWR | os.O_NOCTTY))
+            except OSError:
+                continue
+        return None
+
+    def say(self, text: str) -> None:
+        self._write(text + "\n")
+
+    def ask(self, question: str) -> str:
+        """The answer typed; "" for Ctrl-D or Ctrl-C (which must never mean yes)."""
+        self._write(question)
+        try:
+            # One read is one line: the terminal hands over a line once Enter is pressed.
+            line = os.read(self._fd, 4096)
+        except (OSError, KeyboardInterrupt):
+            return ""
+        return line.decode("utf-8", "replace").strip()
+
+    def _write(self, text: str) -> None:
+        data = text.encode("utf-8", "replace")
+        while data:
+            data = data[os.write(self._fd, data) :]
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+    def __enter__(self) -> Terminal:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
 
 
 def confirmed(prepared: Prepared, ask: Callable[[str], str]) -> bool:

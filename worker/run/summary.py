@@ -65,6 +65,7 @@ class Ending:
     """How a run ended, as the job saw it."""
 
     abort_reason: str | None = None
+    fix: str | None = None  # what a person must change before a rerun can succeed
     guard_reason: str | None = None  # a guard rail stopped the run (exit 4)
     signal_code: int | None = None  # 130 / 143
     input_done: bool = False

@@ -57,6 +57,12 @@ async def connect(s: Settings, stats: Stats, journal: Journal | None) -> AsyncIt
         return
     async with contextlib.AsyncExitStack() as stack:
         session, token_session = await _sessions(s, stack)
+        # A streak of at least --max-attempts failures means "everyone is failing"
+        # (health.py explains why); larger with more workers in flight.
+        health = Health(
+            threshold=max(s.max_attempts, min(s.concurrency, MAX_STREAK_WORKERS)),
+            give_up_after=s.give_up_after,
+        )
         creds = s.credentials
         tokens: ClientCredentials | StaticToken
         if creds.token:
@@ -70,13 +76,8 @@ async def connect(s: Settings, stats: Stats, journal: Journal | None) -> AsyncIt
                 creds.client_secret,
                 timeout=s.timeout,
                 give_up_after=s.give_up_after,
+                watch=health,
             )
-        # A streak of at least --max-attempts failures means "everyone is failing"
-        # (health.py explains why); larger with more workers in flight.
-        health = Health(
-            threshold=max(s.max_attempts, min(s.concurrency, MAX_STREAK_WORKERS)),
-            give_up_after=s.give_up_after,
-        )
         throttle = Throttle(s.rate)
         deadlines = Deadlines(s.timeout)
         stack.callback(deadlines.close)

@@ -249,3 +249,110 @@ def test_jwt_lifetime_read_from_exp() -> None:
     payload = base64.urlsafe_b64encode(orjson.dumps({"exp": 1060})).rstrip(b"=").decode()
     assert jwt_lifetime(f"h.{payload}.s", now=1000.0) == 60.0
     assert jwt_lifetime("not-a-jwt", now=0) is None
+
+
+@dataclass
+class Watch:
+    """Records what the token provider tells the run's health gate."""
+
+    heard: list[tuple[str, str]] = field(default_factory=list)
+
+    def token_failing(self, endpoint: str, what: str) -> None:
+        self.heard.append((endpoint, what))
+
+    def token_answered(self) -> None:
+        self.heard.append(("answered", ""))
+
+
+@pytest.mark.parametrize("give_up_after", [15.0, 4.0])
+async def test_give_up_after_counts_from_the_first_failure_and_is_kept_exactly(
+    endpoint: tuple[TokenEndpoint, str], give_up_after: float
+) -> None:
+    ep, url = endpoint
+    ep.gate.set()
+    ep.answers = [(503, {})] * 1000
+    clock, slept = Clock(), []
+
+    async def sleep(seconds: float) -> None:  # the fake clock runs while "sleeping"
+        slept.append(seconds)
+        clock.now += seconds
+
+    watch = Watch()
+    async with aiohttp.ClientSession() as session:
+        provider = ClientCredentials(
+            session,
+            url,
+            "c",
+            "s",
+            give_up_after=give_up_after,
+            clock=clock,
+            sleep=sleep,
+            watch=watch,
+        )
+        with pytest.raises(AuthUnavailable) as caught:
+            await provider.get()
+    # The last wait is cut to the deadline (the jittered one went up to 30 s past it).
+    assert clock.now - 1000.0 == pytest.approx(give_up_after)
+    assert url in str(caught.value) and "HTTP 503" in str(caught.value)
+    assert watch.heard and all(heard == (url, "HTTP 503") for heard in watch.heard)
+    assert len(watch.heard) == len(ep.requests)
+
+
+async def test_a_recovered_token_endpoint_is_announced_and_a_refusal_says_what_to_fix(
+    endpoint: tuple[TokenEndpoint, str],
+) -> None:
+    ep, url = endpoint
+    ep.gate.set()
+    ep.answers = [(500, {}), (500, {})]
+    watch = Watch()
+
+    async def no_wait(seconds: float) -> None:
+        pass
+
+    async with aiohttp.ClientSession() as session:
+        provider = ClientCredentials(session, url, "c", "s", sleep=no_wait, watch=watch)
+        assert await provider.get() == "jwt-1"
+        assert watch.heard == [(url, "HTTP 500"), (url, "HTTP 500"), ("answered", "")]
+        ep.answers = [(401, {"error": "invalid_client"})]
+        provider.invalidate("jwt-1")
+        with pytest.raises(CredentialsRefused) as caught:
+            await provider.get()
+    assert "401 invalid_client" in str(caught.value)
+    assert "BAMBORA_CLIENT_SECRET" in caught.value.fix and "again" not in caught.value.fix
+
+
+async def test_a_hanging_token_endpoint_gives_up_at_the_deadline_not_after_the_timeout(
+    endpoint: tuple[TokenEndpoint, str],
+) -> None:
+    _, url = endpoint  # the gate is never opened: the endpoint never answers
+    watch = Watch()
+    async with aiohttp.ClientSession() as session:
+        provider = ClientCredentials(
+            session, url, "c", "s", timeout=600, give_up_after=0.3, watch=watch
+        )
+        # bounded only so that a regression fails instead of hanging for the timeout
+        with pytest.raises(AuthUnavailable, match=r"no answer within 0\.3 s"):
+            await asyncio.wait_for(provider.get(), 60)
+    assert watch.heard == [(url, "no answer within 0.3 s")]
+
+
+async def test_a_refused_connection_is_named_as_such() -> None:
+    watch, clock = Watch(), Clock()
+
+    async def sleep(seconds: float) -> None:
+        clock.now += seconds
+
+    async with aiohttp.ClientSession() as session:
+        provider = ClientCredentials(
+            session,
+            "http://127.0.0.1:9/connect/token",
+            "c",
+            "s",
+            give_up_after=5,
+            clock=clock,
+            sleep=sleep,
+            watch=watch,
+        )
+        with pytest.raises(AuthUnavailable, match=r"last: connection refused$"):
+            await provider.get()
+    assert set(watch.heard) == {("http://127.0.0.1:9/connect/token", "connection refused")}

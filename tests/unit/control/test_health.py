@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from structlog.testing import capture_logs
 
 from worker.control.health import ApiUnreachable, Health
 
@@ -128,3 +129,26 @@ def test_recovery_ends_the_hold_and_counts_its_time() -> None:
     clock.now = 12.5
     health.record_ok()
     assert health.holding() is None and health.held_seconds == 12.5
+
+
+def test_token_trouble_holds_at_once_says_so_once_and_its_end_too() -> None:
+    clock = Clock()
+    health = Health(threshold=5, give_up_after=300, clock=clock)
+    url = "https://auth.example/connect/token"
+    with capture_logs() as logged:
+        health.token_failing(url, "connection refused")
+        clock.now = 2.0
+        health.token_failing(url, "HTTP 500")  # still the same hold: no second warning
+        assert health.holding() == ("token endpoint failing (HTTP 500)", 2.0)
+        assert health.held_total == 2.0
+        clock.now = 7.0
+        health.token_answered()
+        health.token_answered()  # nothing was held any more: nothing to say
+    assert health.holding() is None and health.held_total == 7.0
+    assert health.last_ok == 7.0  # the give-up clock starts afresh
+    events = [(e["event"], e.get("reason")) for e in logged]
+    assert events == [
+        ("holding", f"the token endpoint {url} is failing (connection refused)"),
+        ("recovered", None),
+    ]
+    assert logged[1]["held_seconds"] == 7.0

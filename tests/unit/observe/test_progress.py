@@ -57,6 +57,15 @@ def test_snapshot_rate_and_eta() -> None:
     assert Snapshot(5, 10, {}, 5, 1.0, holding="API failing (503)").eta_seconds is None
 
 
+def test_the_eta_uses_this_runs_pace_not_the_rows_earlier_runs_settled() -> None:
+    # The night of the issue: 810 rows settled before the resume, 297 by this run in
+    # 7.4 s (40/s); 3,893 left take 97 s at that pace, not the 26 s that counting the
+    # earlier rows as this run's work gave.
+    snap = Snapshot(1107, 5000, {"canceled": 1107}, 297, 7.425, settled_before=810)
+    assert snap.eta_seconds == pytest.approx(3893 / 40)
+    assert Snapshot(810, 5000, {}, 0, 1.0, settled_before=810).eta_seconds is None  # no pace yet
+
+
 def test_the_rate_counts_as_lowered_only_below_the_cap() -> None:
     assert Snapshot(0, None, {}, 0, 1.0, rate_cap=60, rate_now=22).rate_lowered == 22
     assert Snapshot(0, None, {}, 0, 1.0, rate_cap=60, rate_now=60).rate_lowered is None

@@ -1,4 +1,5 @@
-"""Report card: the human summary names each amount's scope, the follow-ups and states."""
+"""Report card: the human summary names each amount's scope, the follow-ups and states;
+why a run stopped, and what finishes it: a rerun, or a fix first."""
 
 from __future__ import annotations
 
@@ -43,3 +44,26 @@ def test_check_lists_the_payment_states() -> None:
 def test_exit_5_and_1_say_what_to_do() -> None:
     assert "a rerun retries them" in render(card(exit_code=5)).splitlines()[0]
     assert "need a person" in render(card(exit_code=1)).splitlines()[0]
+
+
+REASON = "the auth server refused the client credentials (401 invalid_client)"
+FIX = "correct BAMBORA_CLIENT_ID and BAMBORA_CLIENT_SECRET"
+
+
+def test_an_abort_says_why_under_the_first_line_and_a_fix_comes_last() -> None:
+    stopped = card(outcomes={}, released={}, exit_code=3, reason=REASON, fix=FIX)
+    lines = render(stopped).splitlines()
+    assert lines[0] == "cancel-worker: aborted (exit 3)"
+    assert lines[1] == f"  reason: {REASON}"
+    assert lines[-1] == f"  to fix: {FIX}"
+    assert "run the same command again" not in "\n".join(lines)
+    line = termination_line(stopped)
+    assert f"reason: {REASON}" in line and line.endswith(f"to fix: {FIX}")
+
+
+def test_without_a_reason_or_a_fix_the_card_is_as_before() -> None:
+    lines = render(
+        card(outcomes={}, released={}, exit_code=130, resume_command="cancel-worker run in.csv")
+    ).splitlines()
+    assert not any("reason:" in x or "to fix:" in x for x in lines)
+    assert lines[-1] == "  to finish, run the same command again: cancel-worker run in.csv"

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +17,7 @@ import pytest
 
 from worker.bambora.auth import CredentialsRefused
 from worker.input.admission import Admission
-from worker.input.dedup import ExactDeduper
+from worker.input.dedup import ExactDeduper, key_of
 from worker.input.source import open_input
 from worker.model import Outcome, Result, Row
 from worker.observe.progress import Snapshot
@@ -105,12 +107,18 @@ def make_job(
     grace: float = 5.0,
     exits: list[int] | None = None,
     journal: FakeJournal | None = None,
+    prior: PriorRows | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Job:
     """`processor.outbox` is set to the job's outbox when it has that field."""
     path = tmp_path / "in.csv"
     path.write_text("payment_reference,merchant_number\n" + "".join(f"{r},T1\n" for r in refs))
     admission = Admission(
-        merchant=None, shard=Shard(), deduper=ExactDeduper(), prior=PriorRows(), pending=set()
+        merchant=None,
+        shard=Shard(),
+        deduper=ExactDeduper(),
+        prior=prior or PriorRows(),
+        pending=set(),
     )
     tally = Tally()
     outbox = Outbox(writer, tally, journal)
@@ -124,6 +132,7 @@ def make_job(
         concurrency=concurrency,
         grace_seconds=grace,
         hard_exit=(exits if exits is not None else []).append,
+        clock=clock,
     )
 
 
@@ -263,3 +272,22 @@ async def test_progress_is_reported_while_running(tmp_path: Path, every: float) 
     processor.release.set()
     await run
     assert seen[-1].done == 10 and seen[-1].total == 10
+
+
+async def test_after_a_resume_the_eta_counts_only_this_runs_rows(tmp_path: Path) -> None:
+    now = [100.0]
+    prior = PriorRows(done={key_of("T1", f"r{i}"): Outcome.CANCELED for i in range(8)})
+    processor = FakeProcessor(hold={"r9"})
+    refs = [f"r{i}" for i in range(10)]
+    # one worker: r8 is settled and its row handed over before r9 starts and is held
+    job = make_job(
+        tmp_path, refs, processor, FakeWriter(), concurrency=1, prior=prior, clock=lambda: now[0]
+    )
+    run = asyncio.create_task(job.run(Quiet(), 60.0, 10))
+    await processor.held.wait()
+    now[0] += 4.0
+    snap = job.snapshot(10)
+    assert (snap.done, snap.settled_before) == (9, 8)
+    assert snap.eta_seconds == 4.0  # one row in 4 s, one left; counting r0-r7 said 0.4 s
+    processor.release.set()
+    await run
