@@ -148,6 +148,11 @@ def _common() -> list[Decorator]:
             help="Which other columns of each input row the report repeats after its own.",
         ),
         _opt(
+            "--no-card",
+            is_flag=True,
+            help="Do not write the report card (<report>.html, one HTML page of the night) at the end.",
+        ),
+        _opt(
             "--no-uvloop",
             is_flag=True,
             help="Use asyncio's default event loop even when uvloop is installed.",
