@@ -11,12 +11,13 @@ with the rows a rerun can replace (failed ones and follow-ups), not with the nig
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from worker.model import UNSENT, Outcome
+from worker.page.runs import Run, runs_of
 from worker.report.records import read_records
 from worker.report.runs import read_runs
 
@@ -87,27 +88,6 @@ class Breakdown:
 
     def group(self, name: str) -> int:
         return sum(self.outcomes[o.value] for o in GROUPS[name])
-
-
-@dataclass(frozen=True)
-class Run:
-    """One run of the report, from its run records."""
-
-    run_id: str
-    mode: str
-    started_at: str | None
-    finished_at: str | None  # None: a start record and no end record (killed)
-    exit_code: int | None
-    complete: bool | None
-    shard: str
-    report: str | None  # in a merged report's records: the shard report it wrote
-    input: str | None
-    stopped_by: str | None
-    requests: int | None
-
-    @property
-    def killed(self) -> bool:
-        return self.finished_at is None
 
 
 @dataclass
@@ -242,39 +222,6 @@ class _Gatherer:
         for counter in (night.outcomes, *(b.outcomes for b in breakdowns)):
             counter += Counter()  # in place: drops the zeros left by replaced rows
         return night
-
-
-def runs_of(records: Iterable[Mapping[str, Any]]) -> tuple[list[Run], Mapping[str, Any] | None]:
-    """Runs from run records, read tolerantly: unknown keys are ignored, missing ones are
-    None. A start record (`"event": "start"`) with no end record of its run is a run
-    that was killed; merge-reports' totals record (`"mode": "merge"`) is returned apart."""
-    runs: dict[str, Run] = {}
-    merged: Mapping[str, Any] | None = None
-    for n, rec in enumerate(records):
-        if rec.get("mode") == "merge":
-            merged = rec
-            continue
-        run_id = _text(rec.get("run_id")) or f"#{n + 1}"
-        key = f"{rec.get('report') or ''}\0{run_id}"
-        start = rec.get("event") == "start"
-        earlier = runs.get(key)
-        run = Run(
-            run_id=run_id,
-            mode=_text(rec.get("mode")),
-            started_at=rec.get("started_at") or (earlier.started_at if earlier else None),
-            finished_at=None if start else _text(rec.get("finished_at")) or "unknown",
-            exit_code=None if start else _int(rec.get("exit_code")),
-            complete=None if start else rec.get("complete"),
-            shard=_text(rec.get("shard")) or "0/1",
-            report=rec.get("report"),
-            input=rec.get("input"),
-            stopped_by=_text(rec.get("stopped_by")) or None,
-            requests=_int(rec.get("requests")),
-        )
-        if start and earlier is not None:
-            continue  # an end record came first: keep it
-        runs[key] = run
-    return list(runs.values()), merged
 
 
 def _shard_labels(runs: list[Run], merged: bool) -> dict[str, str]:

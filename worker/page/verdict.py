@@ -12,7 +12,8 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from worker.page.night import Night, Run
+from worker.page.night import Night
+from worker.page.runs import Run
 
 EXIT_MEANING: dict[int, str] = {
     0: "settled: nothing left for the tool or a person",
