@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from worker.model import UNSENT, Outcome
-from worker.page.runs import Run, runs_of
+from worker.page.runs import Run, as_int, as_text, runs_of
 from worker.report.records import read_records
 from worker.report.runs import read_runs
 
@@ -123,20 +123,6 @@ class Night:
         return "run"
 
 
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
-    return None
-
-
-def _text(value: Any) -> str:
-    return "" if value is None else str(value)
-
-
 def _identity(outcome: Outcome, line: int, merchant: str, reference: str) -> Identity:
     """As merge-reports and resume know a row: unsent ones and empty references by line."""
     if outcome in UNSENT or not reference:
@@ -157,12 +143,12 @@ class _Gatherer:
         night = self.night
         night.rows_read += 1
         outcome = Outcome(rec["outcome"])
-        line = _int(rec.get("line")) or 0
-        merchant = _text(rec.get("merchant_number"))
-        reference = _text(rec.get("payment_reference"))
-        amount = _int(rec.get("amount"))
-        currency = _text(rec.get("currency")).strip().upper()
-        shard = self._shard_of.get(_text(rec.get("run_id")), "")
+        line = as_int(rec.get("line")) or 0
+        merchant = as_text(rec.get("merchant_number"))
+        reference = as_text(rec.get("payment_reference"))
+        amount = as_int(rec.get("amount"))
+        currency = as_text(rec.get("currency")).strip().upper()
+        shard = self._shard_of.get(as_text(rec.get("run_id")), "")
         ident = _identity(outcome, line, merchant, reference)
         earlier = self._open.pop(ident, None)
         if earlier is not None:
@@ -174,7 +160,7 @@ class _Gatherer:
         by_shard = night.shards.setdefault(shard, Breakdown()) if shard else None
         if by_shard is not None:
             by_shard.outcomes[value] += 1
-        minute = _text(rec.get("finished_at"))[:16]
+        minute = as_text(rec.get("finished_at"))[:16]
         night.finished[minute] += 1
         if outcome is Outcome.CANCELED:
             night.minutes[minute] += 1
@@ -194,8 +180,8 @@ class _Gatherer:
                 merchant,
                 amount,
                 currency,
-                _text(rec.get("payment_state")),
-                _text(rec.get("detail")),
+                as_text(rec.get("payment_state")),
+                as_text(rec.get("detail")),
             )
 
     def _take_back(self, ident: Identity, row: _Open) -> None:

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 
-def _text(value: Any) -> str:
+def as_text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _int(value: Any) -> int | None:
+def as_int(value: Any) -> int | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -57,22 +57,22 @@ def runs_of(records: Iterable[Mapping[str, Any]]) -> tuple[list[Run], Mapping[st
         if rec.get("mode") == "merge":
             merged = rec
             continue
-        run_id = _text(rec.get("run_id")) or f"#{n + 1}"
+        run_id = as_text(rec.get("run_id")) or f"#{n + 1}"
         key = f"{rec.get('report') or ''}\0{run_id}"
         start = rec.get("event") == "start"
         earlier = runs.get(key)
         run = Run(
             run_id=run_id,
-            mode=_text(rec.get("mode")),
+            mode=as_text(rec.get("mode")),
             started_at=rec.get("started_at") or (earlier.started_at if earlier else None),
-            finished_at=None if start else _text(rec.get("finished_at")) or "unknown",
-            exit_code=None if start else _int(rec.get("exit_code")),
+            finished_at=None if start else as_text(rec.get("finished_at")) or "unknown",
+            exit_code=None if start else as_int(rec.get("exit_code")),
             complete=None if start else rec.get("complete"),
-            shard=_text(rec.get("shard")) or "0/1",
+            shard=as_text(rec.get("shard")) or "0/1",
             report=rec.get("report"),
             input=rec.get("input"),
-            stopped_by=_text(rec.get("stopped_by")) or None,
-            requests=_int(rec.get("requests")),
+            stopped_by=as_text(rec.get("stopped_by")) or None,
+            requests=as_int(rec.get("requests")),
         )
         if start and earlier is not None:
             continue  # an end record came first: keep it
