@@ -61,11 +61,14 @@ class Verdict:
 
 def _rebuilt(night: Night, run: Run) -> str:
     """The command a record implies; the first run's other options must be added."""
-    mode = "check" if run.mode == "check" else "run"
-    words = ["cancel-worker", mode, run.input or "INPUT", "--report", str(night.report)]
+    # a start record may say less than an end record: any run of the report had the input
+    given = run.input or next((r.input for r in reversed(night.runs) if r.input), None)
+    kind = run.mode or night.mode
+    mode = "check" if kind == "check" else "run"
+    words = ["cancel-worker", mode, given or "INPUT", "--report", str(night.report)]
     if run.shard and run.shard != "0/1":
         words += ["--shard", run.shard]
-    if run.mode == "dry-run":
+    if kind == "dry-run":
         words.append("--dry-run")
     return shlex.join(words) + "  (plus the other options the first run had)"
 
