@@ -88,7 +88,7 @@ def test_outcome_counts_are_the_latest_row_of_each_reference(report: Path) -> No
         "all": "15",
     }
     shares = {r[1]: r[3] for r in table if len(r) == 4 and r[1]}
-    assert shares["canceled"] == "40.0 %"
+    assert shares["canceled"] == "40.0\u00a0%"
 
 
 def test_money_released_and_held_per_currency_by_exponent(report: Path) -> None:
