@@ -176,7 +176,7 @@ def _write_card(s: Settings, command: str) -> None:
     from worker.page.write import write_card  # Jinja2 is loaded only here
 
     try:
-        path = write_card(s.report, command=command)
+        path = write_card(s.report, command=logs.REDACTOR.scrub(command))
     except (ReportError, OSError, ValueError) as exc:
         logs.log.warning("report_card_not_written", report=str(s.report), error=str(exc))
         return
