@@ -4,6 +4,7 @@
     cancel-worker check INPUT [options]      query each payment's state, cancel nothing
     cancel-worker sandbox [--host H] [--port P] [options]
     cancel-worker merge-reports OUT REPORT...
+    cancel-worker report-card REPORT [--out FILE]
 
 Exit codes: the table in `worker.exits` (shown by --help).
 """
@@ -195,6 +196,13 @@ def check(**kw: Any) -> None:
     ),
 )
 @click.option(
+    "--no-card",
+    is_flag=True,
+    envvar="CANCEL_WORKER_NO_CARD",
+    show_envvar=True,
+    help="Do not write OUT's report card (OUT.html).",
+)
+@click.option(
     "--merchant",
     envvar="BAMBORA_MERCHANT_NUMBER",
     help=(
@@ -203,13 +211,17 @@ def check(**kw: Any) -> None:
     ),
 )
 def merge_reports(
-    out: str, reports: tuple[str, ...], input_path: str | None, merchant: str | None
+    out: str,
+    reports: tuple[str, ...],
+    input_path: str | None,
+    no_card: bool,
+    merchant: str | None,
 ) -> None:
     """Combine shard reports into OUT, checking that no reference is missing or doubled.
 
     OUT may not be one of the reports (or a run record, or the input); it is written
     whole or not at all, with OUT.runs.jsonl beside it: every shard's run records, then
-    a totals record.
+    a totals record, and its report card OUT.html (one HTML page of the night).
     """
     # Paths are checked by merge itself (not click), so every mistake is one line, exit 2.
     from worker.report.merge import MergeError, Refused, UnreadableReport, merge
@@ -230,6 +242,48 @@ def merge_reports(
         sys.exit(1)
     for line in merged.lines():
         click.echo(line)
+    if not no_card:
+        _card(Path(out), None, fatal=False)
+
+
+def _card(report: Path, out: Path | None, *, fatal: bool = True) -> None:
+    """Write the report card page and say where. An unreadable report is exit 2 when the
+    page is what was asked for; after a merge that succeeded, only a warning."""
+    from worker.page.write import write_card  # Jinja2 is loaded only here
+    from worker.report.records import ReportError
+
+    try:
+        page = write_card(report, out)
+    except (ReportError, OSError) as exc:
+        why = str(exc) if isinstance(exc, ReportError) else exc.strerror or str(exc)
+        if fatal:
+            _fail_usage(f"cannot write the report card of {report}: {why}")
+        else:
+            click.echo(f"Warning: report card of {report} not written: {why}", err=True)
+        return
+    click.echo(f"report card: {page}")
+
+
+@cli.command("report-card")
+@click.argument("report", type=click.Path())
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    help="Where to write the page. [default: REPORT.html, beside the report]",
+)
+def report_card(report: str, out: str | None) -> None:
+    """Write REPORT's report card: one self-contained HTML page of the night.
+
+    Built from REPORT and REPORT.runs.jsonl alone: the verdict, outcomes, money
+    released and still held per currency, the follow-up lists, the night over time,
+    per merchant and per shard. It loads nothing and runs no script; it opens from
+    a file and prints on A4. The page has the report's file mode.
+    """
+    path = Path(report)
+    if not path.is_file():
+        _fail_usage(f"report {report} does not exist or is not a file")
+        return
+    _card(path, Path(out) if out else None)
 
 
 def main() -> None:

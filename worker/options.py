@@ -158,6 +158,11 @@ def _common() -> list[Decorator]:
             help="Exit 1 when references end not_cancelable or not_found too (by default they are follow-ups: counted and shown, exit 0).",
         ),
         _opt(
+            "--no-card",
+            is_flag=True,
+            help="Do not write the report card (<report>.html, one HTML page of the night) at the end.",
+        ),
+        _opt(
             "--no-uvloop",
             is_flag=True,
             help="Use asyncio's default event loop even when uvloop is installed.",

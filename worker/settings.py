@@ -92,6 +92,7 @@ class Settings:
     delimiter: str | None = None  # CSV separator; None: detected from the header
     ca_bundle: str | None = None  # PEM file of the CAs to trust instead of the system's
     strict: bool = False  # not_cancelable / not_found also exit 1
+    card: bool = True  # write the report card page (<report>.html) at the end
 
     def __post_init__(self) -> None:
         # The API URL is a base that paths are appended to, so a trailing '/' would
@@ -159,6 +160,7 @@ def build_settings(mode: Mode, kw: Mapping[str, Any], env: Mapping[str, str]) ->
         retry_outcomes=parse_retry_outcomes(kw.get("retry_outcomes") or ""),
         delimiter=kw.get("delimiter") or None,
         ca_bundle=_checked_bundle(kw.get("ca_bundle")),
+        card=not kw.get("no_card"),
         pushgateway=kw.get("pushgateway") or None,
         job_name=_given(kw, "job_name"),
         strict=bool(kw.get("strict")),

@@ -314,8 +314,13 @@ async def test_refused_credentials_leave_no_stray_files(tmp_path: Path) -> None:
         )
     assert done.code == 3
     leftovers = sorted(await asyncio.to_thread(os.listdir, tmp_path))
-    # the report (its header) and the record of this run; no journal, no lock
-    assert leftovers == ["in.csv", "in.report.csv", "in.report.csv.runs.jsonl"]
+    # the report (its header), the record of this run and its report card; no journal, no lock
+    assert leftovers == [
+        "in.csv",
+        "in.report.csv",
+        "in.report.csv.html",
+        "in.report.csv.runs.jsonl",
+    ]
 
 
 async def test_a_semicolon_file_and_an_empty_night(tmp_path: Path) -> None:

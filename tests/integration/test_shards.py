@@ -224,6 +224,7 @@ async def test_merge_reports_keeps_run_records_and_sums_amounts_released(tmp_pat
         "released 12,345.99 EUR",
         f"no run record beside {one.name}: skipped",
         "run records: all.csv.runs.jsonl",
+        "report card: all.csv.html",
     ]
     kept, totals = [json.loads(x) for x in files_in(tmp_path)["all.csv.runs.jsonl"].splitlines()]
     assert kept == {**RUN_RECORD, "report": zero.name}

@@ -131,6 +131,7 @@ async def _execute(prepared: Prepared, command: str) -> int:
         push_metrics(s, tally, stats, refreshes(), elapsed, code, held())
         logs.log.info("summary", **summary_fields(s, end, tally, stats, refreshes(), elapsed, code))
         _record_run(prepared, s, run_id, started_at, end, tally, stats.requests, code)
+        _write_card(s, command)
         _tell(s, tally, stats.requests, elapsed, code, command, end)
         return code
 
@@ -173,6 +174,20 @@ def _record_run(
         append_run(s.report, record)
     except (StorageError, OSError) as exc:
         logs.log.error("run_record_not_written", report=str(s.report), error=str(exc))
+
+
+def _write_card(s: Settings, command: str) -> None:
+    """The report card page beside the report; a failure is logged, never the exit code."""
+    if not s.card:
+        return
+    from worker.page.write import write_card  # Jinja2 is loaded only here
+
+    try:
+        path = write_card(s.report, command=logs.REDACTOR.scrub(command))
+    except (ReportError, OSError, ValueError) as exc:
+        logs.log.warning("report_card_not_written", report=str(s.report), error=str(exc))
+        return
+    logs.log.info("report_card_written", page=str(path))
 
 
 def _tell(

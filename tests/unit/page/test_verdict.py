@@ -1,0 +1,71 @@
+"""The verdict line: how the last run ended and what is left, from the files alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.unit.page.reports import end_record, row, write_report
+from worker.page.night import gather
+from worker.page.verdict import Verdict, judge
+
+DONE = row(2, "A", "canceled", amount=1, currency="EUR")
+
+
+def verdict(tmp_path: Path, rows: list, records: list, command: str | None = None) -> Verdict:
+    return judge(gather(write_report(tmp_path / "v.csv", rows, records)), command)
+
+
+def test_settled_with_follow_ups_says_so_and_needs_no_command(tmp_path: Path) -> None:
+    v = verdict(tmp_path, [DONE, row(3, "B", "not_found")], [end_record("r")])
+    assert v.tone == "follow-up" and v.command is None
+    assert v.headline == (
+        "Complete; the last run: exit 0, settled: nothing left for the tool or a person. "
+        "1 follow-up for support (not cancelable, not found)."
+    )
+
+
+def test_rows_for_a_person(tmp_path: Path) -> None:
+    v = verdict(tmp_path, [DONE, row(3, "", "invalid")], [end_record("r", exit_code=1)])
+    assert v.tone == "person" and v.command is None
+    assert "1 row need a person (invalid or rejected)" in v.headline
+
+
+@pytest.mark.parametrize("code", [3, 4, 130, 143])
+def test_a_run_that_stopped_early_is_not_finished(tmp_path: Path, code: int) -> None:
+    records = [end_record("r", exit_code=code, complete=False)]
+    v = verdict(tmp_path, [DONE], records, command="cancel-worker run in.csv --sandbox")
+    assert v.tone == "left" and v.headline.startswith(f"Not finished; the last run: exit {code}")
+    assert v.command == "cancel-worker run in.csv --sandbox"
+
+
+def test_a_start_record_without_its_end_is_a_killed_run(tmp_path: Path) -> None:
+    records = [
+        end_record("r1"),
+        {"event": "start", "run_id": "r2", "started_at": "2026-11-27T02:00:00.000Z"},
+    ]
+    v = verdict(tmp_path, [DONE], records)
+    assert v.tone == "left"
+    assert "the last run (started 2026-11-27T02:00:00.000Z) ended without a record" in v.headline
+    assert v.command is not None and v.command.startswith("cancel-worker run payments.csv")
+
+
+def test_a_start_record_then_its_end_is_one_finished_run(tmp_path: Path) -> None:
+    records = [{"event": "start", "run_id": "r", "started_at": "x"}, end_record("r")]
+    v = verdict(tmp_path, [DONE], records)
+    assert v.tone == "done" and v.headline.endswith("Nothing left to do.")
+
+
+def test_a_report_without_run_records(tmp_path: Path) -> None:
+    v = verdict(tmp_path, [DONE, row(3, "B", "failed")], [])
+    assert v.tone == "left"
+    assert "it has no run record" in v.headline and "1 reference left to retry" in v.headline
+
+
+def test_a_sharded_check_run_is_rebuilt_with_its_shard(tmp_path: Path) -> None:
+    records = [end_record("r", mode="check", shard="1/4", exit_code=143, complete=False)]
+    v = verdict(tmp_path, [row(2, "A", "checked")], records)
+    assert v.command is not None
+    assert v.command.startswith(f"cancel-worker check payments.csv --report {tmp_path / 'v.csv'}")
+    assert "--shard 1/4" in v.command and "plus the other options" in v.command

@@ -1,0 +1,43 @@
+"""The page lands beside its report, whole, with the report's file mode."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from tests.unit.page.reports import end_record, row, write_report
+from worker.page.write import card_path, write_card
+from worker.report.records import ReportError
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o640, 0o644])
+def test_the_page_gets_the_report_file_mode(tmp_path: Path, mode: int) -> None:
+    report = write_report(tmp_path / "a.report.csv", [row(2, "A", "canceled")], [end_record("r")])
+    os.chmod(report, mode)
+    written = write_card(report)
+    assert written == card_path(report) == tmp_path / "a.report.csv.html"
+    assert stat.S_IMODE(written.stat().st_mode) == mode
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "a.report.csv",
+        "a.report.csv.html",
+        "a.report.csv.runs.jsonl",
+    ]
+
+
+def test_out_puts_it_elsewhere_and_replaces_an_older_page(tmp_path: Path) -> None:
+    report = write_report(tmp_path / "a.csv", [row(2, "A", "canceled")])
+    out = tmp_path / "page.html"
+    out.write_text("old")
+    assert write_card(report, out) == out
+    assert out.read_text(encoding="utf-8").startswith("<!doctype html>")
+
+
+def test_an_unreadable_report_writes_nothing(tmp_path: Path) -> None:
+    report = tmp_path / "a.csv"
+    report.write_text("not,a,report\r\n")
+    with pytest.raises(ReportError):
+        write_card(report)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv"]

@@ -1,0 +1,232 @@
+"""Night: what one report and its run records hold, gathered in one pass over the report.
+
+The page shows the latest-row view, as resume and merge-reports read a report: a
+reference's last row wins; rows never sent (`invalid`, `duplicate`) are known by
+their line. `canceled`, `already_canceled` and `checked` rows are never replaced
+(no rerun sends them again), so they are only counted; every other row is kept by
+its identity until the end, because a rerun may replace it. Memory therefore grows
+with the rows a rerun can replace (failed ones and follow-ups), not with the night.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from worker.model import UNSENT, Outcome
+from worker.page.rows import Cells, read_rows
+from worker.page.runs import Run, as_int, as_text, runs_of
+from worker.report.runs import read_runs
+
+#: The follow-up lists show this many rows of each outcome (with the total count).
+LIST_LIMIT = 1000
+#: Outcome groups, in the order the page shows them; each outcome in exactly one.
+GROUPS: dict[str, tuple[Outcome, ...]] = {
+    "done": (
+        Outcome.CANCELED,
+        Outcome.ALREADY_CANCELED,
+        Outcome.CHECKED,
+        Outcome.WOULD_CANCEL,
+        Outcome.DUPLICATE,
+    ),
+    "follow-up": (Outcome.NOT_CANCELABLE, Outcome.NOT_FOUND),
+    "needs a person": (Outcome.INVALID, Outcome.REJECTED),
+    "left to retry": (Outcome.FAILED,),
+}
+GROUP_OF: dict[str, str] = {o.value: g for g, outcomes in GROUPS.items() for o in outcomes}
+#: The outcomes listed row by row, in the page's order.
+LISTED: tuple[Outcome, ...] = (
+    Outcome.NOT_CANCELABLE,
+    Outcome.NOT_FOUND,
+    Outcome.INVALID,
+    Outcome.REJECTED,
+    Outcome.FAILED,
+)
+#: Never followed by another row of the same reference (see the module docstring).
+_SETTLED = frozenset(o.value for o in (Outcome.CANCELED, Outcome.ALREADY_CANCELED, Outcome.CHECKED))
+_UNSENT = frozenset(o.value for o in UNSENT)
+
+Identity = tuple[str, str] | tuple[str, int]
+
+
+@dataclass(slots=True)
+class Listed:
+    """One row of a follow-up list, as the report has it."""
+
+    line: int
+    reference: str
+    merchant: str
+    amount: int | None
+    currency: str
+    payment_state: str
+    detail: str
+
+
+@dataclass(slots=True)
+class _Open:
+    """A latest row that a later row may still replace: enough to take it back."""
+
+    outcome: str
+    merchant: str
+    shard: str
+    amount: int | None
+    currency: str
+
+
+@dataclass
+class Breakdown:
+    """Rows per outcome, and money released, for one merchant or one shard."""
+
+    outcomes: Counter[str] = field(default_factory=Counter)
+    released: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def rows(self) -> int:
+        return sum(self.outcomes.values())
+
+    def group(self, name: str) -> int:
+        return sum(self.outcomes[o.value] for o in GROUPS[name])
+
+
+@dataclass
+class Night:
+    """Everything the page shows, all of it read from the report and its run records."""
+
+    report: Path
+    outcomes: Counter[str] = field(default_factory=Counter)
+    released: Counter[str] = field(default_factory=Counter)  # currency -> minor units
+    held: Counter[str] = field(default_factory=Counter)  # not_cancelable, per currency
+    held_unknown: int = 0  # not_cancelable rows that state no amount
+    lists: dict[str, list[Listed]] = field(default_factory=dict)
+    minutes: Counter[str] = field(default_factory=Counter)  # "YYYY-MM-DDTHH:MM" -> canceled
+    finished: Counter[str] = field(default_factory=Counter)  # same, every row
+    merchants: dict[str, Breakdown] = field(default_factory=dict)
+    shards: dict[str, Breakdown] = field(default_factory=dict)
+    runs: list[Run] = field(default_factory=list)
+    merged: Mapping[str, Any] | None = None  # merge-reports' totals record
+    rows_read: int = 0  # report rows, replaced ones included
+
+    @property
+    def rows(self) -> int:
+        return sum(self.outcomes.values())
+
+    def group(self, name: str) -> int:
+        return sum(self.outcomes[o.value] for o in GROUPS[name])
+
+    @property
+    def mode(self) -> str:
+        for run in reversed(self.runs):
+            if run.mode:
+                return run.mode
+        return "run"
+
+
+class _Gatherer:
+    """Folds report rows into a `Night`, one row at a time.
+
+    Rows are counted in one Counter keyed by (merchant, shard, outcome) and folded into
+    the night's totals at the end: one count per row, as this runs a million times.
+    """
+
+    def __init__(self, night: Night, shard_of: Mapping[str, str]) -> None:
+        self.night = night
+        self._shard_of = shard_of
+        self._cells: Counter[tuple[str, str, str]] = Counter()
+        self._money: Counter[tuple[str, str, str]] = Counter()  # (merchant, shard, currency)
+        self._open: dict[Identity, _Open] = {}
+        self._listed: dict[str, dict[Identity, Listed]] = {o.value: {} for o in LISTED}
+
+    def add(self, cells: Cells) -> None:
+        """One row's cells, in `rows.FIELDS` order."""
+        outcome, merchant, reference, run_id, finished_at, amount, currency = cells[:7]
+        merchant = merchant or ""
+        shard = self._shard_of.get(run_id or "", "") if self._shard_of else ""
+        minute = (finished_at or "")[:16]
+        night = self.night
+        night.finished[minute] += 1
+        self._cells[(merchant, shard, outcome)] += 1
+        if outcome in _UNSENT or not reference:
+            ident: Identity = ("line", as_int(cells[7]) or 0)
+        else:
+            ident = (merchant, reference)
+        if self._open:
+            earlier = self._open.pop(ident, None)
+            if earlier is not None:
+                self._take_back(ident, earlier)
+        if amount.__class__ is str:  # CSV text ("" when none); JSON Lines: an int or null
+            try:
+                amount = int(amount)
+            except ValueError:
+                amount = None
+        currency = currency or ""
+        if outcome == "canceled":
+            night.minutes[minute] += 1
+            if amount is not None and currency:
+                self._money[(merchant, shard, currency)] += amount
+            return
+        if outcome in _SETTLED:
+            return
+        self._open[ident] = _Open(outcome, merchant, shard, amount, currency)
+        listed = self._listed.get(outcome)
+        if listed is not None and len(listed) < LIST_LIMIT:
+            line, state, detail = cells[7:10]
+            listed[ident] = Listed(
+                as_int(line) or 0,
+                as_text(reference),
+                as_text(merchant),
+                amount,
+                currency,
+                as_text(state),
+                as_text(detail),
+            )
+
+    def _take_back(self, ident: Identity, row: _Open) -> None:
+        """A later row replaces this one: it no longer counts anywhere."""
+        self._cells[(row.merchant, row.shard, row.outcome)] -= 1
+        listed = self._listed.get(row.outcome)
+        if listed is not None:
+            listed.pop(ident, None)
+
+    def finish(self) -> Night:
+        night = self.night
+        night.rows_read = sum(night.finished.values())
+        for (merchant, shard, outcome), n in self._cells.items():
+            if n <= 0:
+                continue
+            night.outcomes[outcome] += n
+            night.merchants.setdefault(as_text(merchant), Breakdown()).outcomes[outcome] += n
+            if shard:
+                night.shards.setdefault(shard, Breakdown()).outcomes[outcome] += n
+        for (merchant, shard, currency), units in self._money.items():
+            night.released[currency] += units
+            night.merchants.setdefault(as_text(merchant), Breakdown()).released[currency] += units
+            if shard:
+                night.shards.setdefault(shard, Breakdown()).released[currency] += units
+        for row in self._open.values():
+            if row.outcome == Outcome.NOT_CANCELABLE:
+                if row.amount is not None and row.currency:
+                    night.held[row.currency] += row.amount
+                else:
+                    night.held_unknown += 1
+        night.lists = {o: list(rows.values()) for o, rows in self._listed.items()}
+        return night
+
+
+def _shard_labels(runs: list[Run], merged: bool) -> dict[str, str]:
+    """run_id -> the shard that wrote its rows; only a merged report has several."""
+    if not merged:
+        return {}
+    return {r.run_id: r.shard for r in runs}
+
+
+def gather(report: Path, records: list[dict[str, Any]] | None = None) -> Night:
+    """Read `report` once, and its run records; raises ReportError, OSError."""
+    runs, merged = runs_of(read_runs(report) if records is None else records)
+    night = Night(report=report, runs=runs, merged=merged)
+    gatherer = _Gatherer(night, _shard_labels(runs, merged is not None))
+    for cells in read_rows(report):
+        gatherer.add(cells)
+    return gatherer.finish()

@@ -1,0 +1,45 @@
+"""Write: the page beside its report, whole or not at all, as private as the report.
+
+`<report>.html` by default. The page names merchants and payments like the report
+it shows, so it gets the report's own file mode; it is written to a temporary name
+and renamed into place, so a reader never opens half a page.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import stat
+from pathlib import Path
+
+from worker.page.night import gather
+from worker.page.render import page
+from worker.page.verdict import judge
+
+
+def card_path(report: Path) -> Path:
+    return report.with_name(report.name + ".html")
+
+
+def write_card(report: Path, out: Path | None = None, command: str | None = None) -> Path:
+    """Build the page of `report` into `out`; raises ReportError or OSError.
+
+    `command` is the exact command of the run writing the page, for the verdict.
+    """
+    night = gather(report)
+    text = page(night, judge(night, command))
+    target = out or card_path(report)
+    mode = stat.S_IMODE(os.stat(report).st_mode)
+    tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode & 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            os.fchmod(f.fileno(), mode)  # the report's mode, whatever the umask
+            f.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return target
