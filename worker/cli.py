@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import click
+import rich_click
 
 from worker import __version__
 from worker.model import Mode
 from worker.observe import logs
-from worker.options import job_options
+from worker.options import OTHER_PANEL, job_options
 from worker.run.prepare import Prepared, UsageError, prepare
 from worker.run.summary import EXIT_USAGE
 from worker.settings import ConfigError, build_settings
@@ -97,7 +98,31 @@ def _job(mode: Mode, kw: dict[str, Any]) -> None:
     sys.exit(code)
 
 
-class _Commands(click.Group):
+#: `--help` layout (rich-click): panels no wider than 80 columns, options not placed in
+#: a panel of `worker.options.PANELS` under OTHER_PANEL, and markup only where written.
+HELP = rich_click.RichHelpConfiguration(
+    max_width=80,
+    options_panel_title=OTHER_PANEL,
+    text_markup=None,
+    show_arguments=False,
+    options_table_column_types=["opt_short", "opt_long_metavar", "help"],
+    options_table_help_sections=["help", "default", "envvar"],
+)
+
+#: What a bare `cancel-worker` prints: the three commands most people need.
+SHORT_USAGE = """\
+Usage: cancel-worker COMMAND INPUT [OPTIONS]
+
+Most used:
+  cancel-worker run samples/payments.csv --sandbox   try it, no credentials
+  cancel-worker check payments.csv                   see states, cancel nothing
+  cancel-worker run payments.csv --dry-run           validate, send nothing
+  cancel-worker run payments.csv                     cancel (rerun it to resume)
+
+All commands and options: cancel-worker --help, cancel-worker run --help"""
+
+
+class _Commands(rich_click.RichGroup):
     """The subcommands; `sandbox` is imported only when it is asked for (by name or by
     --help): its server code was an eighth of every run's start-up time."""
 
@@ -118,35 +143,35 @@ class _Commands(click.Group):
 
 @click.group(
     cls=_Commands,
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"], "rich_help_config": HELP},
 )
 @click.version_option(__version__, prog_name="cancel-worker")
-def cli() -> None:
-    """Cancel (void) authorized Bambora card payments in bulk, from a CSV or JSON Lines file.
-
-    \b
-    Credentials and endpoints come from the environment:
-      BAMBORA_CLIENT_ID, BAMBORA_CLIENT_SECRET (or BAMBORA_CLIENT_SECRET_FILE)
-      BAMBORA_TOKEN            a ready JWT instead (cannot be refreshed)
-      BAMBORA_API_URL          default https://api.bambora.com
-      BAMBORA_AUTH_URL         default https://auth.bambora.com/connect/token
-      BAMBORA_MERCHANT_NUMBER  same as --merchant
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Cancel (void) authorized Bambora card payments in bulk, from a CSV or JSON Lines
+    file: rate-limited, retried, and resumed by rerunning the same command, never
+    cancelling anything twice.
 
     \b
     Try it without credentials:
       cancel-worker run samples/payments.csv --sandbox
 
     \b
-    Exit codes: 0 all canceled (or already canceled), 1 finished but some references
-    ended otherwise (see the report), 2 usage/input error (nothing sent), 3 aborted
-    (credentials refused, API unreachable, report unwritable), 4 stopped by a guard
-    rail (a wrong merchant, credentials or file: nothing else sent), 130/143
-    interrupted. Rerunning the same command resumes from the report and never cancels
-    anything twice.
+    Credentials and endpoints come from the environment:
+      BAMBORA_CLIENT_ID with BAMBORA_CLIENT_SECRET (or _SECRET_FILE)
+      BAMBORA_TOKEN            a ready JWT instead (cannot be refreshed)
+      BAMBORA_API_URL          default https://api.bambora.com
+      BAMBORA_AUTH_URL         default https://auth.bambora.com/connect/token
 
     \b
-    Every option can also be set as CANCEL_WORKER_<OPTION> (see --help of run).
+    Exit codes: 0 all done, 1 finished with some references not canceled (see
+    the report), 2 usage or input error (nothing sent), 3 aborted (credentials
+    refused, API unreachable, report unwritable), 4 stopped by a guard rail
+    (nothing else sent), 130/143 interrupted: rerun the same command to resume.
     """
+    if ctx.invoked_subcommand is None:  # a bare `cancel-worker`: where to start, not a wall
+        click.echo(SHORT_USAGE)
 
 
 @cli.command()
@@ -156,6 +181,8 @@ def run(**kw: Any) -> None:
 
     Writes one report row per reference. If the report exists, it is resumed:
     references already final are not sent again, `failed` ones are retried.
+    Every option can also be set as CANCEL_WORKER_<OPTION> (--max-attempts 3:
+    CANCEL_WORKER_MAX_ATTEMPTS=3; a flag takes 1, true or yes).
     """
     _job(Mode.RUN, kw)
 
@@ -163,10 +190,11 @@ def run(**kw: Any) -> None:
 @cli.command()
 @job_options(run=False)
 def check(**kw: Any) -> None:
-    """Query each payment's state and cancel nothing (outcome `checked` + payment_state).
+    """Query each payment's state and cancel nothing (outcome `checked`).
 
     Use it before the nightly run to see what would happen, or the morning after
-    to audit a report against the API.
+    to audit a report against the API. Every option can also be set as
+    CANCEL_WORKER_<OPTION> (--rate 5: CANCEL_WORKER_RATE=5).
     """
     _job(Mode.CHECK, kw)
 
@@ -194,7 +222,7 @@ def check(**kw: Any) -> None:
 def merge_reports(
     out: str, reports: tuple[str, ...], input_path: str | None, merchant: str | None
 ) -> None:
-    """Combine shard reports into OUT, checking that no reference is missing or doubled.
+    """Combine shard reports into OUT; no reference may be missing or doubled.
 
     OUT may not be one of the reports (or a run record, or the input); it is written
     whole or not at all, with OUT.runs.jsonl beside it: every shard's run records, then
