@@ -63,7 +63,11 @@ def _go_ahead(prepared: Prepared) -> bool:
 
     def ask(question: str) -> str:
         try:
-            return str(click.prompt(question, default="", show_default=False, err=True))
+            # The question ends in its own ": "; click would add another.
+            answer = click.prompt(
+                question, default="", show_default=False, err=True, prompt_suffix=""
+            )
+            return str(answer)
         except click.Abort:  # Ctrl-D / Ctrl-C at the question
             return ""
 

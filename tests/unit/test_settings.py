@@ -151,7 +151,7 @@ def test_shard_from_the_kubernetes_environment() -> None:
         shard_from_env({"JOB_COMPLETION_INDEX": "2"})
     with pytest.raises(ConfigError, match="must be set together"):
         shard_from_env({"SHARD_COUNT": "4"})
-    with pytest.raises(ConfigError, match="numbered from 0: I must be 0..3"):
+    with pytest.raises(ConfigError, match=r"numbered from 0: I must be 0..3"):
         shard_from_env({"JOB_COMPLETION_INDEX": "4", "SHARD_COUNT": "4"})
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from worker.observe import words
+
 #: Kubernetes reads at most 4096 bytes of a termination message.
 TERMINATION_LIMIT = 4096
 EXIT_MEANING = {
@@ -54,7 +56,7 @@ def render(card: Card) -> str:
         lines.append(f"  released  {money(minor, currency)}")
     rate = card.requests / card.elapsed if card.elapsed > 0 else 0.0
     lines.append(
-        f"  {card.elapsed:,.1f} s, {card.requests:,} requests ({rate:,.1f}/s); "
+        f"  {card.elapsed:,.1f} s, {words.count(card.requests, 'request')} ({rate:,.1f}/s); "
         f"report: {card.report}"
     )
     if card.resume_command:
