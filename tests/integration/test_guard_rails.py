@@ -83,6 +83,7 @@ def test_on_a_terminal_run_shows_what_it_will_do_and_asks(tmp_path: Path) -> Non
     assert code == 2 and "about to cancel 13 references" in screen
     assert "merchant T1: 12" in screen and "api.example.invalid" in screen
     assert "type 13 to cancel them" in screen and "not confirmed" in screen
+    assert "anything else stops: " in screen and "stops: : " not in screen  # one suffix
 
 
 def test_yes_skips_the_question_and_no_terminal_never_asks(tmp_path: Path) -> None:

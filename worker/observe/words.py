@@ -15,11 +15,12 @@ def count(n: int, noun: str) -> str:
 
 
 def duration(seconds: float) -> str:
-    """A rough duration for a person: `under 1 s`, `12 s`, `4 min`, `1.5 h`."""
-    if seconds < 0.5:
-        return "under 1 s"
+    """A rough duration for a person: `under a second`, `about 12 s`, `about 4 min`,
+    `about 1.5 h`."""
+    if seconds < 1:
+        return "under a second"
     if seconds < 90:
-        return f"{seconds:.0f} s"
+        return f"about {seconds:.0f} s"
     if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
+        return f"about {seconds / 60:.0f} min"
+    return f"about {seconds / 3600:.1f} h"

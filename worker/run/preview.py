@@ -43,7 +43,7 @@ def render(prepared: Prepared) -> str:
             lines.append(f"  {count(len(counts) - MERCHANTS_SHOWN, 'more merchant')}: {rest:,}")
         if s.rate:
             unit = "request/s" if s.rate == 1 else "requests/s"
-            lines.append(f"  at most {s.rate:g} {unit}: about {duration(total / s.rate)}")
+            lines.append(f"  at most {s.rate:g} {unit}: {duration(total / s.rate)}")
     lines.append(f"  API: {where(s.api_url)}")
     lines.append(f"  report: {s.report}")
     return "\n".join(lines)
