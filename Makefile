@@ -23,12 +23,13 @@ demo: $(STAMP)
 	  code=$$?; echo; $(BIN)/python scripts/demo_table.py payments.report.csv; \
 	  echo; echo "cancel-worker exited $$code (the sample is built to exit 1: see each detail)"
 
-## The whole test suite, plus lint and type checks (what CI runs).
+## The whole test suite, plus lint, type checks and the docs site in strict mode (what CI runs).
 test: $(STAMP)
 	$(BIN)/ruff check worker tests benchmarks scripts
 	VENV=$(VENV) bash scripts/check-deploy.sh
 	$(BIN)/ruff format --check worker tests benchmarks scripts
 	$(BIN)/mypy
+	$(BIN)/mkdocs build --strict --quiet
 	$(BIN)/pytest -q
 
 ## The benchmarks (benchmarks/README.md); the bench extra adds the chart and py-spy.

@@ -218,7 +218,7 @@ def sandbox_command(
 
     Prints where it listens and lines to paste that aim the worker at it, then logs
     each request to stderr. Reference prefixes (flaky-, captured-, ...) choose what a
-    payment answers; see the README's sandbox section.
+    payment answers; see docs/sandbox.md.
     """
     try:
         config = SandboxConfig(
