@@ -63,9 +63,9 @@ def test_on_a_terminal_the_summary_is_printed_once_within_80_columns(tmp_path: P
 
 
 async def test_the_resume_line_counts_one_way(tmp_path: Path) -> None:
-    src = write_csv(tmp_path / "in.csv", [(f"p{i}", "T1") for i in range(2)])
+    src = write_csv(tmp_path / "in.csv", [(f"p{i}", "T1") for i in range(1_200)])
     async with sandbox() as server:
-        args = ("run", str(src), "--log-format", "json", "--rate", "0")
+        args = ("run", str(src), "--log-format", "json", "--rate", "0", "--concurrency", "32")
         first = await run_cli(*args, env=env_for(server), cwd=tmp_path)
         assert first.code == 0, first.stderr[-2000:]
         again = await run_cli(*args, env=env_for(server), cwd=tmp_path)
@@ -75,5 +75,5 @@ async def test_the_resume_line_counts_one_way(tmp_path: Path) -> None:
         if line.startswith("{") and (event := json.loads(line))["event"] == "resuming"
     ]  # fmt: skip
     assert resuming["message"] == (
-        "resuming in.report.csv: 2 rows from 1 earlier run; 0 references left, 2 settled"
+        "resuming in.report.csv: 1,200 rows from 1 earlier run; 0 references left, 1,200 settled"
     )
