@@ -111,6 +111,8 @@ HELP = rich_click.RichHelpConfiguration(
     show_arguments=False,
     options_table_column_types=["opt_short", "opt_long_metavar", "help"],
     options_table_help_sections=["help", "default", "envvar"],
+    text_paragraph_linebreaks="\n\n",
+    padding_helptext_first_line=(0, 0, 1, 0),
 )
 
 #: What a bare `cancel-worker` prints: the three commands most people need.
@@ -145,30 +147,28 @@ class _Commands(rich_click.RichGroup):
         return super().get_command(ctx, cmd_name)
 
 
-@click.group(
+@rich_click.group(
     cls=_Commands,
     invoke_without_command=True,
     context_settings={"help_option_names": ["-h", "--help"], "rich_help_config": HELP},
 )
 @click.version_option(__version__, prog_name="cancel-worker")
+@rich_click.option_panel("Options", options=["--version", "--help"])
 @click.pass_context
 def cli(ctx: click.Context) -> None:
     """Cancel (void) authorized Bambora card payments in bulk, from a CSV or JSON Lines
     file: rate-limited, retried, and resumed by rerunning the same command, never
     cancelling anything twice.
 
-    \b
     Try it without credentials:
-      cancel-worker run samples/payments.csv --sandbox
+        cancel-worker run samples/payments.csv --sandbox
 
-    \b
     Credentials and endpoints come from the environment:
-      BAMBORA_CLIENT_ID with BAMBORA_CLIENT_SECRET (or _SECRET_FILE)
-      BAMBORA_TOKEN            a ready JWT instead (cannot be refreshed)
-      BAMBORA_API_URL          default https://api.bambora.com
-      BAMBORA_AUTH_URL         default https://auth.bambora.com/connect/token
+        BAMBORA_CLIENT_ID with BAMBORA_CLIENT_SECRET (or _SECRET_FILE)
+        BAMBORA_TOKEN         a ready JWT instead (cannot be refreshed)
+        BAMBORA_API_URL       default https://api.bambora.com
+        BAMBORA_AUTH_URL      default https://auth.bambora.com/connect/token
 
-    \b
     Exit codes: 0 all done, 1 finished with some references not canceled (see
     the report), 2 usage or input error (nothing sent), 3 aborted (credentials
     refused, API unreachable, report unwritable), 4 stopped by a guard rail
@@ -223,6 +223,7 @@ def check(**kw: Any) -> None:
         "[env: BAMBORA_MERCHANT_NUMBER]"
     ),
 )
+@rich_click.option_panel("Options", options=["--input", "--merchant", "--help"])
 def merge_reports(
     out: str, reports: tuple[str, ...], input_path: str | None, merchant: str | None
 ) -> None:
