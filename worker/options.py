@@ -1,7 +1,7 @@
 """Options of `run` and `check`: one table, each with its environment variable.
 
 Every option can also be set as `CANCEL_WORKER_<OPTION>` (`--max-attempts` ->
-`CANCEL_WORKER_MAX_ATTEMPTS`; flags take `1`/`true`/`yes`), shown in `--help`, so a
+`CANCEL_WORKER_MAX_ATTEMPTS`; flags take `1`/`true`/`yes`; `--help` says so once), so a
 container is configured like a shell; the older `BAMBORA_MERCHANT_NUMBER` still sets
 `--merchant`, and `JOB_COMPLETION_INDEX` with `SHARD_COUNT` still set the shard.
 Defaults come from `settings` (the one place they live). Options that mean nothing

@@ -299,6 +299,7 @@ class BarProgress:
             redirect_stdout=False,  # standard output may be a file or a pipe: leave it be
             transient=False,
         )
+        # rich has no hook for its live region's cursor moves: swap in one that knows.
         self._live._live_render = Reflowing(self._live.renderable, self._live.console)
         self._live.start(refresh=True)
 
