@@ -1,7 +1,7 @@
 """Options of `run` and `check`: one table, each with its environment variable.
 
 Every option can also be set as `CANCEL_WORKER_<OPTION>` (`--max-attempts` ->
-`CANCEL_WORKER_MAX_ATTEMPTS`; flags take `1`/`true`/`yes`; `--help` says so once), so a
+`CANCEL_WORKER_MAX_ATTEMPTS`; flags take `1`/`true`/`yes`), shown in `--help`, so a
 container is configured like a shell; the older `BAMBORA_MERCHANT_NUMBER` still sets
 `--merchant`, and `JOB_COMPLETION_INDEX` with `SHARD_COUNT` still set the shard.
 Defaults come from `settings` (the one place they live). Options that mean nothing
@@ -82,11 +82,8 @@ class EnvOption(click.Option):
 
 
 def _opt(flag: str, *decls: str, env: tuple[str, ...] = (), **kw: Any) -> Decorator:
-    # --help says once that every option has its CANCEL_WORKER_ variable; an option
-    # shows its variables only when it has another name too.
-    names = list(dict.fromkeys([*env, env_name(flag)]))
-    shown = names != [env_name(flag)]
-    return click.option(flag, *decls, cls=EnvOption, envvar=names, show_envvar=shown, **kw)
+    names = list(dict.fromkeys([*env, env_name(flag)]))  # each variable named once
+    return click.option(flag, *decls, cls=EnvOption, envvar=names, show_envvar=True, **kw)
 
 
 def _tuned(flag: str, kind: click.ParamType[Any], help: str, metavar: str = "") -> Decorator:

@@ -18,15 +18,14 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
-from rich.control import Control
+from rich.console import Console, ConsoleOptions, RenderResult
 from rich.live import Live
-from rich.live_render import LiveRender
 from rich.progress_bar import ProgressBar
 from rich.segment import Segment
 from rich.text import Text
 
 from worker.observe import logs
+from worker.observe.live import Reflowing
 
 
 @dataclass(frozen=True)
@@ -251,37 +250,6 @@ class Frame:
                 line = Text()
             line.append_text(Text(" ") + item if line else item)
         yield line
-
-
-class Reflowing(LiveRender):
-    """rich's live region, which moves up over as many rows as its last drawing takes
-    now. A terminal narrowed since (200 -> 80 columns) has re-wrapped each wider line onto
-    more rows; moving up one row per line left the top of the old drawing on screen."""
-
-    def __init__(self, renderable: RenderableType, console: Console) -> None:
-        super().__init__(renderable)
-        self._console = console
-        self._widths: list[int] = []  # of each line of the last drawing, in cells
-
-    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        drawn = list(super().__rich_console__(console, options))
-        segments = [seg for seg in drawn if isinstance(seg, Segment)]
-        self._widths = [Segment.get_line_length(line) for line in Segment.split_lines(segments)]
-        yield from drawn
-
-    def _rows_now(self) -> None:
-        if self._shape is not None and self._widths:
-            width = max(self._console.width, 1)
-            rows = sum(max(1, -(-cells // width)) for cells in self._widths)
-            self._shape = (self._shape[0], rows)
-
-    def position_cursor(self) -> Control:
-        self._rows_now()
-        return super().position_cursor()
-
-    def restore_cursor(self) -> Control:
-        self._rows_now()
-        return super().restore_cursor()
 
 
 class BarProgress:
