@@ -117,7 +117,7 @@ HELP = rich_click.RichHelpConfiguration(
 
 #: What a bare `cancel-worker` prints: the three commands most people need.
 SHORT_USAGE = """\
-Usage: cancel-worker COMMAND INPUT [OPTIONS]
+Usage: cancel-worker COMMAND [ARGS]...
 
 Most used:
   cancel-worker run samples/payments.csv --sandbox   try it, no credentials
