@@ -18,18 +18,20 @@ install: $(STAMP)
 ## The sample is built to end with exit 1 (three invalid rows need a person); the
 ## demo says what the code it got means (worker/exits.py) and itself succeeds.
 demo: $(STAMP)
-	rm -f payments.report.csv payments.report.csv.runs.jsonl payments.report.csv.html
-	$(BIN)/cancel-worker run samples/payments.csv --sandbox --report payments.report.csv; \
+	@rm -f payments.report.csv payments.report.csv.runs.jsonl payments.report.csv.html
+	@$(BIN)/cancel-worker run samples/payments.csv --sandbox --report payments.report.csv; \
 	  code=$$?; echo; $(BIN)/python scripts/demo_table.py payments.report.csv $$code; \
-	  echo "(the sample holds three invalid rows on purpose; its not_cancelable and not_found rows are follow-ups, which alone end with 0)"; \
+	  echo "(the sample holds three invalid rows on purpose; its not_cancelable and not_found"; \
+	  echo " rows are follow-ups, which alone end with 0)"; \
 	  echo "report card (one HTML page of the night): $(CURDIR)/payments.report.csv.html"
 
-## The whole test suite, plus lint and type checks (what CI runs).
+## The whole test suite, plus lint, type checks and the docs site in strict mode (what CI runs).
 test: $(STAMP)
 	$(BIN)/ruff check worker tests benchmarks scripts
 	VENV=$(VENV) bash scripts/check-deploy.sh
 	$(BIN)/ruff format --check worker tests benchmarks scripts
 	$(BIN)/mypy
+	$(BIN)/mkdocs build --strict --quiet
 	$(BIN)/pytest -q
 
 ## The benchmarks (benchmarks/README.md); the bench extra adds the chart and py-spy.

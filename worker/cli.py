@@ -16,17 +16,19 @@ import importlib
 import os
 import shlex
 import sys
+import textwrap
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, ClassVar
 
 import click
+import rich_click
 
 from worker import __version__
 from worker.exits import help_text
 from worker.model import Mode
 from worker.observe import logs
-from worker.options import check_environment, job_options
+from worker.options import OTHER_PANEL, check_environment, job_options
 from worker.run.prepare import Prepared, UsageError, prepare
 from worker.run.summary import EXIT_USAGE
 from worker.settings import ConfigError, build_settings
@@ -107,7 +109,33 @@ def _commands() -> list[click.Command]:
     return list(root.commands.values()) if isinstance(root, click.Group) else [ctx.command]
 
 
-class _Commands(click.Group):
+#: `--help` layout (rich-click): panels no wider than 80 columns, options not placed in
+#: a panel of `worker.options.PANELS` under OTHER_PANEL, and markup only where written.
+HELP = rich_click.RichHelpConfiguration(
+    max_width=80,
+    options_panel_title=OTHER_PANEL,
+    text_markup=None,
+    show_arguments=False,
+    options_table_column_types=["opt_short", "opt_long_metavar", "help"],
+    options_table_help_sections=["help", "default", "envvar"],
+    text_paragraph_linebreaks="\n\n",
+    padding_helptext_first_line=(0, 0, 1, 0),
+)
+
+#: What a bare `cancel-worker` prints: the three commands most people need.
+SHORT_USAGE = """\
+Usage: cancel-worker COMMAND [ARGS]...
+
+Most used:
+  cancel-worker run samples/payments.csv --sandbox   try it, no credentials
+  cancel-worker check payments.csv                   see states, cancel nothing
+  cancel-worker run payments.csv --dry-run           validate, send nothing
+  cancel-worker run payments.csv                     cancel (rerun it to resume)
+
+All commands and options: cancel-worker --help, cancel-worker run --help"""
+
+
+class _Commands(rich_click.RichGroup):
     """The subcommands; `sandbox` is imported only when it is asked for (by name or by
     --help): its server code was an eighth of every run's start-up time."""
 
@@ -126,39 +154,44 @@ class _Commands(click.Group):
         return super().get_command(ctx, cmd_name)
 
 
-CLI_HELP = f"""Cancel (void) authorized Bambora card payments in bulk, from a CSV or JSON Lines
-file.
+def _exit_codes() -> str:
+    """The exit table for --help, wrapped to fit 80 columns with its indent kept."""
+    return "\n".join(
+        textwrap.fill(line[2:], 74, initial_indent="    ", subsequent_indent=" " * 11)
+        for line in help_text().splitlines()
+    )
 
-\b
-Credentials and endpoints come from the environment:
-  BAMBORA_CLIENT_ID, BAMBORA_CLIENT_SECRET (or BAMBORA_CLIENT_SECRET_FILE)
-  BAMBORA_TOKEN            a ready JWT instead (cannot be refreshed)
-  BAMBORA_API_URL          default https://api.bambora.com
-  BAMBORA_AUTH_URL         default https://auth.bambora.com/connect/token
-  BAMBORA_MERCHANT_NUMBER  same as --merchant
 
-\b
+CLI_HELP = f"""Cancel (void) authorized Bambora card payments in bulk, from a CSV or JSON
+Lines file: rate-limited, retried, and resumed by rerunning the same command, never
+cancelling anything twice.
+
 Try it without credentials:
-  cancel-worker run samples/payments.csv --sandbox
+    cancel-worker run samples/payments.csv --sandbox
 
-\b
+Credentials and endpoints come from the environment:
+    BAMBORA_CLIENT_ID with BAMBORA_CLIENT_SECRET (or _SECRET_FILE)
+    BAMBORA_TOKEN         a ready JWT instead (cannot be refreshed)
+    BAMBORA_API_URL       default https://api.bambora.com
+    BAMBORA_AUTH_URL      default https://auth.bambora.com/connect/token
+
 Exit codes:
-{help_text()}
-Rerunning the same command resumes from the report and never cancels anything twice.
-
-\b
-Every option can also be set as CANCEL_WORKER_<OPTION> (see --help of run).
+{_exit_codes()}
 """
 
 
-@click.group(
+@rich_click.group(
     cls=_Commands,
     help=CLI_HELP,
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"], "rich_help_config": HELP},
 )
 @click.version_option(__version__, prog_name="cancel-worker")
-def cli() -> None:
-    pass
+@rich_click.option_panel("Options", options=["--version", "--help"])
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    if ctx.invoked_subcommand is None:  # a bare `cancel-worker`: where to start, not a wall
+        click.echo(SHORT_USAGE)
 
 
 @cli.command()
@@ -168,6 +201,8 @@ def run(**kw: Any) -> None:
 
     Writes one report row per reference. If the report exists, it is resumed:
     references already final are not sent again, `failed` ones are retried.
+    Every option can also be set as CANCEL_WORKER_<OPTION> (--max-attempts 3:
+    CANCEL_WORKER_MAX_ATTEMPTS=3; a flag takes 1, true or yes).
     """
     _job(Mode.RUN, kw)
 
@@ -175,10 +210,11 @@ def run(**kw: Any) -> None:
 @cli.command()
 @job_options(run=False)
 def check(**kw: Any) -> None:
-    """Query each payment's state and cancel nothing (outcome `checked` + payment_state).
+    """Query each payment's state and cancel nothing (outcome `checked`).
 
     Use it before the nightly run to see what would happen, or the morning after
-    to audit a report against the API.
+    to audit a report against the API. Every option can also be set as
+    CANCEL_WORKER_<OPTION> (--rate 5: CANCEL_WORKER_RATE=5).
     """
     _job(Mode.CHECK, kw)
 
@@ -210,6 +246,7 @@ def check(**kw: Any) -> None:
         "[env: BAMBORA_MERCHANT_NUMBER]"
     ),
 )
+@rich_click.option_panel("Options", options=["--input", "--merchant", "--help"])
 def merge_reports(
     out: str,
     reports: tuple[str, ...],
@@ -217,7 +254,7 @@ def merge_reports(
     no_card: bool,
     merchant: str | None,
 ) -> None:
-    """Combine shard reports into OUT, checking that no reference is missing or doubled.
+    """Combine shard reports into OUT; no reference may be missing or doubled.
 
     OUT may not be one of the reports (or a run record, or the input); it is written
     whole or not at all, with OUT.runs.jsonl beside it: every shard's run records, then

@@ -10,6 +10,10 @@ for `check` (it sends no cancel) are offered by `run` only.
 The environment is checked like input (`check_environment`): click ignores a variable
 it does not know and reads an empty one as unset, so `CANCEL_WORKER_RATES=5` would
 change nothing and `CANCEL_WORKER_DRY_RUN=` would run for real.
+
+`PANELS` groups the options for `--help` (rendered by rich-click), most-used first. It
+is metadata beside the definitions, not a second list of them: an option added without
+a panel still shows, under "Other options", and a test fails until it is given one.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import click
+import rich_click
+from click.core import ParameterSource
 
 from worker.settings import MAX_COMMENT, RETRYABLE, SANDBOX_TIMEOUT, ConfigError, default
 
@@ -30,23 +36,89 @@ def env_name(flag: str) -> str:
     return ENV_PREFIX + flag.lstrip("-").replace("-", "_").upper()
 
 
+#: `--help` panels in order, each with its options in order (most-used first). `check`
+#: skips the names it does not have.
+PANELS: dict[str, list[str]] = {
+    "What to cancel": [
+        "--merchant",
+        "--comment",
+        "--shard",
+        "--retry-outcomes",
+        "--input-format",
+        "--delimiter",
+    ],
+    "Safety": [
+        "--dry-run",
+        "--yes",
+        "--confirm",
+        "--sandbox",
+        "--max-references",
+        "--stop-on-rejections",
+        "--strict",
+    ],
+    "How fast": [
+        "--rate",
+        "--concurrency",
+        "--max-attempts",
+        "--timeout",
+        "--give-up-after",
+        "--grace-seconds",
+        "--no-uvloop",
+    ],
+    "Report": ["--report", "--echo-columns", "--allow-changed-input", "--no-card"],
+    "Connection": ["--ca-bundle"],
+    "Output": [
+        "--log-format",
+        "--log-level",
+        "--progress-seconds",
+        "--pushgateway",
+        "--job-name",
+        "--help",
+    ],
+}
+#: Where rich-click puts an option that no panel names (see the module docstring).
+OTHER_PANEL = "Other options"
+
+
+class EnvOption(click.Option):
+    """An option also read from the environment, whose error names the variable only
+    when the value came from it (click names it even for a value typed on the line)."""
+
+    def get_error_hint(self, ctx: click.Context | None) -> str:
+        hint = " / ".join(f"'{opt}'" for opt in self.opts)
+        if ctx is None or self.name is None:
+            return hint
+        if ctx.get_parameter_source(self.name) is not ParameterSource.ENVIRONMENT:
+            return hint
+        names = [self.envvar] if isinstance(self.envvar, str) else list(self.envvar or [])
+        return f"{hint} (from {' or '.join(names)})"
+
+
 def _opt(flag: str, *decls: str, env: tuple[str, ...] = (), **kw: Any) -> Decorator:
-    return click.option(flag, *decls, envvar=[*env, env_name(flag)], show_envvar=True, **kw)
+    names = list(dict.fromkeys([*env, env_name(flag)]))  # each variable named once
+    return click.option(flag, *decls, cls=EnvOption, envvar=names, show_envvar=True, **kw)
 
 
-def _tuned(flag: str, kind: click.ParamType[Any], help: str) -> Decorator:
+def _tuned(flag: str, kind: click.ParamType[Any], help: str, metavar: str = "") -> Decorator:
     """An option whose default is the setting's own, shown in --help."""
     name = flag.lstrip("-").replace("-", "_")
-    return _opt(flag, type=kind, default=default(name), show_default=True, help=help)
+    metavar = metavar or ("N" if isinstance(kind, click.IntRange) else "S")
+    return _opt(
+        flag, type=kind, default=default(name), show_default=True, help=help, metavar=metavar
+    )
 
 
-def _common() -> list[Decorator]:
+def _common(run: bool) -> list[Decorator]:
+    named = (
+        "<INPUT name>.report.csv (.dry-run.csv with --dry-run)" if run else "<INPUT name>.check.csv"
+    )
     return [
         click.argument("input", metavar="INPUT"),
         _opt(
             "--report",
             type=click.Path(dir_okay=False),
-            help="Outcome report (default: <INPUT name>.report.csv for run, .check.csv for check, .dry-run.csv for --dry-run, in the working directory; a .jsonl name gives JSON Lines). An existing report is resumed; its folder must exist.",
+            metavar="PATH",
+            help=f"Outcome report; .jsonl gives JSON Lines. An existing report is resumed; its folder must exist. [default: {named}]",
         ),
         _opt(
             "--input-format",
@@ -56,23 +128,25 @@ def _common() -> list[Decorator]:
         _opt(
             "--delimiter",
             metavar="CHAR",
-            help="CSV separator: one character, or 'tab'. [default: detected from the header: , ; tab or |]",
+            help="CSV separator: one character, or 'tab'. [default: from the header]",
         ),
         _opt(
             "--ca-bundle",
             metavar="PATH",
-            help="PEM file of the CA certificates to trust instead of the system ones (a private or corporate CA); certificates are always verified.",
+            help="Trust only the CAs in this PEM file (a private or corporate CA).",
         ),
         _opt(
             "--merchant",
             env=("BAMBORA_MERCHANT_NUMBER",),
+            metavar="NUMBER",
             help="Merchant number for rows that name none.",
         ),
         _tuned("--concurrency", click.IntRange(1, 1024), "Requests in flight at most."),
         _tuned(
             "--rate",
             click.FloatRange(0),
-            "API requests per second at most, all workers together (no 1-second window carries more than RATE + 1; token requests not counted). 0 means no limit.",
+            "API requests per second, all workers together; 0: no limit.",
+            "R",
         ),
         _tuned(
             "--max-attempts", click.IntRange(1, 100), "Tries per reference for transient failures."
@@ -81,46 +155,49 @@ def _common() -> list[Decorator]:
             "--timeout",
             type=click.FloatRange(0.1),
             default=None,
+            metavar="S",
             help=f"Seconds per HTTP request. [default: {default('timeout'):g}; {SANDBOX_TIMEOUT:g} with --sandbox]",
         ),
         _tuned(
             "--give-up-after",
             click.FloatRange(1),
-            "Abort (exit 3) when no API request has succeeded for this many seconds, or the token endpoint has failed this long since its first failure.",
+            "Abort (exit 3) after this many seconds without a successful request (or of a failing token endpoint).",
         ),
         _tuned(
             "--grace-seconds",
             click.FloatRange(0),
-            "On SIGTERM/SIGINT, how long in-flight requests may finish.",
+            "On SIGTERM/SIGINT, seconds in-flight requests may finish.",
         ),
         _tuned("--progress-seconds", click.FloatRange(0.1), "Seconds between progress log lines."),
         _opt(
             "--max-references",
             type=click.IntRange(0),
             default=None,
-            help="Refuse (exit 2, before any request) an input that holds more references to send than this (after validation, duplicates, shard and resume): a file ten times the usual size is a mistake. [default: no cap]",
+            metavar="N",
+            help="Refuse (exit 2) an input with more references to send than this. [default: no cap]",
         ),
         _tuned(
             "--stop-on-rejections",
             click.IntRange(0),
-            "Stop (exit 4) when the first K references answered all end not_found or rejected: a wrong merchant, credentials or file. 0 turns it off.",
+            "Stop (exit 4) when the first K answers are all not_found or rejected; 0: off.",
+            "K",
         ),
         _opt(
             "--sandbox",
             is_flag=True,
-            help="Start the embedded Bambora sandbox on loopback and run against it; no credentials needed.",
+            help="Run against the embedded sandbox on loopback; no credentials needed.",
         ),
         _opt(
             "--shard",
             "shard_text",
             metavar="I/N",
             env=("CANCEL_WORKER_SHARD",),
-            help="Only the references whose stable hash falls in shard I of N. [also: JOB_COMPLETION_INDEX with SHARD_COUNT]",
+            help="Only shard I of N (I from 0 to N-1). [also: JOB_COMPLETION_INDEX with SHARD_COUNT]",
         ),
         _opt(
             "--log-format",
             type=click.Choice(["json", "console"]),
-            help="Log lines on standard error. [default: console on a terminal, json otherwise]",
+            help="Log lines on standard error. [default: console on a terminal, else json]",
         ),
         _opt(
             "--log-level",
@@ -132,7 +209,7 @@ def _common() -> list[Decorator]:
         _opt(
             "--pushgateway",
             metavar="URL",
-            help="Push-add run metrics to this Prometheus Pushgateway at the end (grouped by job and shard).",
+            help="Push the run's metrics to this Prometheus Pushgateway at the end.",
         ),
         _opt(
             "--job-name",
@@ -143,29 +220,29 @@ def _common() -> list[Decorator]:
         _opt(
             "--allow-changed-input",
             is_flag=True,
-            help="Resume a report although its input file changed (you fixed some rows): rows already final are not sent again, changed lines are reported afresh.",
+            help="Resume a report although its input changed (you fixed some rows).",
         ),
         _opt(
             "--echo-columns",
             default=default("echo_columns"),
             show_default=True,
             metavar="all|none|A,B,...",
-            help="Which other columns of each input row the report repeats after its own.",
+            help="Input columns the report repeats after its own.",
         ),
         _opt(
             "--strict",
             is_flag=True,
-            help="Exit 1 when references end not_cancelable or not_found too (by default they are follow-ups: counted and shown, exit 0).",
+            help="Exit 1 for not_cancelable or not_found rows too (by default: follow-ups, exit 0).",
         ),
         _opt(
             "--no-card",
             is_flag=True,
-            help="Do not write the report card (<report>.html, one HTML page of the night) at the end.",
+            help="Do not write the report card (<report>.html, the night as one page).",
         ),
         _opt(
             "--no-uvloop",
             is_flag=True,
-            help="Use asyncio's default event loop even when uvloop is installed.",
+            help="Use asyncio's own event loop even when uvloop is installed.",
         ),
     ]
 
@@ -174,29 +251,29 @@ def _run_only() -> list[Decorator]:
     return [
         _opt(
             "--comment",
-            help=f"Sent as the cancel body's comment for rows whose own comment cell is empty (at most {MAX_COMMENT} characters).",
+            help=f"Cancel comment for rows without one (at most {MAX_COMMENT} characters).",
         ),
         _opt(
             "--dry-run",
             is_flag=True,
-            help="Read and validate the input, print the preview and write the report; send nothing.",
+            help="Validate, preview and write the report; send nothing.",
         ),
         _opt(
             "--yes",
             "-y",
             is_flag=True,
-            help="Do not ask before sending (when standard input is a terminal, run shows what it is about to do and asks on the terminal first; without a terminal it never asks).",
+            help="Do not ask on a terminal before sending (without one, nothing is asked).",
         ),
         _opt(
             "--confirm",
             is_flag=True,
-            help="Show what run is about to do and ask on the terminal, even against loopback or the sandbox (where it does not ask by itself): to rehearse the question.",
+            help="Ask before sending even against loopback or the sandbox: to rehearse the question.",
         ),
         _opt(
             "--retry-outcomes",
             metavar="OUTCOME,...",
             default="",
-            help=f"Send again the references whose latest report row has one of these outcomes (of: {', '.join(sorted(RETRYABLE))}), e.g. after fixing credentials that were refused. [default: none]",
+            help=f"Send again references that ended so (of: {', '.join(sorted(RETRYABLE))}). [default: none]",
         ),
     ]
 
@@ -205,8 +282,10 @@ def job_options(*, run: bool) -> Decorator:
     """The options of `run` (`run=True`) or `check`, in --help order."""
 
     def apply(func: Callable[..., Any]) -> Callable[..., Any]:
-        for option in reversed(_common() + (_run_only() if run else [])):
+        for option in reversed(_common(run) + (_run_only() if run else [])):
             func = option(func)
+        for name, flags in reversed(PANELS.items()):
+            func = rich_click.option_panel(name, options=flags)(func)
         return func
 
     return apply

@@ -45,8 +45,12 @@ class Shard:
             index, count = int(i_text), int(n_text)
         except ValueError:
             raise ConfigError(f"--shard must look like I/N (e.g. 0/4), got {text!r}") from None
-        if count < 1 or not 0 <= index < count:
-            raise ConfigError(f"--shard {text}: need 0 <= I < N and N >= 1")
+        if count < 1:
+            raise ConfigError(f"--shard {text}: N must be 1 or more")
+        if not 0 <= index < count:  # Indexed Jobs number from 0, so N/N is one too far
+            raise ConfigError(
+                f"--shard {text}: shards are numbered from 0: I must be 0..{count - 1}"
+            )
         return cls(index, count)
 
     @property

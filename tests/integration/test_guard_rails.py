@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import pty
+import re
 import select
 import subprocess
 import sys
@@ -103,6 +104,7 @@ def test_on_a_terminal_run_shows_what_it_will_do_and_asks(tmp_path: Path) -> Non
     assert code == 2 and "about to cancel 13 references" in screen
     assert "merchant T1: 12" in screen and "api.example.invalid" in screen
     assert "type 13 to cancel them" in screen and "not confirmed" in screen
+    assert "anything else stops: " in screen and "stops: : " not in screen  # one suffix
 
 
 def test_with_the_logs_piped_a_person_at_the_terminal_is_still_asked(tmp_path: Path) -> None:
@@ -133,7 +135,7 @@ async def test_confirm_asks_on_loopback_so_the_question_can_be_rehearsed(
         if not cancels:
             assert server.state.requests == [] and server.state.tokens_issued == 0
     assert got == code, err[-2000:]
-    assert "about to cancel 1 references" in screen and "cancel them? [y/N]" in screen
+    assert "about to cancel 1 reference" in screen and "cancel them? [y/N]" in screen
     assert ('"confirmed"' in err) == bool(cancels)
 
 
@@ -309,7 +311,7 @@ def test_every_option_shows_its_environment_variable() -> None:
         check=True,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     ).stdout
-    offered = {line.split()[0] for line in check.splitlines() if line.startswith("  -")}
+    offered = set(re.findall(r"--[a-z][a-z-]+", check))  # options and the help that names them
     assert "--comment" not in offered and "--dry-run" not in offered  # run's alone
     assert {"--report", "--rate", "--stop-on-rejections"} <= offered
 

@@ -225,10 +225,30 @@ async def test_quiet_logs_no_requests() -> None:
         assert await _stop(proc) == b""
 
 
+async def test_on_every_address_it_says_so_and_warns_that_its_admin_is_open() -> None:
+    async with running("--host", "0.0.0.0", "--quiet") as (proc, lines):
+        shown = re.fullmatch(
+            r"Bambora sandbox listening on (0\.0\.0\.0:\d+); from this machine: (\S+)",
+            lines[0],
+        )
+        assert shown is not None, lines[0]
+        where, here = shown.groups()
+        port = where.rsplit(":", 1)[1]
+        assert here == f"http://127.0.0.1:{port}"  # where to connect: reached via loopback
+        async with aiohttp.ClientSession() as session, session.get(here + "/_sandbox/state"):
+            pass
+        warning = " ".join(await _stderr_until(proc, "must reach it."))
+        assert warning.startswith(f"Warning: listening on 0.0.0.0:{port}, beyond this machine")
+        assert "/_sandbox/outage" in warning and "without authentication" in warning
+        await _stop(proc)
+    async with running("--quiet") as (proc, lines):
+        assert lines[0].startswith("Bambora sandbox listening on http://127.0.0.1:")
+        assert b"Warning" not in await _stop(proc)
+
+
 def _readme_section() -> str:
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    start = text.index("## The embedded sandbox\n")
-    return text[start : text.index("\n## ", start)]
+    """The sandbox's page of the documentation (it was the README's sandbox section)."""
+    return (REPO / "docs" / "sandbox.md").read_text(encoding="utf-8")
 
 
 def _readme_commands() -> list[str]:

@@ -5,14 +5,18 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from worker.exits import MEANINGS, RERUN_HELPS, Exit, help_text, summary_line
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+#: The README's short table and the operations page's full one.
+TABLES = {"README.md": "## Exit codes", "docs/operations.md": "## Exit status"}
 
 
-def readme_exit_codes() -> set[int]:
-    text = README.read_text(encoding="utf-8")
-    section = text[text.index("## Exit status") :]
+def documented_exit_codes(page: str) -> set[int]:
+    text = (ROOT / page).read_text(encoding="utf-8")
+    section = text[text.index(TABLES[page]) :]
     table = section[section.index("| code |") : section.index("\n\n", section.index("| code |"))]
     codes: set[int] = set()
     for cell in re.findall(r"^\| ([\d /]+) \|", table, re.MULTILINE):
@@ -20,8 +24,9 @@ def readme_exit_codes() -> set[int]:
     return codes
 
 
-def test_the_readme_lists_exactly_the_codes_of_the_table() -> None:
-    assert readme_exit_codes() == {int(c) for c in MEANINGS}
+@pytest.mark.parametrize("page", TABLES)
+def test_the_docs_list_exactly_the_codes_of_the_table(page: str) -> None:
+    assert documented_exit_codes(page) == {int(c) for c in MEANINGS}
 
 
 def test_only_codes_a_rerun_can_change_are_retried() -> None:

@@ -125,9 +125,18 @@ def test_a_shard_that_is_not_i_slash_n_is_a_config_error(text: str) -> None:
         Shard.parse(text)
 
 
-@pytest.mark.parametrize("text", ["3/3", "4/3", "-1/3", "0/0", "0/-2"])
-def test_a_shard_out_of_range_is_a_config_error(text: str) -> None:
-    with pytest.raises(ConfigError, match=r"need 0 <= I < N and N >= 1"):
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("3/3", "shards are numbered from 0: I must be 0..2"),
+        ("4/3", "shards are numbered from 0: I must be 0..2"),
+        ("-1/3", "shards are numbered from 0: I must be 0..2"),
+        ("0/0", "N must be 1 or more"),
+        ("0/-2", "N must be 1 or more"),
+    ],
+)
+def test_a_shard_out_of_range_is_a_config_error(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=f"^--shard {text}: {message}$"):
         Shard.parse(text)
 
 
@@ -143,7 +152,7 @@ def test_shard_from_the_kubernetes_environment() -> None:
         shard_from_env({"JOB_COMPLETION_INDEX": "2"})
     with pytest.raises(ConfigError, match="must be set together"):
         shard_from_env({"SHARD_COUNT": "4"})
-    with pytest.raises(ConfigError, match="need 0 <= I < N"):
+    with pytest.raises(ConfigError, match=r"numbered from 0: I must be 0..3"):
         shard_from_env({"JOB_COMPLETION_INDEX": "4", "SHARD_COUNT": "4"})
 
 

@@ -26,6 +26,7 @@ class Columns:
     merchant: int | None
     comment: int | None
     delimiter: str = ","
+    header_line: int = 1  # 2 after Excel's `sep=X` line
 
     @property
     def others(self) -> tuple[int, ...]:
@@ -33,14 +34,14 @@ class Columns:
         return tuple(i for i in range(len(self.names)) if i not in (self.reference, self.merchant))
 
 
-def _columns_for(header: list[str], delimiter: str) -> Columns | None:
+def _columns_for(header: list[str], delimiter: str, number: int) -> Columns | None:
     names = [norm(h) for h in header]
     ref = next((names.index(k) for k in REFERENCE_KEYS if k in names), None)
     if ref is None:
         return None
     merchant = next((names.index(k) for k in MERCHANT_KEYS if k in names), None)
     comment = next((names.index(k) for k in COMMENT_KEYS if k in names), None)
-    return Columns(tuple(h.strip() for h in header), ref, merchant, comment, delimiter)
+    return Columns(tuple(h.strip() for h in header), ref, merchant, comment, delimiter, number)
 
 
 def delimiter_option(value: str | None) -> str | None:
@@ -58,15 +59,16 @@ def delimiter_option(value: str | None) -> str | None:
     return value
 
 
-def parse_header(line: str, name: str, delimiter: str | None = None) -> Columns:
+def parse_header(line: str, name: str, delimiter: str | None = None, number: int = 1) -> Columns:
     """The CSV header: find the reference column, and the separator when it is not `,`.
 
-    `delimiter` (from `--delimiter`) is the only separator tried; without it each of
-    `DELIMITERS` is, so the first that makes sense of the header wins.
+    `delimiter` (from `--delimiter`, or Excel's `sep=X` line before the header, which is
+    then line `number` 2) is the only separator tried; without it each of `DELIMITERS`
+    is, so the first that makes sense of the header wins.
     """
     line = line.removeprefix("\ufeff").rstrip("\r")
     if not line.strip():
-        raise InputError(f"{name}: line 1 is blank: a CSV input needs a header row")
+        raise InputError(f"{name}: line {number} is blank: a CSV input needs a header row")
     errors: dict[str, csv.Error] = {}
     for candidate in (delimiter,) if delimiter else DELIMITERS:
         try:
@@ -75,16 +77,16 @@ def parse_header(line: str, name: str, delimiter: str | None = None) -> Columns:
             # `"a";"b"` is broken CSV with `,` and fine with `;`: try the others first.
             errors[candidate] = exc
             continue
-        columns = _columns_for(header, candidate)
+        columns = _columns_for(header, candidate, number)
         if columns is not None:
             return columns
     _refuse_json(line, name)
     looks = _looks_separated(line)
     error = errors.get(delimiter or looks or ",")
     if error is not None:
-        raise InputError(f"{name}: cannot read the CSV header (line 1): {error}")
+        raise InputError(f"{name}: cannot read the CSV header (line {number}): {error}")
     raise InputError(
-        f"{name}: no reference column; the header (line 1) needs one of "
+        f"{name}: no reference column; the header (line {number}) needs one of "
         f"{', '.join(REFERENCE_KEYS)}; found {excerpt(line)}{_separator_hint(delimiter, looks)}"
     )
 

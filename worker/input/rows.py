@@ -31,6 +31,7 @@ class RowParser:
         self._cells = (
             (columns.reference, columns.merchant, columns.comment) if columns else (0, None, None)
         )
+        self._header = columns.header_line if columns else 1  # Excel's `sep=;` line first
         self._next = 1  # number of the next physical line
         self._pending: list[str] = []  # lines of a CSV record whose comment spans lines
         self._pending_start = 0
@@ -45,7 +46,7 @@ class RowParser:
         for raw in lines:
             number = self._next
             self._next += 1
-            if number == 1 and self._csv:
+            if number <= self._header and self._csv:
                 self.lines += 1  # the header, checked by `parse_header` already
             elif todo or self._pending or not plain or type(raw) is not bytes or b'"' in raw:
                 todo.append((number, raw))

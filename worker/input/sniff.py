@@ -10,6 +10,7 @@ lines `invalid` would send nothing useful and hide the one-line fix.
 from __future__ import annotations
 
 import codecs
+import re
 from dataclasses import dataclass
 
 import orjson
@@ -61,10 +62,23 @@ class Look:
     complete: bool
 
 
+#: The first line Excel writes to name a CSV's separator (`sep=;`); the header follows.
+EXCEL_SEP = re.compile(rb"sep=([^\r\n])\r?")
+
+
+def excel_separator(plain: bytes) -> str | None:
+    """The separator a complete `sep=X` first line names, else None."""
+    text = plain.removeprefix(codecs.BOM_UTF8)
+    end = text.find(b"\n")
+    match = EXCEL_SEP.fullmatch(text[:end]) if end >= 0 else None
+    return match.group(1).decode("latin-1") if match else None
+
+
 def first_look(plain: bytes, fmt: str | None, eof: bool) -> Look:
-    """The line to check: line 1 for CSV (its header), the first non-blank line for JSON
-    Lines; with the format still unknown, the first non-blank line if it opens with
-    `{` (JSON Lines by `sniff_format`), else line 1. `eof`: no more bytes will come."""
+    """The line to check: line 1 for CSV (its header; line 2 after Excel's `sep=X`), the
+    first non-blank line for JSON Lines; with the format still unknown, the first
+    non-blank line if it opens with `{` (JSON Lines by `sniff_format`), else line 1 (or
+    2). `eof`: no more bytes will come."""
     text = plain.removeprefix(codecs.BOM_UTF8)
     number, start = 1, 0
     if fmt != "csv":
@@ -76,6 +90,8 @@ def first_look(plain: bytes, fmt: str | None, eof: bool) -> Look:
                 return Look(number, text[start:], eof)
             if not head.startswith(b"{"):
                 number, start = 1, 0
+    if start == 0 and fmt != "jsonl" and excel_separator(text) is not None:
+        number, start = 2, text.find(b"\n") + 1
     end = text.find(b"\n", start)
     if end < 0:
         return Look(number, text[start:], eof)

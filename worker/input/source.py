@@ -25,6 +25,7 @@ from worker.input.lines import CHUNK, GZIP_MAGIC, MAX_LINE, Gunzip, InputError, 
 from worker.input.parsed import Parsed
 from worker.input.rows import RowParser
 from worker.input.sniff import (
+    excel_separator,
     first_look,
     format_by_name,
     refuse_binary,
@@ -201,8 +202,12 @@ def _check(name: str, fmt: str | None, delimiter: str | None, stream: IO[bytes])
     source = Source(name, fmt, stream, _is_rereadable(name, stream))
     if fmt == "csv":
         if not look.complete or len(look.line) > MAX_LINE:
-            raise InputError(f"{name}: the header (line 1) is over {MAX_LINE:,} bytes long")
-        source.columns = parse_header(look.line.decode("utf-8", "surrogateescape"), name, delimiter)
+            raise InputError(
+                f"{name}: the header (line {look.number}) is over {MAX_LINE:,} bytes long"
+            )
+        header = look.line.decode("utf-8", "surrogateescape")
+        named = excel_separator(plain) if look.number == 2 else None  # Excel's `sep=;`
+        source.columns = parse_header(header, name, delimiter or named, look.number)
     else:
         refuse_not_json(name, look)
     source.head = raw

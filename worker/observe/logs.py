@@ -222,11 +222,12 @@ def _terminal_width(stream: Any) -> Callable[[], int]:
 
 def configure(log_format: str | None, level: str = "info", stream: Any = None) -> None:
     """Set up structlog for this process; `log_format` None means: decide by the terminal."""
-    global _level, _out
+    global _level, _out, _person
     _level = LEVELS.get(level, logging.INFO)
     target = stream if stream is not None else CurrentStderr()
     out = _out = QuietOnError(target)
     use_json = log_format == "json" or (log_format is None and not out.isatty())
+    _person = not use_json and out.isatty()
     renderer: Any = (
         structlog.processors.JSONRenderer(serializer=_orjson_dumps)
         if use_json
@@ -253,6 +254,12 @@ def say(text: str) -> None:
     _out.flush()
 
 
+def for_a_person() -> bool:
+    """Console lines on a terminal: someone reads them, and the end-of-run summary
+    (`say`) is enough; a `summary` event beside it would print the same night twice."""
+    return _person
+
+
 def is_debug() -> bool:
     """Cheap check before building a per-reference event on the hot path."""
     return _level <= logging.DEBUG
@@ -260,3 +267,4 @@ def is_debug() -> bool:
 
 log = structlog.get_logger("cancel-worker")
 _out = QuietOnError(sys.stderr)
+_person = False

@@ -25,6 +25,7 @@ from rich.segment import Segment
 from rich.text import Text
 
 from worker.observe import logs
+from worker.observe.live import Reflowing
 
 
 @dataclass(frozen=True)
@@ -269,6 +270,8 @@ class BarProgress:
             redirect_stdout=False,  # standard output may be a file or a pipe: leave it be
             transient=False,
         )
+        # rich has no hook for its live region's cursor moves: swap in one that knows.
+        self._live._live_render = Reflowing(self._live.renderable, self._live.console)
         self._live.start(refresh=True)
 
     def update(self, snap: Snapshot) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from worker.exits import summary_line
+from worker.observe import words
 
 #: Kubernetes reads at most 4096 bytes of a termination message.
 TERMINATION_LIMIT = 4096
@@ -64,7 +65,7 @@ def render(card: Card) -> str:
     lines.extend(_released(card))
     rate = card.requests / card.elapsed if card.elapsed > 0 else 0.0
     lines.append(
-        f"  {card.elapsed:,.1f} s, {card.requests:,} requests ({rate:,.1f}/s); "
+        f"  {card.elapsed:,.1f} s, {words.count(card.requests, 'request')} ({rate:,.1f}/s); "
         f"report: {card.report}"
     )
     if card.resume_command:

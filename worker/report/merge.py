@@ -130,6 +130,14 @@ def _identity(row: Rec) -> tuple[str, str] | tuple[str, int]:
     return (row.get("merchant_number") or "", reference)
 
 
+def _named(ident: tuple[str, str] | tuple[str, int]) -> str:
+    """An `_identity` as a person reads it (not a Python tuple)."""
+    first, second = ident
+    if first == "line":
+        return f"the row of line {second}"
+    return f"reference {second} of merchant {first}" if first else f"reference {second}"
+
+
 def _check_shards(reports: list[Path]) -> None:
     counts: dict[int, set[int]] = {}
     for path in reports:
@@ -258,7 +266,7 @@ def merge(
         mine = {_identity(row): row for row in shard}
         for ident, row in mine.items():
             if ident in latest:
-                raise MergeError(f"{ident} appears in both {latest[ident][0]} and {path}")
+                raise MergeError(f"{_named(ident)} appears in both {latest[ident][0]} and {path}")
             latest[ident] = (path, row)
     rows = sorted((r for _, r in latest.values()), key=lambda r: int(r["line"]))
     if input_path is not None:

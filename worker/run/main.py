@@ -129,7 +129,9 @@ async def _execute(prepared: Prepared, command: str) -> int:
         code = _settle_journal(journal, end, tally, code)
         elapsed = time.monotonic() - started
         push_metrics(s, tally, stats, refreshes(), elapsed, code, held())
-        logs.log.info("summary", **summary_fields(s, end, tally, stats, refreshes(), elapsed, code))
+        if not logs.for_a_person():  # a person reads the card below instead
+            fields = summary_fields(s, end, tally, stats, refreshes(), elapsed, code)
+            logs.log.info("summary", **fields)
         _record_run(prepared, s, run_id, started_at, end, tally, stats.requests, code)
         _write_card(s, command)
         _tell(s, tally, stats.requests, elapsed, code, command, end)

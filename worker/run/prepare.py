@@ -19,6 +19,7 @@ from worker.input.lines import InputError
 from worker.input.source import Source, open_input
 from worker.model import Mode, Row
 from worker.observe import logs
+from worker.observe.words import count
 from worker.report.journal import IntentJournal, journal_path
 from worker.report.lock import ReportLock
 from worker.report.records import ReportError
@@ -115,9 +116,10 @@ def _prepare(settings: Settings, lock: ReportLock) -> Prepared:
             rows=prior.rows,
             earlier_runs=len(runs),
             references_left=left,
-            message=f"resuming {settings.report}: {prior.rows} rows from {len(runs)} earlier "
-            f"runs, {'?' if left is None else left} references left"
-            + ("" if done is None else f" ({done} settled)"),
+            message=f"resuming {settings.report}: {count(prior.rows, 'row')} from "
+            f"{count(len(runs), 'earlier run')}; "
+            + ("? references left" if left is None else f"{count(left, 'reference')} left")
+            + ("" if done is None else f", {done:,} settled"),
         )
     return Prepared(
         settings, source, prior, pending, deduper, total, lock, runs, sha, left, to_send

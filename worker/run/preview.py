@@ -21,6 +21,7 @@ from types import TracebackType
 
 import yarl
 
+from worker.observe.words import count, duration
 from worker.run.prepare import Prepared
 from worker.settings import is_loopback
 
@@ -31,38 +32,39 @@ MERCHANTS_SHOWN = 5
 
 
 def render(prepared: Prepared) -> str:
+    """A few lines, none wider than 80 columns but for long file names."""
     s = prepared.settings
     counts = prepared.to_send
-    host = yarl.URL(s.api_url).host or s.api_url
     lines = []
     verb = "would cancel" if s.dry_run else "about to cancel"
     if counts is None:
-        lines.append(f"{verb} the references read from {s.input} (read once: not counted)")
+        lines.append(f"{verb} the references read from {s.input}")
+        lines.append("  (read once, as they arrive: not counted first)")
     else:
         total = sum(counts.values())
-        lines.append(
-            f"{verb} {total:,} references (after validation, duplicates, shard "
-            f"and resume) from {s.input}"
-        )
+        lines.append(f"{verb} {count(total, 'reference')} from {s.input}")
+        lines.append("  (counted after validation, duplicates, shard and resume)")
         for merchant, n in counts.most_common(MERCHANTS_SHOWN):
             lines.append(f"  merchant {merchant}: {n:,}")
         if len(counts) > MERCHANTS_SHOWN:
             rest = sum(n for _, n in counts.most_common()[MERCHANTS_SHOWN:])
-            lines.append(f"  {len(counts) - MERCHANTS_SHOWN} more merchants: {rest:,}")
+            lines.append(f"  {count(len(counts) - MERCHANTS_SHOWN, 'more merchant')}: {rest:,}")
         if s.rate:
-            lines.append(f"  at most {s.rate:g} requests/s: about {_duration(total / s.rate)}")
-    lines.append(f"  API: {host}; report: {s.report}")
+            unit = "request/s" if s.rate == 1 else "requests/s"
+            lines.append(f"  at most {s.rate:g} {unit}: {duration(total / s.rate)}")
+    lines.append(f"  API: {where(s.api_url)}")
+    lines.append(f"  report: {s.report}")
     if s.dry_run:
         lines.append("  dry run: nothing is sent")
     return "\n".join(lines)
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
+def where(api_url: str) -> str:
+    """The API's host, with its port when the URL names one (a sandbox, a proxy)."""
+    url = yarl.URL(api_url)
+    host = url.host or api_url
+    host = f"[{host}]" if ":" in host else host
+    return f"{host}:{url.explicit_port}" if url.explicit_port else host
 
 
 def should_ask(prepared: Prepared, person: bool) -> bool:
@@ -134,6 +136,6 @@ def confirmed(prepared: Prepared, ask: Callable[[str], str]) -> bool:
     if total == 0:
         return True  # nothing will be sent
     if total is not None and total > SMALL_RUN:
-        answer = ask(f"type {total} to cancel them, anything else stops: ")
+        answer = ask(f"type {total:,} to cancel them, anything else stops: ")
         return answer.strip().replace(",", "") == str(total)
     return ask("cancel them? [y/N] ").strip().lower() in ("y", "yes")

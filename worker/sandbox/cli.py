@@ -17,6 +17,7 @@ import shlex
 import signal
 import socket
 import sys
+import textwrap
 from collections.abc import Callable
 from typing import Any
 
@@ -75,9 +76,14 @@ def banner(server: SandboxServer, quiet: bool) -> str:
     }
     exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
     user = shlex.quote(f"{cfg.client_id}:{cfg.client_secret}")
+    where = ", ".join(server.bound)
+    if [where] == [url.removeprefix("http://")]:
+        listening = f"Bambora sandbox listening on {url}"
+    else:  # a wildcard (0.0.0.0, ::) is where it listens, not an address to connect to
+        listening = f"Bambora sandbox listening on {where}; from this machine: {url}"
     return "\n".join(
         [
-            f"Bambora sandbox listening on {url}",
+            listening,
             f"  auth URL:      {auth}",
             f"  client id:     {cfg.client_id}",
             f"  client secret: {cfg.client_secret}",
@@ -93,6 +99,21 @@ def banner(server: SandboxServer, quiet: bool) -> str:
             f" {shlex.quote(url + '/v1/merchants/T123/payments/order-1/cancel/')}",
             "Ctrl-C stops it." if quiet else "Each request is logged to stderr. Ctrl-C stops it.",
         ]
+    )
+
+
+def exposure_warning(server: SandboxServer) -> str | None:
+    """Said on stderr when other machines can reach the sandbox: its admin endpoints
+    take no credentials, and its own credentials are printed for anyone to paste."""
+    if server.loopback_only:
+        return None
+    return textwrap.fill(
+        f"Warning: listening on {', '.join(server.bound)}, beyond this machine: anyone who "
+        "can reach it can use its admin endpoints (/_sandbox/outage, "
+        "/_sandbox/expire_tokens, /_sandbox/state) without authentication, and its "
+        "sandbox credentials. Use --host 127.0.0.1 unless other machines must reach it.",
+        width=80,
+        break_on_hyphens=False,
     )
 
 
@@ -118,6 +139,8 @@ async def serve(server: SandboxServer, quiet: bool) -> None:
             where = f"{server.host}:{server.port}"
             raise SandboxError(f"cannot listen on {where}: {_reason(exc)}") from None
         try:
+            if (warning := exposure_warning(server)) is not None:
+                print(warning, file=sys.stderr, flush=True)
             print(banner(server, quiet), flush=True)
             await stop.wait()
         finally:
@@ -195,7 +218,7 @@ def sandbox_command(
 
     Prints where it listens and lines to paste that aim the worker at it, then logs
     each request to stderr. Reference prefixes (flaky-, captured-, ...) choose what a
-    payment answers; see the README's sandbox section.
+    payment answers; see docs/sandbox.md.
     """
     try:
         config = SandboxConfig(

@@ -1,7 +1,7 @@
 """Reference-prefix scenarios: what a payment nobody seeded starts as, and its trouble.
 
 `SCENARIOS` is the one place this knowledge lives: the prefix parser, the payment a
-prefix builds and the Markdown table in the README are all read off it, so they cannot
+prefix builds and the Markdown table in docs/sandbox.md are all read off it, so they cannot
 drift apart. Prefixes are case-sensitive. Where a row has a default N, a count may
 follow the keyword (`flaky3-x`: 3 bad answers instead of 2); a count on a row without
 one (`captured3-x`) makes a plain reference. Counters are per (merchant, reference),
@@ -42,7 +42,7 @@ class Scenario(NamedTuple):
     behaviour: Behaviour
     default_n: int | None  # bad answers when no count is given; None: takes no count
     outcome: str  # what a careful worker should end with
-    description: str  # the behaviour in words, for the README
+    description: str  # the behaviour in words, for docs/sandbox.md
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -178,7 +178,7 @@ def payment_for(merchant: str, reference: str, default_state: str = "Authorized"
 
 
 def scenarios_markdown() -> str:
-    """The table as Markdown, as the README shows it."""
+    """The table as Markdown, as docs/sandbox.md shows it."""
     lines = [
         "| prefix | first state | behaviour | default N | expected outcome |",
         "|---|---|---|---|---|",

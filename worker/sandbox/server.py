@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 from types import TracebackType
+from typing import Any
 
 from aiohttp import web
 
@@ -25,6 +27,18 @@ _SHUTDOWN_TIMEOUT = 0.25
 _WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 
 
+def _address(sockname: Any) -> str:
+    host, port = sockname[0], sockname[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 class SandboxServer:
     """A Bambora-compatible API on a local port. `async with SandboxServer() as s: s.url`."""
 
@@ -38,12 +52,26 @@ class SandboxServer:
         self._sandbox = SandboxApp(self.config, self.state)  # loads the seed file now
         self._runner: web.AppRunner | None = None
         self._url = ""
+        self._bound: list[str] = []
 
     @property
     def url(self) -> str:
         if not self._url:
             raise RuntimeError("the sandbox is not started")
         return self._url
+
+    @property
+    def bound(self) -> list[str]:
+        """Where it really listens, `host:port` per socket (`0.0.0.0:8080` for every
+        IPv4 address), as opposed to `url`, which is where to connect from here."""
+        if not self._bound:
+            raise RuntimeError("the sandbox is not started")
+        return list(self._bound)
+
+    @property
+    def loopback_only(self) -> bool:
+        """Whether only this machine can reach it (and its unauthenticated admin paths)."""
+        return all(_is_loopback(address.rsplit(":", 1)[0]) for address in self.bound)
 
     @property
     def api_url(self) -> str:
@@ -75,6 +103,7 @@ class SandboxServer:
         host = _WILDCARDS.get(self.host, self.host)
         host = f"[{host}]" if ":" in host else host
         self._url = f"http://{host}:{port}"
+        self._bound = [_address(sockname) for sockname in runner.addresses]
 
     async def stop(self) -> None:
         runner, self._runner = self._runner, None
@@ -83,6 +112,7 @@ class SandboxServer:
         self._sandbox.release_stalls()
         await runner.cleanup()
         self._url = ""
+        self._bound = []
 
     async def __aenter__(self) -> SandboxServer:
         await self.start()

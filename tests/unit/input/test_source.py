@@ -288,3 +288,27 @@ def test_the_other_columns_of_a_row_travel_with_it(tmp_path: Path) -> None:
     (row,) = [validate(p, None) for p in source.rows()]
     source.close()
     assert row.extra == (("n", 3), ("tags", ["a"]))  # JSON values as they were read
+
+
+@pytest.mark.parametrize("bom", ["", "\ufeff"])
+def test_an_excel_sep_line_names_the_separator_and_the_header_follows(
+    tmp_path: Path, bom: str
+) -> None:
+    data = f"{bom}sep=;\r\npayment_reference;merchant_number;comment\r\nA1;T1;a, b\r\nA2;;\r\n"
+    path = write(tmp_path, "in.csv", data)
+    got = rows(path)
+    assert got == [Row(3, "T1", "A1", "a, b"), Row(4, "M0", "A2", None)]
+    source = open_input(str(path))
+    try:
+        assert source.columns is not None and source.columns.delimiter == ";"
+        list(source.rows())
+        assert source.lines_seen == source.lines_accounted == 4  # the sep line is accounted
+    finally:
+        source.close()
+
+
+def test_an_excel_sep_line_before_a_header_without_references_names_line_2(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(InputError, match=r"the header \(line 2\) needs one of"):
+        rows(write(tmp_path, "in.csv", "sep=,\nid,amount\n1,2\n"))

@@ -235,3 +235,20 @@ def test_no_progress_event_once_the_run_has_ended() -> None:
         view.close()
         view.update(Snapshot(4, 10, {"canceled": 4}, 4, 4.0))
     assert [e["done"] for e in events] == [1]
+
+
+def test_narrowing_the_terminal_leaves_no_stale_line() -> None:
+    # At 200 columns everything fits on one 100+-column line; narrowed to 80, the
+    # terminal re-wraps that line onto two rows, and the redraw must clear both.
+    snap = Snapshot(550, 5000, ALL_KINDS, 600, 30.0, rate_cap=60, rate_now=22, throttled=61)
+    term, out = console(200)
+    bar = BarProgress(term)
+    bar.update(snap)
+    [wide] = screen(out.getvalue())
+    assert len(wide) > 80
+    mark = len(out.getvalue())
+    term.width = 80
+    bar.update(snap)
+    bar.close()
+    rewrapped = "\n".join(wide[i : i + 80] for i in range(0, len(wide), 80))
+    assert screen(rewrapped + out.getvalue()[mark:]) == drawn(80, snap)

@@ -67,3 +67,12 @@ def test_without_a_reason_or_a_fix_the_card_is_as_before() -> None:
     ).splitlines()
     assert not any("reason:" in x or "to fix:" in x for x in lines)
     assert lines[-1] == "  to finish, run the same command again: cancel-worker run in.csv"
+
+
+def test_one_request_is_singular_and_thousands_are_separated() -> None:
+    def text(requests: int) -> str:
+        return render(card(outcomes={"canceled": 1_078}, released={}, requests=requests))
+
+    assert "2.0 s, 1 request (0.5/s); report: night.report.csv" in text(1)
+    assert "2.0 s, 4,190 requests (2,095.0/s); report: night.report.csv" in text(4_190)
+    assert "  canceled      1,078" in text(1)

@@ -294,3 +294,15 @@ def test_released_sums_canceled_rows_that_state_amount_and_currency(tmp_path: Pa
         f"no run record beside {tmp_path / 'r.csv'}: skipped",
         f"run records: {tmp_path / 'all.csv.runs.jsonl'}",
     ]
+
+
+def test_a_doubled_reference_or_line_is_named_in_words(tmp_path: Path) -> None:
+    first = csv_report(tmp_path / "p.report.shard-0-of-2.csv", [row(2, "a"), row(5, "", "invalid")])
+    again = csv_report(tmp_path / "p.report.shard-1-of-2.csv", [row(2, "a")])
+    with pytest.raises(MergeError) as caught:
+        merge(tmp_path / "all.csv", [first, again])
+    assert str(caught.value) == f"reference a of merchant T1 appears in both {first} and {again}"
+    line = csv_report(tmp_path / "q.report.shard-1-of-2.csv", [row(5, "", "invalid")])
+    with pytest.raises(MergeError) as caught:
+        merge(tmp_path / "all.csv", [first, line])
+    assert str(caught.value) == f"the row of line 5 appears in both {first} and {line}"

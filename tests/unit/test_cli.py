@@ -1,0 +1,135 @@
+"""The CLI's help and usage errors, read as a newcomer reads them: at 80 columns."""
+
+from __future__ import annotations
+
+import re
+import sys
+
+import click
+import pytest
+
+from worker import cli
+from worker.options import OTHER_PANEL, PANELS, env_name
+
+WIDTH = 80
+
+
+def invoke(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """`cancel-worker ARGS` in-process, through the console entry point."""
+    old = sys.argv
+    sys.argv = ["cancel-worker", *args]
+    try:
+        with pytest.raises(SystemExit) as stop:
+            cli.main()
+    finally:
+        sys.argv = old
+    out, err = capsys.readouterr()
+    code = stop.value.code
+    return (code if isinstance(code, int) else 0), out, err
+
+
+@pytest.fixture(autouse=True)
+def eighty_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", str(WIDTH))
+    monkeypatch.delenv("TERMINAL_WIDTH", raising=False)
+    for name in ("CANCEL_WORKER_RATE", "CANCEL_WORKER_SHARD", "JOB_COMPLETION_INDEX"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def options_of(name: str) -> list[str]:
+    """The long flag of every option of a command (not its argument)."""
+    ctx = click.Context(cli.cli)
+    command = cli.cli.get_command(ctx, name)
+    assert command is not None
+    return [p.opts[0] for p in command.params if isinstance(p, click.Option)]
+
+
+def panels_in(help_text: str) -> list[str]:
+    return re.findall(r"^╭─ (.+?) ─", help_text, flags=re.MULTILINE)
+
+
+def panel_body(help_text: str, title: str) -> str:
+    start = help_text.index(f"╭─ {title} ")
+    return help_text[start : help_text.index("╰", start)]
+
+
+@pytest.mark.parametrize("command", ["run", "check"])
+def test_every_option_is_in_a_named_panel(command: str) -> None:
+    # A branch that adds an option must place it: unplaced ones fall into OTHER_PANEL.
+    placed = {flag for flags in PANELS.values() for flag in flags}
+    assert [flag for flag in options_of(command) if flag not in placed] == []
+
+
+def test_run_help_shows_its_options_in_panels_at_80_columns(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = invoke(capsys, "run", "--help")
+    assert code == 0
+    assert panels_in(out) == list(PANELS)  # in order, and no catch-all panel
+    assert OTHER_PANEL not in out
+    assert max(len(line) for line in out.splitlines()) <= WIDTH
+    for title, flags in PANELS.items():
+        body = panel_body(out, title)
+        shown = [f for f in flags if re.search(rf"{re.escape(f)}\b", body)]
+        assert shown == [f for f in flags if f in options_of("run") or f == "--help"], title
+    # The most-used first: what to cancel and the safety switches before the tuning.
+    assert out.index("--dry-run") < out.index("--concurrency") < out.index("--log-level")
+
+
+def test_an_environment_variable_is_named_once(capsys: pytest.CaptureFixture[str]) -> None:
+    _, out, _ = invoke(capsys, "run", "--help")
+    panels = out[out.index("╭─ ") :]  # the options, not the text above them
+    text = "".join(re.sub(r"[│\s]+", "", line) for line in panels.splitlines())
+    for flag in options_of("run"):
+        assert text.count(env_name(flag)) == 1, flag  # --shard named it twice
+    assert text.count("BAMBORA_MERCHANT_NUMBER") == 1
+
+
+def test_check_help_does_not_describe_the_defaults_of_run(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _, out, _ = invoke(capsys, "check", "--help")
+    text = " ".join(out.split())
+    assert ".check.csv" in text
+    assert ".report.csv" not in text and "dry-run" not in text
+    assert "--comment" not in text and "--yes" not in text
+
+
+def test_the_command_list_is_readable_at_80_columns(capsys: pytest.CaptureFixture[str]) -> None:
+    _, out, _ = invoke(capsys, "--help")
+    assert max(len(line) for line in out.splitlines()) <= WIDTH
+    commands = panel_body(out, "Commands")
+    for name in ("run", "check", "sandbox", "merge-reports"):
+        assert re.search(rf"│ {name} ", commands), name
+    assert "..." not in commands and "…" not in commands
+
+
+def test_a_bare_command_prints_a_short_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = invoke(capsys)
+    assert code == 0 and err == ""
+    lines = out.splitlines()
+    assert lines[0].startswith("Usage: cancel-worker")
+    assert len(lines) <= 15 and max(len(line) for line in lines) <= WIDTH
+    assert "Error" not in out
+    for needed in ("--sandbox", "check ", "--dry-run", "run payments.csv  "):
+        assert needed in out, needed
+
+
+def test_a_bad_value_on_the_command_line_is_not_blamed_on_the_environment(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, _, err = invoke(capsys, "run", "in.csv", "--rate", "-1")
+    assert code == 2
+    assert "'--rate'" in err and "CANCEL_WORKER_RATE" not in err
+    monkeypatch.setenv("CANCEL_WORKER_RATE", "-1")
+    code, _, err = invoke(capsys, "run", "in.csv")
+    assert code == 2
+    assert "'--rate' (from CANCEL_WORKER_RATE)" in err
+
+
+def test_a_shard_past_the_last_says_shards_count_from_zero(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, _, err = invoke(capsys, "run", "in.csv", "--shard", "3/3")
+    assert code == 2
+    assert err.strip() == "Error: --shard 3/3: shards are numbered from 0: I must be 0..2"
