@@ -16,6 +16,7 @@ from worker.settings import (
     check_url,
     credentials_from_env,
     default,
+    other_report,
     shard_from_env,
 )
 
@@ -179,3 +180,30 @@ def test_rate_zero_means_no_limit_and_the_kubernetes_shard_env_is_read() -> None
 def test_a_comment_over_its_limit_is_refused() -> None:
     with pytest.raises(ConfigError, match="--comment"):
         build_settings(Mode.RUN, {"input": "x.csv", "comment": "c" * 257}, ENV)
+
+
+def test_sandbox_mode_names_the_api_settings_it_overrides() -> None:
+    env = {**ENV, "BAMBORA_API_URL": "https://api.example.com", "BAMBORA_TOKEN": ""}
+    s = build_settings(Mode.RUN, {"input": "x.csv", "sandbox": True}, env)
+    assert s.sandbox_overrides == ("BAMBORA_API_URL", "BAMBORA_CLIENT_ID", "BAMBORA_CLIENT_SECRET")
+    assert build_settings(Mode.RUN, {"input": "x.csv"}, env).sandbox_overrides == ()
+
+
+def test_the_report_suggested_instead_is_free_and_tells_inputs_apart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    taken = Path("night.report.csv")  # the default of night.csv, night.jsonl, night.csv.gz
+    taken.write_text("")
+    one = Shard()
+    assert other_report("night.jsonl", taken, "run", one, other_input=True) == Path(
+        "night.jsonl.report.csv"
+    )
+    assert other_report("night.jsonl", taken, "run", one) == Path("night.report-2.csv")
+    assert other_report("night.csv", taken, "check", one) == Path("night.check.csv")
+    assert other_report("night.csv", taken, "run", Shard(1, 2)) == Path(
+        "night.report.shard-1-of-2.csv"
+    )
+    Path("report.csv").write_text("")
+    Path("report-2.csv").symlink_to("elsewhere.csv")  # a name in use, even dangling
+    assert other_report("-", Path("./report.csv"), "run", one) == Path("report-3.csv")

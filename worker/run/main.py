@@ -71,8 +71,10 @@ async def _execute(prepared: Prepared, command: str) -> int:
     async with sandboxed(prepared.settings) as (s, sandbox_url):
         logs.log.info("start", **start_fields(s, sandbox_url))
         writer = _open_writer(prepared, run_id)
+        _record_start(prepared, s, run_id, started_at)
+        real = prepared.lock.real  # the journal and run record follow the report's real file
         journal = (
-            IntentJournal(journal_path(s.report)) if s.mode is Mode.RUN and not s.dry_run else None
+            IntentJournal(journal_path(real)) if s.mode is Mode.RUN and not s.dry_run else None
         )
         stats, tally = Stats(), Tally()
         outbox = Outbox(writer, tally, journal)
@@ -143,11 +145,14 @@ def _record_run(
 ) -> None:
     source = prepared.source
     sha = prepared.input_sha256 or (source.digest.hexdigest() if source.digest else None)
+    bound = prepared.binding.fields() if prepared.binding else {}
     record = {
+        "event": "end",
         "run_id": run_id,
         "mode": run_kind(s.mode, s.dry_run),
         "started_at": started_at,
         "finished_at": utc_now(),
+        **bound,
         "input": s.input,
         "input_sha256": sha,
         "input_complete": end.input_done,
@@ -163,9 +168,28 @@ def _record_run(
         "api_url": s.api_url,
     }
     try:
-        append_run(s.report, record)
+        append_run(prepared.lock.real, record)
     except (StorageError, OSError) as exc:
         logs.log.error("run_record_not_written", report=str(s.report), error=str(exc))
+
+
+def _record_start(prepared: Prepared, s: Settings, run_id: str, started_at: str) -> None:
+    """The binding, before the first request: a run killed with SIGKILL binds the report
+    like one that ended. Not written: nothing is sent (exit 2)."""
+    assert prepared.binding is not None
+    record = {
+        "event": "start",
+        "run_id": run_id,
+        "mode": prepared.binding.kind,
+        "started_at": started_at,
+        **prepared.binding.fields(),
+        "version": __version__,
+        "api_url": s.api_url,
+    }
+    try:
+        append_run(prepared.lock.real, record)
+    except (StorageError, OSError) as exc:
+        raise UsageError(f"cannot write the run record of {s.report}: {exc}") from None
 
 
 def _tell(
@@ -220,6 +244,7 @@ def _open_writer(prepared: Prepared, run_id: str) -> ReportWriter:
             input_columns=[columns.names[i] for i in columns.others] if columns else None,
         )
         writer.open()
+        prepared.lock.cover()  # the report exists now: lock its inode too (hard links)
     except (ReportError, OSError) as exc:
         raise UsageError(str(exc)) from None
     return writer
