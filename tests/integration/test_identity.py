@@ -226,3 +226,32 @@ async def test_a_second_run_through_another_name_of_the_report_is_refused(
     assert len(refs) == len(set(refs)) == 200  # one row each: nobody ran twice at once
     assert [r["exit_code"] for r in runs_of(out / "night.report.csv")] == [143, 0]
     assert sorted(os.listdir(tmp_path)) == ["big.csv", "link.csv", "out"]
+
+
+async def test_merge_reports_never_writes_over_a_shards_recorded_input(tmp_path: Path) -> None:
+    src = write_csv(tmp_path / "p.csv", [(f"m{i}", "T1") for i in range(30)])
+    async with sandbox() as server:
+        shards = await asyncio.gather(
+            *(
+                run_cli(
+                    "run", "p.csv", *FAST, "--shard", f"{i}/2", env=env_for(server), cwd=tmp_path
+                )
+                for i in range(2)
+            )
+        )
+    assert [s.code for s in shards] == [0, 0]
+    before = src.read_bytes()
+    reports = [f"p.report.shard-{i}-of-2.csv" for i in range(2)]
+    over = await run_cli("merge-reports", "p.csv", *reports, env=env_for(None), cwd=tmp_path)
+    assert over.code == 2 and len(over.stderr.strip().splitlines()) == 1, over.stderr
+    assert "the input of p.report.shard-0-of-2.csv" in over.stderr
+    assert "e.g. p.report.csv" in over.stderr
+    assert src.read_bytes() == before
+    elsewhere = tmp_path / "elsewhere"  # from another folder: the record's absolute path
+    elsewhere.mkdir()
+    shard_paths = [str(tmp_path / r) for r in reports]
+    away = await run_cli("merge-reports", str(src), *shard_paths, env=env_for(None), cwd=elsewhere)
+    assert away.code == 2 and src.read_bytes() == before, away.stderr
+    told = await run_cli("merge-reports", "p.report.csv", *reports, env=env_for(None), cwd=tmp_path)
+    assert told.code == 0, told.stderr
+    assert len(read_report(tmp_path / "p.report.csv")) == 30
