@@ -14,7 +14,6 @@ records, their target taken from `api_url`.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -40,21 +39,25 @@ def read_runs(report: Path) -> list[dict[str, Any]]:
     """The report's run records; a torn last line (a crash mid-append) is skipped."""
     path = runs_path(report)
     runs: list[dict[str, Any]] = []
-    with contextlib.suppress(FileNotFoundError), open(path, "rb") as f:
-        for number, raw in enumerate(f, start=1):
-            if not raw.strip():
-                continue
-            try:
-                doc = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                if raw.endswith(b"\n"):
-                    raise ReportError(
-                        f"run record {path}, line {number}: not a JSON object"
-                    ) from None
-                break
-            if not isinstance(doc, dict):
-                raise ReportError(f"run record {path}, line {number}: not a JSON object")
-            runs.append(doc)
+    try:
+        with open(path, "rb") as f:
+            lines = list(f)
+    except FileNotFoundError:
+        return runs
+    except OSError as exc:
+        raise ReportError(f"cannot read run record {path}: {exc.strerror or exc}") from None
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            if raw.endswith(b"\n"):
+                raise ReportError(f"run record {path}, line {number}: not a JSON object") from None
+            break
+        if not isinstance(doc, dict):
+            raise ReportError(f"run record {path}, line {number}: not a JSON object")
+        runs.append(doc)
     return runs
 
 

@@ -71,7 +71,11 @@ async def _execute(prepared: Prepared, command: str) -> int:
     async with sandboxed(prepared.settings) as (s, sandbox_url):
         logs.log.info("start", **start_fields(s, sandbox_url))
         writer = _open_writer(prepared, run_id)
-        _record_start(prepared, s, run_id, started_at)
+        try:
+            _record_start(prepared, s, run_id, started_at)
+        except UsageError:
+            writer.close()
+            raise
         real = prepared.lock.real  # the journal and run record follow the report's real file
         journal = (
             IntentJournal(journal_path(real)) if s.mode is Mode.RUN and not s.dry_run else None

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from worker.report.records import ReportError
-from worker.report.runs import Binding, check_binding, recorded_inputs, run_count
+from worker.report.runs import Binding, check_binding, read_runs, recorded_inputs, run_count
 
 DATA = b"payment_reference,merchant_number\nA,T1\nB,T1\n"
 REPORT = Path("night.report.csv")
@@ -109,3 +109,11 @@ def test_runs_are_counted_by_id_and_inputs_found_by_path_and_name(tmp_path: Path
         (tmp_path / "out" / "p.csv", "p.csv"),
     ]
     assert recorded_inputs(report, [{"input": "-"}]) == []
+
+
+def test_a_run_record_that_cannot_be_read_is_a_report_error(tmp_path: Path) -> None:
+    report = tmp_path / "night.report.csv"
+    assert read_runs(report) == []  # none yet
+    (tmp_path / "night.report.csv.runs.jsonl").mkdir()
+    with pytest.raises(ReportError, match="cannot read run record"):
+        read_runs(report)
