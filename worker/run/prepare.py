@@ -71,11 +71,17 @@ def prepare(settings: Settings) -> Prepared:
     Takes the report's lock first and keeps it (the caller releases it at the end), so
     that a second run on the same report stops here, before reading anything.
     """
-    if settings.input != "-" and same_file(Path(settings.input), settings.report):
-        raise UsageError("the report path is the input file; choose another --report")
+    s = settings
+    if s.input != "-" and same_file(Path(s.input), s.report):
+        kind = run_kind(s.mode, s.dry_run)
+        raise UsageError(
+            "the report path is the input file; run the same command with --report "
+            f"{other_report(s.input, s.report, kind, s.shard)}"
+        )
     lock = ReportLock(settings.report)
     try:
         check_report_path(settings.report)
+        check_report_path(lock.real)  # a symlink's target must have its folder too
         lock.acquire()
     except (ReportError, OSError) as exc:
         raise UsageError(str(exc)) from None
