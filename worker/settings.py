@@ -7,6 +7,7 @@ lives here and raises `ConfigError`, which the CLI turns into exit 2.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from enum import Enum
@@ -97,6 +98,8 @@ class Settings:
     ca_bundle: str | None = None  # PEM file of the CAs to trust instead of the system's
     strict: bool = False  # not_cancelable / not_found also exit 1
     card: bool = True  # write the report card page (<report>.html) at the end
+    #: with --sandbox: the API settings found in the environment that it overrides
+    sandbox_overrides: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # The API URL is a base that paths are appended to, so a trailing '/' would
@@ -107,6 +110,15 @@ class Settings:
 _DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(Settings)}
 #: `--timeout` with `--sandbox`: the sandbox's stalls resolve quickly.
 SANDBOX_TIMEOUT = 2.0
+#: What `--sandbox` replaces with its own; set in the environment, they are ignored.
+SANDBOX_OVERRIDES = (
+    "BAMBORA_API_URL",
+    "BAMBORA_AUTH_URL",
+    "BAMBORA_TOKEN",
+    "BAMBORA_CLIENT_ID",
+    "BAMBORA_CLIENT_SECRET",
+    "BAMBORA_CLIENT_SECRET_FILE",
+)
 
 
 def build_settings(mode: Mode, kw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
@@ -168,6 +180,7 @@ def build_settings(mode: Mode, kw: Mapping[str, Any], env: Mapping[str, str]) ->
         pushgateway=kw.get("pushgateway") or None,
         job_name=_given(kw, "job_name"),
         strict=bool(kw.get("strict")),
+        sandbox_overrides=tuple(n for n in SANDBOX_OVERRIDES if env.get(n)) if sandbox else (),
     )
 
 
@@ -278,16 +291,37 @@ def default_report(input_arg: str, shard: Shard, kind: str = "run") -> Path:
 
     Standard input has no name: `report.csv` (`check.csv`, `dry-run.csv`).
     """
-    suffix = REPORT_NAMES[kind]
     if input_arg == "-":
-        name = suffix
-    else:
-        base = Path(input_arg).name
-        stem = base.split(".", 1)[0] if not base.startswith(".") else base
-        name = f"{stem or 'input'}.{suffix}"
+        return _report_name("", shard, kind)
+    base = Path(input_arg).name
+    stem = base.split(".", 1)[0] if not base.startswith(".") else base
+    return _report_name(stem or "input", shard, kind)
+
+
+def _report_name(stem: str, shard: Shard, kind: str) -> Path:
+    name = f"{stem}.{REPORT_NAMES[kind]}" if stem else REPORT_NAMES[kind]
     if shard.active:
         name = f"{name}.shard-{shard.index}-of-{shard.count}"
     return Path(f"{name}.csv")
+
+
+def other_report(
+    input_arg: str, report: Path, kind: str, shard: Shard, *, other_input: bool = False
+) -> Path:
+    """A report to suggest when `report` belongs to another kind of run, shard, target
+    or (`other_input`) input: the first that does not exist of this kind's and shard's
+    default, for another input the default spelled with the input's whole name
+    (`night.jsonl.report.csv`: different inputs of one folder never share it), then
+    numbered names (`report-2.csv`)."""
+    names = [default_report(input_arg, shard, kind)]
+    if other_input and input_arg != "-":
+        whole = Path(input_arg).name
+        names.append(report.with_name(_report_name(whole, shard, kind).name))
+    names += [report.with_stem(f"{report.stem}-{n}") for n in range(2, 100)]
+    same = os.path.realpath(report)
+    return next(
+        (p for p in names if os.path.realpath(p) != same and not os.path.lexists(p)), names[-1]
+    )
 
 
 def shard_from_env(env: Mapping[str, str]) -> Shard | None:

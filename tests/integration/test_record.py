@@ -23,9 +23,11 @@ from tests.support import (
 FAST = ("--rate", "2000", "--concurrency", "8", "--log-format", "json")
 
 
-def runs_of(report: Path) -> list[dict[str, object]]:
+def runs_of(report: Path, event: str = "end") -> list[dict[str, object]]:
+    """The report's run records of one kind: `end` (one per run that ended) or `start`."""
     path = report.with_name(report.name + ".runs.jsonl")
-    return [json.loads(x) for x in path.read_text().splitlines()]
+    records = [json.loads(x) for x in path.read_text().splitlines()]
+    return [r for r in records if r.get("event", "end") == event]
 
 
 async def test_a_report_refuses_another_input_unless_told(tmp_path: Path) -> None:

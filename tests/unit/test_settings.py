@@ -17,6 +17,7 @@ from worker.settings import (
     credentials_from_env,
     default,
     in_effect,
+    other_report,
     shard_from_env,
 )
 
@@ -210,3 +211,30 @@ def test_in_effect_shows_every_setting_and_no_secret() -> None:
     assert shown["token"] is None and shown["pushgateway"] == "http://push:***@gw:9091"
     text = repr(shown)
     assert "s3cret-value" not in text and "pw-secret" not in text
+
+
+def test_sandbox_mode_names_the_api_settings_it_overrides() -> None:
+    env = {**ENV, "BAMBORA_API_URL": "https://api.example.com", "BAMBORA_TOKEN": ""}
+    s = build_settings(Mode.RUN, {"input": "x.csv", "sandbox": True}, env)
+    assert s.sandbox_overrides == ("BAMBORA_API_URL", "BAMBORA_CLIENT_ID", "BAMBORA_CLIENT_SECRET")
+    assert build_settings(Mode.RUN, {"input": "x.csv"}, env).sandbox_overrides == ()
+
+
+def test_the_report_suggested_instead_is_free_and_tells_inputs_apart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    taken = Path("night.report.csv")  # the default of night.csv, night.jsonl, night.csv.gz
+    taken.write_text("")
+    one = Shard()
+    assert other_report("night.jsonl", taken, "run", one, other_input=True) == Path(
+        "night.jsonl.report.csv"
+    )
+    assert other_report("night.jsonl", taken, "run", one) == Path("night.report-2.csv")
+    assert other_report("night.csv", taken, "check", one) == Path("night.check.csv")
+    assert other_report("night.csv", taken, "run", Shard(1, 2)) == Path(
+        "night.report.shard-1-of-2.csv"
+    )
+    Path("report.csv").write_text("")
+    Path("report-2.csv").symlink_to("elsewhere.csv")  # a name in use, even dangling
+    assert other_report("-", Path("./report.csv"), "run", one) == Path("report-3.csv")

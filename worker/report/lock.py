@@ -1,4 +1,4 @@
-"""Lock: one run at a time per report.
+"""Lock: one run at a time per report, whatever name the report is reached by.
 
 Two runs appending to one report would each cancel what the other is cancelling.
 `ReportLock` holds an exclusive `flock` on `<report>.lock` for the whole run, and
@@ -6,6 +6,13 @@ writes its holder (pid, host, since when) into it, so a second run can say who h
 it. The kernel drops the lock when the process ends, however it ends, so a run
 killed with SIGKILL never leaves a lock behind (only a stale file, which the next
 run takes over).
+
+The lock file (like the journal and the run record) is named after the report's real
+file, symlinks resolved (`real_path`), so `./r.csv`, `out/../r.csv`, a symlink or
+another working directory all meet at one lock. A hard link is another name for the
+same inode: the report file itself is locked too (`flock` belongs to the inode), and a
+report with more than one name is refused, because its journal and run record are
+found by name and a run through the other name would not see them.
 
 On a network volume, `flock` is as good as the filesystem's locking: NFS v4 (and v3
 with lockd) maps it to a byte-range lock the server enforces across hosts; a volume
@@ -35,13 +42,34 @@ def lock_path(report: Path) -> Path:
     return report.with_name(report.name + ".lock")
 
 
+def real_path(report: Path) -> Path:
+    """The report's real file: absolute, symlinks resolved (the file need not exist)."""
+    return Path(os.path.realpath(report))
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """One file by resolved path, or (both existing) by device and inode: hard links too."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 class ReportLock:
-    """`acquire()` or ReportError (exit 2) naming the holder; `release()` at the end."""
+    """`acquire()` or ReportError (exit 2) naming the holder; `release()` at the end.
+
+    `cover()` locks the report file itself once it exists (`acquire` does when it
+    already does; the run calls it again after creating the report).
+    """
 
     def __init__(self, report: Path) -> None:
         self.report = report
-        self.path = lock_path(report)
+        self.real = real_path(report)
+        self.path = lock_path(self.real)
         self._fd: int | None = None
+        self._file_fd: int | None = None
         self.supported = True
 
     def acquire(self) -> None:
@@ -74,8 +102,50 @@ class ReportLock:
         }
         os.ftruncate(fd, 0)
         os.pwrite(fd, orjson.dumps(me) + b"\n", 0)
+        try:
+            self.cover()
+        except BaseException:
+            self.release()
+            raise
+
+    def cover(self) -> None:
+        """Lock the report file's inode too, if it exists: ReportError (exit 2) when
+        another run holds it through another name, or when it has more than one name."""
+        if self._file_fd is not None:
+            return
+        try:
+            fd = os.open(self.real, os.O_RDWR)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise ReportError(f"cannot open report {self.report}: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder_by_inode(os.fstat(fd).st_ino)
+            os.close(fd)
+            raise ReportError(
+                f"report {self.report} is in use by another run, through another name of "
+                f"the same file ({holder}); wait for it to end, or choose another --report"
+            ) from None
+        except OSError as exc:
+            if exc.errno not in _UNSUPPORTED:
+                os.close(fd)
+                raise ReportError(f"cannot lock {self.report}: {exc.strerror}") from None
+        links = os.fstat(fd).st_nlink
+        if links > 1:
+            os.close(fd)
+            raise ReportError(
+                f"report {self.report} has {links} names (hard links): its journal and run "
+                "record are found by name, so a run through another name would miss them. "
+                f"Remove the other links (find -samefile {self.report}), then rerun"
+            )
+        self._file_fd = fd
 
     def release(self) -> None:
+        if self._file_fd is not None:
+            os.close(self._file_fd)
+            self._file_fd = None
         if self._fd is not None:
             with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()  # while still holding it: nobody can take it half-gone
@@ -88,6 +158,21 @@ def _same_file(fd: int, path: Path) -> bool:
         return os.fstat(fd).st_ino == os.stat(path).st_ino
     except FileNotFoundError:
         return False
+
+
+def _holder_by_inode(inode: int) -> str:
+    """The pid holding a `flock` on this inode, from Linux's /proc/locks (its lines
+    read `1: FLOCK  ADVISORY  WRITE 4242 08:01:1234 0 EOF`; waiters have `->`)."""
+    try:
+        table = Path("/proc/locks").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return "holder unknown"
+    for line in table.splitlines():
+        parts = line.split()
+        held = "->" not in parts and len(parts) > 5 and parts[1] == "FLOCK"
+        if held and parts[5].rsplit(":", 1)[-1] == str(inode):
+            return f"pid {parts[4]} on this host"
+    return "holder unknown"
 
 
 def _read_holder(fd: int) -> str:

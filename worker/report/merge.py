@@ -29,8 +29,9 @@ from worker.input.source import open_input
 from worker.input.validate import validate
 from worker.model import REPORT_COLUMNS, UNSENT, Outcome, Row
 from worker.observe.report_card import money
+from worker.report.lock import same_file
 from worker.report.records import ReportError, is_jsonl, read_records
-from worker.report.runs import read_runs, runs_path
+from worker.report.runs import read_runs, recorded_inputs, runs_path
 from worker.report.storage import FILE_MODE
 from worker.report.writer import check_report_path, utc_now
 
@@ -54,30 +55,39 @@ class Refused(Exception):
     """OUT would overwrite an input, or cannot be written: a usage error (exit 2)."""
 
 
-def _same(a: Path, b: Path) -> bool:
-    """One file by resolved path, or (both existing) by device and inode: hard links too."""
-    if os.path.realpath(a) == os.path.realpath(b):
-        return True
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
-def check_out(out: Path, reports: list[Path], input_path: Path | None) -> None:
-    """Refuse an OUT (or its run record) that is one of the files the merge reads."""
+def check_out(
+    out: Path, reports: list[Path], input_path: Path | None, records: dict[Path, Any] | None = None
+) -> None:
+    """Refuse an OUT (or its run record) that is one of the files the merge reads, or an
+    input a shard's run record names (`--input` given or not)."""
     kept = [(p, f"the report {p}") for p in reports]
     kept += [(runs_path(p), f"the run record of {p}") for p in reports]
     if input_path is not None:
         kept.append((input_path, f"the input {input_path}"))
+    for report, recs in (records or {}).items():
+        kept += [(p, f"{n}, the input of {report}") for p, n in recorded_inputs(report, recs or [])]
     for target, what in ((out, f"OUT {out}"), (runs_path(out), "OUT's run record")):
         for path, name in kept:
-            if _same(target, path):
-                raise Refused(f"{what} is {name}: merging would overwrite it; choose another OUT")
+            if same_file(target, path):
+                raise Refused(
+                    f"{what} is {name}: merging would overwrite it; choose another OUT, "
+                    f"e.g. {_suggested(reports)}"
+                )
     try:
         check_report_path(out)
     except ReportError as exc:
         raise Refused(str(exc)) from None
+
+
+def _suggested(reports: list[Path]) -> str:
+    """The shards' own name without `.shard-I-of-N`: `p.report.shard-0-of-2.csv` ->
+    `p.report.csv`, the report an unsharded run would have written."""
+    first = reports[0]
+    return str(
+        first.with_name(
+            SHARD_NAME.sub(".", first.name) if SHARD_NAME.search(first.name) else "merged.csv"
+        )
+    )
 
 
 def _typed(path: Path, number: int, row: Rec) -> Rec:
@@ -257,6 +267,8 @@ def merge(
 ) -> Merged:
     """Merge `reports` into `out` (and `<out>.runs.jsonl`); raises before writing anything."""
     check_out(out, reports, input_path)
+    records = {p: _run_records(p) for p in reports}
+    check_out(out, reports, input_path, records)
     _check_shards(reports)
     columns = dict.fromkeys(REPORT_COLUMNS)
     latest: dict[Any, tuple[Path, Rec]] = {}
@@ -271,7 +283,6 @@ def merge(
     rows = sorted((r for _, r in latest.values()), key=lambda r: int(r["line"]))
     if input_path is not None:
         _check_input(input_path, merchant, rows)
-    records = {p: _run_records(p) for p in reports}
     totals = {
         "mode": "merge",
         "merged_at": utc_now(),

@@ -71,8 +71,14 @@ async def _execute(prepared: Prepared, command: str) -> int:
     async with sandboxed(prepared.settings) as (s, sandbox_url):
         logs.log.info("start", **start_fields(s, sandbox_url))
         writer = _open_writer(prepared, run_id)
+        try:
+            _record_start(prepared, s, run_id, started_at)
+        except UsageError:
+            writer.close()
+            raise
+        real = prepared.lock.real  # the journal and run record follow the report's real file
         journal = (
-            IntentJournal(journal_path(s.report)) if s.mode is Mode.RUN and not s.dry_run else None
+            IntentJournal(journal_path(real)) if s.mode is Mode.RUN and not s.dry_run else None
         )
         prior = prepared.prior
         stats = Stats()
@@ -133,7 +139,7 @@ async def _execute(prepared: Prepared, command: str) -> int:
             fields = summary_fields(s, end, tally, stats, refreshes(), elapsed, code)
             logs.log.info("summary", **fields)
         _record_run(prepared, s, run_id, started_at, end, tally, stats.requests, code)
-        _write_card(s, command)
+        _write_card(s, prepared.lock.real, command)
         _tell(s, tally, stats.requests, elapsed, code, command, end)
         return code
 
@@ -150,11 +156,14 @@ def _record_run(
 ) -> None:
     source = prepared.source
     sha = prepared.input_sha256 or (source.digest.hexdigest() if source.digest else None)
+    bound = prepared.binding.fields() if prepared.binding else {}
     record = {
+        "event": "end",
         "run_id": run_id,
         "mode": run_kind(s.mode, s.dry_run),
         "started_at": started_at,
         "finished_at": utc_now(),
+        **bound,
         "input": s.input,
         "input_sha256": sha,
         "input_complete": end.input_done,
@@ -173,23 +182,43 @@ def _record_run(
         "api_url": s.api_url,
     }
     try:
-        append_run(s.report, record)
+        append_run(prepared.lock.real, record)
     except (StorageError, OSError) as exc:
         logs.log.error("run_record_not_written", report=str(s.report), error=str(exc))
 
 
-def _write_card(s: Settings, command: str) -> None:
-    """The report card page beside the report; a failure is logged, never the exit code."""
+def _write_card(s: Settings, real: Path, command: str) -> None:
+    """The report card page beside the report's real file (where its run record is); a
+    failure is logged, never the exit code."""
     if not s.card:
         return
     from worker.page.write import write_card  # Jinja2 is loaded only here
 
     try:
-        path = write_card(s.report, command=logs.REDACTOR.scrub(command))
+        path = write_card(real, command=logs.REDACTOR.scrub(command))
     except (ReportError, OSError, ValueError) as exc:
         logs.log.warning("report_card_not_written", report=str(s.report), error=str(exc))
         return
     logs.log.info("report_card_written", page=str(path))
+
+
+def _record_start(prepared: Prepared, s: Settings, run_id: str, started_at: str) -> None:
+    """The binding, before the first request: a run killed with SIGKILL binds the report
+    like one that ended. Not written: nothing is sent (exit 2)."""
+    assert prepared.binding is not None
+    record = {
+        "event": "start",
+        "run_id": run_id,
+        "mode": prepared.binding.kind,
+        "started_at": started_at,
+        **prepared.binding.fields(),
+        "version": __version__,
+        "api_url": s.api_url,
+    }
+    try:
+        append_run(prepared.lock.real, record)
+    except (StorageError, OSError) as exc:
+        raise UsageError(f"cannot write the run record of {s.report}: {exc}") from None
 
 
 def _tell(
@@ -253,6 +282,7 @@ def _open_writer(prepared: Prepared, run_id: str) -> ReportWriter:
             input_columns=[columns.names[i] for i in columns.others] if columns else None,
         )
         writer.open()
+        prepared.lock.cover()  # the report exists now: lock its inode too (hard links)
     except (ReportError, OSError) as exc:
         raise UsageError(str(exc)) from None
     return writer

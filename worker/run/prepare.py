@@ -1,32 +1,35 @@
 """Prepare: everything that can fail before the first request, so it fails as exit 2.
 
-The report path is checked, the input opened (once) and its header checked, the
-existing report read strictly, the intent journal read, and, for a file that can be
-read twice, the duplicate pre-pass made. Nothing here sends anything or writes
-anything.
+The report path is checked and locked, the input opened (once) and its header
+checked, the existing report read strictly, the intent journal read, and, for a file
+that can be read twice, the duplicate pre-pass made. The run's binding (input, kind,
+target, shard) is checked against the report's run record. Nothing here sends
+anything or writes anything.
 """
 
 from __future__ import annotations
 
+import os
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from worker.input.admission import Admission, screen, unsent_before
 from worker.input.dedup import CandidateDeduper, CandidateFinder, Deduper, ExactDeduper, key_of
+from worker.input.head import fresh_head, head_digest
 from worker.input.lines import InputError
 from worker.input.source import Source, open_input
 from worker.model import Mode, Row
 from worker.observe import logs
 from worker.observe.words import count
 from worker.report.journal import IntentJournal, journal_path
-from worker.report.lock import ReportLock
+from worker.report.lock import ReportLock, same_file
 from worker.report.records import ReportError
 from worker.report.resume import PriorRows, load_report, policy_for
-from worker.report.runs import Binding, check_binding, read_runs
+from worker.report.runs import SANDBOX, Binding, check_binding, read_runs, run_count
 from worker.report.writer import check_report_path
-from worker.settings import Settings, run_kind
+from worker.settings import Settings, other_report, run_kind
 
 NO_LOCKS = "this filesystem does not support locks: make sure no other run uses this report"
 
@@ -50,6 +53,7 @@ class Prepared:
     input_sha256: str | None = None  # known before sending for a file only
     left: int | None = None  # rows of this shard the report does not yet settle
     to_send: Counter[str] | None = None  # merchant -> references to send (files only)
+    binding: Binding | None = None  # what this run records before its first request
 
     def admission(self) -> Admission:
         s = self.settings
@@ -68,11 +72,17 @@ def prepare(settings: Settings) -> Prepared:
     Takes the report's lock first and keeps it (the caller releases it at the end), so
     that a second run on the same report stops here, before reading anything.
     """
-    if settings.input != "-" and Path(settings.input).resolve() == settings.report.resolve():
-        raise UsageError("the report path is the input file; choose another --report")
+    s = settings
+    if s.input != "-" and same_file(Path(s.input), s.report):
+        kind = run_kind(s.mode, s.dry_run)
+        raise UsageError(
+            "the report path is the input file; run the same command with --report "
+            f"{other_report(s.input, s.report, kind, s.shard)}"
+        )
     lock = ReportLock(settings.report)
     try:
         check_report_path(settings.report)
+        check_report_path(lock.real)  # a symlink's target must have its folder too
         lock.acquire()
     except (ReportError, OSError) as exc:
         raise UsageError(str(exc)) from None
@@ -92,9 +102,9 @@ def _prepare(settings: Settings, lock: ReportLock) -> Prepared:
         raise UsageError(str(exc)) from None
     try:
         prior = load_report(settings.report, policy_for(settings.mode, settings.retry_outcomes))
-        runs = read_runs(settings.report)
+        runs = read_runs(lock.real)  # beside the real file, whatever its name here
         sends = settings.mode is Mode.RUN and not settings.dry_run
-        pending = IntentJournal.load(journal_path(settings.report), prior) if sends else set()
+        pending = IntentJournal.load(journal_path(lock.real), prior) if sends else set()
         deduper: Deduper = ExactDeduper()
         total = left = sha = None
         to_send: Counter[str] | None = None
@@ -104,7 +114,7 @@ def _prepare(settings: Settings, lock: ReportLock) -> Prepared:
             deduper, total, left, sha = survey.deduper, survey.rows, survey.left, survey.sha256
             to_send = survey.to_send
             _check_cap(settings, sum(to_send.values()))
-        _check_binding(settings, prior, runs, sha)
+        binding = _check_binding(settings, source, prior, runs, sha)
     except (InputError, ReportError) as exc:
         source.close()
         raise UsageError(str(exc)) from None
@@ -114,15 +124,15 @@ def _prepare(settings: Settings, lock: ReportLock) -> Prepared:
             "resuming",
             report=str(settings.report),
             rows=prior.rows,
-            earlier_runs=len(runs),
+            earlier_runs=run_count(runs),
             references_left=left,
             message=f"resuming {settings.report}: {count(prior.rows, 'row')} from "
-            f"{count(len(runs), 'earlier run')}; "
+            f"{count(run_count(runs), 'earlier run')}; "
             + ("? references left" if left is None else f"{count(left, 'reference')} left")
             + ("" if done is None else f", {done:,} settled"),
         )
     return Prepared(
-        settings, source, prior, pending, deduper, total, lock, runs, sha, left, to_send
+        settings, source, prior, pending, deduper, total, lock, runs, sha, left, to_send, binding
     )
 
 
@@ -137,20 +147,45 @@ def _check_cap(settings: Settings, sending: int) -> None:
 
 
 def _check_binding(
-    settings: Settings, prior: PriorRows, runs: list[dict[str, Any]], sha: str | None
-) -> None:
+    settings: Settings,
+    source: Source,
+    prior: PriorRows,
+    runs: list[dict[str, Any]],
+    sha: str | None,
+) -> Binding:
+    """This run's binding, checked against the report's records (ReportError: exit 2)."""
     if prior.rows and not runs:
         logs.log.warning(
             "report_without_run_record",
             report=str(settings.report),
             why="written by hand or by an older version: resumed as it is, unchecked",
         )
-    this = Binding(run_kind(settings.mode, settings.dry_run), settings.input, sha)
+    s = settings
+    kind = run_kind(s.mode, s.dry_run)
+    this = Binding(
+        kind=kind,
+        input=s.input,
+        input_sha256=sha,
+        target=SANDBOX if s.sandbox else s.api_url,
+        shard=f"{s.shard.index}/{s.shard.count}",
+        head=lambda size: head_digest(source, size),
+        input_path=os.path.realpath(s.input) if source.rereadable else None,
+        stream=not source.rereadable,
+    )
     warning = check_binding(
-        settings.report, runs, this, allow_changed_input=settings.allow_changed_input
+        s.report,
+        runs,
+        this,
+        allow_changed_input=s.allow_changed_input,
+        instead=lambda other_input: (
+            "--report "
+            + str(other_report(s.input, s.report, kind, s.shard, other_input=other_input))
+        ),
     )
     if warning:
         logs.log.warning("input_changed", message=warning)
+    size = fresh_head(source)  # after the check, which may have read further
+    return replace(this, head_bytes=size, head_sha256=head_digest(source, size) if size else None)
 
 
 @dataclass

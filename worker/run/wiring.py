@@ -142,6 +142,14 @@ async def sandboxed(s: Settings) -> AsyncIterator[tuple[Settings, str | None]]:
         return
     from worker.sandbox import SandboxConfig, SandboxServer
 
+    if s.sandbox_overrides:  # a CANCEL_WORKER_SANDBOX=1 left over must not go unnoticed
+        names = ", ".join(s.sandbox_overrides)
+        logs.log.warning(
+            "sandbox_overrides",
+            ignored=list(s.sandbox_overrides),
+            message=f"sandbox mode (--sandbox or CANCEL_WORKER_SANDBOX) is on: {names} from "
+            "the environment are ignored, and this run touches no real payment",
+        )
     config = SandboxConfig(slow_delay=s.timeout + 1.0)
     async with SandboxServer(config, host="127.0.0.1", port=0) as server:
         logs.REDACTOR.add(config.client_secret)
