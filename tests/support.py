@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import json
 import os
 import signal
 import sys
@@ -97,6 +98,13 @@ async def run_cli(
 def read_report(path: Path) -> list[dict[str, str]]:
     with open(path, newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
+
+
+def runs_of(report: Path, event: str = "end") -> list[dict[str, Any]]:
+    """The report's run records of one kind: `end` (one per run that ended) or `start`."""
+    path = report.with_name(report.name + ".runs.jsonl")
+    records = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
+    return [r for r in records if r.get("event", "end") == event]
 
 
 def latest(rows: list[dict[str, str]]) -> dict[tuple[str, str], dict[str, str]]:

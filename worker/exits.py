@@ -43,7 +43,7 @@ MEANINGS: dict[Exit, Meaning] = {
         False,
     ),
     Exit.NEEDS_PERSON: Meaning(
-        "finished; some rows need a person (invalid or rejected: see the report)",
+        "finished; some rows need a person (see the report)",
         "finished, rows need a person: invalid or rejected (with --strict: follow-ups too)",
         False,
     ),

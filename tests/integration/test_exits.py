@@ -17,16 +17,12 @@ from tests.support import (
     latest,
     read_report,
     run_cli,
+    runs_of,
     sandbox,
     write_csv,
 )
 
 FAST = ("--rate", "2000", "--concurrency", "16", "--log-format", "json")
-
-
-def runs_of(report: Path) -> list[dict[str, object]]:
-    path = report.with_name(report.name + ".runs.jsonl")
-    return [json.loads(x) for x in path.read_text().splitlines()]
 
 
 def summary(stderr: str) -> dict[str, object]:

@@ -4,7 +4,6 @@ a time, self-contained rows, a run record and a summary. The real CLI, the sandb
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 from pathlib import Path
 
@@ -15,19 +14,13 @@ from tests.support import (
     latest,
     read_report,
     run_cli,
+    runs_of,
     sandbox,
     start_cli,
     write_csv,
 )
 
 FAST = ("--rate", "2000", "--concurrency", "8", "--log-format", "json")
-
-
-def runs_of(report: Path, event: str = "end") -> list[dict[str, object]]:
-    """The report's run records of one kind: `end` (one per run that ended) or `start`."""
-    path = report.with_name(report.name + ".runs.jsonl")
-    records = [json.loads(x) for x in path.read_text().splitlines()]
-    return [r for r in records if r.get("event", "end") == event]
 
 
 async def test_a_report_refuses_another_input_unless_told(tmp_path: Path) -> None:

@@ -1,10 +1,11 @@
 """Verdict: the night in one line, and the one thing to do next.
 
-The exit codes' meanings are the README's exit table. What is left comes from the
-report's rows (latest-row view), how the last run ended from its run record; the
-command to finish is the one the run was started with when the run itself writes the
-page, else the one the run record states, else one built from the record (input,
-report, shard), which says to add the first run's other options.
+The exit codes' meanings are `worker.exits`' table, the one the CLI and the summary
+use. What is left comes from the report's rows (latest-row view), how the last run
+ended from its run record; the command to finish is the one the run was started with
+when the run itself writes the page, else the one the run record states, else one
+built from the record (input, report, shard), which says to add the first run's other
+options.
 """
 
 from __future__ import annotations
@@ -12,19 +13,10 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
+from worker.exits import MEANINGS, Exit
 from worker.page.night import Night
 from worker.page.runs import Run
 
-EXIT_MEANING: dict[int, str] = {
-    0: "settled: nothing left for the tool or a person",
-    1: "finished, but rows need a person (invalid or rejected)",
-    2: "usage or input error: nothing was sent",
-    3: "aborted: credentials refused, API unreachable or report unwritable",
-    4: "stopped by a guard rail: nothing else was sent",
-    5: "finished, but some references failed: a rerun retries them",
-    130: "interrupted by SIGINT (Ctrl-C)",
-    143: "interrupted by SIGTERM",
-}
 _STOPPED_BY = {
     3: "aborted by the worker",
     4: "a guard rail",
@@ -36,7 +28,10 @@ _STOPPED_BY = {
 def meaning(code: int | None) -> str:
     if code is None:
         return "no exit code recorded"
-    return EXIT_MEANING.get(code, "an exit code this version does not know")
+    try:
+        return MEANINGS[Exit(code)].help
+    except ValueError:
+        return "an exit code this version does not know"
 
 
 def stopped_by(run: Run) -> str:

@@ -188,14 +188,14 @@ def _record_run(
 
 
 def _write_card(s: Settings, real: Path, command: str) -> None:
-    """The report card page beside the report's real file (where its run record is); a
-    failure is logged, never the exit code."""
+    """The report card page beside the report as named (read from its real file, where
+    the run record is); a failure is logged, never the exit code."""
     if not s.card:
         return
-    from worker.page.write import write_card  # Jinja2 is loaded only here
+    from worker.page.write import card_path, write_card  # Jinja2 is loaded only here
 
     try:
-        path = write_card(real, command=logs.REDACTOR.scrub(command))
+        path = write_card(real, card_path(s.report), command=logs.REDACTOR.scrub(command))
     except (ReportError, OSError, ValueError) as exc:
         logs.log.warning("report_card_not_written", report=str(s.report), error=str(exc))
         return

@@ -21,7 +21,8 @@ def test_settled_with_follow_ups_says_so_and_needs_no_command(tmp_path: Path) ->
     v = verdict(tmp_path, [DONE, row(3, "B", "not_found")], [end_record("r")])
     assert v.tone == "follow-up" and v.command is None
     assert v.headline == (
-        "Complete; the last run: exit 0, settled: nothing left for the tool or a person. "
+        "Complete; the last run: exit 0, settled: canceled, already_canceled, or follow-ups "
+        "(not_cancelable, not_found). "
         "1 follow-up for support (not cancelable, not found)."
     )
 
