@@ -11,7 +11,8 @@ scheduled before that, runs first (asyncio runs callbacks in the order they were
 scheduled). It raises `StorageError` if anything failed to be written. That gives,
 with one write per loop turn instead of two per reference:
 
-- no cancel goes out before its intent is journaled, and only just before (a
+- no cancel goes out before its intent is journaled and synced to stable storage
+  (one `fdatasync` per batch, in `IntentJournal.record`), and only just before (a
   rerun's extra queries are bounded by the cancels of one turn);
 - a worker sends no new cancel while its last row is unwritten, so when the report
   cannot be written, at most `--concurrency` applied cancels have no row.
@@ -53,7 +54,8 @@ class RowWriter(Protocol):
 
 
 class IntentLog(Protocol):
-    """Appends intents with one write: `report.IntentJournal`."""
+    """Appends intents with one write and returns once they are durable:
+    `report.IntentJournal`."""
 
     def record(self, pairs: list[tuple[str, str]]) -> None: ...
 
