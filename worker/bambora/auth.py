@@ -7,7 +7,8 @@ However many workers ask at once, one token request is in flight; when it fails,
 every waiter gets the error (nobody hangs). Transient trouble at the token endpoint
 (5xx, 429, timeouts, resets) is retried with `backoff.BACKOFF` (`Retry-After`
 honoured, else capped full-jitter backoff) until `give_up_after` passes; a refused
-client is final (`CredentialsRefused`, exit 3).
+client is final (`CredentialsRefused`, exit 3). A worker waiting for a token leaves
+with `Stopped` when the run stops (`control.stop`): it sends nothing after a stop.
 
 `StaticToken` wraps `BAMBORA_TOKEN`: used as is, and it cannot be refreshed.
 """
@@ -28,6 +29,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay
 
 from worker.bambora.api import parse_retry_after
 from worker.bambora.backoff import BACKOFF, RetryLater
+from worker.control.stop import StopGate
 from worker.settings import SCOPE
 
 DEFAULT_LIFETIME = 300.0
@@ -112,8 +114,10 @@ class ClientCredentials:
         timeout: float = 15.0,
         give_up_after: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
+        stop: StopGate | None = None,
     ) -> None:
         self._session = session
+        self._stop = stop
         self._url = auth_url
         self._headers = {
             "Authorization": basic_authorization(client_id, client_secret),
@@ -139,6 +143,8 @@ class ClientCredentials:
             self._inflight = asyncio.ensure_future(self._refresh())
             self._inflight.add_done_callback(self._clear_inflight)
         # shield: a waiter that is cancelled must not cancel the refresh the others wait on.
+        if self._stop is not None:
+            return await self._stop.wait(asyncio.shield(self._inflight))
         return await asyncio.shield(self._inflight)
 
     def _clear_inflight(self, future: asyncio.Future[str]) -> None:

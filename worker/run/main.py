@@ -20,6 +20,7 @@ from worker import __version__
 from worker.bambora.auth import AuthUnavailable, CredentialsRefused
 from worker.control.guard import RejectionGuard
 from worker.control.health import ApiUnreachable
+from worker.control.stop import StopGate
 from worker.model import Mode, Outcome
 from worker.observe import logs, progress
 from worker.observe.report_card import Card, render, termination_line
@@ -80,8 +81,9 @@ async def _execute(prepared: Prepared, command: str) -> int:
         refreshes: Callable[[], int] = int  # no token fetched yet: 0
         held: Callable[[], float] = float
         end = Ending()
+        gate = StopGate()  # one for the run: the job closes it, every send obeys it
         try:
-            async with connect(s, stats, outbox if journal else None) as wired:
+            async with connect(s, stats, outbox if journal else None, gate) as wired:
                 refreshes = wired.token_refreshes
                 health = wired.health
                 if health is not None:
@@ -94,6 +96,7 @@ async def _execute(prepared: Prepared, command: str) -> int:
                     concurrency=s.concurrency,
                     grace_seconds=s.grace_seconds,
                     guard=RejectionGuard(s.stop_on_rejections),
+                    gate=gate,
                     max_sends=s.max_references,
                     requests=lambda: stats.requests,
                     extras=lambda: _pace_and_hold(s, stats, wired),

@@ -22,6 +22,7 @@ from worker.bambora.auth import ClientCredentials, StaticToken
 from worker.bambora.deadline import Deadlines
 from worker.bambora.session import make_session, proxy_for, tls_context
 from worker.control.health import Health
+from worker.control.stop import StopGate
 from worker.control.throttle import Throttle
 from worker.model import Mode, Outcome, Result, Row
 from worker.observe import logs
@@ -51,7 +52,10 @@ class Wired:
 
 
 @contextlib.asynccontextmanager
-async def connect(s: Settings, stats: Stats, journal: Journal | None) -> AsyncIterator[Wired]:
+async def connect(
+    s: Settings, stats: Stats, journal: Journal | None, stop: StopGate
+) -> AsyncIterator[Wired]:
+    """`stop` is the run's gate: the token wait, the rate slot and the sends obey it."""
     if s.dry_run:
         yield Wired(DryRun(), int)  # a dry run fetches no token: 0
         return
@@ -70,6 +74,7 @@ async def connect(s: Settings, stats: Stats, journal: Journal | None) -> AsyncIt
                 creds.client_secret,
                 timeout=s.timeout,
                 give_up_after=s.give_up_after,
+                stop=stop,
             )
         # A streak of at least --max-attempts failures means "everyone is failing"
         # (health.py explains why); larger with more workers in flight.
@@ -77,7 +82,7 @@ async def connect(s: Settings, stats: Stats, journal: Journal | None) -> AsyncIt
             threshold=max(s.max_attempts, min(s.concurrency, MAX_STREAK_WORKERS)),
             give_up_after=s.give_up_after,
         )
-        throttle = Throttle(s.rate)
+        throttle = Throttle(s.rate, stop=stop)
         deadlines = Deadlines(s.timeout)
         stack.callback(deadlines.close)
         canceller = Canceller(
@@ -90,6 +95,7 @@ async def connect(s: Settings, stats: Stats, journal: Journal | None) -> AsyncIt
             check_only=s.mode is Mode.CHECK,
             journal=journal,
             stats=stats,
+            stop=stop,
         )
         yield Wired(canceller, lambda: tokens.refreshes, health, throttle)
 
