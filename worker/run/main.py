@@ -190,7 +190,7 @@ def _tell(
     logs.say(render(card))
     if TERMINATION_LOG.exists() and os.access(TERMINATION_LOG, os.W_OK):
         with contextlib.suppress(OSError):
-            TERMINATION_LOG.write_text(termination_line(card) + "\n", encoding="utf-8")
+            TERMINATION_LOG.write_text(logs.mask(termination_line(card)) + "\n", encoding="utf-8")
 
 
 def _pace_and_hold(s: Settings, stats: Stats, wired: Wired) -> dict[str, Any]:
