@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,10 +77,13 @@ class Journal:
         self.writes: list[list[tuple[str, str]]] = []
         self.full = full
 
-    def record(self, pairs: list[tuple[str, str]]) -> None:
+    def append(self, pairs: list[tuple[str, str]]) -> None:
         if self.full:
             raise StorageError("r.csv.journal: No space left on device")
         self.writes.append(pairs)
+
+    def sync(self) -> None:
+        pass
 
 
 async def test_a_turns_intents_are_one_journal_write_after_its_rows() -> None:
@@ -188,3 +192,27 @@ async def test_a_sync_that_fails_sends_nothing(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="Input/output error"):
         await canceller.process(Row(2, "T1", "r2"))
     assert api.sent == []
+
+
+async def test_the_loop_goes_on_during_a_sync_and_the_next_batches_share_one(
+    tmp_path: Path,
+) -> None:
+    started, release = threading.Event(), threading.Event()
+    calls: list[int] = []
+
+    def slow_disk(fd: int, path: Path) -> None:
+        calls.append(len(path.read_bytes().splitlines()))
+        started.set()
+        release.wait(10)  # a hang guard; the test releases it
+
+    journal = IntentJournal(tmp_path / "r.csv.journal", durable=slow_disk)
+    outbox = Outbox(Writer(), Tally(), journal)
+    first = asyncio.create_task(outbox.record("T1", "a"))
+    await asyncio.to_thread(started.wait, 10)  # the sync of "a" runs in a thread...
+    later = [asyncio.create_task(outbox.record("T1", ref)) for ref in ("b", "c")]
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # ...while the loop serves others: "b" and "c" are written
+    assert not first.done() and not any(t.done() for t in later)
+    release.set()
+    await asyncio.gather(first, *later)
+    assert calls == [1, 3]  # "a" alone, then one sync for the two that came meanwhile
