@@ -5,7 +5,8 @@
 Against the fast loopback server (nginx if installed, else the aiohttp fallback), at no
 effective rate limit (`--rate 1000000`), the same run twice per round, interleaved:
 once as shipped (the intents of each batch are `fdatasync`ed before their cancels go
-out) and once with the sync replaced by nothing (what the journal cost before). Each
+out, in a worker thread) and once with the sync replaced by nothing (the disk's share
+of the cost; the hand-off to the thread stays, it costs microseconds per batch). Each
 run is the real CLI in a child process that only swaps `worker.report.journal.sync_data`
 and counts its calls. Prints, per mode, the median refs/s, CPU seconds per 10k
 references and syncs per 1,000 references, and the per-round ratios; writes
