@@ -34,7 +34,7 @@ from worker.settings import ConfigError, build_settings
 
 
 def _fail_usage(message: str) -> None:
-    click.echo(f"Error: {message}", err=True)
+    click.echo(f"Error: {logs.mask(message)}", err=True)
     sys.exit(EXIT_USAGE)
 
 
@@ -54,11 +54,11 @@ def _go_ahead(prepared: Prepared) -> bool:
     from worker.run import preview
 
     if prepared.settings.dry_run:
-        click.echo(preview.render(prepared), err=True)
+        click.echo(logs.mask(preview.render(prepared)), err=True)
         return True
     if not preview.should_ask(prepared, sys.stdin.isatty() and sys.stderr.isatty()):
         return True
-    click.echo(preview.render(prepared), err=True)
+    click.echo(logs.mask(preview.render(prepared)), err=True)
 
     def ask(question: str) -> str:
         try:
@@ -215,7 +215,7 @@ def merge_reports(
         _fail_usage(str(exc))
         return
     except MergeError as exc:
-        click.echo(f"Error: {exc}", err=True)
+        click.echo(f"Error: {logs.mask(str(exc))}", err=True)
         sys.exit(1)
     for line in merged.lines():
         click.echo(line)
@@ -227,7 +227,7 @@ def main() -> None:
         code = cli.main(prog_name="cancel-worker", standalone_mode=False)
     except click.UsageError as exc:
         where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
-        click.echo(f"Error: {exc.format_message()}{where}", err=True)
+        click.echo(f"Error: {logs.mask(exc.format_message())}{where}", err=True)
         sys.exit(EXIT_USAGE)
     except click.Abort:
         click.echo("Aborted.", err=True)
