@@ -35,7 +35,7 @@ from worker.settings import ConfigError, build_settings
 
 
 def _fail_usage(message: str) -> None:
-    click.echo(f"Error: {message}", err=True)
+    click.echo(f"Error: {logs.mask(message)}", err=True)
     sys.exit(EXIT_USAGE)
 
 
@@ -56,7 +56,7 @@ def _refusal(prepared: Prepared) -> str | None:
     from worker.run import preview
 
     if prepared.settings.dry_run:
-        click.echo(preview.render(prepared), err=True)
+        click.echo(logs.mask(preview.render(prepared)), err=True)
         return None
     person = sys.stdin is not None and sys.stdin.isatty()
     if not preview.should_ask(prepared, person):
@@ -65,7 +65,7 @@ def _refusal(prepared: Prepared) -> str | None:
     if terminal is None:  # only --confirm asks without a person at a terminal
         return "not confirmed: --confirm needs a terminal to ask on; nothing was sent"
     with terminal:
-        terminal.say(preview.render(prepared))
+        terminal.say(logs.mask(preview.render(prepared)))
         if not preview.confirmed(prepared, terminal.ask):
             return "not confirmed: nothing was sent"
     counts = prepared.to_send
@@ -275,7 +275,7 @@ def merge_reports(
         _fail_usage(str(exc))
         return
     except MergeError as exc:
-        click.echo(f"Error: {exc}", err=True)
+        click.echo(f"Error: {logs.mask(str(exc))}", err=True)
         sys.exit(1)
     for line in merged.lines():
         click.echo(line)
@@ -329,7 +329,7 @@ def main() -> None:
         code = cli.main(prog_name="cancel-worker", standalone_mode=False)
     except click.UsageError as exc:
         where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
-        click.echo(f"Error: {exc.format_message()}{where}", err=True)
+        click.echo(f"Error: {logs.mask(exc.format_message())}{where}", err=True)
         sys.exit(EXIT_USAGE)
     except click.Abort:
         click.echo("Aborted.", err=True)

@@ -11,7 +11,8 @@ first failed request was sent (waits and timeouts are cut to that deadline, so t
 abort comes on time); a refused client is final (`CredentialsRefused`, exit 3), and
 says what to fix. Every worker waits for that one token, so its trouble holds the
 whole run: the `TokenWatch` (the run's health gate) hears of each failure and of the
-recovery, and says so as it does for an API outage.
+recovery, and says so as it does for an API outage. A worker waiting for a token
+leaves with `Stopped` when the run stops (`control.stop`): it sends nothing after a stop.
 
 `StaticToken` wraps `BAMBORA_TOKEN`: used as is, and it cannot be refreshed.
 """
@@ -33,6 +34,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
 from worker.bambora.api import parse_retry_after
 from worker.bambora.backoff import BACKOFF, RetryLater
+from worker.control.stop import StopGate
 from worker.settings import SCOPE
 
 DEFAULT_LIFETIME = 300.0
@@ -153,8 +155,10 @@ class ClientCredentials:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         watch: TokenWatch | None = None,
+        stop: StopGate | None = None,
     ) -> None:
         self._session = session
+        self._stop = stop
         self._url = auth_url
         self._headers = {
             "Authorization": basic_authorization(client_id, client_secret),
@@ -182,6 +186,8 @@ class ClientCredentials:
             self._inflight = asyncio.ensure_future(self._refresh())
             self._inflight.add_done_callback(self._clear_inflight)
         # shield: a waiter that is cancelled must not cancel the refresh the others wait on.
+        if self._stop is not None:
+            return await self._stop.wait(asyncio.shield(self._inflight))
         return await asyncio.shield(self._inflight)
 
     def _clear_inflight(self, future: asyncio.Future[str]) -> None:

@@ -43,7 +43,8 @@ class RejectionGuard:
         return (
             f"stopped by a guard rail: the first {self._first} references answered all ended "
             f"not_found or rejected ({seen}). Likely causes: a wrong merchant number, "
-            "credentials without the cancel_payment scope, or the wrong input file. Nothing "
-            "else was sent. Fix the cause, then rerun with --retry-outcomes "
+            "credentials without the cancel_payment scope, or the wrong input file. No request "
+            "is sent after this (the `stopped` event counts those in flight). Fix the cause, "
+            "then rerun with --retry-outcomes "
             "rejected,not_found (--stop-on-rejections 0 turns this check off)"
         )

@@ -15,6 +15,9 @@ Before every API request (token requests are not counted) a worker passes:
    each acquire, so the guard's memory follows the sends actually made in one window,
    not `--rate` (a million-entry ring at `--rate 1000000` would cost ~32 MB).
 
+Every wait here is cut short by a stop (`stop.StopGate`, when given): a worker waiting
+for its slot then leaves with `Stopped` instead of sending after the stop.
+
 Why not aiolimiter: `AsyncLimiter(R, 1)` starts with a full bucket of R and refills it
 while it drains, so the first second lets through ~2R; and `AsyncLimiter(1, 1/R)`
 schedules each slot from the previous wake-up, so every millisecond of loop latency
@@ -30,6 +33,8 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable
+
+from worker.control.stop import StopGate
 
 #: The guard's window: a second plus a margin for what happens between taking a slot
 #: and the bytes reaching the API (a busy event loop, the network). Measured: with a
@@ -48,9 +53,15 @@ UNLIMITED_AGAIN_AT = 10_000.0
 class Throttle:
     """Pacing, AIMD adaptive rate and shared pause, for all workers of a run."""
 
-    def __init__(self, rate: float | None, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        rate: float | None,
+        clock: Callable[[], float] = time.monotonic,
+        stop: StopGate | None = None,
+    ) -> None:
         self._ceiling = rate
         self._clock = clock
+        self._stop = stop
         self._paused_until = 0.0
         self._adaptive_rate: float | None = None
         self._next_slot = 0.0
@@ -78,14 +89,14 @@ class Throttle:
         now = self._clock()
         # A loop, not one sleep: another 429 may push the pause further while we wait.
         while (delay := self._paused_until - now) > 0:
-            await asyncio.sleep(delay)
+            await self._sleep(delay)
             now = self._clock()
         rate = self.current_rate
         if rate is not None:
             slot = max(now, self._next_slot)
             self._next_slot = slot + 1.0 / rate
             if slot > now:
-                await asyncio.sleep(slot - now)
+                await self._sleep(slot - now)
                 now = self._clock()
         sent = self._sent
         if sent is not None:
@@ -94,10 +105,16 @@ class Throttle:
                     sent.popleft()
                 if len(sent) < self._limit:
                     break
-                await asyncio.sleep(sent[0] + WINDOW - now)
+                await self._sleep(sent[0] + WINDOW - now)
                 now = self._clock()
             sent.append(now)
         self._count(now)
+
+    async def _sleep(self, seconds: float) -> None:
+        if self._stop is None:
+            await asyncio.sleep(seconds)
+        else:
+            await self._stop.sleep(seconds)  # raises Stopped when the run stops meanwhile
 
     def _count(self, now: float) -> None:
         self._window_count += 1

@@ -4,9 +4,16 @@ JSON lines (orjson) when standard error is not a terminal or `--log-format json`
 console lines for a person otherwise (`ConsoleLines`: fields in the order logged, a
 mapping on a line of its own, wrapped to the terminal's width). Every event carries the
 run's `run_id`. Lines go to whatever `sys.stderr` is when written, so that they print
-above the live progress display instead of through it. A final processor replaces
-any registered secret (client secret, JWTs) with `***`, wherever it appears, so that
-even an exception message that quotes a header cannot leak one.
+above the live progress display instead of through it.
+
+`mask` is the one masking function, applied at every edge where text leaves the
+process: the last log processor (every field of every event), `say` (the summary and
+its "run the same command again" hint), the report writer (every text cell the API or
+an exception filled) and the termination message. It replaces with `***` any
+registered secret (client secret, proxy and Pushgateway passwords) and whatever looks
+like one: a bearer token, a JWT, the value of an `Authorization` header, the
+`user:password` of a URL. So even an API answer or an exception that quotes a header
+cannot leak a token.
 """
 
 from __future__ import annotations
@@ -24,8 +31,25 @@ import structlog
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
 
 
+#: What looks like a secret whatever its value: the value of an Authorization header
+#: (any scheme), a bearer token (RFC 6750's b64token), a JWT (its header is base64 of
+#: '{"', so it starts with eyJ) and the userinfo of a URL.
+_LOOKS_SECRET = re.compile(
+    r"""(?P<head>\b(?:proxy-)?authorization\b["']?\s*[:=]\s*["']?(?:[a-z]+\s+)?)[^\s"',;}]+"""
+    r"|(?P<bearer>\bbearer\s+)[a-z0-9\-._~+/]+=*"
+    r"|eyJ[a-z0-9_-]*\.[a-z0-9_-]+\.[a-z0-9_-]*"
+    r"|(?P<scheme>\b[a-z][a-z0-9+.-]*://)[^/\s@]*@",
+    re.IGNORECASE,
+)
+
+
+def _masked(match: re.Match[str]) -> str:
+    head = match.group("head") or match.group("bearer") or match.group("scheme") or ""
+    return f"{head}***@" if match.group("scheme") else f"{head}***"
+
+
 class Redactor:
-    """A structlog processor that masks known secret values in every field."""
+    """Masks secrets in text (`scrub`), and as a structlog processor in every field."""
 
     def __init__(self) -> None:
         self._secrets: set[str] = set()
@@ -37,16 +61,15 @@ class Redactor:
                 self._secrets.add(secret)
 
     def scrub(self, text: str) -> str:
+        """`text` with every known secret and everything that looks like one masked."""
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, "***")
-        return text
+        return _LOOKS_SECRET.sub(_masked, text)
 
     def __call__(
         self, logger: Any, method: str, event: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
-        if not self._secrets:
-            return event
         for key, value in event.items():
             if isinstance(value, str):
                 event[key] = self.scrub(value)
@@ -59,6 +82,8 @@ class Redactor:
 
 
 REDACTOR = Redactor()
+#: The one masking function (see the module's docstring for where it is applied).
+mask = REDACTOR.scrub
 _level = logging.INFO
 
 
@@ -250,7 +275,7 @@ def configure(log_format: str | None, level: str = "info", stream: Any = None) -
 
 def say(text: str) -> None:
     """Plain lines for a person (the end-of-run summary), on the log stream."""
-    _out.write(text + "\n")
+    _out.write(mask(text) + "\n")
     _out.flush()
 
 

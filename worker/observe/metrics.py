@@ -4,14 +4,21 @@ Batch jobs do not live long enough to be scraped, so at the end of a run the wor
 push-adds its figures to a Pushgateway, grouped by job and shard, with no `instance`
 label (a rerun replaces its own group instead of piling up stale ones). A failed push
 is logged and never changes the exit code: the report is the record, metrics are a view.
+
+Credentials in the URL (`http://user:password@host:9091`) are sent as HTTP Basic auth
+(prometheus-client's `basic_auth_handler`) and never printed: the URL is logged without
+them, and the password is a registered secret, masked wherever it might appear.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from urllib.parse import unquote
 
+import yarl
 from prometheus_client import CollectorRegistry, Gauge, pushadd_to_gateway
+from prometheus_client.exposition import basic_auth_handler, default_handler
 
 from worker.exits import Exit
 from worker.model import FOLLOW_UP_OUTCOMES
@@ -88,13 +95,35 @@ def push(
     )
     for currency, minor in (released_total or {}).items():
         released.labels(currency=currency).set(minor)
+    gateway, handler = with_credentials(url)
     try:
         pushadd_to_gateway(
-            url, job=job, registry=registry, grouping_key={"shard": shard}, timeout=10
+            gateway,
+            job=job,
+            registry=registry,
+            grouping_key={"shard": shard},
+            timeout=10,
+            handler=handler,
         )
     except Exception as exc:
         logs.log.warning(
-            "metrics_push_failed", pushgateway=url, error=f"{type(exc).__name__}: {exc}"
+            "metrics_push_failed", pushgateway=gateway, error=f"{type(exc).__name__}: {exc}"
         )
         return False
     return True
+
+
+def with_credentials(url: str) -> tuple[str, Callable[..., Callable[[], None]]]:
+    """The URL without its userinfo, and a handler that sends that userinfo as Basic auth."""
+    parsed = yarl.URL(url, encoded=True)
+    if parsed.raw_user is None and parsed.raw_password is None:
+        return url, default_handler
+    user, password = unquote(parsed.raw_user or ""), unquote(parsed.raw_password or "")
+    logs.REDACTOR.add(password, parsed.raw_password)
+
+    def handler(
+        url: str, method: str, timeout: float | None, headers: list[tuple[str, str]], data: bytes
+    ) -> Callable[[], None]:
+        return basic_auth_handler(url, method, timeout, headers, data, user, password)
+
+    return str(parsed.with_user(None)), handler

@@ -25,6 +25,33 @@ def sync(fd: int, path: Path) -> None:
         raise StorageError(f"{path}: {exc.strerror or exc}") from None
 
 
+def sync_data(fd: int, path: Path) -> None:
+    """`fdatasync` where there is one (the data and the size, not the times), else `fsync`."""
+    try:
+        _fdatasync(fd)
+    except OSError as exc:
+        raise StorageError(f"{path}: {exc.strerror or exc}") from None
+
+
+def sync_folder(path: Path) -> None:
+    """Make a newly created file's name durable: `fsync` its folder (POSIX asks for it)."""
+    try:
+        fd = os.open(path.parent, os.O_RDONLY)
+    except OSError as exc:
+        raise StorageError(f"{path.parent}: {exc.strerror or exc}") from None
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        # Some filesystems refuse fsync on a folder (EINVAL): nothing more can be done there.
+        if exc.errno not in (errno.EINVAL, errno.EBADF):
+            raise StorageError(f"{path.parent}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+
+
+_fdatasync = getattr(os, "fdatasync", os.fsync)
+
+
 class StorageError(Exception):
     """The report or the journal could not be written: stop sending (exit 3)."""
 

@@ -4,6 +4,11 @@ Each call writes whole rows with one `os.write` on an `O_APPEND` descriptor
 (`storage.append_whole`), so a kill leaves no torn row (the kernel has the bytes once
 `write` returns; only a power cut can lose them, and `fsync` at most every second and
 at close bounds that window).
+
+Every text cell that an API answer, an exception or the input's other columns filled
+goes through `logs.mask` first: a problem detail that quotes the request's
+`Authorization` header leaves no token in the report. The merchant and the reference
+are written as read: they are the keys that resume and `merge-reports` match on.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any
 import orjson
 
 from worker.model import EXTRA_COLUMNS, REPORT_COLUMNS, Result
+from worker.observe.logs import mask
 from worker.report.records import ReportError, is_jsonl
 from worker.report.storage import FILE_MODE, StorageError, append_whole, sync
 
@@ -165,7 +171,7 @@ class ReportWriter:
     def _as_dict(self, r: Result, finished_at: str) -> dict[str, Any]:
         row = _as_dict(r, finished_at)
         row.update(amount=r.amount, currency=r.currency, run_id=self._run_id or None)
-        row.update(self._echo.pick(r.extra))
+        row.update((k, mask(v) if isinstance(v, str) else v) for k, v in self._echo.pick(r.extra))
         return row
 
     def _buffer_rows(self, rows: Iterable[Iterable[Any]]) -> bytes:
@@ -194,8 +200,8 @@ def _cell(value: object) -> str:
     if value is None:
         return ""
     if isinstance(value, str):
-        return value
-    return orjson.dumps(value, default=str).decode()
+        return mask(value)
+    return mask(orjson.dumps(value, default=str).decode())
 
 
 def check_report_path(path: Path) -> None:
@@ -217,10 +223,10 @@ def _cells(r: Result, finished_at: str, run_id: str) -> list[Any]:
         r.reference,
         r.outcome,
         "" if r.http_status is None else r.http_status,
-        r.error_type or "",
-        r.payment_state or "",
+        mask(r.error_type) if r.error_type else "",
+        mask(r.payment_state) if r.payment_state else "",
         r.attempts,
-        r.detail or "",
+        mask(r.detail) if r.detail else "",
         finished_at,
         "" if r.amount is None else r.amount,
         r.currency or "",
@@ -235,9 +241,9 @@ def _as_dict(r: Result, finished_at: str) -> dict[str, Any]:
         "payment_reference": r.reference,
         "outcome": r.outcome.value,
         "http_status": r.http_status,
-        "error_type": r.error_type or None,
-        "payment_state": r.payment_state or None,
+        "error_type": mask(r.error_type) if r.error_type else None,
+        "payment_state": mask(r.payment_state) if r.payment_state else None,
         "attempts": r.attempts,
-        "detail": r.detail or None,
+        "detail": mask(r.detail) if r.detail else None,
         "finished_at": finished_at,
     }

@@ -6,6 +6,11 @@ is retried by tenacity (`backoff.BACKOFF`: `Retry-After` honoured, else full-jit
 exponential backoff; `--max-attempts` counted tries); trouble during an API-wide
 outage is held by `health` and not counted. It owns no I/O but the HTTP call and the
 wait for its intent to be journaled (by the outbox, one write per loop turn).
+
+After a stop no request is written (`control.stop`: checked after every wait, which
+a stop ends). A reference not sent yet raises `Stopped` (no row: its rerun sends it);
+one with requests sent ends `failed` (its journal line makes the rerun query it before
+any cancel). Not even a query settles an unclear answer after a stop: the rerun does.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from worker.bambora.api import ApiClient
 from worker.bambora.auth import CredentialsRefused, TokenProvider
 from worker.bambora.backoff import BACKOFF, RetryLater
 from worker.control.health import Health
+from worker.control.stop import StopGate, Stopped
 from worker.control.throttle import Throttle
 from worker.decide import Final, Next, Reauth, Step, decide, is_api_trouble
 from worker.model import Op, Outcome, Reply, Result, Row
@@ -94,6 +100,7 @@ class Canceller:
         check_only: bool = False,
         journal: Journal | None = None,
         stats: Stats | None = None,
+        stop: StopGate | None = None,
     ) -> None:
         self._api = api
         self._tokens = tokens
@@ -103,7 +110,9 @@ class Canceller:
         self._check_only = check_only
         self._journal = journal
         self.stats = stats or Stats()
+        self._gate = stop or StopGate()
         self._retrying = AsyncRetrying(
+            sleep=self._gate.sleep,  # a backoff ends at a stop (Stopped)
             stop=stop_after_attempt(max_attempts),
             wait=BACKOFF,
             retry=retry_if_exception_type(RetryLater),
@@ -126,6 +135,16 @@ class Canceller:
         progress = _Progress(first)
         if maybe_landed:
             progress.unclear = "an interrupted earlier run"
+        try:
+            return await self._settle(row, progress)
+        except Stopped:
+            if progress.attempts == 0:
+                raise  # never sent: no row, the rerun sends it
+            last = _what(progress.last or Reply(None))
+            detail = f"the run stopped before its next request (last: {last})"
+            return self._result(row, progress, Outcome.FAILED, detail)
+
+    async def _settle(self, row: Row, progress: _Progress) -> Result:
         first_trouble: RetryLater | None
         try:
             # Most references end on their first try: tenacity is set up only for the
@@ -176,10 +195,11 @@ class Canceller:
             return False
         if good == (row.merchant, row.reference):
             return False
-        await self._health.admit()
+        await self._admit()
         token = await self._tokens.get()
         await self._throttle.acquire()
-        reply = await self._api.call(Op.QUERY, good[0], good[1], token)
+        with self._gate:  # Stopped after a stop; nothing awaits between it and the write
+            reply = await self._api.call(Op.QUERY, good[0], good[1], token)
         self.stats.requests += 1
         if is_api_trouble(reply):
             self._health.record_trouble(
@@ -196,7 +216,7 @@ class Canceller:
                 return self._result(
                     row, progress, Outcome.FAILED, "gave up: the API's answers do not agree"
                 )
-            await self._health.admit()
+            await self._admit()
             # Token first, then the rate slot: a slot taken before waiting on a token
             # fetch would be spent late, bunching requests past the rate at the API.
             token = await self._tokens.get()
@@ -206,10 +226,11 @@ class Canceller:
                 await self._journal.record(row.merchant, row.reference)
                 progress.journaled = True
             comment = row.comment or self._comment  # a row's own comment goes first
-            reply = await self._api.call(step.op, row.merchant, row.reference, token, comment)
+            with self._gate:  # Stopped after a stop; nothing awaits between it and the write
+                reply = await self._api.call(step.op, row.merchant, row.reference, token, comment)
+            self.stats.requests += 1
             progress.attempts += 1
             progress.last = reply
-            self.stats.requests += 1
             if reply.payment_state:
                 progress.state = reply.payment_state
             if reply.amount is not None:
@@ -258,6 +279,10 @@ class Canceller:
             if decision.transient and counted:
                 self.stats.retries += 1
                 raise RetryLater(decision.after)
+
+    async def _admit(self) -> None:
+        admit = self._health.admit()  # at once, unless an outage holds us: then raced
+        await (self._gate.wait(admit) if self._health.is_open else admit)
 
     @staticmethod
     def _result(row: Row, progress: _Progress, outcome: Outcome, detail: str | None) -> Result:

@@ -13,6 +13,10 @@ workers; a signal stops the intake, lets busy workers finish within
 failure, after which in-flight requests may still finish (their cancels may have
 landed). Adding to the outbox never blocks, so no worker waits on a full disk, and
 every finished reference that can be written has its row.
+
+Every stop (signal, guard rail, abort) first closes the `StopGate`: no request is
+written after it (`control/stop.py`), so only those on the wire can finish; the
+`stopped` event then counts what the stop left.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from typing import Any, Protocol
 from worker.bambora.auth import AuthUnavailable, CredentialsRefused
 from worker.control.guard import RejectionGuard
 from worker.control.health import ApiUnreachable
+from worker.control.stop import StopGate, Stopped
 from worker.input.admission import Admission, Send
 from worker.input.source import Source
 from worker.model import DETAIL_LIMIT, Outcome, Result, Row
@@ -79,6 +84,7 @@ class Job:
         concurrency: int,
         grace_seconds: float,
         guard: RejectionGuard | None = None,
+        gate: StopGate | None = None,
         max_sends: int | None = None,
         requests: Callable[[], int] = lambda: 0,
         extras: Callable[[], dict[str, Any]] = dict,
@@ -93,6 +99,8 @@ class Job:
         self._hard_exit = hard_exit
         self.tally = outbox.tally  # one tally: the outbox counts the rows it writes
         self._guard = guard or RejectionGuard(0)
+        self._gate = gate or StopGate()
+        self._held_back = 0  # references a stop caught before their first request
         self.end = Ending()
         self._graceful_abort = False
         self._outbox = outbox
@@ -138,6 +146,8 @@ class Job:
             if (reason := self._guard.observe(result)) is not None:
                 self.stop_by_guard(reason)
             return result
+        except Stopped:  # caught before its first request: no row, the rerun sends it
+            self._held_back += 1
         except (CredentialsRefused, AuthUnavailable, ApiUnreachable) as exc:
             self.abort(str(exc), fix=getattr(exc, "fix", None))
         except StorageError:  # the outbox failed before this cancel: it was not sent
@@ -161,20 +171,22 @@ class Job:
         may have landed, so their answers are worth having); otherwise cancel at once.
         `fix`: what a person must change first (refused credentials), when a rerun alone
         cannot help."""
+        self._gate.stop()
         if self.end.abort_reason is None:
             self.end.abort_reason = reason
             self.end.fix = fix
             self._graceful_abort = graceful
-            logs.log.error("aborted", reason=reason)
+            logs.log.error("aborted", reason=reason, in_flight=self._gate.in_flight_at_stop)
         self._stopping = True
         self._stop.set()
 
     def stop_by_guard(self, reason: str) -> None:
         """A guard rail: no new sends; what is in flight finishes (exit 4)."""
+        self._gate.stop()
         if self.end.guard_reason is None and self.end.abort_reason is None:
             self.end.guard_reason = reason
             self._graceful_abort = True
-            logs.log.error("guard_rail", reason=reason)
+            logs.log.error("guard_rail", reason=reason, in_flight=self._gate.in_flight_at_stop)
         self._stopping = True
         self._stop.set()
 
@@ -185,17 +197,22 @@ class Job:
             logs.log.error("guard_rail", reason=reason)
 
     def interrupt(self, signum: int) -> None:
-        """SIGTERM / SIGINT: stop reading, let in-flight requests finish; twice: now."""
+        """SIGTERM / SIGINT: stop sending, let in-flight requests finish; twice: now."""
+        self._gate.stop()
         self._signals += 1
         if self.end.signal_code is None:
             self.end.signal_code = EXIT_SIGINT if signum == signal.SIGINT else EXIT_SIGTERM
         name = signal.Signals(signum).name
         if self._signals == 1:
+            in_flight = self._gate.in_flight_at_stop
             logs.log.warning(
                 "stopping",
                 signal=name,
+                in_flight=in_flight,
+                requests_sent=self._gate.sent_at_stop,
                 grace_seconds=self._grace,
-                hint="in-flight requests may finish; a second signal stops at once",
+                hint=f"no new request is sent; the {in_flight} in flight may finish within "
+                f"{self._grace:g} s; a second signal stops at once",
             )
         else:
             logs.log.warning("stopping_now", signal=name)
@@ -261,6 +278,8 @@ class Job:
                 await self._shutdown()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await all_done
+            if self._gate.stopped:
+                logs.log.warning("stopped", **self._gate.account(not_sent=self._held_back))
         finally:
             progress_task.cancel()
             await self._intake.close()

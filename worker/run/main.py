@@ -21,6 +21,7 @@ from worker import __version__
 from worker.bambora.auth import AuthUnavailable, CredentialsRefused
 from worker.control.guard import RejectionGuard
 from worker.control.health import ApiUnreachable
+from worker.control.stop import StopGate
 from worker.exits import RERUN_HELPS
 from worker.model import Mode, Outcome
 from worker.observe import logs, progress
@@ -88,8 +89,9 @@ async def _execute(prepared: Prepared, command: str) -> int:
         refreshes: Callable[[], int] = int  # no token fetched yet: 0
         held: Callable[[], float] = float
         end = Ending()
+        gate = StopGate()  # one for the run: the job closes it, every send obeys it
         try:
-            async with connect(s, stats, outbox if journal else None) as wired:
+            async with connect(s, stats, outbox if journal else None, gate) as wired:
                 refreshes = wired.token_refreshes
                 health = wired.health
                 if health is not None:
@@ -102,6 +104,7 @@ async def _execute(prepared: Prepared, command: str) -> int:
                     concurrency=s.concurrency,
                     grace_seconds=s.grace_seconds,
                     guard=RejectionGuard(s.stop_on_rejections),
+                    gate=gate,
                     max_sends=s.max_references,
                     requests=lambda: stats.requests,
                     extras=lambda: _pace_and_hold(s, stats, wired),
@@ -249,7 +252,7 @@ def _tell(
     logs.say(render(card))
     if TERMINATION_LOG.exists() and os.access(TERMINATION_LOG, os.W_OK):
         with contextlib.suppress(OSError):
-            TERMINATION_LOG.write_text(termination_line(card) + "\n", encoding="utf-8")
+            TERMINATION_LOG.write_text(logs.mask(termination_line(card)) + "\n", encoding="utf-8")
 
 
 def _pace_and_hold(s: Settings, stats: Stats, wired: Wired) -> dict[str, Any]:

@@ -6,13 +6,15 @@ Whatever was handed over during one turn of the event loop is written right afte
 that turn: the rows with one write to the report (at most `WRITE_BATCH` rows each),
 then the intents with one write to the journal.
 
-`record` returns once its intent is on disk: it yields one loop turn, and the flush,
-scheduled before that, runs first (asyncio runs callbacks in the order they were
-scheduled). It raises `StorageError` if anything failed to be written. That gives,
-with one write per loop turn instead of two per reference:
+`record` returns once its intent is durable: the flush after its loop turn appends
+the turn's intents with one write, then one `fdatasync` in a worker thread covers
+them (and whatever was appended while an earlier sync ran: a group commit), so the
+event loop goes on serving the other workers while the disk works. It raises
+`StorageError` if anything failed to be written or synced. That gives, with one write
+per loop turn instead of two per reference, and one sync per batch:
 
-- no cancel goes out before its intent is journaled, and only just before (a
-  rerun's extra queries are bounded by the cancels of one turn);
+- no cancel goes out before its intent is journaled and on stable storage, and only
+  just before (a rerun's extra queries are bounded by the cancels of one batch);
 - a worker sends no new cancel while its last row is unwritten, so when the report
   cannot be written, at most `--concurrency` applied cancels have no row.
 
@@ -53,9 +55,11 @@ class RowWriter(Protocol):
 
 
 class IntentLog(Protocol):
-    """Appends intents with one write: `report.IntentJournal`."""
+    """Appends intents with one write, and makes them durable: `report.IntentJournal`."""
 
-    def record(self, pairs: list[tuple[str, str]]) -> None: ...
+    def append(self, pairs: list[tuple[str, str]]) -> None: ...
+
+    def sync(self) -> None: ...  # called in a worker thread
 
 
 class Outbox:
@@ -67,6 +71,9 @@ class Outbox:
         self._journal = journal
         self._rows: list[Result] = []
         self._intents: list[tuple[str, str]] = []
+        self._waiting: asyncio.Future[None] | None = None  # this turn's intents: synced
+        self._unsynced: list[asyncio.Future[None]] = []  # appended, no sync started yet
+        self._syncing = False
         self._scheduled = False
         self._listeners: list[Callable[[str], None]] = []
         self.failure: str | None = None  # the first write that failed, as the reason
@@ -82,11 +89,15 @@ class Outbox:
             self._write_rows()
 
     async def record(self, merchant: str, reference: str) -> None:
-        """Journal a cancel's intent; returns when it is on disk. Raises StorageError."""
-        if self._journal is not None:
+        """Journal a cancel's intent; returns when it is durable. Raises StorageError."""
+        if self._journal is None:
+            await asyncio.sleep(0)  # the flush scheduled earlier, if any, runs first
+        else:
             self._schedule()
             self._intents.append((merchant, reference))
-        await asyncio.sleep(0)  # the flush scheduled above (or earlier) runs first
+            if self._waiting is None:
+                self._waiting = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._waiting)  # shared: one waiter's cancel is not all's
         if self.failure is not None:
             raise StorageError(self.failure)
 
@@ -100,11 +111,37 @@ class Outbox:
         self._scheduled = False
         self._write_rows()
         intents, self._intents = self._intents, []
+        waiting, self._waiting = self._waiting, None
         if intents and self.failure is None and self._journal is not None:
             try:
-                self._journal.record(intents)
+                self._journal.append(intents)
             except Exception as exc:  # any failure: their cancels are not sent
                 self._fail(f"the intent journal could not be written: {_why(exc)}")
+        if waiting is not None:
+            self._unsynced.append(waiting)
+            self._sync_next()
+
+    def _sync_next(self) -> None:
+        """Start one sync for every batch appended and not yet covered, unless one runs
+        (its end starts the next). After a failure, the waiters are released to fail."""
+        if self._syncing or not self._unsynced:
+            return
+        covered, self._unsynced = self._unsynced, []
+        if self.failure is not None or self._journal is None:
+            _release(covered)
+            return
+        self._syncing = True
+        sync = asyncio.get_running_loop().run_in_executor(None, self._journal.sync)
+        sync.add_done_callback(lambda done: self._synced(done, covered))
+
+    def _synced(self, done: asyncio.Future[None], covered: list[asyncio.Future[None]]) -> None:
+        self._syncing = False
+        exc = done.exception() if not done.cancelled() else None
+        if exc is not None or done.cancelled():
+            why = _why(exc) if isinstance(exc, Exception) else "the sync was cancelled"
+            self._fail(f"the intent journal could not be synced: {why}")
+        _release(covered)
+        self._sync_next()
 
     def _write_rows(self) -> None:
         batch, self._rows = self._rows, []
@@ -122,6 +159,12 @@ class Outbox:
         self.failure = self.failure or reason
         for listener in self._listeners:
             listener(reason)
+
+
+def _release(waiters: list[asyncio.Future[None]]) -> None:
+    for waiter in waiters:
+        if not waiter.done():
+            waiter.set_result(None)
 
 
 def _why(exc: Exception) -> str:

@@ -22,6 +22,7 @@ from worker.bambora.auth import ClientCredentials, StaticToken
 from worker.bambora.deadline import Deadlines
 from worker.bambora.session import make_session, proxy_for, tls_context
 from worker.control.health import Health
+from worker.control.stop import StopGate
 from worker.control.throttle import Throttle
 from worker.model import Mode, Outcome, Result, Row
 from worker.observe import logs
@@ -51,7 +52,10 @@ class Wired:
 
 
 @contextlib.asynccontextmanager
-async def connect(s: Settings, stats: Stats, journal: Journal | None) -> AsyncIterator[Wired]:
+async def connect(
+    s: Settings, stats: Stats, journal: Journal | None, stop: StopGate
+) -> AsyncIterator[Wired]:
+    """`stop` is the run's gate: the token wait, the rate slot and the sends obey it."""
     if s.dry_run:
         yield Wired(DryRun(), int)  # a dry run fetches no token: 0
         return
@@ -77,8 +81,9 @@ async def connect(s: Settings, stats: Stats, journal: Journal | None) -> AsyncIt
                 timeout=s.timeout,
                 give_up_after=s.give_up_after,
                 watch=health,
+                stop=stop,
             )
-        throttle = Throttle(s.rate)
+        throttle = Throttle(s.rate, stop=stop)
         deadlines = Deadlines(s.timeout)
         stack.callback(deadlines.close)
         canceller = Canceller(
@@ -91,6 +96,7 @@ async def connect(s: Settings, stats: Stats, journal: Journal | None) -> AsyncIt
             check_only=s.mode is Mode.CHECK,
             journal=journal,
             stats=stats,
+            stop=stop,
         )
         yield Wired(canceller, lambda: tokens.refreshes, health, throttle)
 

@@ -23,6 +23,7 @@ from worker.bambora.auth import (
     jwt_lifetime,
     refresh_margin,
 )
+from worker.control.stop import StopGate, Stopped
 
 #: An id with ':' (which plain Basic auth cannot carry) and a secret with reserved
 #: characters, and what RFC 6749 2.3.1 makes of them: each form-urlencoded, then
@@ -356,3 +357,20 @@ async def test_a_refused_connection_is_named_as_such() -> None:
         with pytest.raises(AuthUnavailable, match=r"last: connection refused$"):
             await provider.get()
     assert set(watch.heard) == {("http://127.0.0.1:9/connect/token", "connection refused")}
+
+
+async def test_a_stop_ends_the_wait_for_a_token_and_not_the_fetch(
+    endpoint: tuple[TokenEndpoint, str],
+) -> None:
+    ep, url = endpoint
+    gate = StopGate()
+    async with aiohttp.ClientSession() as session:
+        provider = ClientCredentials(session, url, "c", "s", stop=gate)
+        waiting = asyncio.create_task(provider.get())
+        await ep.received.wait()  # the token endpoint holds the answer
+        gate.stop()
+        with pytest.raises(Stopped):
+            await waiting  # at the stop, not when the endpoint answers
+        ep.gate.set()
+        unstopped = ClientCredentials(session, url, "c", "s")  # the endpoint still answers
+        assert (await unstopped.get()).startswith("jwt-")

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.fakes import FakeTime, run_on
+from worker.control.stop import StopGate, Stopped
 from worker.control.throttle import MIN_RATE, WINDOW, Throttle
 
 
@@ -120,3 +121,15 @@ async def test_a_429_pauses_every_worker_once(fake_time: FakeTime) -> None:
     assert min(stamps) - start >= 0.3 - 1e-9  # nobody went before the pause ended
     # and they went together after it, at the halved rate (500/s), not one pause each
     assert max(stamps) - min(stamps) < 8 / 500 + 0.01
+
+
+async def test_a_wait_for_a_slot_ends_at_the_stop() -> None:
+    gate = StopGate()
+    throttle = Throttle(0.001, stop=gate)  # one slot, then the next in 1,000 s
+    await throttle.acquire()
+    waiting = asyncio.create_task(throttle.acquire())
+    await asyncio.sleep(0)
+    gate.stop()
+    with pytest.raises(Stopped):
+        await asyncio.wait_for(waiting, 10)  # a hang guard: it returns at the stop
+    assert throttle.guard_size == 1  # the stopped wait took no send time

@@ -7,7 +7,9 @@ import io
 import os
 import re
 
-from worker.observe.logs import ConsoleLines, QuietOnError, Redactor
+import pytest
+
+from worker.observe.logs import ConsoleLines, QuietOnError, Redactor, mask
 
 
 def test_the_redactor_masks_secrets_wherever_they_appear() -> None:
@@ -27,6 +29,23 @@ def test_the_redactor_masks_secrets_wherever_they_appear() -> None:
     assert event["error"] == "POST failed: Authorization: Bearer ***"
     assert event["detail"] == "client_secret=***"
     assert event["count"] == 3 and event["note"] == "about"
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("had Authorization: Bearer abc.def-ghi", "had Authorization: Bearer ***"),
+        ('{"authorization": "Basic dXNlcjpwdw=="}', '{"authorization": "Basic ***"}'),
+        ("Proxy-Authorization=s3cr3t; next", "Proxy-Authorization=***; next"),
+        ("token: bearer xyz~+/=", "token: bearer ***"),
+        ("jwt eyJhbGciOi.eyJzdWIi.c2ln in text", "jwt *** in text"),
+        ("push to http://user:pw@gw:9091/x", "push to http://***@gw:9091/x"),
+        ("HTTP 403 (scope missing)", "HTTP 403 (scope missing)"),  # nothing secret
+        ("https://api.example/v1/payments", "https://api.example/v1/payments"),
+    ],
+)
+def test_mask_hides_whatever_looks_like_a_credential(text: str, masked: str) -> None:
+    assert mask(text) == masked
 
 
 class Broken(io.StringIO):

@@ -48,6 +48,30 @@ def test_jsonl_types(tmp_path: Path) -> None:
     assert row["error_type"] is None and row["finished_at"].endswith("Z")
 
 
+@pytest.mark.parametrize("name", ["r.csv", "r.jsonl"])
+def test_every_text_cell_is_masked_but_the_keys(tmp_path: Path, name: str) -> None:
+    token = "eyJhbGciOi.eyJzdWIi.c2lnbmF0dXJl"
+    quoted = f"request had Authorization: Bearer {token}"
+    path = tmp_path / name
+    write(
+        path,
+        Result(
+            2,
+            "T1",
+            "ref-1",
+            Outcome.REJECTED,
+            http_status=403,
+            error_type=f"https://x/{token}",
+            detail=quoted,
+            extra=(("note", quoted), ("n", 3)),
+        ),
+    )
+    text = path.read_text()
+    assert token not in text and "Authorization: Bearer ***" in text
+    [row] = read_records(path)
+    assert row["payment_reference"] == "ref-1" and row["merchant_number"] == "T1"
+
+
 def test_latest_row_wins_and_failed_is_retried(tmp_path: Path) -> None:
     path = tmp_path / "r.csv"
     write(path, result("a", Outcome.FAILED), result("b", Outcome.CANCELED))

@@ -6,6 +6,7 @@ The API is a script of replies; time is a fake clock that only a patched
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -14,8 +15,9 @@ import tenacity.wait
 
 from tests.fakes import FakeTime, run_on
 from worker.control.health import Health
+from worker.control.stop import StopGate, Stopped
 from worker.control.throttle import Throttle
-from worker.model import Op, Outcome, Reply, Row
+from worker.model import Op, Outcome, Reply, Result, Row
 from worker.report.storage import StorageError
 from worker.run.canceller import CALLS_PER_TRY, SPARE_CALLS, Canceller
 
@@ -264,3 +266,98 @@ async def test_a_captured_payment_found_by_a_query_after_doubt_keeps_the_query(
     assert result.outcome is Outcome.NOT_CANCELABLE
     assert (result.http_status, result.error_type) == (200, None)
     assert result.detail == "payment is Captured: refund it instead"
+
+
+@dataclass
+class StoppingApi:
+    """Answers `reply`; the `stop_at`-th call stops the run while it is on the wire, as a
+    SIGTERM arriving then would."""
+
+    gate: StopGate
+    reply: Reply
+    stop_at: int
+    calls: list[tuple[Op, str]] = field(default_factory=list)
+
+    async def call(
+        self, op: Op, merchant: str, reference: str, token: str, comment: str | None = None
+    ) -> Reply:
+        self.calls.append((op, reference))
+        if len(self.calls) == self.stop_at:
+            self.gate.stop()
+        return self.reply
+
+
+def stoppable(api: StoppingApi, clock: FakeTime, rate: float | None) -> Canceller:
+    health = Health(threshold=3, give_up_after=10_000, clock=clock)
+    throttle = Throttle(rate, clock=clock, stop=api.gate)
+    return Canceller(api, OneToken(), throttle, health, max_attempts=3, stop=api.gate)
+
+
+async def test_after_a_stop_workers_waiting_for_a_rate_slot_send_nothing(
+    fake_time: FakeTime,
+) -> None:
+    gate = StopGate()
+    api = StoppingApi(gate, Reply(201), stop_at=3)
+    c = stoppable(api, fake_time, rate=2)  # 16 workers, 2 slots a second: most of them wait
+    rows = [Row(i, "T1", f"r{i}") for i in range(16)]
+    done = await asyncio.gather(*(c.process(row) for row in rows), return_exceptions=True)
+    assert [ref for _, ref in api.calls] == ["r0", "r1", "r2"]  # the third was on the wire
+    assert [d.outcome for d in done if isinstance(d, Result)] == [Outcome.CANCELED] * 3
+    assert sum(isinstance(d, Stopped) for d in done) == 13  # no row: their rerun sends them
+    assert (gate.in_flight_at_stop, gate.finished_after_stop, gate.sent) == (1, 1, 3)
+
+
+async def test_a_reference_whose_answer_was_unclear_is_not_queried_after_a_stop(
+    fake_time: FakeTime,
+) -> None:
+    gate = StopGate()
+    api = StoppingApi(gate, Reply(None, "timeout"), stop_at=1)  # the cancel: maybe landed
+    result = await stoppable(api, fake_time, rate=None).process(ROW)
+    assert api.calls == [(Op.CANCEL, "order-1")]  # no query, no second cancel
+    assert result.outcome is Outcome.FAILED and result.attempts == 1
+    assert result.detail == "the run stopped before its next request (last: timeout)"
+
+
+async def test_a_worker_held_behind_an_outage_leaves_at_the_stop() -> None:
+    gate = StopGate()
+    api = StoppingApi(gate, Reply(201), stop_at=0)
+    health = Health(threshold=3, give_up_after=10_000)
+    c = Canceller(api, OneToken(), Throttle(None), health, max_attempts=3, stop=gate)
+    health.declare_outage()  # every worker waits for its probe turn (0.5 s, 1 s, ...)
+    held = asyncio.create_task(c.process(ROW))
+    await asyncio.sleep(0)
+    gate.stop()
+    with pytest.raises(Stopped):
+        await asyncio.wait_for(held, 10)  # a hang guard: it returns at the stop
+    assert api.calls == []
+
+
+class StoppingJournal:
+    """The signal arrives while the intent is being journaled: the last wait before a send."""
+
+    def __init__(self, gate: StopGate) -> None:
+        self.gate = gate
+
+    async def record(self, merchant: str, reference: str) -> None:
+        self.gate.stop()
+        await asyncio.sleep(0)
+
+
+async def test_the_gate_is_checked_after_the_last_wait_before_the_send(
+    fake_time: FakeTime,
+) -> None:
+    gate = StopGate()
+    api = StoppingApi(gate, Reply(201), stop_at=0)
+    health = Health(threshold=3, give_up_after=10_000, clock=fake_time)
+    c = Canceller(
+        api,
+        OneToken(),
+        Throttle(None),
+        health,
+        max_attempts=3,
+        journal=StoppingJournal(gate),
+        stop=gate,
+    )
+    with pytest.raises(Stopped):
+        await c.process(ROW)
+    assert api.calls == [] and gate.sent == 0

@@ -78,9 +78,12 @@ class FakeJournal:
     references: list[str] = field(default_factory=list)
     calls: int = 0
 
-    def record(self, pairs: list[tuple[str, str]]) -> None:
+    def append(self, pairs: list[tuple[str, str]]) -> None:
         self.calls += 1
         self.references.extend(ref for _, ref in pairs)
+
+    def sync(self) -> None:
+        pass
 
 
 @dataclass

@@ -1,13 +1,22 @@
-"""Outbox: a loop turn's finished rows reach the report with one write; adding never blocks."""
+"""Outbox: a loop turn's finished rows reach the report with one write; adding never blocks;
+its intents are durable before their cancels go out."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
-from worker.model import Outcome, Result
+from worker.control.health import Health
+from worker.control.throttle import Throttle
+from worker.model import Op, Outcome, Reply, Result, Row
+from worker.report.journal import IntentJournal
 from worker.report.storage import StorageError
+from worker.run.canceller import Canceller
 from worker.run.outbox import WRITE_BATCH, Outbox
 from worker.run.summary import Tally
 
@@ -68,10 +77,13 @@ class Journal:
         self.writes: list[list[tuple[str, str]]] = []
         self.full = full
 
-    def record(self, pairs: list[tuple[str, str]]) -> None:
+    def append(self, pairs: list[tuple[str, str]]) -> None:
         if self.full:
             raise StorageError("r.csv.journal: No space left on device")
         self.writes.append(pairs)
+
+    def sync(self) -> None:
+        pass
 
 
 async def test_a_turns_intents_are_one_journal_write_after_its_rows() -> None:
@@ -115,3 +127,92 @@ async def test_a_writer_that_breaks_in_any_way_stops_the_cancels_waiting_on_it()
     with pytest.raises(StorageError, match="ValueError: encoding bug"):
         await outbox.record("T1", "next")  # fails closed: that cancel is not sent
     assert journal.writes == [] and outbox.unwritten == 1
+
+
+class RecordingSync:
+    """Stands in for `fdatasync`: remembers which intents were in the file when it returned."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.synced: set[str] = set()
+        self.calls = 0
+        self.fail = fail
+
+    def __call__(self, fd: int, path: Path) -> None:
+        if self.fail:
+            raise StorageError(f"{path}: Input/output error")
+        self.calls += 1
+        self.synced |= {json.loads(line)[1] for line in path.read_bytes().splitlines()}
+
+
+@dataclass
+class SendingApi:
+    """Records each cancel and whether its intent had been synced when it was sent."""
+
+    durable: RecordingSync
+    sent: list[tuple[str, bool]] = field(default_factory=list)
+
+    async def call(
+        self, op: Op, merchant: str, reference: str, token: str, comment: str | None = None
+    ) -> Reply:
+        self.sent.append((reference, reference in self.durable.synced))
+        await asyncio.sleep(0)  # the answer comes on a later turn, as over a socket
+        return Reply(201)
+
+
+class Token:
+    refreshes = 0
+
+    async def get(self) -> str:
+        return "jwt"
+
+    def invalidate(self, token: str) -> None:
+        pass
+
+
+def cancellers_over(tmp_path: Path, durable: RecordingSync) -> tuple[Canceller, SendingApi]:
+    outbox = Outbox(Writer(), Tally(), IntentJournal(tmp_path / "r.csv.journal", durable=durable))
+    api = SendingApi(durable)
+    health = Health(threshold=3, give_up_after=60)
+    canceller = Canceller(api, Token(), Throttle(None), health, max_attempts=3, journal=outbox)
+    return canceller, api
+
+
+async def test_no_cancel_is_sent_before_the_sync_of_its_batch_returned(tmp_path: Path) -> None:
+    durable = RecordingSync()
+    canceller, api = cancellers_over(tmp_path, durable)
+    rows = [Row(i, "T1", f"r{i}") for i in range(40)]
+    results = await asyncio.gather(*(canceller.process(row) for row in rows))
+    assert {r.outcome for r in results} == {Outcome.CANCELED}
+    assert sorted(api.sent) == sorted((row.reference, True) for row in rows)
+    assert durable.calls < len(rows)  # one sync per batch, not per cancel
+
+
+async def test_a_sync_that_fails_sends_nothing(tmp_path: Path) -> None:
+    canceller, api = cancellers_over(tmp_path, RecordingSync(fail=True))
+    with pytest.raises(StorageError, match="Input/output error"):
+        await canceller.process(Row(2, "T1", "r2"))
+    assert api.sent == []
+
+
+async def test_the_loop_goes_on_during_a_sync_and_the_next_batches_share_one(
+    tmp_path: Path,
+) -> None:
+    started, release = threading.Event(), threading.Event()
+    calls: list[int] = []
+
+    def slow_disk(fd: int, path: Path) -> None:
+        calls.append(len(path.read_bytes().splitlines()))
+        started.set()
+        release.wait(10)  # a hang guard; the test releases it
+
+    journal = IntentJournal(tmp_path / "r.csv.journal", durable=slow_disk)
+    outbox = Outbox(Writer(), Tally(), journal)
+    first = asyncio.create_task(outbox.record("T1", "a"))
+    await asyncio.to_thread(started.wait, 10)  # the sync of "a" runs in a thread...
+    later = [asyncio.create_task(outbox.record("T1", ref)) for ref in ("b", "c")]
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # ...while the loop serves others: "b" and "c" are written
+    assert not first.done() and not any(t.done() for t in later)
+    release.set()
+    await asyncio.gather(first, *later)
+    assert calls == [1, 3]  # "a" alone, then one sync for the two that came meanwhile

@@ -1,0 +1,74 @@
+"""Secrets never leave the process: a token quoted by the API is masked in the report and
+the logs; a Pushgateway password is used as Basic auth and never printed."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import orjson
+from aiohttp import web
+
+from tests.support import answering, env_for, read_report, run_cli, sandbox, write_csv
+
+JWT = (
+    base64.urlsafe_b64encode(b'{"alg":"HS256","typ":"JWT"}').rstrip(b"=").decode()
+    + "."
+    + base64.urlsafe_b64encode(b'{"sub":"client-1","exp":4102444800}').rstrip(b"=").decode()
+    + ".c2lnbmF0dXJlLW9mLXRoZS10b2tlbg"
+)
+
+
+async def test_a_token_quoted_in_a_403_reaches_no_report_log_or_output(tmp_path: Path) -> None:
+    async def api(request: web.Request) -> web.Response:
+        if request.path.endswith("/connect/token"):
+            return web.json_response({"access_token": JWT, "expires_in": 3600})
+        problem = {
+            "type": "https://api.example/problems/forbidden",
+            "title": f"Forbidden for {request.headers['Authorization']}",
+            "detail": f"scope missing; request had Authorization: Bearer {JWT} (token {JWT})",
+        }
+        return web.Response(
+            status=403, body=orjson.dumps(problem), content_type="application/problem+json"
+        )
+
+    src = write_csv(tmp_path / "in.csv", [("r1", "T1"), ("r2", "T1")])
+    async with answering(api) as url:
+        env = env_for(
+            None,
+            BAMBORA_API_URL=url,
+            BAMBORA_AUTH_URL=f"{url}/connect/token",
+            BAMBORA_CLIENT_ID="client-1",
+            BAMBORA_CLIENT_SECRET="client-secret-1",
+        )
+        done = await run_cli(
+            "run", str(src), "--log-level", "debug", "--log-format", "json", env=env, cwd=tmp_path
+        )
+    assert done.code == 1, done.stderr[-2000:]
+    report = (tmp_path / "in.report.csv").read_text()
+    rows = read_report(tmp_path / "in.report.csv")
+    assert [r["outcome"] for r in rows] == ["rejected", "rejected"]
+    assert "Authorization: Bearer ***" in rows[0]["detail"]
+    for text in (report, done.stdout, done.stderr):
+        assert JWT not in text and JWT.split(".")[2] not in text
+
+
+async def test_a_pushgateway_password_is_basic_auth_and_never_printed(tmp_path: Path) -> None:
+    seen: list[str | None] = []
+
+    async def gateway(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization"))
+        return web.Response(status=500, text="try later")  # so the failure is logged
+
+    src = write_csv(tmp_path / "in.csv", [("a", "T1")])
+    async with sandbox() as server, answering(gateway) as url:
+        pushgateway = url.replace("http://", "http://metrics:pa55-w0rd-x@")
+        # wrong client secret: exit 3, whose summary ends with the command to run again
+        env = env_for(server, BAMBORA_CLIENT_SECRET="not-the-secret")
+        done = await run_cli("run", str(src), "--pushgateway", pushgateway, env=env, cwd=tmp_path)
+    assert done.code == 3, done.stderr[-2000:]
+    assert seen == ["Basic " + base64.b64encode(b"metrics:pa55-w0rd-x").decode()]
+    assert "metrics_push_failed" in done.stderr and "run the same command again" in done.stderr
+    for text in (done.stdout, done.stderr):
+        assert "pa55-w0rd-x" not in text
+    assert url.replace("http://", "http://***@") in done.stderr  # the hint says where it was
