@@ -54,6 +54,11 @@ def _common() -> list[Decorator]:
             help="CSV separator: one character, or 'tab'. [default: detected from the header: , ; tab or |]",
         ),
         _opt(
+            "--multiline-cells",
+            is_flag=True,
+            help="For a CSV whose quoted comment cells really hold line breaks: a quote may then span lines in the comment column (at most 256 characters). Without it one physical line is one row, and a quote left open at the end of its line makes that line invalid.",
+        ),
+        _opt(
             "--ca-bundle",
             metavar="PATH",
             help="PEM file of the CA certificates to trust instead of the system ones (a private or corporate CA); certificates are always verified.",

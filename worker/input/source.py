@@ -42,11 +42,14 @@ class Source:
     header; `feed`/`finish` (or `rows`, for a file) turn the rest into rows.
     """
 
-    def __init__(self, name: str, fmt: str, stream: IO[bytes], rereadable: bool) -> None:
+    def __init__(
+        self, name: str, fmt: str, stream: IO[bytes], rereadable: bool, multiline: bool = False
+    ) -> None:
         self.name = name
         self.format = fmt
         self.stream = stream
         self.rereadable = rereadable
+        self.multiline = multiline  # `--multiline-cells`: a quoted comment may span lines
         self.columns: Columns | None = None
         self.head = b""  # raw bytes read ahead, not yet parsed
         self._gunzip: Gunzip | None = None
@@ -84,7 +87,7 @@ class Source:
     def start(self, gunzip: Gunzip | None) -> None:
         self._lines = Lines()
         self._gunzip = gunzip
-        self._parser = RowParser(self.format, self.columns)
+        self._parser = RowParser(self.format, self.columns, self.multiline)
         self._rows = 0
 
     def feed(self, data: bytes) -> list[Parsed]:
@@ -155,13 +158,17 @@ def _is_rereadable(name: str, stream: IO[bytes]) -> bool:
 
 
 def open_input(
-    name: str, explicit_format: str | None = None, delimiter: str | None = None
+    name: str,
+    explicit_format: str | None = None,
+    delimiter: str | None = None,
+    multiline: bool = False,
 ) -> Source:
     """Open the input once and check it; raises InputError for an unusable file.
 
     `explicit_format` is `--input-format` (csv or jsonl; None: by name, else by
     content); `delimiter` is `--delimiter`, the CSV separator (one character or `tab`;
     None: detected from the header). Both are checked before the file is opened.
+    `multiline` is `--multiline-cells` (see `rows`).
 
     Reads until the line the checks need (the CSV header, the first non-blank JSON
     line) is complete and no further, so that on a pipe the check does not wait for
@@ -177,14 +184,16 @@ def open_input(
     except OSError as exc:
         raise InputError(f"cannot open input {name}: {exc.strerror or exc}") from None
     try:
-        return _check(name, fmt, delimiter, stream)
+        return _check(name, fmt, delimiter, stream, multiline)
     except BaseException:
         if stream is not sys.stdin.buffer:
             stream.close()
         raise
 
 
-def _check(name: str, fmt: str | None, delimiter: str | None, stream: IO[bytes]) -> Source:
+def _check(
+    name: str, fmt: str | None, delimiter: str | None, stream: IO[bytes], multiline: bool
+) -> Source:
     raw, eof = _read_ahead(name, stream, fmt)
     gzipped = raw[:2] == GZIP_MAGIC
     try:
@@ -198,7 +207,7 @@ def _check(name: str, fmt: str | None, delimiter: str | None, stream: IO[bytes])
     look = first_look(plain, fmt, eof)
     refuse_binary(name, plain, look)
     fmt = fmt or sniff_format(plain)
-    source = Source(name, fmt, stream, _is_rereadable(name, stream))
+    source = Source(name, fmt, stream, _is_rereadable(name, stream), multiline)
     if fmt == "csv":
         if not look.complete or len(look.line) > MAX_LINE:
             raise InputError(f"{name}: the header (line 1) is over {MAX_LINE:,} bytes long")

@@ -86,7 +86,7 @@ def _prepare(settings: Settings, lock: ReportLock) -> Prepared:
     if not lock.supported:
         logs.log.warning("report_not_locked", report=str(settings.report), why=NO_LOCKS)
     try:
-        source = open_input(settings.input, settings.input_format, settings.delimiter)
+        source = _open(settings)
     except (InputError, ReportError) as exc:
         raise UsageError(str(exc)) from None
     try:
@@ -121,6 +121,12 @@ def _prepare(settings: Settings, lock: ReportLock) -> Prepared:
         )
     return Prepared(
         settings, source, prior, pending, deduper, total, lock, runs, sha, left, to_send
+    )
+
+
+def _open(settings: Settings) -> Source:
+    return open_input(
+        settings.input, settings.input_format, settings.delimiter, settings.multiline_cells
     )
 
 
@@ -167,7 +173,7 @@ class Survey:
 def _prepass(settings: Settings, run_source: Source, prior: PriorRows) -> Survey:
     """First read of a file: count rows, find keys that may repeat (see `dedup`), count
     what an earlier run settled and what this one would send, hash the file's bytes."""
-    source = open_input(settings.input, settings.input_format, settings.delimiter)
+    source = _open(settings)
     finder = CandidateFinder(run_source.estimated_lines())
     rows = settled = 0
     to_send: Counter[str] = Counter()

@@ -1,0 +1,66 @@
+"""The input read is the input checked: one physical line is one row unless told
+otherwise, and a torn multi-line report row is repaired. The real CLI, the sandbox."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.support import cancel_requests, env_for, read_report, run_cli, sandbox
+
+FAST = ("--rate", "2000", "--concurrency", "8", "--log-format", "json")
+
+#: Issue 18, item 9: a quote left open on line 2; line 4 has a `"` of its own.
+QUOTE_THEN_QUOTE = (
+    "payment_reference,merchant_number,comment\n"
+    'Q-1,T1,"unclosed quote\n'
+    "Q-2,T1,fine\n"
+    'Q-3,T1,a 5" screen\n'
+    "Q-4,T1,fine\n"
+)
+
+
+def events(stderr: str, name: str) -> list[dict[str, object]]:
+    found = [json.loads(x) for x in stderr.splitlines() if x.startswith("{")]
+    return [e for e in found if e.get("event") == name]
+
+
+async def test_a_quote_left_open_costs_its_own_line_only(tmp_path: Path) -> None:
+    src = tmp_path / "q.csv"
+    src.write_text(QUOTE_THEN_QUOTE)
+    async with sandbox() as server:
+        done = await run_cli("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
+        assert done.code == 1, done.stderr[-2000:]  # the invalid row
+        rows = {r["line"]: r for r in read_report(tmp_path / "q.report.csv")}
+        assert sorted(rows) == ["2", "3", "4", "5"]
+        assert rows["2"]["outcome"] == "invalid"
+        assert "a quoted field is not closed on this line" in rows["2"]["detail"]
+        for line, ref in (("3", "Q-2"), ("4", "Q-3"), ("5", "Q-4")):
+            assert (rows[line]["payment_reference"], rows[line]["outcome"]) == (ref, "canceled")
+            assert cancel_requests(server, ref) == 1
+        assert rows["4"]["comment"] == 'a 5" screen'
+        assert cancel_requests(server) == 3
+    (summary,) = events(done.stderr, "summary")
+    assert summary["lines_read"] == 5 and summary["rows_read"] == summary["rows_reported"] == 4
+    assert not events(done.stderr, "lines_lost")
+
+
+async def test_multiline_cells_keeps_quoted_line_breaks_when_asked(tmp_path: Path) -> None:
+    src = tmp_path / "q.csv"
+    src.write_text(QUOTE_THEN_QUOTE + 'Q-5,T1,"two\nlines"\n')
+    async with sandbox() as server:
+        # set through its environment variable, as a container would
+        env = env_for(server, CANCEL_WORKER_MULTILINE_CELLS="1")
+        done = await run_cli("run", str(src), *FAST, env=env, cwd=tmp_path)
+        assert done.code == 1, done.stderr[-2000:]
+        rows = {r["line"]: r for r in read_report(tmp_path / "q.report.csv")}
+        # the comment opened on line 2 runs on to the quote of line 4: lines 2-4 are one
+        # row (which then breaks off: invalid), as cells that hold line breaks are read
+        assert sorted(rows) == ["2", "5", "6"]
+        assert rows["2"]["outcome"] == "invalid" and "cannot parse CSV" in rows["2"]["detail"]
+        assert (rows["5"]["payment_reference"], rows["5"]["outcome"]) == ("Q-4", "canceled")
+        assert (rows["6"]["comment"], rows["6"]["outcome"]) == ("two\nlines", "canceled")
+        assert cancel_requests(server) == 2
+    (summary,) = events(done.stderr, "summary")
+    assert summary["lines_read"] == 7 and summary["rows_read"] == summary["rows_reported"] == 3
+    assert not events(done.stderr, "lines_lost")
