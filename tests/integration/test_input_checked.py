@@ -64,3 +64,36 @@ async def test_multiline_cells_keeps_quoted_line_breaks_when_asked(tmp_path: Pat
     (summary,) = events(done.stderr, "summary")
     assert summary["lines_read"] == 7 and summary["rows_read"] == summary["rows_reported"] == 3
     assert not events(done.stderr, "lines_lost")
+
+
+async def test_a_torn_last_row_inside_a_multiline_cell_is_repaired(tmp_path: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text(
+        "".join(
+            json.dumps({"payment_reference": f"m{i}", "merchant_number": "T1", "comment": c}) + "\n"
+            for i, c in enumerate(f"note {i}\nsecond line {i}" for i in range(5))
+        )
+    )
+    report = tmp_path / "in.report.csv"
+    async with sandbox() as server:
+        first = await run_cli("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
+        assert first.code == 0, first.stderr[-2000:]
+        whole = report.read_bytes()
+        # a power cut inside the last row's echoed comment, after its line break
+        cut = whole.rindex(b"second line") + 4
+        report.write_bytes(whole[:cut])
+        start = whole.rindex(b"\n", 0, whole.rindex(b"\nsecond line")) + 1  # the row's start
+        torn_ref = whole[start:cut].split(b",")[2].decode()
+        again = await run_cli("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
+        assert again.code == 0, again.stderr[-2000:]
+        (repaired,) = events(again.stderr, "report_repaired")
+        assert repaired["removed_bytes"] == cut - start
+        rows = read_report(report)
+        assert len(rows) == 5 and {r["comment"] for r in rows} == {
+            f"note {i}\nsecond line {i}" for i in range(5)
+        }
+        # the torn row's reference was asked again: its cancel had landed
+        by_ref = {r["payment_reference"]: r["outcome"] for r in rows}
+        assert by_ref.pop(torn_ref) == "already_canceled"
+        assert set(by_ref.values()) == {"canceled"}
+        assert max(server.state.cancels_applied.values()) == 1
