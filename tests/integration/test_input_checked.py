@@ -3,10 +3,11 @@ otherwise, and a torn multi-line report row is repaired. The real CLI, the sandb
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
-from tests.support import cancel_requests, env_for, read_report, run_cli, sandbox
+from tests.support import cancel_requests, env_for, read_report, run_cli, sandbox, write_csv
 
 FAST = ("--rate", "2000", "--concurrency", "8", "--log-format", "json")
 
@@ -18,6 +19,16 @@ QUOTE_THEN_QUOTE = (
     'Q-3,T1,a 5" screen\n'
     "Q-4,T1,fine\n"
 )
+
+
+def runs_of(report: Path) -> list[dict[str, object]]:
+    path = report.with_name(report.name + ".runs.jsonl")
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+def append(path: Path, text: str) -> None:
+    with open(path, "a") as f:
+        f.write(text)
 
 
 def events(stderr: str, name: str) -> list[dict[str, object]]:
@@ -97,3 +108,58 @@ async def test_a_torn_last_row_inside_a_multiline_cell_is_repaired(tmp_path: Pat
         assert by_ref.pop(torn_ref) == "already_canceled"
         assert set(by_ref.values()) == {"canceled"}
         assert max(server.state.cancels_applied.values()) == 1
+
+
+async def test_an_input_that_grows_during_the_run_sends_only_what_was_counted(
+    tmp_path: Path,
+) -> None:
+    src = write_csv(tmp_path / "grow.csv", [(f"grow-{i:03d}", "T1") for i in range(300)])
+    counted = src.read_bytes()
+    report = tmp_path / "grow.report.csv"
+    async with sandbox() as server:
+
+        async def append_mid_run(proc: object) -> None:
+            # the moment the first cancel arrives, a producer appends 50 repeats
+            await server.state.wait_for(lambda st: cancel_requests(server) >= 1, within=30)
+            append(src, "".join(f"grow-{i:03d},T1\n" for i in range(50)))
+
+        done = await run_cli(
+            "run",
+            str(src),
+            "--rate",
+            "100",
+            "--log-format",
+            "json",
+            env=env_for(server),
+            cwd=tmp_path,
+            after_start=append_mid_run,
+        )
+        assert done.code == 0, done.stderr[-2000:]
+        assert src.stat().st_size > len(counted)  # it did grow during the run
+        refs = [f"grow-{i:03d}" for i in range(300)]
+        assert [cancel_requests(server, r) for r in refs] == [1] * 300
+        assert max(server.state.cancels_applied.values()) == 1
+        rows = read_report(report)
+        assert sorted(int(r["line"]) for r in rows) == list(range(2, 302))
+        assert {r["outcome"] for r in rows} == {"canceled"}
+        (grew,) = events(done.stderr, "input_grew")
+        assert grew["bytes_not_read"] == src.stat().st_size - len(counted)
+        (record,) = runs_of(report)
+        assert record["input_sha256"] == hashlib.sha256(counted).hexdigest()
+        assert record["rows_read"] == 300 and record["input_complete"] is True
+
+        # the longer file is another input: refused as such, nothing sent
+        before = len(server.state.requests)
+        again = await run_cli("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
+        assert again.code == 2 and "--allow-changed-input" in again.stderr
+        assert len(server.state.requests) == before
+        # told it is the same file grown: only the new lines are read, and they repeat
+        # earlier rows, so they are reported duplicate and nothing is sent
+        grown = await run_cli(
+            "run", str(src), *FAST, "--allow-changed-input", env=env_for(server), cwd=tmp_path
+        )
+        assert grown.code == 0, grown.stderr[-2000:]
+        assert len(server.state.requests) == before
+        new = [r for r in read_report(report) if int(r["line"]) > 301]
+        assert sorted(int(r["line"]) for r in new) == list(range(302, 352))
+        assert {r["outcome"] for r in new} == {"duplicate"}

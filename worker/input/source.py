@@ -20,6 +20,7 @@ import sys
 from collections.abc import AsyncGenerator, Iterator
 from typing import IO
 
+from worker.input.fingerprint import Digest, Fingerprint, Verifier
 from worker.input.header import Columns, delimiter_option, parse_header
 from worker.input.lines import CHUNK, GZIP_MAGIC, MAX_LINE, Gunzip, InputError, Lines
 from worker.input.parsed import Parsed
@@ -58,7 +59,9 @@ class Source:
         self._rows = 0
         # SHA-256 of the bytes as stored (gzip included): what binds a report to its
         # input. Off for a file's second pass, whose first pass already hashed it.
-        self.digest: hashlib._Hash | None = hashlib.sha256()
+        self.digest: Digest | None = hashlib.sha256()
+        # A file's second pass reads only what its first pass fingerprinted.
+        self._verifier: Verifier | None = None
 
     @property
     def fd(self) -> int:
@@ -115,12 +118,29 @@ class Source:
         for batch in self.batches():
             yield from batch
 
+    def expect(self, fingerprint: Fingerprint) -> None:
+        """Read only the bytes a first pass fingerprinted, each checked before it is
+        parsed (see `fingerprint`); raises `InputChanged` when they differ."""
+        self._verifier = Verifier(fingerprint, self.name)
+
+    def grown(self) -> int:
+        """Bytes the file holds beyond what its first pass read (not read by this one)."""
+        check = self._verifier
+        return max(os.fstat(self.fd).st_size - check.size, 0) if check else 0
+
     def batches(self) -> Iterator[list[Parsed]]:
         """The rows of each chunk read, in order, from a file that does not block."""
         head, self.head = self.head, b""
-        yield self.feed(head)
-        while data := os.read(self.fd, CHUNK):
-            yield self.feed(data)
+        check = self._verifier
+        if check is None:
+            yield self.feed(head)
+            while data := os.read(self.fd, CHUNK):
+                yield self.feed(data)
+        else:
+            yield self.feed(check.feed(head))
+            while (want := check.wanted()) and (data := os.read(self.fd, want)):
+                yield self.feed(check.feed(data))
+            check.finish()
         yield self.finish()
 
     def estimated_lines(self) -> int:

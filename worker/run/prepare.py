@@ -15,6 +15,7 @@ from typing import Any
 
 from worker.input.admission import Admission, screen, unsent_before
 from worker.input.dedup import CandidateDeduper, CandidateFinder, Deduper, ExactDeduper, key_of
+from worker.input.fingerprint import Fingerprint, Recorder
 from worker.input.lines import InputError
 from worker.input.source import Source, open_input
 from worker.model import Mode, Row
@@ -100,7 +101,9 @@ def _prepare(settings: Settings, lock: ReportLock) -> Prepared:
         if source.rereadable:
             source.digest = None  # the pre-pass hashes the file
             survey = _prepass(settings, source, prior)
-            deduper, total, left, sha = survey.deduper, survey.rows, survey.left, survey.sha256
+            source.expect(survey.fingerprint)  # the run reads what the pre-pass counted
+            deduper, total, left = survey.deduper, survey.rows, survey.left
+            sha = survey.fingerprint.sha256
             to_send = survey.to_send
             _check_cap(settings, sum(to_send.values()))
         _check_binding(settings, prior, runs, sha)
@@ -164,7 +167,7 @@ class Survey:
     deduper: CandidateDeduper
     rows: int  # rows of this shard
     left: int  # of those, rows the report does not settle yet
-    sha256: str
+    fingerprint: Fingerprint  # the bytes read: their size, SHA-256 and block marks
     #: merchant -> references this run would send (first sight, not settled; a key the
     #: duplicate filter mistook for a repeat, ~0.1 %, is missing from it)
     to_send: Counter[str]
@@ -172,8 +175,9 @@ class Survey:
 
 def _prepass(settings: Settings, run_source: Source, prior: PriorRows) -> Survey:
     """First read of a file: count rows, find keys that may repeat (see `dedup`), count
-    what an earlier run settled and what this one would send, hash the file's bytes."""
+    what an earlier run settled and what this one would send, fingerprint the bytes."""
     source = _open(settings)
+    source.digest = recorder = Recorder()
     finder = CandidateFinder(run_source.estimated_lines())
     rows = settled = 0
     to_send: Counter[str] = Counter()
@@ -197,11 +201,6 @@ def _prepass(settings: Settings, run_source: Source, prior: PriorRows) -> Survey
         raise InputError(f"cannot read input {settings.input}: {exc}") from None
     finally:
         source.close()
-    assert source.digest is not None
     return Survey(
-        CandidateDeduper(finder.candidates),
-        rows,
-        rows - settled,
-        source.digest.hexdigest(),
-        to_send,
+        CandidateDeduper(finder.candidates), rows, rows - settled, recorder.fingerprint(), to_send
     )
