@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 import click
 
 from worker import __version__
+from worker.input.lines import InputError
 from worker.model import Mode
 from worker.observe import logs
 from worker.options import job_options
@@ -82,7 +83,13 @@ def _job(mode: Mode, kw: dict[str, Any]) -> None:
     except UsageError as exc:
         _fail_usage(str(exc))
         return
-    if not _go_ahead(prepared):
+    try:
+        go = _go_ahead(prepared)
+    except InputError as exc:  # the preview's exact count reads the file once more
+        prepared.lock.release()
+        _fail_usage(str(exc))
+        return
+    if not go:
         prepared.lock.release()
         _fail_usage("not confirmed: nothing was sent")
         return

@@ -163,3 +163,44 @@ async def test_an_input_that_grows_during_the_run_sends_only_what_was_counted(
         new = [r for r in read_report(report) if int(r["line"]) > 301]
         assert sorted(int(r["line"]) for r in new) == list(range(302, 352))
         assert {r["outcome"] for r in new} == {"duplicate"}
+
+
+#: PYTHONHASHSEED values (the duplicate filter's hashes are salted per process) with
+#: which the count before sending used to say 19,998 or 19,999 for 20,000 references.
+MISCOUNTED_SEEDS = ("2", "4", "5")
+
+
+async def test_counts_before_sending_are_exact_on_every_try(tmp_path: Path) -> None:
+    src = write_csv(tmp_path / "exact.csv", [(f"exact-{i:05d}", "T1") for i in range(20_000)])
+    async with sandbox() as server:
+        for seed in MISCOUNTED_SEEDS:
+            dry = await run_cli(
+                "run",
+                str(src),
+                "--dry-run",
+                "--max-references",
+                "20000",
+                "--report",
+                f"dry-{seed}.csv",
+                env=env_for(None, PYTHONHASHSEED=seed),
+                cwd=tmp_path,
+            )
+            assert dry.code == 0, dry.stderr[-2000:]
+            assert "about to cancel 20,000 references" in dry.stderr
+            rows = read_report(tmp_path / f"dry-{seed}.csv")
+            assert len(rows) == 20_000 and {r["outcome"] for r in rows} == {"would_cancel"}
+
+            capped = await run_cli(
+                "run",
+                str(src),
+                *FAST,
+                "--max-references",
+                "19999",
+                "--report",
+                f"capped-{seed}.csv",
+                env=env_for(server, PYTHONHASHSEED=seed),
+                cwd=tmp_path,
+            )
+            assert capped.code == 2, capped.stderr[-2000:]
+            assert "holds 20,000 references to send" in capped.stderr
+            assert len(server.state.requests) == server.state.tokens_issued == 0

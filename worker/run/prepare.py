@@ -26,6 +26,7 @@ from worker.report.records import ReportError
 from worker.report.resume import PriorRows, load_report, policy_for
 from worker.report.runs import Binding, check_binding, read_runs
 from worker.report.writer import check_report_path
+from worker.run.count import Counts
 from worker.settings import Settings, run_kind
 
 NO_LOCKS = "this filesystem does not support locks: make sure no other run uses this report"
@@ -49,7 +50,13 @@ class Prepared:
     runs: list[dict[str, Any]] = field(default_factory=list)  # the report's earlier runs
     input_sha256: str | None = None  # known before sending for a file only
     left: int | None = None  # rows of this shard the report does not yet settle
-    to_send: Counter[str] | None = None  # merchant -> references to send (files only)
+    counts: Counts | None = None  # references to send (files only), exact when asked
+
+    @property
+    def to_send(self) -> Counter[str] | None:
+        """merchant -> references this run will send, exact (None: a stream, not
+        counted). May read the file once more (see `count`): raises InputError."""
+        return self.counts.exact() if self.counts is not None else None
 
     def admission(self) -> Admission:
         s = self.settings
@@ -97,15 +104,23 @@ def _prepare(settings: Settings, lock: ReportLock) -> Prepared:
         pending = IntentJournal.load(journal_path(settings.report), prior) if sends else set()
         deduper: Deduper = ExactDeduper()
         total = left = sha = None
-        to_send: Counter[str] | None = None
+        counts: Counts | None = None
         if source.rereadable:
             source.digest = None  # the pre-pass hashes the file
             survey = _prepass(settings, source, prior)
             source.expect(survey.fingerprint)  # the run reads what the pre-pass counted
             deduper, total, left = survey.deduper, survey.rows, survey.left
             sha = survey.fingerprint.sha256
-            to_send = survey.to_send
-            _check_cap(settings, sum(to_send.values()))
+            counts = Counts(
+                settings,
+                prior,
+                lambda: _open(settings),
+                survey.fingerprint,
+                survey.candidates,
+                survey.to_send,
+            )
+            if settings.max_references is not None:
+                _check_cap(settings, sum(counts.exact().values()))
         _check_binding(settings, prior, runs, sha)
     except (InputError, ReportError) as exc:
         source.close()
@@ -122,9 +137,7 @@ def _prepare(settings: Settings, lock: ReportLock) -> Prepared:
             f"runs, {'?' if left is None else left} references left"
             + ("" if done is None else f" ({done} settled)"),
         )
-    return Prepared(
-        settings, source, prior, pending, deduper, total, lock, runs, sha, left, to_send
-    )
+    return Prepared(settings, source, prior, pending, deduper, total, lock, runs, sha, left, counts)
 
 
 def _open(settings: Settings) -> Source:
@@ -169,8 +182,9 @@ class Survey:
     left: int  # of those, rows the report does not settle yet
     fingerprint: Fingerprint  # the bytes read: their size, SHA-256 and block marks
     #: merchant -> references this run would send (first sight, not settled; a key the
-    #: duplicate filter mistook for a repeat, ~0.1 %, is missing from it)
+    #: duplicate filter mistook for a repeat, ~0.1 %, is missing from it: see `count`)
     to_send: Counter[str]
+    candidates: dict[bytes, int]  # keys that may repeat -> the offer that made them one
 
 
 def _prepass(settings: Settings, run_source: Source, prior: PriorRows) -> Survey:
@@ -202,5 +216,10 @@ def _prepass(settings: Settings, run_source: Source, prior: PriorRows) -> Survey
     finally:
         source.close()
     return Survey(
-        CandidateDeduper(finder.candidates), rows, rows - settled, recorder.fingerprint(), to_send
+        CandidateDeduper(finder.candidates),
+        rows,
+        rows - settled,
+        recorder.fingerprint(),
+        to_send,
+        finder.candidates,
     )
