@@ -56,7 +56,7 @@ def _common() -> list[Decorator]:
         _opt(
             "--multiline-cells",
             is_flag=True,
-            help="For a CSV whose quoted comment cells really hold line breaks: a quote may then span lines in the comment column (at most 256 characters). Without it one physical line is one row, and a quote left open at the end of its line makes that line invalid.",
+            help=f"For a CSV whose quoted comment cells really hold line breaks: a quote may then span lines in the comment column (at most {MAX_COMMENT} characters). Without it one physical line is one row, and a quote left open at the end of its line makes that line invalid.",
         ),
         _opt(
             "--ca-bundle",
