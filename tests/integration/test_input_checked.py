@@ -204,3 +204,46 @@ async def test_counts_before_sending_are_exact_on_every_try(tmp_path: Path) -> N
             assert capped.code == 2, capped.stderr[-2000:]
             assert "holds 20,000 references to send" in capped.stderr
             assert len(server.state.requests) == server.state.tokens_issued == 0
+
+
+def overwrite(path: Path, old: bytes, new: bytes) -> None:
+    """Edit the file in place (same inode, same length), as an editor's save-in-place."""
+    with open(path, "r+b") as f:
+        data = f.read()
+        f.seek(data.index(old))
+        f.write(new)
+
+
+async def test_an_input_edited_in_place_during_the_run_stops_at_the_edit(
+    tmp_path: Path,
+) -> None:
+    # 1,000 rows of ~260 bytes: four 64 KiB blocks; row 650 lies in the third
+    rows = [(f"ed-{i:05d}", "T1", "x" * 240) for i in range(1000)]
+    src = write_csv(tmp_path / "ed.csv", rows, header="payment_reference,merchant_number,comment")
+    async with sandbox() as server:
+
+        async def edit_mid_run(proc: object) -> None:
+            # at the first cancel, row 650 becomes a repeat of row 0 the count never saw
+            await server.state.wait_for(lambda st: cancel_requests(server) >= 1, within=30)
+            overwrite(src, b"ed-00650,", b"ed-00000,")
+
+        done = await run_cli(
+            "run",
+            str(src),
+            "--rate",
+            "300",
+            "--log-format",
+            "json",
+            env=env_for(server),
+            cwd=tmp_path,
+            after_start=edit_mid_run,
+        )
+        assert done.code == 1, done.stderr[-2000:]
+        (error,) = events(done.stderr, "input_error")
+        assert "changed during the run" in str(error["error"])
+        assert cancel_requests(server, "ed-00000") == 1
+        assert max(server.state.cancels_applied.values()) == 1
+        lines = sorted(int(r["line"]) for r in read_report(tmp_path / "ed.report.csv"))
+        assert lines == list(range(2, 2 + len(lines))) and len(lines) < 650
+        (record,) = runs_of(tmp_path / "ed.report.csv")
+        assert record["input_complete"] is False
