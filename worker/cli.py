@@ -26,6 +26,7 @@ import rich_click
 
 from worker import __version__
 from worker.exits import help_text
+from worker.input.lines import InputError
 from worker.model import Mode
 from worker.observe import logs
 from worker.options import OTHER_PANEL, check_environment, job_options
@@ -87,7 +88,13 @@ def _job(mode: Mode, kw: dict[str, Any]) -> None:
     except UsageError as exc:
         _fail_usage(str(exc))
         return
-    if (refusal := _refusal(prepared)) is not None:
+    try:
+        refusal = _refusal(prepared)
+    except InputError as exc:  # the preview's exact count reads the file once more
+        prepared.lock.release()
+        _fail_usage(str(exc))
+        return
+    if refusal is not None:
         prepared.lock.release()
         _fail_usage(refusal)
         return

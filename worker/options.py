@@ -46,6 +46,7 @@ PANELS: dict[str, list[str]] = {
         "--retry-outcomes",
         "--input-format",
         "--delimiter",
+        "--multiline-cells",
     ],
     "Safety": [
         "--dry-run",
@@ -129,6 +130,11 @@ def _common(run: bool) -> list[Decorator]:
             "--delimiter",
             metavar="CHAR",
             help="CSV separator: one character, or 'tab'. [default: from the header]",
+        ),
+        _opt(
+            "--multiline-cells",
+            is_flag=True,
+            help=f"For a CSV whose quoted comment cells really hold line breaks: a quote may then span lines in the comment column (at most {MAX_COMMENT} characters). Without it one physical line is one row, and a quote left open at the end of its line makes that line invalid.",
         ),
         _opt(
             "--ca-bundle",

@@ -95,6 +95,7 @@ class Settings:
     stop_on_rejections: int = 20
     retry_outcomes: frozenset[Outcome] = frozenset()
     delimiter: str | None = None  # CSV separator; None: detected from the header
+    multiline_cells: bool = False  # a quoted CSV comment may span lines (else: one line, one row)
     ca_bundle: str | None = None  # PEM file of the CAs to trust instead of the system's
     strict: bool = False  # not_cancelable / not_found also exit 1
     card: bool = True  # write the report card page (<report>.html) at the end
@@ -175,6 +176,7 @@ def build_settings(mode: Mode, kw: Mapping[str, Any], env: Mapping[str, str]) ->
         stop_on_rejections=_given(kw, "stop_on_rejections"),
         retry_outcomes=parse_retry_outcomes(kw.get("retry_outcomes") or ""),
         delimiter=kw.get("delimiter") or None,
+        multiline_cells=bool(kw.get("multiline_cells")),
         ca_bundle=_checked_bundle(kw.get("ca_bundle")),
         card=not kw.get("no_card"),
         pushgateway=kw.get("pushgateway") or None,

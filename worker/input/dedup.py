@@ -11,12 +11,21 @@ grows with the input).
 
 Only valid rows take part: an `invalid` row was never sent, so a corrected copy of it
 later in the file is not "sent again" (README: "duplicate ... is not sent again").
+
+Counting before sending must be exact too (the preview, `--max-references`), and the
+first pass alone cannot count a key whose *first* row the filter mistook for a repeat.
+So the finder remembers, per candidate, the offer that made it one (an int beside the
+digest: ~120 bytes a candidate instead of ~100), and `FirstSights`, offered the same
+keys in the same order by one more pass, tells exactly which candidates were first
+seen at that offer: no earlier offer of theirs. It holds only the candidates seen
+before they became candidates, that is the real duplicates (~90 bytes each).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Container, Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from typing import Protocol
 
 from rbloom import Bloom
@@ -53,7 +62,7 @@ class ExactDeduper:
 class CandidateDeduper:
     """Exact, given the keys a first pass found to repeat (or to collide in the filter)."""
 
-    def __init__(self, candidates: set[bytes]) -> None:
+    def __init__(self, candidates: Container[bytes]) -> None:
         self._candidates = candidates
         self._seen: dict[bytes, int] = {}
 
@@ -71,20 +80,44 @@ class CandidateFinder:
 
     def __init__(self, expected: int) -> None:
         self._bloom = Bloom(max(expected, 1024), FALSE_POSITIVE_RATE)
-        self.candidates: set[bytes] = set()
+        #: key -> number of the offer (from 1) that made it a candidate
+        self.candidates: dict[bytes, int] = {}
+        self._offers = 0
 
     def offer(self, key: bytes) -> bool:
         """True if the key may have been offered before (a duplicate, or ~0.1 % chance)."""
+        self._offers += 1
         if key in self._bloom:
-            self.candidates.add(key)
+            self.candidates.setdefault(key, self._offers)
             return True
         self._bloom.add(key)
         return False
 
 
-def find_candidates(keys: Iterable[bytes], expected: int) -> set[bytes]:
+class FirstSights:
+    """One more pass over the same keys: which offers the finder took for repeats were
+    in fact a key's first sight (the filter's false positives), so counts are exact."""
+
+    def __init__(self, candidates: Mapping[bytes, int]) -> None:
+        self._entered = candidates
+        self._offers = 0
+        self._repeated: set[bytes] = set()  # candidates offered before they became one
+
+    def offer(self, key: bytes) -> bool:
+        """True for a key's first offer that the finder answered True (never counted)."""
+        self._offers += 1
+        entered = self._entered.get(key)
+        if entered is None:
+            return False
+        if self._offers < entered:
+            self._repeated.add(key)
+            return False
+        return self._offers == entered and key not in self._repeated
+
+
+def find_candidates(keys: Iterable[bytes], expected: int) -> AbstractSet[bytes]:
     """First pass: every key that may repeat an earlier one (a superset of the duplicates)."""
     finder = CandidateFinder(expected)
     for key in keys:
         finder.offer(key)
-    return finder.candidates
+    return finder.candidates.keys()

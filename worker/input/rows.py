@@ -1,10 +1,13 @@
 """Rows: physical lines to `Parsed` rows, for CSV (with its header) or JSON Lines.
 
 Every physical line is accounted for: it is the header, part of exactly one row, or
-blank. A CSV quote may span lines only in the `comment` column, and only for as many
-characters as a comment may have; any other quote that does not close on its own line
-is a stray: that line becomes an `invalid` row and reading resumes at the next
-physical line, so one bad quote can never swallow the rest of a file.
+blank. By default one physical line is one row: a quote still open at the end of its
+line makes that line an `invalid` row and reading resumes at the next line, whatever
+follows, so one stray quote can never take the lines after it (a reference never
+spans lines, and real void files never need a cell that does). With `multiline`
+(`--multiline-cells`, for files whose quoted comments really hold line breaks) a quote
+may span lines in the `comment` column only, and only for as many characters as a
+comment may have; any other open quote is a stray, as by default.
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ from worker.settings import MAX_COMMENT
 class RowParser:
     """Physical lines to `Parsed` rows, for one format; the header is already known."""
 
-    def __init__(self, fmt: str, columns: Columns | None) -> None:
+    def __init__(self, fmt: str, columns: Columns | None, multiline: bool = False) -> None:
         self._csv = fmt == "csv"
+        #: the column whose quoted cell may span lines (`--multiline-cells`), if any
+        self._spans = columns.comment if columns is not None and multiline else None
         self._columns = columns
         self._others = columns.others if columns else ()
         self._delimiter = columns.delimiter if columns else ","
@@ -124,8 +129,7 @@ class RowParser:
             return
         fields, error, open_col = self._split(text)
         if open_col is not None:
-            columns = self._columns
-            if columns is not None and open_col == columns.comment:
+            if open_col == self._spans:
                 self._pending, self._pending_start, self._pending_chars = [text], number, 0
                 return
             self.lines += 1
@@ -133,7 +137,7 @@ class RowParser:
             out.append(
                 error_row(
                     number,
-                    f"unbalanced quote in {what}: it does not close on its line "
+                    f"unbalanced quote in {what}: a quoted field is not closed on this line "
                     f"(the line: {excerpt(line)})",
                 )
             )

@@ -20,6 +20,7 @@ import sys
 from collections.abc import AsyncGenerator, Iterator
 from typing import IO
 
+from worker.input.fingerprint import Digest, Fingerprint, Verifier
 from worker.input.header import Columns, delimiter_option, parse_header
 from worker.input.lines import CHUNK, GZIP_MAGIC, MAX_LINE, Gunzip, InputError, Lines
 from worker.input.parsed import Parsed
@@ -43,11 +44,14 @@ class Source:
     header; `feed`/`finish` (or `rows`, for a file) turn the rest into rows.
     """
 
-    def __init__(self, name: str, fmt: str, stream: IO[bytes], rereadable: bool) -> None:
+    def __init__(
+        self, name: str, fmt: str, stream: IO[bytes], rereadable: bool, multiline: bool = False
+    ) -> None:
         self.name = name
         self.format = fmt
         self.stream = stream
         self.rereadable = rereadable
+        self.multiline = multiline  # `--multiline-cells`: a quoted comment may span lines
         self.columns: Columns | None = None
         self.head = b""  # raw bytes read ahead, not yet parsed
         self._gunzip: Gunzip | None = None
@@ -56,7 +60,9 @@ class Source:
         self._rows = 0
         # SHA-256 of the bytes as stored (gzip included): what binds a report to its
         # input. Off for a file's second pass, whose first pass already hashed it.
-        self.digest: hashlib._Hash | None = hashlib.sha256()
+        self.digest: Digest | None = hashlib.sha256()
+        # A file's second pass reads only what its first pass fingerprinted.
+        self._verifier: Verifier | None = None
 
     @property
     def fd(self) -> int:
@@ -85,7 +91,7 @@ class Source:
     def start(self, gunzip: Gunzip | None) -> None:
         self._lines = Lines()
         self._gunzip = gunzip
-        self._parser = RowParser(self.format, self.columns)
+        self._parser = RowParser(self.format, self.columns, self.multiline)
         self._rows = 0
 
     def feed(self, data: bytes) -> list[Parsed]:
@@ -113,12 +119,29 @@ class Source:
         for batch in self.batches():
             yield from batch
 
+    def expect(self, fingerprint: Fingerprint) -> None:
+        """Read only the bytes a first pass fingerprinted, each checked before it is
+        parsed (see `fingerprint`); raises `InputChanged` when they differ."""
+        self._verifier = Verifier(fingerprint, self.name)
+
+    def grown(self) -> int:
+        """Bytes the file holds beyond what its first pass read (not read by this one)."""
+        check = self._verifier
+        return max(os.fstat(self.fd).st_size - check.size, 0) if check else 0
+
     def batches(self) -> Iterator[list[Parsed]]:
         """The rows of each chunk read, in order, from a file that does not block."""
         head, self.head = self.head, b""
-        yield self.feed(head)
-        while data := os.read(self.fd, CHUNK):
-            yield self.feed(data)
+        check = self._verifier
+        if check is None:
+            yield self.feed(head)
+            while data := os.read(self.fd, CHUNK):
+                yield self.feed(data)
+        else:
+            yield self.feed(check.feed(head))
+            while (want := check.wanted()) and (data := os.read(self.fd, want)):
+                yield self.feed(check.feed(data))
+            check.finish()
         yield self.finish()
 
     def estimated_lines(self) -> int:
@@ -156,13 +179,17 @@ def _is_rereadable(name: str, stream: IO[bytes]) -> bool:
 
 
 def open_input(
-    name: str, explicit_format: str | None = None, delimiter: str | None = None
+    name: str,
+    explicit_format: str | None = None,
+    delimiter: str | None = None,
+    multiline: bool = False,
 ) -> Source:
     """Open the input once and check it; raises InputError for an unusable file.
 
     `explicit_format` is `--input-format` (csv or jsonl; None: by name, else by
     content); `delimiter` is `--delimiter`, the CSV separator (one character or `tab`;
     None: detected from the header). Both are checked before the file is opened.
+    `multiline` is `--multiline-cells` (see `rows`).
 
     Reads until the line the checks need (the CSV header, the first non-blank JSON
     line) is complete and no further, so that on a pipe the check does not wait for
@@ -178,14 +205,16 @@ def open_input(
     except OSError as exc:
         raise InputError(f"cannot open input {name}: {exc.strerror or exc}") from None
     try:
-        return _check(name, fmt, delimiter, stream)
+        return _check(name, fmt, delimiter, stream, multiline)
     except BaseException:
         if stream is not sys.stdin.buffer:
             stream.close()
         raise
 
 
-def _check(name: str, fmt: str | None, delimiter: str | None, stream: IO[bytes]) -> Source:
+def _check(
+    name: str, fmt: str | None, delimiter: str | None, stream: IO[bytes], multiline: bool
+) -> Source:
     raw, eof = _read_ahead(name, stream, fmt)
     gzipped = raw[:2] == GZIP_MAGIC
     try:
@@ -199,7 +228,7 @@ def _check(name: str, fmt: str | None, delimiter: str | None, stream: IO[bytes])
     look = first_look(plain, fmt, eof)
     refuse_binary(name, plain, look)
     fmt = fmt or sniff_format(plain)
-    source = Source(name, fmt, stream, _is_rereadable(name, stream))
+    source = Source(name, fmt, stream, _is_rereadable(name, stream), multiline)
     if fmt == "csv":
         if not look.complete or len(look.line) > MAX_LINE:
             raise InputError(

@@ -1,7 +1,9 @@
 """Records: reading a report back, strictly, for resume and for merge-reports alike.
 
-Only a torn *last* line (no final newline: a power cut mid-write) is forgiven; any
-other unreadable row is a `ReportError` (exit 2) naming the file and the line. A report
+Only a torn *last* row (no final newline: a power cut mid-write) is forgiven, whatever
+it holds: when a quoted cell of it held a line break, the torn row starts on an
+earlier line than the torn last line, and all of it is the torn tail. Any other
+unreadable row is a `ReportError` (exit 2) naming the file and the line. A report
 edited by hand must never make a rerun forget what it already did.
 """
 
@@ -40,11 +42,18 @@ def _whole_lines(f: IO[bytes], torn: list[int]) -> Iterator[bytes]:
 
 def _records_csv(path: Path, f: IO[bytes], torn: list[int]) -> Iterator[dict[str, str]]:
     line_no = 0
+    record: list[bytes] = []  # the physical lines of the record being read
+    cut: list[bytes] = []  # the torn last line, if any
 
     def lines() -> Iterator[str]:
         nonlocal line_no
-        for raw in _whole_lines(f, torn):
+        for raw in f:
+            if not raw.endswith(b"\n"):
+                torn.append(len(raw))
+                cut.append(raw)
+                return
             line_no += 1
+            record.append(raw)
             yield raw.decode("utf-8", "surrogateescape")
 
     reader = csv.reader(lines(), strict=True)
@@ -62,17 +71,42 @@ def _records_csv(path: Path, f: IO[bytes], torn: list[int]) -> Iterator[dict[str
         )
     while True:
         start = line_no + 1
+        record.clear()
         try:
-            record = next(reader)
+            fields = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
-            if "unexpected end of data" in str(exc):
-                raise _unreadable(path, start, "a quoted field never closes") from None
-            raise _unreadable(path, start, str(exc)) from None
-        if len(record) != len(header):
-            raise _unreadable(path, start, f"{len(record)} fields, the header has {len(header)}")
-        yield dict(zip(header, record, strict=True))
+            if "unexpected end of data" not in str(exc):
+                raise _unreadable(path, start, str(exc)) from None
+            if cut and _torn_cell(len(header), record[1:] + cut):
+                # A torn last row whose quoted cell held a line break: the whole row
+                # is the torn tail, from its first line to the end of the file.
+                torn.append(sum(map(len, record)))
+                return
+            raise _unreadable(path, start, "a quoted field never closes") from None
+        if len(fields) != len(header):
+            raise _unreadable(path, start, f"{len(fields)} fields, the header has {len(header)}")
+        yield dict(zip(header, fields, strict=True))
+
+
+def _torn_cell(width: int, rest: list[bytes]) -> bool:
+    """Whether the lines after an open quote's first line, up to the end of a report
+    without a final newline, are the rest of one quoted cell cut short.
+
+    They are, unless one of them reads as a whole report row on its own: then the open
+    quote is a stray typed into the middle (which would swallow those rows), and the
+    report is refused rather than cut.
+    """
+    for raw in rest:
+        text = raw.decode("utf-8", "surrogateescape").rstrip("\r\n")
+        try:
+            fields = next(csv.reader([text], strict=True), [])
+        except csv.Error:
+            continue
+        if len(fields) == width and fields[0].isdigit() and fields[3] in _OUTCOMES:
+            return False
+    return True
 
 
 def _records_jsonl(path: Path, f: IO[bytes], torn: list[int]) -> Iterator[dict[str, Any]]:

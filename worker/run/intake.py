@@ -133,6 +133,14 @@ class Intake:
         with contextlib.suppress(OSError, InputError):
             await self._batches.aclose()
         source, end = self._source, self._end
+        if end.input_done and (grown := source.grown()):
+            logs.log.warning(
+                "input_grew",
+                input=source.name,
+                bytes_not_read=grown,
+                why="the file grew after it was counted; only what was counted was read "
+                "and sent: the rest is for a rerun (with --allow-changed-input)",
+            )
         source.close()
         if end.input_done:
             end.lines_lost = source.lines_seen - source.lines_accounted

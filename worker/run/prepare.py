@@ -17,6 +17,7 @@ from typing import Any
 
 from worker.input.admission import Admission, screen, unsent_before
 from worker.input.dedup import CandidateDeduper, CandidateFinder, Deduper, ExactDeduper, key_of
+from worker.input.fingerprint import Fingerprint, Recorder
 from worker.input.head import fresh_head, head_digest
 from worker.input.lines import InputError
 from worker.input.source import Source, open_input
@@ -29,6 +30,7 @@ from worker.report.records import ReportError
 from worker.report.resume import PriorRows, load_report, policy_for
 from worker.report.runs import SANDBOX, Binding, check_binding, read_runs, run_count
 from worker.report.writer import check_report_path
+from worker.run.count import Counts
 from worker.settings import Settings, other_report, run_kind
 
 NO_LOCKS = "this filesystem does not support locks: make sure no other run uses this report"
@@ -52,8 +54,14 @@ class Prepared:
     runs: list[dict[str, Any]] = field(default_factory=list)  # the report's earlier runs
     input_sha256: str | None = None  # known before sending for a file only
     left: int | None = None  # rows of this shard the report does not yet settle
-    to_send: Counter[str] | None = None  # merchant -> references to send (files only)
+    counts: Counts | None = None  # references to send (files only), exact when asked
     binding: Binding | None = None  # what this run records before its first request
+
+    @property
+    def to_send(self) -> Counter[str] | None:
+        """merchant -> references this run will send, exact (None: a stream, not
+        counted). May read the file once more (see `count`): raises InputError."""
+        return self.counts.exact() if self.counts is not None else None
 
     def admission(self) -> Admission:
         s = self.settings
@@ -97,7 +105,7 @@ def _prepare(settings: Settings, lock: ReportLock) -> Prepared:
     if not lock.supported:
         logs.log.warning("report_not_locked", report=str(settings.report), why=NO_LOCKS)
     try:
-        source = open_input(settings.input, settings.input_format, settings.delimiter)
+        source = _open(settings)
     except (InputError, ReportError) as exc:
         raise UsageError(str(exc)) from None
     try:
@@ -107,13 +115,23 @@ def _prepare(settings: Settings, lock: ReportLock) -> Prepared:
         pending = IntentJournal.load(journal_path(lock.real), prior) if sends else set()
         deduper: Deduper = ExactDeduper()
         total = left = sha = None
-        to_send: Counter[str] | None = None
+        counts: Counts | None = None
         if source.rereadable:
             source.digest = None  # the pre-pass hashes the file
             survey = _prepass(settings, source, prior)
-            deduper, total, left, sha = survey.deduper, survey.rows, survey.left, survey.sha256
-            to_send = survey.to_send
-            _check_cap(settings, sum(to_send.values()))
+            source.expect(survey.fingerprint)  # the run reads what the pre-pass counted
+            deduper, total, left = survey.deduper, survey.rows, survey.left
+            sha = survey.fingerprint.sha256
+            counts = Counts(
+                settings,
+                prior,
+                lambda: _open(settings),
+                survey.fingerprint,
+                survey.candidates,
+                survey.to_send,
+            )
+            if settings.max_references is not None:
+                _check_cap(settings, sum(counts.exact().values()))
         binding = _check_binding(settings, source, prior, runs, sha)
     except (InputError, ReportError) as exc:
         source.close()
@@ -132,7 +150,13 @@ def _prepare(settings: Settings, lock: ReportLock) -> Prepared:
             + ("" if done is None else f", {done:,} settled"),
         )
     return Prepared(
-        settings, source, prior, pending, deduper, total, lock, runs, sha, left, to_send, binding
+        settings, source, prior, pending, deduper, total, lock, runs, sha, left, counts, binding
+    )
+
+
+def _open(settings: Settings) -> Source:
+    return open_input(
+        settings.input, settings.input_format, settings.delimiter, settings.multiline_cells
     )
 
 
@@ -195,16 +219,18 @@ class Survey:
     deduper: CandidateDeduper
     rows: int  # rows of this shard
     left: int  # of those, rows the report does not settle yet
-    sha256: str
+    fingerprint: Fingerprint  # the bytes read: their size, SHA-256 and block marks
     #: merchant -> references this run would send (first sight, not settled; a key the
-    #: duplicate filter mistook for a repeat, ~0.1 %, is missing from it)
+    #: duplicate filter mistook for a repeat, ~0.1 %, is missing from it: see `count`)
     to_send: Counter[str]
+    candidates: dict[bytes, int]  # keys that may repeat -> the offer that made them one
 
 
 def _prepass(settings: Settings, run_source: Source, prior: PriorRows) -> Survey:
     """First read of a file: count rows, find keys that may repeat (see `dedup`), count
-    what an earlier run settled and what this one would send, hash the file's bytes."""
-    source = open_input(settings.input, settings.input_format, settings.delimiter)
+    what an earlier run settled and what this one would send, fingerprint the bytes."""
+    source = _open(settings)
+    source.digest = recorder = Recorder()
     finder = CandidateFinder(run_source.estimated_lines())
     rows = settled = 0
     to_send: Counter[str] = Counter()
@@ -228,11 +254,11 @@ def _prepass(settings: Settings, run_source: Source, prior: PriorRows) -> Survey
         raise InputError(f"cannot read input {settings.input}: {exc}") from None
     finally:
         source.close()
-    assert source.digest is not None
     return Survey(
         CandidateDeduper(finder.candidates),
         rows,
         rows - settled,
-        source.digest.hexdigest(),
+        recorder.fingerprint(),
         to_send,
+        finder.candidates,
     )

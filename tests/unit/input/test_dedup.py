@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import random
 
-from worker.input.dedup import CandidateDeduper, ExactDeduper, find_candidates, key_of
+from worker.input.dedup import (
+    CandidateDeduper,
+    CandidateFinder,
+    ExactDeduper,
+    FirstSights,
+    find_candidates,
+    key_of,
+)
 
 
 def test_two_pass_is_exact_and_keeps_few_candidates() -> None:
@@ -33,3 +40,20 @@ def test_merchant_is_part_of_the_key() -> None:
     assert key_of("T1", "a\x00b") != key_of("T1\x00a", "b") or key_of("T1", "ab") != key_of(
         "T1a", "b"
     )
+
+
+def test_first_sights_make_the_first_pass_count_exact() -> None:
+    # a filter sized for 1,024 keys and offered 20,000: false positives by the thousand
+    rng = random.Random(3)
+    keys = [key_of("T1", f"r{i}") for i in range(20_000)]
+    stream = keys + [keys[rng.randrange(len(keys))] for _ in range(2_000)]
+    rng.shuffle(stream)
+    finder = CandidateFinder(expected=1)
+    counted = sum(not finder.offer(k) for k in stream)
+    assert counted < len(keys) - 1_000  # the first pass alone misses many keys
+    sights = FirstSights(finder.candidates)
+    missed = sum(sights.offer(k) for k in stream)
+    assert counted + missed == len(set(stream)) == len(keys)
+    # and the run's exact deduper agrees with it: one first sight per key
+    dedup = CandidateDeduper(finder.candidates)
+    assert sum(dedup.earlier(k, n) is None for n, k in enumerate(stream)) == len(keys)

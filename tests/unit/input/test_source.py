@@ -158,8 +158,10 @@ def test_streams_without_loading_the_file(tmp_path: Path) -> None:
     source.close()
 
 
-def lines_of(source_path: Path) -> tuple[list[Row | Rejected], int, int, int]:
-    source = open_input(str(source_path))
+def lines_of(
+    source_path: Path, multiline: bool = False
+) -> tuple[list[Row | Rejected], int, int, int]:
+    source = open_input(str(source_path), multiline=multiline)
     try:
         got = [_plain(validate(p, "M0")) for p in source.rows()]
         return got, source.lines_seen, source.lines_accounted, source.blank_rows
@@ -188,23 +190,58 @@ def test_a_later_quote_does_not_swallow_the_lines_between(tmp_path: Path) -> Non
     assert seen == accounted == 5
 
 
-def test_a_comment_may_span_lines_within_its_limit(tmp_path: Path) -> None:
-    data = 'payment_reference,merchant_number,comment\na,T1,"two\nlines"\nb,T1,\n'
+def test_one_physical_line_is_one_row_by_default(tmp_path: Path) -> None:
+    # issue 18, item 9: the quote left open on line 2 ends there; the `"` of line 4
+    # is a character of its comment, not the other half of line 2's quote
+    data = (
+        "payment_reference,merchant_number,comment\n"
+        'Q-1,T1,"unclosed quote\nQ-2,T1,fine\nQ-3,T1,a 5" screen\nQ-4,T1,fine\n'
+    )
     got, seen, accounted, _ = lines_of(write(tmp_path, "in.csv", data))
+    assert isinstance(got[0], Rejected) and got[0].line == 2
+    assert "a quoted field is not closed on this line" in got[0].detail
+    assert "column 'comment'" in got[0].detail
+    assert got[1:] == [
+        Row(3, "T1", "Q-2", "fine"),
+        Row(4, "T1", "Q-3", 'a 5" screen'),
+        Row(5, "T1", "Q-4", "fine"),
+    ]
+    assert seen == accounted == 5
+    # a comment with a real line break is two lines, two rows, by default
+    data = 'payment_reference,merchant_number,comment\na,T1,"two\nlines"\nb,T1,\n'
+    got, seen, accounted, _ = lines_of(write(tmp_path, "two.csv", data))
+    assert isinstance(got[0], Rejected) and got[0].line == 2
+    assert isinstance(got[1], Rejected) and got[1].line == 3  # `lines"`: a stray quote
+    assert got[2] == Row(4, "T1", "b", None) and seen == accounted == 4
+
+
+def test_with_multiline_cells_a_comment_may_span_lines_within_its_limit(tmp_path: Path) -> None:
+    data = 'payment_reference,merchant_number,comment\na,T1,"two\nlines"\nb,T1,\n'
+    got, seen, accounted, _ = lines_of(write(tmp_path, "in.csv", data), multiline=True)
     assert got == [Row(2, "T1", "a", "two\nlines"), Row(4, "T1", "b", None)]
     assert seen == accounted == 4
+    # the issue's file, read as cells that hold line breaks: line 2's comment runs on
+    # to the quote of line 4, and the three lines are one row (none lost)
+    data = (
+        "payment_reference,merchant_number,comment\n"
+        'Q-1,T1,"unclosed quote\nQ-2,T1,fine\nQ-3,T1,a 5" screen\nQ-4,T1,fine\n'
+    )
+    got, seen, accounted, _ = lines_of(write(tmp_path, "q.csv", data), multiline=True)
+    assert [g.line for g in got] == [2, 5] and seen == accounted == 5
 
 
-def test_a_comment_quote_that_never_closes_is_a_stray(tmp_path: Path) -> None:
+def test_with_multiline_cells_a_comment_quote_that_never_closes_is_a_stray(
+    tmp_path: Path,
+) -> None:
     rest = "".join(f"r{i},T1,\n" for i in range(100))
     data = f'payment_reference,merchant_number,comment\na,T1,"oops\n{rest}'
-    got, seen, accounted, _ = lines_of(write(tmp_path, "in.csv", data))
+    got, seen, accounted, _ = lines_of(write(tmp_path, "in.csv", data), multiline=True)
     assert isinstance(got[0], Rejected) and got[0].line == 2 and "never closes" in got[0].detail
     assert got[1:] == [Row(3 + i, "T1", f"r{i}", None) for i in range(100)]
     assert seen == accounted == 102
     # at the very end of the file too
     got, seen, accounted, _ = lines_of(
-        write(tmp_path, "end.csv", 'payment_reference,comment\nx,"a\ny\n')
+        write(tmp_path, "end.csv", 'payment_reference,comment\nx,"a\ny\n'), multiline=True
     )
     assert isinstance(got[0], Rejected) and got[0].line == 2
     assert got[1] == Row(3, "M0", "y", None) and seen == accounted == 3

@@ -119,6 +119,40 @@ def test_a_quote_that_never_closes_is_refused_not_cut(tmp_path: Path) -> None:
     assert path.read_bytes() == text[:cut]
 
 
+def test_a_torn_last_row_is_cut_whatever_it_holds(tmp_path: Path) -> None:
+    # issue 18, item 12: the last row's quoted cell holds line breaks, and the power
+    # cut came inside it: no final newline, so the whole row (three lines) is torn
+    path = tmp_path / "r.csv"
+    write(path, result("a", Outcome.CANCELED))
+    whole = path.read_bytes()
+    write(path, result("two\nline\nbreaks", Outcome.CANCELED, line=3))
+    text = path.read_bytes()
+    cut = text.index(b"line\nbre") + 7  # inside the third line of the quoted cell
+    path.write_bytes(text[:cut])
+    prior = load_report(path, RUN)
+    assert prior.rows == 1 and prior.final("T1", "a") is Outcome.CANCELED
+    assert prior.torn_bytes == cut - len(whole)
+    repair_torn_tail(path, prior.torn_bytes)
+    assert path.read_bytes() == whole
+    # a report another tool is to trust must be whole: merge-reports refuses it
+    path.write_bytes(text[:cut])
+    with pytest.raises(ReportError, match="cut short"):
+        list(read_records(path))
+
+
+def test_a_stray_quote_before_a_torn_tail_is_refused_not_cut(tmp_path: Path) -> None:
+    # A quote typed into row 2 runs on to the end of a file that lacks its final
+    # newline: the rows after it read as whole rows, so it is not one torn cell.
+    path = tmp_path / "r.csv"
+    write(path, result("a", Outcome.CANCELED), result("b", Outcome.CANCELED, line=3))
+    write(path, result("c", Outcome.CANCELED, line=4))
+    broken = path.read_bytes().replace(b"T1,a,", b'T1,"a,', 1)[:-3]
+    path.write_bytes(broken)
+    with pytest.raises(ReportError, match="line 2: a quoted field never closes"):
+        load_report(path, RUN)
+    assert path.read_bytes() == broken
+
+
 def test_a_foreign_file_is_not_taken_for_a_report(tmp_path: Path) -> None:
     path = tmp_path / "r.csv"
     path.write_text("payment_reference,merchant_number\nA,T1\n")
