@@ -7,7 +7,15 @@ import hashlib
 import json
 from pathlib import Path
 
-from tests.support import cancel_requests, env_for, read_report, run_cli, sandbox, write_csv
+from tests.support import (
+    cancel_requests,
+    env_for,
+    read_report,
+    run_cli,
+    runs_of,
+    sandbox,
+    write_csv,
+)
 
 FAST = ("--rate", "2000", "--concurrency", "8", "--log-format", "json")
 
@@ -19,11 +27,6 @@ QUOTE_THEN_QUOTE = (
     'Q-3,T1,a 5" screen\n'
     "Q-4,T1,fine\n"
 )
-
-
-def runs_of(report: Path) -> list[dict[str, object]]:
-    path = report.with_name(report.name + ".runs.jsonl")
-    return [json.loads(x) for x in path.read_text().splitlines()]
 
 
 def append(path: Path, text: str) -> None:
@@ -186,7 +189,7 @@ async def test_counts_before_sending_are_exact_on_every_try(tmp_path: Path) -> N
                 cwd=tmp_path,
             )
             assert dry.code == 0, dry.stderr[-2000:]
-            assert "about to cancel 20,000 references" in dry.stderr
+            assert "would cancel 20,000 references" in dry.stderr
             rows = read_report(tmp_path / f"dry-{seed}.csv")
             assert len(rows) == 20_000 and {r["outcome"] for r in rows} == {"would_cancel"}
 
