@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from worker.settings import MAX_COMMENT, RETRYABLE, SANDBOX_TIMEOUT, default
+from worker.settings import MAX_COMMENT, RETRYABLE, SANDBOX_TIMEOUT, default, size_text
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 ENV_PREFIX = "CANCEL_WORKER_"
@@ -146,6 +146,12 @@ def _common() -> list[Decorator]:
             show_default=True,
             metavar="all|none|A,B,...",
             help="Which other columns of each input row the report repeats after its own.",
+        ),
+        _opt(
+            "--memory-budget",
+            metavar="SIZE",
+            help="Memory the exact duplicate and resume maps may take (standard input, a resume after a changed input, the journal) before they move to an on-disk index beside the report (<report>.index.sqlite, removed at the end). E.g. 64MB, 512MiB. "
+            f"[default: {size_text(default('memory_budget'))}]",
         ),
         _opt(
             "--no-uvloop",

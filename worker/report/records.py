@@ -8,7 +8,7 @@ edited by hand must never make a rerun forget what it already did.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -125,3 +125,137 @@ def _checked(path: Path, number: int, rec: dict[str, Any]) -> dict[str, Any]:
 
 
 _OUTCOMES = frozenset(o.value for o in Outcome)
+
+
+#: What resume needs of a report row: its line, merchant, reference and outcome.
+Brief = tuple[int, str, str, Outcome]
+_OUTCOME_OF = {o.value: o for o in Outcome}
+#: Read size of `scan_report`, as the input's reader uses (`input.lines.CHUNK`).
+SCAN_CHUNK = 1 << 16
+
+
+def scan_report(
+    path: Path, torn: list[int], progress: Callable[[int, int], None] | None = None
+) -> Iterator[Brief]:
+    """The report's rows as `Brief`s, as strictly as `read_records` reads them, faster.
+
+    One pass in 64 KiB reads; a CSV line without a quote is split on commas directly
+    (nearly every row: the fields that may hold quotes or commas come after the four
+    read here), and only a line with a quote goes through the csv module. `progress`
+    gets (rows so far, bytes read) every 65,536 rows. A torn last line is skipped and
+    its length appended to `torn`.
+    """
+    with open(path, "rb") as f:
+        lines = _chunked_lines(f, torn)
+        scan = _scan_jsonl(path, lines) if is_jsonl(path) else _scan_csv(path, lines)
+        for number, brief in enumerate(scan, start=1):
+            if progress is not None and not number & 0xFFFF:
+                progress(number, f.tell())
+            yield brief
+
+
+def _chunked_lines(f: IO[bytes], torn: list[int]) -> Iterator[bytes]:
+    """Whole lines (newline kept) read in large chunks; a torn last line goes to `torn`."""
+    tail = b""
+    while chunk := f.read(SCAN_CHUNK):
+        parts = (tail + chunk).split(b"\n")
+        tail = parts.pop()
+        for part in parts:
+            yield part + b"\n"
+    if tail:
+        torn.append(len(tail))
+
+
+def _scan_csv(path: Path, lines: Iterator[bytes]) -> Iterator[Brief]:
+    pushback = _Pushback(lines)
+    reader = csv.reader(pushback, strict=True)
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:
+        raise _unreadable(path, 1, f"bad header: {exc}") from None
+    if header is None:
+        return
+    header = [h.lstrip("\ufeff") for h in header]
+    if tuple(header[: len(REPORT_COLUMNS)]) != REPORT_COLUMNS:
+        raise ReportError(
+            f"{path} exists but is not a cancel-worker report "
+            f"(header: {','.join(header)[:120]}); choose another --report or move it away"
+        )
+    width, outcome_of = len(header), _OUTCOME_OF
+    for number, raw in enumerate(pushback.source, start=1):
+        pushback.line += 1
+        if b'"' not in raw:
+            cells = raw.decode("utf-8", "surrogateescape").rstrip("\r\n").split(",")
+            if len(cells) != width:
+                why = f"{len(cells)} fields, the header has {width}"
+                raise _unreadable(path, pushback.line, why)
+            line, outcome = cells[0], outcome_of.get(cells[3])
+            if outcome is not None and line.isdigit():  # the common row, checked inline
+                yield int(line), cells[1], cells[2], outcome
+                continue
+        else:
+            start, pushback.head = pushback.line, raw
+            try:
+                cells = next(reader)
+            except csv.Error as exc:
+                if "unexpected end of data" in str(exc):
+                    raise _unreadable(path, start, "a quoted field never closes") from None
+                raise _unreadable(path, start, str(exc)) from None
+            except StopIteration:
+                raise _unreadable(path, start, "a quoted field never closes") from None
+            if len(cells) != width:
+                raise _unreadable(path, start, f"{len(cells)} fields, the header has {width}")
+        yield _brief(path, number, cells[0], cells[1], cells[2], cells[3])
+
+
+class _Pushback:
+    """Feeds the csv module one record's lines: `head` first, then as many as it asks."""
+
+    def __init__(self, source: Iterator[bytes]) -> None:
+        self.source = source
+        self.head: bytes | None = None
+        self.line = 0  # physical line of the report last handed out (the header is 1)
+
+    def __iter__(self) -> _Pushback:
+        return self
+
+    def __next__(self) -> str:
+        if self.head is not None:
+            raw, self.head = self.head, None
+        else:
+            raw = next(self.source)
+            self.line += 1
+        return raw.decode("utf-8", "surrogateescape")
+
+
+def _scan_jsonl(path: Path, lines: Iterator[bytes]) -> Iterator[Brief]:
+    number = 0
+    for line_no, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise _unreadable(path, line_no, f"not JSON ({exc.msg})") from None
+        if not isinstance(doc, dict) or not _REQUIRED_KEYS.issubset(doc):
+            raise _unreadable(path, line_no, "not a report row (a JSON object with its columns)")
+        number += 1
+        yield _brief(
+            path,
+            number,
+            doc["line"],
+            doc.get("merchant_number") or "",
+            doc.get("payment_reference") or "",
+            doc["outcome"],
+        )
+
+
+def _brief(
+    path: Path, number: int, line: Any, merchant: Any, reference: Any, outcome: Any
+) -> Brief:
+    found = _OUTCOME_OF.get(outcome) if isinstance(outcome, str) else None
+    if found is None:
+        raise ReportError(f"report {path}, row {number}: unknown outcome {str(outcome)[:40]!r}")
+    if isinstance(line, bool) or not (isinstance(line, int) or str(line).isdigit()):
+        raise ReportError(f"report {path}, row {number}: line is not a number: {str(line)[:40]!r}")
+    return int(line), str(merchant), str(reference), found

@@ -61,6 +61,7 @@ async def execute(prepared: Prepared, command: str = "cancel-worker") -> int:
     try:
         return await _execute(prepared, command)
     finally:
+        prepared.store.close()  # the on-disk index lives for one run only
         prepared.lock.release()
 
 

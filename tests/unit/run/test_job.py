@@ -19,7 +19,7 @@ from worker.input.dedup import ExactDeduper
 from worker.input.source import open_input
 from worker.model import Outcome, Result, Row
 from worker.observe.progress import Snapshot
-from worker.report.resume import PriorRows
+from worker.report.resume import RUN, ByLine
 from worker.report.storage import StorageError
 from worker.run.job import Job
 from worker.run.outbox import Outbox
@@ -110,7 +110,7 @@ def make_job(
     path = tmp_path / "in.csv"
     path.write_text("payment_reference,merchant_number\n" + "".join(f"{r},T1\n" for r in refs))
     admission = Admission(
-        merchant=None, shard=Shard(), deduper=ExactDeduper(), prior=PriorRows(), pending=set()
+        merchant=None, shard=Shard(), deduper=ExactDeduper(), prior=ByLine(RUN), pending=set()
     )
     tally = Tally()
     outbox = Outbox(writer, tally, journal)
