@@ -1,9 +1,10 @@
 """Prepare: everything that can fail before the first request, so it fails as exit 2.
 
 The report path is checked, the input opened (once) and its header checked, the
-existing report read strictly, the intent journal read, and, for a file that can be
-read twice, the duplicate pre-pass made. Nothing here sends anything or writes
-anything.
+existing report read strictly (by line for a file, by reference otherwise: see
+`report.resume`), the intent journal read, and, for a file that can be read twice, the
+duplicate pre-pass made. Nothing here sends anything or writes anything but the
+run's own on-disk index (`report.index`), which the run removes.
 """
 
 from __future__ import annotations
