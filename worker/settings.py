@@ -90,7 +90,7 @@ class Settings:
     #: Bytes the exact key maps (standard input's duplicates, a resume by reference, the
     #: journal's intents) may hold in memory before they move to the on-disk index:
     #: with the ~60 MB a run needs besides, a 512 MiB pod keeps a wide margin.
-    memory_budget: int = 32 * 1000 * 1000
+    memory_budget: int = 16 * 1000 * 1000
 
     def __post_init__(self) -> None:
         # The API URL is a base that paths are appended to, so a trailing '/' would
