@@ -16,6 +16,7 @@ from worker.settings import (
     check_url,
     credentials_from_env,
     default,
+    parse_size,
     shard_from_env,
 )
 
@@ -179,3 +180,24 @@ def test_rate_zero_means_no_limit_and_the_kubernetes_shard_env_is_read() -> None
 def test_a_comment_over_its_limit_is_refused() -> None:
     with pytest.raises(ConfigError, match="--comment"):
         build_settings(Mode.RUN, {"input": "x.csv", "comment": "c" * 257}, ENV)
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("64MB", 64_000_000), ("512MiB", 512 << 20), ("1GB", 10**9), ("0", 0), ("10 kb", 10_000)],
+)
+def test_memory_budget_sizes(text: str, size: int) -> None:
+    assert parse_size(text) == size
+    s = build_settings(Mode.RUN, {"input": "x.csv", "dry_run": True, "memory_budget": text}, {})
+    assert s.memory_budget == size
+
+
+@pytest.mark.parametrize("text", ["lots", "-1MB", "12TB", "MB"])
+def test_a_memory_budget_that_is_not_a_size_is_a_config_error(text: str) -> None:
+    with pytest.raises(ConfigError, match="--memory-budget must be a size"):
+        parse_size(text)
+
+
+def test_the_memory_budget_default_lives_in_settings() -> None:
+    s = build_settings(Mode.RUN, {"input": "x.csv", "dry_run": True}, {})
+    assert s.memory_budget == default("memory_budget") == 16_000_000
