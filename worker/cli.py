@@ -83,6 +83,7 @@ def _job(mode: Mode, kw: dict[str, Any]) -> None:
         _fail_usage(str(exc))
         return
     if not _go_ahead(prepared):
+        prepared.store.close()
         prepared.lock.release()
         _fail_usage("not confirmed: nothing was sent")
         return
