@@ -9,6 +9,7 @@ run's own on-disk index (`report.index`), which the run removes.
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import Any
 
 from worker.input.admission import Admission, screen
 from worker.input.dedup import CandidateDeduper, CandidateFinder, Deduper, ExactDeduper, key_of
-from worker.input.lines import InputError
+from worker.input.lines import GZIP_MAGIC, InputError
 from worker.input.source import Source, open_input
 from worker.model import Mode, Rejected, Row
 from worker.observe import logs
@@ -101,7 +102,12 @@ def _prepare(settings: Settings, lock: ReportLock, store: SpillStore) -> Prepare
         reading = _reading(settings)
         # A file's rerun is resumed by line; the pre-pass proves the fit (see resume).
         prior = load_report(
-            settings.report, policy, store, by_line=source.rereadable, progress=reading
+            settings.report,
+            policy,
+            store,
+            by_line=source.rereadable,
+            max_line=_line_bound(source) if source.rereadable else 0,
+            progress=reading,
         )
         runs = read_runs(settings.report)
         sends = settings.mode is Mode.RUN and not settings.dry_run
@@ -147,6 +153,14 @@ def _prepare(settings: Settings, lock: ReportLock, store: SpillStore) -> Prepare
     return Prepared(
         settings, source, prior, pending, deduper, total, lock, store, runs, sha, left, to_send
     )
+
+
+def _line_bound(source: Source) -> int:
+    """No line of the file is beyond this: a plain file has at most a line per byte; a
+    gzip file's size is only estimated (a low guess only costs a read by reference)."""
+    if source.head[:2] == GZIP_MAGIC:
+        return source.estimated_lines() * 4
+    return os.fstat(source.fd).st_size + 2
 
 
 def _reading(settings: Settings) -> Progress:

@@ -186,3 +186,19 @@ def test_reading_a_big_report_says_how_far_it_is(tmp_path: Path) -> None:
     )
     size = report.stat().st_size
     assert [t[0] for t in ticks] == [65_536] and 0 < ticks[0][1] <= size == ticks[0][2]
+
+
+def test_a_line_number_beyond_the_file_is_read_by_reference_not_allocated(
+    tmp_path: Path,
+) -> None:
+    src = write_csv(tmp_path / "in.csv", [("a", "T1"), ("b", "T1")])
+    report = write_report(
+        tmp_path / "in.report.csv",
+        [report_row(2, "a", "canceled"), report_row(10**12, "b", "canceled")],  # hand-edited
+    )
+    kind, _, got = decisions(settings(src, report))
+    assert kind is ByKey  # the proof failed: no bytearray of a terabyte was asked for
+    assert got == [
+        Reported(Outcome.CANCELED),
+        Result(3, "T1", "b", Outcome.CANCELED, detail=got[1].detail),
+    ]  # type: ignore[union-attr]
