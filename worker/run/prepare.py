@@ -122,12 +122,16 @@ def _prepare(settings: Settings, lock: ReportLock, store: SpillStore) -> Prepare
         if source.rereadable:
             source.digest = None  # the pre-pass hashes the file
             survey = _prepass(settings, source, prior)
-            if isinstance(prior, ByLine) and survey.proof != prior.checksum:
+            if isinstance(prior, ByLine) and (
+                survey.proof != prior.checksum or _changed(runs, survey.sha256)
+            ):
+                # A changed file may hold a finished reference on a line the report
+                # never reached (in flight at a kill): only a lookup by reference sees it.
                 logs.log.info(
                     "resume_by_reference",
                     report=str(settings.report),
-                    why="the report's rows do not all match the input's lines (a changed "
-                    "input or options): resuming by merchant and reference instead",
+                    why="the input changed, or the report's rows do not all match its "
+                    "lines (options changed): resuming by merchant and reference instead",
                 )
                 prior = load_report(settings.report, policy, store, by_line=False, progress=reading)
                 survey = _prepass(settings, source, prior)
@@ -153,6 +157,12 @@ def _prepare(settings: Settings, lock: ReportLock, store: SpillStore) -> Prepare
     return Prepared(
         settings, source, prior, pending, deduper, total, lock, store, runs, sha, left, to_send
     )
+
+
+def _changed(runs: list[dict[str, Any]], sha256: str) -> bool:
+    """The last run that recorded its input read other bytes than this file's."""
+    recorded = [r.get("input_sha256") for r in runs if r.get("input_sha256")]
+    return bool(recorded) and recorded[-1] != sha256
 
 
 def _line_bound(source: Source) -> int:

@@ -202,3 +202,21 @@ def test_a_line_number_beyond_the_file_is_read_by_reference_not_allocated(
         Reported(Outcome.CANCELED),
         Result(3, "T1", "b", Outcome.CANCELED, detail=got[1].detail),
     ]  # type: ignore[union-attr]
+
+
+def test_a_changed_file_is_resumed_by_reference_even_when_its_reported_lines_match(
+    tmp_path: Path,
+) -> None:
+    """Line 3 was in flight at a kill (no row); the fixed file now holds there the
+    reference line 4 finished: by line it would look new, by reference it is final."""
+    src = write_csv(tmp_path / "in.csv", [("a", "T1"), ("x", "T1"), ("c", "T1")])
+    report = write_report(
+        tmp_path / "in.report.csv",
+        [report_row(2, "a", "canceled"), report_row(4, "c", "canceled")],
+    )
+    runs = report.with_name(report.name + ".runs.jsonl")
+    runs.write_text('{"mode": "run", "input_sha256": "' + "0" * 64 + '"}\n')
+    write_csv(src, [("a", "T1"), ("c", "T1"), ("c", "T1")])
+    kind, _, got = decisions(settings(src, report, allow_changed_input=True))
+    assert kind is ByKey
+    assert not [a for a in got if isinstance(a, Send)]  # c is final: never sent again
