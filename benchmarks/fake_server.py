@@ -9,6 +9,8 @@ Answers what `cancel-worker` needs and nothing else:
 - `POST /connect/token`                     -> 200 OAuth token JSON
 - `GET  /__timestamps`                      -> JSON list of payment-call arrival times
   (`time.time()`, recorded only with `--record`; token calls are not recorded)
+- `GET  /__first`                           -> `{"first": t or null, "count": n}`: the first
+  payment call's arrival and how many came (with `--record`; cheap to poll)
 
 `--delay S` sleeps S seconds in every payment call (not the token call). Once listening it
 prints `READY <port>` on standard output. Binds 127.0.0.1 only.
@@ -52,6 +54,10 @@ def make_handler(
         elif path == "/connect/token" and method == "POST":
             await request.read()
             return web.Response(status=200, body=TOKEN, content_type=JSON)
+        elif path == "/__first" and method == "GET":
+            first = stamps[0] if stamps else None
+            body = {"first": first, "count": len(stamps or [])}
+            return web.Response(status=200, text=json.dumps(body), content_type=JSON)
         elif path == "/__timestamps" and method == "GET":
             return web.Response(status=200, text=json.dumps(stamps or []), content_type=JSON)
         return web.Response(status=404, body=NOT_FOUND, content_type=JSON)

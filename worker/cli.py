@@ -91,10 +91,12 @@ def _job(mode: Mode, kw: dict[str, Any]) -> None:
     try:
         refusal = _refusal(prepared)
     except InputError as exc:  # the preview's exact count reads the file once more
+        prepared.store.close()
         prepared.lock.release()
         _fail_usage(str(exc))
         return
     if refusal is not None:
+        prepared.store.close()
         prepared.lock.release()
         _fail_usage(refusal)
         return

@@ -26,7 +26,14 @@ import click
 import rich_click
 from click.core import ParameterSource
 
-from worker.settings import MAX_COMMENT, RETRYABLE, SANDBOX_TIMEOUT, ConfigError, default
+from worker.settings import (
+    MAX_COMMENT,
+    RETRYABLE,
+    SANDBOX_TIMEOUT,
+    ConfigError,
+    default,
+    size_text,
+)
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 ENV_PREFIX = "CANCEL_WORKER_"
@@ -64,6 +71,7 @@ PANELS: dict[str, list[str]] = {
         "--timeout",
         "--give-up-after",
         "--grace-seconds",
+        "--memory-budget",
         "--no-uvloop",
     ],
     "Report": ["--report", "--echo-columns", "--allow-changed-input", "--no-card"],
@@ -244,6 +252,12 @@ def _common(run: bool) -> list[Decorator]:
             "--no-card",
             is_flag=True,
             help="Do not write the report card (<report>.html, the night as one page).",
+        ),
+        _opt(
+            "--memory-budget",
+            metavar="SIZE",
+            help="Memory for exact duplicate and resume maps before they move to <report>.index.sqlite (removed at the end), e.g. 64MB, 512MiB. "
+            f"[default: {size_text(default('memory_budget'))}]",
         ),
         _opt(
             "--no-uvloop",

@@ -101,6 +101,10 @@ class Settings:
     card: bool = True  # write the report card page (<report>.html) at the end
     #: with --sandbox: the API settings found in the environment that it overrides
     sandbox_overrides: tuple[str, ...] = ()
+    #: Bytes the exact key maps (standard input's duplicates, a resume by reference, the
+    #: journal's intents) may hold in memory before they move to the on-disk index:
+    #: with the ~60 MB a run needs besides, a 512 MiB pod keeps a wide margin.
+    memory_budget: int = 16 * 1000 * 1000
 
     def __post_init__(self) -> None:
         # The API URL is a base that paths are appended to, so a trailing '/' would
@@ -179,6 +183,9 @@ def build_settings(mode: Mode, kw: Mapping[str, Any], env: Mapping[str, str]) ->
         multiline_cells=bool(kw.get("multiline_cells")),
         ca_bundle=_checked_bundle(kw.get("ca_bundle")),
         card=not kw.get("no_card"),
+        memory_budget=(
+            parse_size(kw["memory_budget"]) if kw.get("memory_budget") else default("memory_budget")
+        ),
         pushgateway=kw.get("pushgateway") or None,
         job_name=_given(kw, "job_name"),
         strict=bool(kw.get("strict")),
@@ -335,3 +342,39 @@ def shard_from_env(env: Mapping[str, str]) -> Shard | None:
     if index is None or count is None:
         raise ConfigError("JOB_COMPLETION_INDEX and SHARD_COUNT must be set together")
     return Shard.parse(f"{index.strip()}/{count.strip()}")
+
+
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+}
+
+
+def parse_size(text: str) -> int:
+    """`64MB`, `512MiB`, `1GB`, `1000000` (bytes) -> bytes; ConfigError otherwise."""
+    raw = text.strip().lower().replace(" ", "")
+    number = raw.rstrip("bikmg")
+    unit = raw[len(number) :]
+    try:
+        value = float(number)
+    except ValueError:
+        value = -1.0
+    if unit not in _UNITS or value < 0:
+        raise ConfigError(
+            f"--memory-budget must be a size such as 64MB, 512MiB or 1GB, got {text!r}"
+        )
+    return int(value * _UNITS[unit])
+
+
+def size_text(size: int) -> str:
+    """Bytes as the option takes them (for --help): 32000000 -> 32MB."""
+    for unit, factor in (("GB", 1000**3), ("MB", 1000**2), ("KB", 1000)):
+        if size % factor == 0:
+            return f"{size // factor}{unit}"
+    return str(size)

@@ -18,6 +18,7 @@ from worker.settings import (
     default,
     in_effect,
     other_report,
+    parse_size,
     shard_from_env,
 )
 
@@ -238,3 +239,24 @@ def test_the_report_suggested_instead_is_free_and_tells_inputs_apart(
     Path("report.csv").write_text("")
     Path("report-2.csv").symlink_to("elsewhere.csv")  # a name in use, even dangling
     assert other_report("-", Path("./report.csv"), "run", one) == Path("report-3.csv")
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("64MB", 64_000_000), ("512MiB", 512 << 20), ("1GB", 10**9), ("0", 0), ("10 kb", 10_000)],
+)
+def test_memory_budget_sizes(text: str, size: int) -> None:
+    assert parse_size(text) == size
+    s = build_settings(Mode.RUN, {"input": "x.csv", "dry_run": True, "memory_budget": text}, {})
+    assert s.memory_budget == size
+
+
+@pytest.mark.parametrize("text", ["lots", "-1MB", "12TB", "MB"])
+def test_a_memory_budget_that_is_not_a_size_is_a_config_error(text: str) -> None:
+    with pytest.raises(ConfigError, match="--memory-budget must be a size"):
+        parse_size(text)
+
+
+def test_the_memory_budget_default_lives_in_settings() -> None:
+    s = build_settings(Mode.RUN, {"input": "x.csv", "dry_run": True}, {})
+    assert s.memory_budget == default("memory_budget") == 16_000_000

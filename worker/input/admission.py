@@ -6,7 +6,7 @@ A row of another shard is skipped; an invalid or duplicate row is reported at on
 never sent (unless an earlier run reported that line already); a row whose reference
 an earlier run finished is counted, not sent; every other row is sent, flagged when
 the intent journal says a killed run may already have sent its cancel. Pure
-decisions over in-memory state: the job does the queueing.
+decisions over the resume and duplicate state: the job does the queueing.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from worker.input.parsed import Parsed
 from worker.input.shard import in_shard
 from worker.input.validate import validate
 from worker.model import Outcome, Rejected, Result, Row
+from worker.report.index import KeyMap
 from worker.report.resume import PriorRows
 from worker.settings import Shard
 
@@ -43,11 +44,6 @@ class Reported:
 Admitted = Send | Result | Reported | None
 
 
-def unsent_before(prior: PriorRows, item: Rejected) -> bool:
-    """An earlier run reported this very row unsent: same line, same outcome, same cells."""
-    return prior.unsent_lines.get(item.line) == (item.outcome, item.merchant, item.reference)
-
-
 def screen(parsed: Parsed, merchant: str | None, shard: Shard) -> Row | Rejected | None:
     """Validate, then keep only this shard's rows (None: another shard's)."""
     item = validate(parsed, merchant)
@@ -56,8 +52,19 @@ def screen(parsed: Parsed, merchant: str | None, shard: Shard) -> Row | Rejected
     return item
 
 
+def moved_detail(outcome: Outcome, line: int) -> str:
+    return (
+        f"{outcome.value} by an earlier run, reported on line {line}: the changed input "
+        "holds it on this line now; not sent again"
+    )
+
+
 class Admission:
-    """Decides for each row: skip, report unsent, count as done, or send."""
+    """Decides for each row: skip, report unsent, count as done, or send.
+
+    `chunk` decides a chunk of rows at once, so that state kept on disk (see
+    `report.index`) is asked about the whole chunk in a few queries.
+    """
 
     def __init__(
         self,
@@ -66,7 +73,7 @@ class Admission:
         shard: Shard,
         deduper: Deduper,
         prior: PriorRows,
-        pending: set[bytes],
+        pending: KeyMap | set[bytes],
     ) -> None:
         self._merchant = merchant
         self._shard = shard
@@ -75,12 +82,32 @@ class Admission:
         self._pending = pending
 
     def __call__(self, parsed: Parsed) -> Admitted:
-        item = screen(parsed, self._merchant, self._shard)
-        if item is None:
-            return None
-        if isinstance(item, Rejected):
+        return self.chunk([parsed])[0]
+
+    def chunk(self, batch: list[Parsed]) -> list[Admitted]:
+        merchant, shard = self._merchant, self._shard
+        items = [screen(parsed, merchant, shard) for parsed in batch]
+        keys = [key_of(i.merchant, i.reference) if type(i) is Row else None for i in items]
+        self._prefetch(items, keys)
+        decide = self._decide
+        return [
+            None if item is None else decide(item, key)
+            for item, key in zip(items, keys, strict=True)
+        ]
+
+    def _prefetch(self, items: list[Row | Rejected | None], keys: list[bytes | None]) -> None:
+        """Ask state kept on disk about the whole chunk at once (nothing when in memory)."""
+        present = [k for k in keys if k is not None]
+        self._deduper.prefetch(present)
+        if isinstance(self._pending, KeyMap):
+            self._pending.prefetch(present)
+        self._prior.prefetch(present, [i.line for i in items if i is not None])
+
+    def _decide(self, item: Row | Rejected, key: bytes | None) -> Admitted:
+        if key is None:
+            assert isinstance(item, Rejected)
             return self._unsent(item)
-        key = key_of(item.merchant, item.reference)  # once per row: dedup, resume, journal
+        assert isinstance(item, Row)
         first = self._deduper.earlier(key, item.line)
         if first is not None:
             return self._unsent(
@@ -93,13 +120,25 @@ class Admission:
                     item.extra,
                 )
             )
-        done = self._prior.done.get(key) if self._prior.done else None
+        done = self._prior.final(item.line, key)
         if done is not None:
-            return Reported(done)
+            outcome, line = done
+            if line == item.line:
+                return Reported(outcome)
+            # A changed input moved it: a row on its new line keeps the latest-row view
+            # whole (one final row per reference, each line's row naming what it holds).
+            return Result(
+                item.line,
+                item.merchant,
+                item.reference,
+                outcome,
+                detail=moved_detail(outcome, line),
+                extra=item.extra,
+            )
         return Send(item, key in self._pending)
 
     def _unsent(self, item: Rejected) -> Result | Reported:
-        if unsent_before(self._prior, item):
+        if self._prior.unsent_before(item):
             return Reported(item.outcome)
         return Result(
             item.line,

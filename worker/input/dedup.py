@@ -6,8 +6,8 @@ twice, a first pass feeds a Bloom filter (rbloom, ~2 bytes a row at a 0.1 % fals
 positive rate) and keeps the exact digests only of keys the filter had already seen:
 the real duplicates plus ~0.1 % false positives. The second pass (the real run) then
 needs exact memory only for those candidates. Standard input cannot be read twice,
-so it gets an exact set of 16-byte digests (documented as the one case whose memory
-grows with the input).
+so it remembers every 16-byte digest exactly, in a map that moves to the on-disk
+index (`report.index`) once the run's memory budget is reached.
 
 Only valid rows take part: an `invalid` row was never sent, so a corrected copy of it
 later in the file is not "sent again" (README: "duplicate ... is not sent again").
@@ -30,6 +30,8 @@ from typing import Protocol
 
 from rbloom import Bloom
 
+from worker.report.index import KeyMap
+
 FALSE_POSITIVE_RATE = 0.001
 
 
@@ -45,18 +47,35 @@ class Deduper(Protocol):
         """None the first time a key is offered; the line it was first offered on after."""
         ...
 
+    def prefetch(self, keys: list[bytes]) -> None:
+        """The keys of the next chunk, before they are offered (for state kept on disk)."""
+        ...
+
 
 class ExactDeduper:
-    """Remembers every key (and its first line): for input read only once (stdin)."""
+    """Remembers every key (and its first line): for input read only once (stdin).
 
-    def __init__(self) -> None:
-        self._seen: dict[bytes, int] = {}
+    Given a `KeyMap`, past the memory budget the keys live in the on-disk index and a
+    chunk's keys are looked up together (`prefetch`).
+    """
+
+    def __init__(self, seen: KeyMap | None = None) -> None:
+        self._seen: KeyMap | dict[bytes, int] = {} if seen is None else seen
+        self._map = seen
 
     def earlier(self, key: bytes, line: int) -> int | None:
-        first = self._seen.get(key)
+        seen = self._seen
+        first = seen.get(key)
         if first is None:
-            self._seen[key] = line
+            if self._map is None:
+                seen[key] = line  # type: ignore[index]
+            else:
+                self._map.set(key, line)
         return first
+
+    def prefetch(self, keys: list[bytes]) -> None:
+        if self._map is not None:
+            self._map.prefetch(keys)
 
 
 class CandidateDeduper:
@@ -65,6 +84,9 @@ class CandidateDeduper:
     def __init__(self, candidates: Container[bytes]) -> None:
         self._candidates = candidates
         self._seen: dict[bytes, int] = {}
+
+    def prefetch(self, keys: list[bytes]) -> None:
+        """Nothing to fetch: the candidates are in memory."""
 
     def earlier(self, key: bytes, line: int) -> int | None:
         if key not in self._candidates:

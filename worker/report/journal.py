@@ -15,13 +15,12 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import orjson
 
 from worker.input.dedup import key_of
-from worker.report.resume import PriorRows
 from worker.report.storage import (
     FILE_MODE,
     StorageError,
@@ -97,18 +96,15 @@ class IntentJournal:
             self.path.unlink()
 
     @staticmethod
-    def load(path: Path, prior: PriorRows) -> set[bytes]:
-        """Keys whose cancel may have been sent by a killed run and that have no final row."""
-        pending: set[bytes] = set()
+    def keys(path: Path) -> Iterator[bytes]:
+        """Keys whose cancel a killed run may have sent (final or not: admission asks
+        the report first, so a final one is never sent again either way)."""
         if not path.exists():
-            return pending
+            return
         with open(path, "rb") as f:
             for raw in f:
                 try:
                     merchant, reference = orjson.loads(raw)
                 except (orjson.JSONDecodeError, ValueError, TypeError):
                     continue  # a torn last line: that cancel was never sent
-                key = key_of(str(merchant), str(reference))
-                if key not in prior.done:
-                    pending.add(key)
-        return pending
+                yield key_of(str(merchant), str(reference))

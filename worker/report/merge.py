@@ -148,6 +148,18 @@ def _named(ident: tuple[str, str] | tuple[str, int]) -> str:
     return f"reference {second} of merchant {first}" if first else f"reference {second}"
 
 
+def _latest_view(rows: list[Rec]) -> dict[Any, Rec]:
+    """Latest row per reference; an unsent row only while no later row is on its line
+    (a line fixed under --allow-changed-input, or holding a moved row, is what it says
+    now)."""
+    last_on_line = {row["line"]: n for n, row in enumerate(rows)}
+    return {
+        _identity(row): row
+        for n, row in enumerate(rows)
+        if last_on_line[row["line"]] == n or Outcome(row["outcome"]) not in UNSENT
+    }
+
+
 def _check_shards(reports: list[Path]) -> None:
     counts: dict[int, set[int]] = {}
     for path in reports:
@@ -275,7 +287,7 @@ def merge(
     for path in reports:
         shard = _rows(path)
         columns.update((key, None) for row in shard for key in row)  # in the order first seen
-        mine = {_identity(row): row for row in shard}
+        mine = _latest_view(shard)
         for ident, row in mine.items():
             if ident in latest:
                 raise MergeError(f"{_named(ident)} appears in both {latest[ident][0]} and {path}")

@@ -1,23 +1,38 @@
-"""Resume: what an existing report says a rerun may skip, per mode.
+"""Resume: what an existing report says a rerun may skip, per mode, in flat memory.
 
-The latest row of a reference wins. A `ResumePolicy` names the outcomes a mode takes
-as done and the ones that reopen a reference; rows never sent (`invalid`,
-`duplicate`) are remembered by line so that a rerun does not report them twice.
+The latest row wins. A `ResumePolicy` names the outcomes a mode takes as done and the
+ones that reopen a reference; rows never sent (`invalid`, `duplicate`) are remembered
+by line so that a rerun does not report them twice.
+
+Two exact shapes, chosen by `prepare`:
+
+- `ByLine`, when the input is a file: one byte per physical line (the latest row's
+  outcome, and how many rows the line has, mod 16), ~10 MB at ten million lines. It
+  holds no reference, so it is proven to fit the input instead: every report row adds a
+  64-bit hash of (line, merchant, reference) to a sum, and the pre-pass adds, for each
+  input line with rows, the hash of what that line holds now times that count. Equal
+  sums mean every line the report speaks of still holds the same row; otherwise the
+  report is read again `ByKey`.
+- `ByKey`, for standard input, a changed input or a failed proof: final outcomes by
+  (merchant, reference) digest with the line they were reported on, unsent rows by
+  line, in `KeyMap`s that spill to the on-disk index past the memory budget.
+
 Reading changes nothing on disk: `repair_torn_tail` is applied by the run once it is
 sure to start.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
-from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from worker.input.dedup import key_of
-from worker.model import CHECK_FINAL, RUN_FINAL, UNSENT, Mode, Outcome
-from worker.report.records import ReportError, read_records
+from worker.model import CHECK_FINAL, RUN_FINAL, UNSENT, Mode, Outcome, Rejected
+from worker.report.index import KeyMap, SpillStore
+from worker.report.records import Brief, ReportError, Totals, scan_report
 
 
 @dataclass(frozen=True)
@@ -26,6 +41,11 @@ class ResumePolicy:
 
     final: frozenset[Outcome]
     reopen: frozenset[Outcome] = frozenset({Outcome.FAILED})
+
+    @property
+    def relevant(self) -> frozenset[Outcome]:
+        """Rows that change what a rerun does; others (another mode's) are passed over."""
+        return self.final | self.reopen | UNSENT
 
 
 RUN = ResumePolicy(RUN_FINAL)
@@ -40,42 +60,178 @@ def policy_for(mode: Mode, retry: frozenset[Outcome] = frozenset()) -> ResumePol
     return ResumePolicy(base.final - retry, base.reopen | retry)
 
 
-#: An unsent row as reported: matched by its line *and* what it said, so that a line
-#: that changed since (a fixed row) is reported afresh instead of taken as done.
-Unsent = tuple[Outcome, str, str]
+#: Outcome <-> a 4-bit code (0: no row).
+OUTCOMES: tuple[Outcome, ...] = tuple(Outcome)
+CODE: dict[Outcome, int] = {o: i + 1 for i, o in enumerate(OUTCOMES)}
+_MASK = (1 << 64) - 1
 
 
-@dataclass
-class PriorRows:
-    """What an existing report says, in the latest-row view, for one mode."""
+def row_hash(line: int, merchant: str, reference: str) -> int:
+    """64 bits of (line, merchant, reference): what `ByLine` sums to prove its fit.
 
-    done: dict[bytes, Outcome] = field(default_factory=dict)  # key -> final outcome
-    #: line -> (outcome, merchant, reference) of rows never sent (invalid, duplicate)
-    unsent_lines: dict[int, Unsent] = field(default_factory=dict)
-    rows: int = 0
-    torn_bytes: int = 0  # a last line without its newline, to cut off before appending
-    #: currency -> minor units of the references whose latest row is `canceled`
-    released: Counter[str] = field(default_factory=Counter)
-    #: payment_state -> references whose latest row is `checked`
-    states: Counter[str] = field(default_factory=Counter)
-
-    def final(self, merchant: str, reference: str) -> Outcome | None:
-        return self.done.get(key_of(merchant, reference))
+    Python's own hash: both sums are made in one process (so under one hash seed), and
+    it costs a tenth of a digest, on ten million rows twice."""
+    return hash((line, merchant, reference))
 
 
-def load_report(path: Path, policy: ResumePolicy) -> PriorRows:
-    """Read an existing report (latest row per reference wins); changes nothing on disk."""
-    prior = PriorRows()
+def unsent_hash(outcome: Outcome, merchant: str, reference: str) -> int:
+    """63 bits of what an unsent row said: a changed line reads as changed."""
+    text = f"{outcome.value}\x00{merchant}\x00{reference}".encode("utf-8", "surrogateescape")
+    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little") >> 1
+
+
+#: (final outcome, the line it was reported on)
+Final = tuple[Outcome, int]
+#: Called every so often while a report is read: (rows so far, bytes read, bytes in all).
+Progress = Callable[[int, int, int], None]
+
+
+class ByLine:
+    """The latest row's outcome per physical line: for a rerun of the same file."""
+
+    by_line = True
+    #: Bytes this structure keeps per input line (the regression guard checks it).
+    BYTES_PER_LINE = 1
+
+    def __init__(self, policy: ResumePolicy, max_line: int = 1 << 40) -> None:
+        self.policy = policy
+        #: no input line is beyond it (a file's size bounds its lines): a report row
+        #: past it (edited by hand?) is left out, so the proof fails and the report is
+        #: read by reference, instead of a bytearray as long as the number
+        self.max_line = max_line
+        self.rows = 0
+        self.torn_bytes = 0
+        # low nibble: CODE of the latest relevant row; high nibble: rows on the line mod 16
+        self.cells = bytearray()
+        self.checksum = 0  # sum of row_hash over every row, mod 2**64
+        self.totals = Totals(repeat=self.repeats)
+        self._relevant = policy.relevant
+
+    def add(self, line: int, merchant: str, reference: str, outcome: Outcome) -> None:
+        self.rows += 1
+        self.checksum = (self.checksum + hash((line, merchant, reference))) & _MASK
+        if line > self.max_line:
+            return
+        cells = self.cells
+        if line >= len(cells):
+            cells.extend(bytes(max(line + 1 - len(cells), len(cells) // 2, 1 << 16)))
+        cell = cells[line]
+        code = CODE[outcome] if outcome in self._relevant else cell & 0x0F
+        cells[line] = ((cell + 16) & 0xF0) | code
+
+    def latest(self, line: int) -> Outcome | None:
+        code = self.cells[line] & 0x0F if line < len(self.cells) else 0
+        return OUTCOMES[code - 1] if code else None
+
+    def repeats(self, brief: Brief) -> bool:
+        """Whether a row says again what its line's latest row said (a copied row)."""
+        return self.latest(brief[0]) is brief[3]
+
+    def expected(self, line: int, merchant: str, reference: str) -> int:
+        """What input line `line`, holding this row now, adds to the proof."""
+        rows = self.cells[line] >> 4 if line < len(self.cells) else 0
+        return rows * hash((line, merchant, reference)) if rows else 0
+
+    def final(self, line: int, key: bytes) -> Final | None:
+        outcome = self.latest(line)
+        return (outcome, line) if outcome in self.policy.final else None
+
+    def unsent_before(self, item: Rejected) -> bool:
+        return self.latest(item.line) is item.outcome
+
+    def prefetch(self, keys: Iterable[bytes], lines: Iterable[int]) -> None:
+        """Nothing to fetch: everything is in memory."""
+
+    def lines_reported(self) -> int:
+        return sum(1 for cell in self.cells if cell)
+
+
+class ByKey:
+    """Final outcomes by reference, unsent rows by line: for any input, in the index."""
+
+    by_line = False
+
+    def __init__(self, policy: ResumePolicy, store: SpillStore) -> None:
+        self.policy = policy
+        self.rows = 0
+        self.torn_bytes = 0
+        self.done = KeyMap(store)  # key -> line << 4 | CODE of its final outcome
+        self.unsent = KeyMap(store)  # line -> unsent_hash of what it said
+        self.totals = Totals(repeat=self.repeats)
+
+    def add(self, line: int, merchant: str, reference: str, outcome: Outcome) -> None:
+        self.rows += 1
+        if outcome in UNSENT:
+            self.unsent.set(line, unsent_hash(outcome, merchant, reference))
+            return
+        if self.unsent:  # a later row on the line supersedes its unsent row
+            self.unsent.delete(line)
+        key = key_of(merchant, reference)
+        if outcome in self.policy.final:
+            self.done.set(key, line << 4 | CODE[outcome])
+        elif outcome in self.policy.reopen:
+            self.done.delete(key)
+
+    def repeats(self, brief: Brief) -> bool:
+        """Whether a row says again what its reference's latest final row said. Asked
+        only while the map is in memory: on disk it would cost a query a row, for rows
+        that only a hand edit can copy."""
+        if self.done.spilled:
+            return False
+        line, merchant, reference, outcome = brief
+        found = self.final(line, key_of(merchant, reference))
+        return found is not None and found[0] is outcome
+
+    def final(self, line: int, key: bytes) -> Final | None:
+        value = self.done.get(key) if self.done else None
+        return None if value is None else (OUTCOMES[(value & 0x0F) - 1], value >> 4)
+
+    def unsent_before(self, item: Rejected) -> bool:
+        if not self.unsent:
+            return False
+        return self.unsent.get(item.line) == unsent_hash(
+            item.outcome, item.merchant, item.reference
+        )
+
+    def prefetch(self, keys: Iterable[bytes], lines: Iterable[int]) -> None:
+        self.done.prefetch(keys)
+        self.unsent.prefetch(lines)
+
+    def flush(self) -> None:
+        self.done.flush()
+        self.unsent.flush()
+
+
+PriorRows = ByLine | ByKey
+
+
+def load_report(
+    path: Path,
+    policy: ResumePolicy,
+    store: SpillStore,
+    *,
+    by_line: bool,
+    max_line: int = 1 << 40,
+    progress: Progress | None = None,
+) -> PriorRows:
+    """Read an existing report (latest row wins) into the shape asked for; changes
+    nothing on disk. `max_line`: no input line is beyond it (by line only)."""
+    prior: PriorRows = ByLine(policy, max_line) if by_line else ByKey(policy, store)
     if not path.exists():
         return prior
     if not path.is_file():
         raise ReportError(f"report {path} is not a regular file")
     torn: list[int] = []
+    size = path.stat().st_size
+    tick = None if progress is None else (lambda rows, at: progress(rows, at, size))
     try:
-        for rec in read_records(path, torn):
-            _apply(prior, rec, policy)
+        add = prior.add
+        for line, merchant, reference, outcome in scan_report(path, torn, tick, prior.totals):
+            add(line, merchant, reference, outcome)
     except OSError as exc:
         raise ReportError(f"cannot read report {path}: {exc.strerror}") from None
+    if isinstance(prior, ByKey):
+        prior.flush()
     prior.torn_bytes = sum(torn)
     return prior
 
@@ -85,41 +241,3 @@ def repair_torn_tail(path: Path, torn_bytes: int) -> None:
     if torn_bytes:
         with open(path, "rb+") as f:
             f.truncate(f.seek(0, os.SEEK_END) - torn_bytes)
-
-
-def _apply(prior: PriorRows, rec: dict[str, Any], policy: ResumePolicy) -> None:
-    outcome = Outcome(rec["outcome"])
-    prior.rows += 1
-    merchant = str(rec.get("merchant_number") or "")
-    reference = str(rec.get("payment_reference") or "")
-    if outcome in UNSENT:
-        prior.unsent_lines[int(rec["line"])] = (outcome, merchant, reference)
-        return
-    key = key_of(merchant, reference)
-    if outcome in policy.final:
-        # `canceled` and `checked` are final, so a reference has at most one such row
-        # (a rerun never sends it again); the check only guards a hand-copied row.
-        if prior.done.get(key) is not outcome:
-            _sum(prior, outcome, rec)
-        prior.done[key] = outcome
-    elif outcome in policy.reopen:
-        prior.done.pop(key, None)
-
-
-def _sum(prior: PriorRows, outcome: Outcome, rec: dict[str, Any]) -> None:
-    """The report-wide totals: amounts released, payments per state."""
-    if outcome is Outcome.CANCELED:
-        amount, currency = _whole(rec.get("amount")), rec.get("currency")
-        if amount is not None and currency:
-            prior.released[str(currency)] += amount
-    elif outcome is Outcome.CHECKED and rec.get("payment_state"):
-        prior.states[str(rec["payment_state"])] += 1
-
-
-def _whole(value: object) -> int | None:
-    """An amount as written (an int in JSON Lines, text in CSV; empty: none)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
-    return None

@@ -55,7 +55,7 @@ class Counts:
 
     def _first_sights(self) -> Counter[str]:
         """Keys the pre-pass did not count: first rows the filter took for repeats."""
-        s, done = self._settings, self._prior.done
+        s, prior = self._settings, self._prior
         missed: Counter[str] = Counter()
         if not self._candidates:
             return missed
@@ -68,7 +68,7 @@ class Counts:
                 item = screen(parsed, s.merchant, s.shard)
                 if isinstance(item, Row):  # the keys the pre-pass offered, in its order
                     key = key_of(item.merchant, item.reference)
-                    if sights.offer(key) and key not in done:
+                    if sights.offer(key) and prior.final(item.line, key) is None:
                         missed[item.merchant] += 1
         except OSError as exc:
             raise InputError(f"cannot read input {s.input}: {exc.strerror or exc}") from None

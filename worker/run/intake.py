@@ -24,7 +24,7 @@ import contextlib
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Iterator
 
-from worker.input.admission import Admission, Reported, Send
+from worker.input.admission import Admission, Admitted, Reported, Send
 from worker.input.lines import InputError
 from worker.input.parsed import Parsed
 from worker.input.source import Source, read_batches
@@ -61,7 +61,7 @@ class Intake:
         self._max_sends = max_sends
         self._over_cap = over_cap
         self._batches: AsyncGenerator[list[Parsed], None] = read_batches(source)
-        self._rows: Iterator[Parsed] | None = None  # the rest of the chunk read last
+        self._rows: Iterator[Admitted] | None = None  # the rest of the chunk read last
         self._ready: deque[Send] = deque()
         self._lock = asyncio.Lock()
         self._ended = False
@@ -93,16 +93,16 @@ class Intake:
                 logs.log.error("input_error", error=self._end.input_error)
                 self._ended = True
                 return
-            self._rows = iter(batch)
+            self._rows = iter(self._admit.chunk(batch))
         if self._admit_some(self._rows) < READ_AHEAD:
             self._rows = None  # the chunk is used up
 
-    def _admit_some(self, rows: Iterator[Parsed]) -> int:
-        """Admit rows until READ_AHEAD references wait for a worker or the chunk ends."""
+    def _admit_some(self, rows: Iterator[Admitted]) -> int:
+        """Take admitted rows until READ_AHEAD references wait for a worker or the chunk
+        ends (a chunk is admitted at once: state kept on disk is asked in a few queries)."""
         ready, tally = self._ready, self._tally
         taken = 0
-        for parsed in rows:
-            admitted = self._admit(parsed)
+        for admitted in rows:
             if admitted is None:
                 continue
             tally.rows_read += 1

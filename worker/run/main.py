@@ -62,6 +62,7 @@ async def execute(prepared: Prepared, command: str = "cancel-worker") -> int:
     try:
         return await _execute(prepared, command)
     finally:
+        prepared.store.close()  # the on-disk index lives for one run only
         prepared.lock.release()
 
 
@@ -83,7 +84,9 @@ async def _execute(prepared: Prepared, command: str) -> int:
         )
         prior = prepared.prior
         stats = Stats()
-        tally = Tally(released_earlier=Counter(prior.released), states=Counter(prior.states))
+        tally = Tally(
+            released_earlier=Counter(prior.totals.released), states=Counter(prior.totals.states)
+        )
         outbox = Outbox(writer, tally, journal)
         started = time.monotonic()
         refreshes: Callable[[], int] = int  # no token fetched yet: 0

@@ -1,33 +1,36 @@
 """Prepare: everything that can fail before the first request, so it fails as exit 2.
 
 The report path is checked and locked, the input opened (once) and its header
-checked, the existing report read strictly, the intent journal read, and, for a file
-that can be read twice, the duplicate pre-pass made. The run's binding (input, kind,
-target, shard) is checked against the report's run record. Nothing here sends
-anything or writes anything.
+checked, the existing report read strictly (by line for a file, by reference
+otherwise: see `report.resume`), the intent journal read, and, for a file that can be
+read twice, the duplicate pre-pass made. The run's binding (input, kind, target,
+shard) is checked against the report's run record. Nothing here sends anything or
+writes anything but the run's own on-disk index (`report.index`), which the run removes.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from worker.input.admission import Admission, screen, unsent_before
+from worker.input.admission import Admission, screen
 from worker.input.dedup import CandidateDeduper, CandidateFinder, Deduper, ExactDeduper, key_of
 from worker.input.fingerprint import Fingerprint, Recorder
 from worker.input.head import fresh_head, head_digest
-from worker.input.lines import InputError
+from worker.input.lines import GZIP_MAGIC, InputError
 from worker.input.source import Source, open_input
-from worker.model import Mode, Row
+from worker.model import Mode, Rejected, Row
 from worker.observe import logs
 from worker.observe.words import count
+from worker.report.index import KeyMap, SpillStore
 from worker.report.journal import IntentJournal, journal_path
 from worker.report.lock import ReportLock, same_file
 from worker.report.records import ReportError
-from worker.report.resume import PriorRows, load_report, policy_for
+from worker.report.resume import ByLine, PriorRows, Progress, load_report, policy_for
 from worker.report.runs import SANDBOX, Binding, check_binding, read_runs, run_count
 from worker.report.writer import check_report_path
 from worker.run.count import Counts
@@ -47,10 +50,11 @@ class Prepared:
     settings: Settings
     source: Source
     prior: PriorRows
-    pending: set[bytes]
+    pending: KeyMap
     deduper: Deduper
     total: int | None  # rows of this shard, when the input could be counted
     lock: ReportLock
+    store: SpillStore  # the on-disk index; the caller closes (removes) it at the end
     runs: list[dict[str, Any]] = field(default_factory=list)  # the report's earlier runs
     input_sha256: str | None = None  # known before sending for a file only
     left: int | None = None  # rows of this shard the report does not yet settle
@@ -94,14 +98,17 @@ def prepare(settings: Settings) -> Prepared:
         lock.acquire()
     except (ReportError, OSError) as exc:
         raise UsageError(str(exc)) from None
+    store = SpillStore(lock.real, settings.memory_budget)
     try:
-        return _prepare(settings, lock)
+        store.remove_stale()  # left by a killed run: never shared between runs
+        return _prepare(settings, lock, store)
     except BaseException:
+        store.close()
         lock.release()
         raise
 
 
-def _prepare(settings: Settings, lock: ReportLock) -> Prepared:
+def _prepare(settings: Settings, lock: ReportLock, store: SpillStore) -> Prepared:
     if not lock.supported:
         logs.log.warning("report_not_locked", report=str(settings.report), why=NO_LOCKS)
     try:
@@ -109,16 +116,43 @@ def _prepare(settings: Settings, lock: ReportLock) -> Prepared:
     except (InputError, ReportError) as exc:
         raise UsageError(str(exc)) from None
     try:
-        prior = load_report(settings.report, policy_for(settings.mode, settings.retry_outcomes))
+        policy = policy_for(settings.mode, settings.retry_outcomes)
+        reading = _reading(settings)
+        # A file's rerun is resumed by line; the pre-pass proves the fit (see resume).
+        prior = load_report(
+            settings.report,
+            policy,
+            store,
+            by_line=source.rereadable,
+            max_line=_line_bound(source) if source.rereadable else 0,
+            progress=reading,
+        )
         runs = read_runs(lock.real)  # beside the real file, whatever its name here
         sends = settings.mode is Mode.RUN and not settings.dry_run
-        pending = IntentJournal.load(journal_path(lock.real), prior) if sends else set()
-        deduper: Deduper = ExactDeduper()
+        pending = KeyMap(store)
+        if sends:
+            for key in IntentJournal.keys(journal_path(lock.real)):
+                pending.set(key, 1)
+            pending.flush()
+        deduper: Deduper = ExactDeduper(KeyMap(store))
         total = left = sha = None
         counts: Counts | None = None
         if source.rereadable:
             source.digest = None  # the pre-pass hashes the file
             survey = _prepass(settings, source, prior)
+            if isinstance(prior, ByLine) and (
+                survey.proof != prior.checksum or _changed(runs, survey.fingerprint.sha256)
+            ):
+                # A changed file may hold a finished reference on a line the report
+                # never reached (in flight at a kill): only a lookup by reference sees it.
+                logs.log.info(
+                    "resume_by_reference",
+                    report=str(settings.report),
+                    why="the input changed, or the report's rows do not all match its "
+                    "lines (options changed): resuming by merchant and reference instead",
+                )
+                prior = load_report(settings.report, policy, store, by_line=False, progress=reading)
+                survey = _prepass(settings, source, prior)
             source.expect(survey.fingerprint)  # the run reads what the pre-pass counted
             deduper, total, left = survey.deduper, survey.rows, survey.left
             sha = survey.fingerprint.sha256
@@ -150,7 +184,19 @@ def _prepare(settings: Settings, lock: ReportLock) -> Prepared:
             + ("" if done is None else f", {done:,} settled"),
         )
     return Prepared(
-        settings, source, prior, pending, deduper, total, lock, runs, sha, left, counts, binding
+        settings,
+        source,
+        prior,
+        pending,
+        deduper,
+        total,
+        lock,
+        store,
+        runs,
+        sha,
+        left,
+        counts,
+        binding,
     )
 
 
@@ -158,6 +204,42 @@ def _open(settings: Settings) -> Source:
     return open_input(
         settings.input, settings.input_format, settings.delimiter, settings.multiline_cells
     )
+
+
+def _changed(runs: list[dict[str, Any]], sha256: str) -> bool:
+    """The last run that recorded its input read other bytes than this file's."""
+    recorded = [r.get("input_sha256") for r in runs if r.get("input_sha256")]
+    return bool(recorded) and recorded[-1] != sha256
+
+
+def _line_bound(source: Source) -> int:
+    """No line of the file is beyond this: a plain file has at most a line per byte; a
+    gzip file's size is only estimated (a low guess only costs a read by reference)."""
+    if source.head[:2] == GZIP_MAGIC:
+        return source.estimated_lines() * 4
+    return os.fstat(source.fd).st_size + 2
+
+
+def _reading(settings: Settings) -> Progress:
+    """A `resuming` event every --progress-seconds while a big report is read."""
+    last = time.monotonic()
+
+    def tick(rows: int, at: int, size: int) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last < settings.progress_seconds:
+            return
+        last = now
+        share = at / size if size else 1.0
+        logs.log.info(
+            "resuming",
+            report=str(settings.report),
+            rows_read=rows,
+            share=round(share, 3),
+            message=f"reading {settings.report}: {rows:,} rows so far ({share:.0%})",
+        )
+
+    return tick
 
 
 def _check_cap(settings: Settings, sending: int) -> None:
@@ -224,6 +306,8 @@ class Survey:
     #: duplicate filter mistook for a repeat, ~0.1 %, is missing from it: see `count`)
     to_send: Counter[str]
     candidates: dict[bytes, int]  # keys that may repeat -> the offer that made them one
+    #: what the input's lines add to the by-line resume's proof (see `resume.ByLine`)
+    proof: int = 0
 
 
 def _prepass(settings: Settings, run_source: Source, prior: PriorRows) -> Survey:
@@ -232,22 +316,31 @@ def _prepass(settings: Settings, run_source: Source, prior: PriorRows) -> Survey
     source = _open(settings)
     source.digest = recorder = Recorder()
     finder = CandidateFinder(run_source.estimated_lines())
-    rows = settled = 0
+    rows = settled = proof = 0
     to_send: Counter[str] = Counter()
+    by_line = prior if isinstance(prior, ByLine) else None
+    merchant, shard = settings.merchant, settings.shard
     try:
-        for parsed in source.rows():
-            item = screen(parsed, settings.merchant, settings.shard)
-            if item is None:
-                continue
-            rows += 1
-            if isinstance(item, Row):
-                key = key_of(item.merchant, item.reference)
-                done = key in prior.done
-                settled += done
-                if not finder.offer(key) and not done:
-                    to_send[item.merchant] += 1
-            else:
-                settled += unsent_before(prior, item)
+        for batch in source.batches():
+            items = [screen(parsed, merchant, shard) for parsed in batch]
+            keys = [key_of(i.merchant, i.reference) if type(i) is Row else None for i in items]
+            prior.prefetch(
+                [k for k in keys if k is not None], [i.line for i in items if i is not None]
+            )
+            for item, key in zip(items, keys, strict=True):
+                if item is None:
+                    continue
+                rows += 1
+                if by_line is not None:
+                    proof += by_line.expected(item.line, item.merchant, item.reference)
+                if key is not None:
+                    done = prior.final(item.line, key) is not None
+                    settled += done
+                    if not finder.offer(key) and not done:
+                        to_send[item.merchant] += 1
+                else:
+                    assert isinstance(item, Rejected)
+                    settled += prior.unsent_before(item)
     except OSError as exc:
         raise InputError(f"cannot read input {settings.input}: {exc.strerror or exc}") from None
     except InputError as exc:
@@ -261,4 +354,5 @@ def _prepass(settings: Settings, run_source: Source, prior: PriorRows) -> Survey
         recorder.fingerprint(),
         to_send,
         finder.candidates,
+        proof & ((1 << 64) - 1),
     )

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from worker.input.admission import Admission, Reported, Send
 from worker.input.dedup import ExactDeduper, key_of
 from worker.input.parsed import Parsed
 from worker.input.shard import shard_of
 from worker.model import Outcome, Result, Row
-from worker.report.resume import PriorRows
+from worker.report.index import SpillStore
+from worker.report.resume import RUN, ByKey, PriorRows
 from worker.settings import Shard
 
 
@@ -18,7 +21,7 @@ def admission(
         merchant="M0",
         shard=shard or Shard(),
         deduper=ExactDeduper(),
-        prior=prior or PriorRows(),
+        prior=prior or ByKey(RUN, SpillStore(Path("unused"), 1 << 20)),
         pending=pending or set(),
     )
 
@@ -38,10 +41,10 @@ def test_an_invalid_row_is_reported_unsent_and_does_not_count_for_dedup() -> Non
 
 
 def test_resume_skips_what_an_earlier_run_finished_and_reported() -> None:
-    prior = PriorRows(
-        done={key_of("T1", "a"): Outcome.CANCELED},
-        unsent_lines={4: (Outcome.INVALID, "T1", ""), 5: (Outcome.INVALID, "T1", "")},
-    )
+    prior = ByKey(RUN, SpillStore(Path("unused"), 1 << 20))
+    prior.add(2, "T1", "a", Outcome.CANCELED)
+    prior.add(4, "T1", "", Outcome.INVALID)
+    prior.add(5, "T1", "", Outcome.INVALID)
     admit = admission(prior, pending={key_of("T1", "b")})
     assert admit(Parsed(2, "a", "T1", None)) == Reported(Outcome.CANCELED)
     assert admit(Parsed(3, "b", "T1", None)) == Send(Row(3, "T1", "b"), maybe_landed=True)

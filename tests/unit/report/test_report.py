@@ -10,12 +10,31 @@ from pathlib import Path
 import pytest
 
 from worker.input.dedup import key_of
-from worker.model import EXTRA_COLUMNS, REPORT_COLUMNS, Outcome, Result
+from worker.model import EXTRA_COLUMNS, REPORT_COLUMNS, Outcome, Rejected, Result
+from worker.report.index import SpillStore
 from worker.report.journal import IntentJournal
 from worker.report.records import ReportError, read_records
-from worker.report.resume import CHECK, RUN, load_report, repair_torn_tail
+from worker.report.resume import (
+    CHECK,
+    RUN,
+    ByKey,
+    PriorRows,
+    ResumePolicy,
+    load_report,
+    repair_torn_tail,
+)
 from worker.report.storage import StorageError
 from worker.report.writer import Echo, ReportWriter
+
+
+def load(path: Path, policy: ResumePolicy = RUN) -> PriorRows:
+    return load_report(path, policy, SpillStore(path, 1 << 30), by_line=False)
+
+
+def final(prior: PriorRows, merchant: str, reference: str) -> Outcome | None:
+    """The final outcome a by-reference resume holds for the pair."""
+    got = prior.final(0, key_of(merchant, reference))
+    return None if got is None else got[0]
 
 
 def write(path: Path, *results: Result) -> None:
@@ -35,8 +54,8 @@ def test_csv_rows_quote_what_needs_quoting(tmp_path: Path) -> None:
     text = path.read_bytes().decode()
     assert text.startswith(",".join(REPORT_COLUMNS + EXTRA_COLUMNS) + "\r\n")
     assert '"a,""b""\nc"' in text
-    prior = load_report(path, RUN)
-    assert prior.final("T1", 'a,"b"\nc') is Outcome.CANCELED
+    prior = load(path, RUN)
+    assert final(prior, "T1", 'a,"b"\nc') is Outcome.CANCELED
 
 
 def test_jsonl_types(tmp_path: Path) -> None:
@@ -78,15 +97,16 @@ def test_latest_row_wins_and_failed_is_retried(tmp_path: Path) -> None:
     write(path, result("a", Outcome.CANCELED), result("b", Outcome.FAILED))
     write(path, result("c", Outcome.CHECKED), result("d", Outcome.WOULD_CANCEL))
     write(path, Result(9, "T1", "", Outcome.INVALID), Result(10, "T1", "a", Outcome.DUPLICATE))
-    prior = load_report(path, RUN)
-    assert prior.final("T1", "a") is Outcome.CANCELED
-    assert prior.final("T1", "b") is None  # its last row is failed: send again
-    assert prior.final("T1", "c") is None and prior.final("T1", "d") is None
-    assert prior.unsent_lines == {
-        9: (Outcome.INVALID, "T1", ""),
-        10: (Outcome.DUPLICATE, "T1", "a"),
-    }
-    assert load_report(path, CHECK).final("T1", "c") is Outcome.CHECKED
+    prior = load(path, RUN)
+    assert final(prior, "T1", "a") is Outcome.CANCELED
+    assert final(prior, "T1", "b") is None  # its last row is failed: send again
+    assert final(prior, "T1", "c") is None and final(prior, "T1", "d") is None
+    assert isinstance(prior, ByKey)
+    assert prior.unsent_before(Rejected(9, "T1", "", Outcome.INVALID, ""))
+    assert prior.unsent_before(Rejected(10, "T1", "a", Outcome.DUPLICATE, ""))
+    assert not prior.unsent_before(Rejected(10, "T1", "b", Outcome.DUPLICATE, ""))
+    assert not prior.unsent_before(Rejected(9, "T1", "", Outcome.DUPLICATE, ""))
+    assert final(load(path, CHECK), "T1", "c") is Outcome.CHECKED
 
 
 @pytest.mark.parametrize("name", ["r.csv", "r.jsonl"])
@@ -95,15 +115,15 @@ def test_torn_last_row_is_cut_off_and_appending_goes_on(tmp_path: Path, name: st
     write(path, result("a", Outcome.CANCELED), result("b", Outcome.CANCELED, line=3))
     whole = path.read_bytes()
     path.write_bytes(whole[:-7])  # a power cut in the middle of the last row
-    prior = load_report(path, RUN)
-    assert prior.final("T1", "a") is Outcome.CANCELED and prior.final("T1", "b") is None
+    prior = load(path, RUN)
+    assert final(prior, "T1", "a") is Outcome.CANCELED and final(prior, "T1", "b") is None
     assert path.read_bytes() == whole[:-7]  # reading changes nothing
     assert prior.torn_bytes == len(whole[:-7]) - len(whole[:-7].rsplit(b"\n", 1)[0]) - 1
     repair_torn_tail(path, prior.torn_bytes)
     assert path.read_bytes().endswith(b"\n")
     write(path, result("b", Outcome.CANCELED, line=3))
-    assert load_report(path, RUN).rows == 2
-    assert load_report(path, RUN).final("T1", "b") is Outcome.CANCELED
+    assert load(path, RUN).rows == 2
+    assert final(load(path, RUN), "T1", "b") is Outcome.CANCELED
 
 
 def test_a_quote_that_never_closes_is_refused_not_cut(tmp_path: Path) -> None:
@@ -115,7 +135,7 @@ def test_a_quote_that_never_closes_is_refused_not_cut(tmp_path: Path) -> None:
     cut = text.index(b"multi\n") + len(b"multi\n")
     path.write_bytes(text[:cut])  # ends in a newline, yet inside an open quote
     with pytest.raises(ReportError, match="line 3: a quoted field never closes"):
-        load_report(path, RUN)
+        load(path, RUN)
     assert path.read_bytes() == text[:cut]
 
 
@@ -129,8 +149,8 @@ def test_a_torn_last_row_is_cut_whatever_it_holds(tmp_path: Path) -> None:
     text = path.read_bytes()
     cut = text.index(b"line\nbre") + 7  # inside the third line of the quoted cell
     path.write_bytes(text[:cut])
-    prior = load_report(path, RUN)
-    assert prior.rows == 1 and prior.final("T1", "a") is Outcome.CANCELED
+    prior = load(path, RUN)
+    assert prior.rows == 1 and final(prior, "T1", "a") is Outcome.CANCELED
     assert prior.torn_bytes == cut - len(whole)
     repair_torn_tail(path, prior.torn_bytes)
     assert path.read_bytes() == whole
@@ -149,7 +169,7 @@ def test_a_stray_quote_before_a_torn_tail_is_refused_not_cut(tmp_path: Path) -> 
     broken = path.read_bytes().replace(b"T1,a,", b'T1,"a,', 1)[:-3]
     path.write_bytes(broken)
     with pytest.raises(ReportError, match="line 2: a quoted field never closes"):
-        load_report(path, RUN)
+        load(path, RUN)
     assert path.read_bytes() == broken
 
 
@@ -157,10 +177,10 @@ def test_a_foreign_file_is_not_taken_for_a_report(tmp_path: Path) -> None:
     path = tmp_path / "r.csv"
     path.write_text("payment_reference,merchant_number\nA,T1\n")
     with pytest.raises(ReportError, match="not a cancel-worker report"):
-        load_report(path, RUN)
+        load(path, RUN)
 
 
-def test_journal_keeps_only_references_without_a_final_row(tmp_path: Path) -> None:
+def test_journal_gives_every_whole_intent_back(tmp_path: Path) -> None:
     report = tmp_path / "r.csv"
     write(report, result("done", Outcome.CANCELED))
     journal = IntentJournal(tmp_path / "r.csv.journal")
@@ -170,8 +190,8 @@ def test_journal_keeps_only_references_without_a_final_row(tmp_path: Path) -> No
     with open(journal.path, "ab") as f:
         f.write(b'["T1", "torn')  # killed mid-write: that cancel was never sent
     write(report, result("failed-one", Outcome.FAILED))
-    pending = IntentJournal.load(journal.path, load_report(report, RUN))
-    assert pending == {key_of("T1", "maybe"), key_of("T1", "failed-one")}
+    keys = set(IntentJournal.keys(journal.path))
+    assert keys == {key_of("T1", "done"), key_of("T1", "maybe"), key_of("T1", "failed-one")}
 
 
 @pytest.mark.parametrize(
@@ -197,7 +217,7 @@ def test_a_report_edited_in_the_middle_is_refused_and_left_alone(
     broken = damage(path.read_bytes())  # type: ignore[operator]
     path.write_bytes(broken)
     with pytest.raises(ReportError, match=message):
-        load_report(path, RUN)
+        load(path, RUN)
     assert path.read_bytes() == broken
 
 
@@ -208,7 +228,7 @@ def test_every_field_the_writer_writes_reads_back(tmp_path: Path) -> None:
         path = tmp_path / name
         write(path, *[result(r, Outcome.CANCELED, line=i) for i, r in enumerate(refs, 2)])
         assert [row["payment_reference"] for row in read_records(path)] == refs
-        assert all(load_report(path, RUN).final("T1", r) for r in refs)
+        assert all(final(load(path, RUN), "T1", r) for r in refs)
 
 
 def test_a_failed_write_leaves_no_half_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -234,7 +254,7 @@ def test_a_failed_write_leaves_no_half_row(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setattr("worker.report.storage.os.write", real_write)
     writer.write([result("b", Outcome.CANCELED, line=3)])  # space again: rows go on
     writer.close()
-    assert load_report(path, RUN).rows == 2
+    assert load(path, RUN).rows == 2
 
 
 def test_the_report_folder_must_exist(tmp_path: Path) -> None:
@@ -310,7 +330,7 @@ def test_a_batch_of_rows_is_one_write_call(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setattr("worker.report.storage.os.write", counting)
     writer.write([result(f"r{i}", Outcome.CANCELED, line=i + 2) for i in range(1000)])
     writer.close()
-    assert len(calls) == 1 and load_report(tmp_path / "r.csv", RUN).rows == 1000
+    assert len(calls) == 1 and load(tmp_path / "r.csv", RUN).rows == 1000
 
 
 @pytest.mark.parametrize("name", ["r.csv", "r.jsonl"])
@@ -334,7 +354,7 @@ def test_the_report_sums_its_latest_canceled_amounts_and_checked_states(
         priced("b", Outcome.CANCELED, 250),  # a copied row: one reference, one amount
         result("e", Outcome.CANCELED),  # no amount known
     )
-    assert load_report(path, RUN).released == {"EUR": 350, "DKK": 4000}
+    assert load(path, RUN).totals.released == {"EUR": 350, "DKK": 4000}
 
     checked = tmp_path / ("c." + name.split(".")[1])
     rows = [result(ref, Outcome.CHECKED) for ref in ("a", "b", "c")] + [
@@ -343,4 +363,4 @@ def test_the_report_sums_its_latest_canceled_amounts_and_checked_states(
     for r, state in zip(rows, ("Authorized", "Captured", "Authorized", None), strict=True):
         r.payment_state = state
     write(checked, *rows)
-    assert load_report(checked, CHECK).states == {"Authorized": 2, "Captured": 1}
+    assert load(checked, CHECK).totals.states == {"Authorized": 2, "Captured": 1}

@@ -13,7 +13,7 @@ from worker.input.fingerprint import Recorder
 from worker.input.lines import InputError
 from worker.input.source import Source, open_input
 from worker.model import Mode, Outcome, Row
-from worker.report.resume import PriorRows
+from worker.report.resume import RUN, ByLine
 from worker.run.count import Counts
 from worker.settings import Settings
 
@@ -27,7 +27,8 @@ def test_counts_are_exact_per_merchant_with_a_filter_full_of_false_positives(
     rows += [",T1", "c-x,"]  # invalid: no reference; no merchant (none given)
     path.write_text("payment_reference,merchant_number\n" + "\n".join(rows) + "\n")
     settings = Settings(mode=Mode.RUN, input=str(path), report=tmp_path / "r.csv")
-    prior = PriorRows(done={key_of("T0", "c-0"): Outcome.CANCELED})  # an earlier run's
+    prior = ByLine(RUN)
+    prior.add(2, "T0", "c-0", Outcome.CANCELED)  # an earlier run's
 
     # the pre-pass, with a filter sized for 1,024 keys: thousands of false positives
     source = open_input(str(path))
@@ -37,7 +38,7 @@ def test_counts_are_exact_per_merchant_with_a_filter_full_of_false_positives(
         item = screen(parsed, None, settings.shard)
         if isinstance(item, Row):
             key = key_of(item.merchant, item.reference)
-            if not finder.offer(key) and key not in prior.done:
+            if not finder.offer(key) and prior.final(item.line, key) is None:
                 counted[item.merchant] += 1
     source.close()
 
@@ -59,5 +60,5 @@ def test_no_candidates_means_no_second_read(tmp_path: Path) -> None:
         raise AssertionError("read again")
 
     settings = Settings(mode=Mode.RUN, input="in.csv", report=tmp_path / "r.csv")
-    counts = Counts(settings, PriorRows(), never, Recorder().fingerprint(), {}, Counter(T1=3))
+    counts = Counts(settings, ByLine(RUN), never, Recorder().fingerprint(), {}, Counter(T1=3))
     assert counts.exact() == Counter(T1=3)

@@ -8,7 +8,7 @@ from worker.input.admission import Admission, Send
 from worker.input.dedup import ExactDeduper, key_of
 from worker.input.source import open_input
 from worker.model import Outcome, Result
-from worker.report.resume import PriorRows
+from worker.report.resume import RUN, ByLine, PriorRows
 from worker.run.intake import READ_AHEAD, Intake
 from worker.run.summary import Ending, Tally
 from worker.settings import Shard
@@ -30,7 +30,7 @@ class Harness:
             merchant=None,
             shard=Shard(),
             deduper=ExactDeduper(),
-            prior=prior or PriorRows(),
+            prior=prior or ByLine(RUN),
             pending=pending or set(),
         )
         self.unsent: list[Result] = []
@@ -68,7 +68,8 @@ async def test_every_row_is_handed_out_once_in_order(tmp_path: Path) -> None:
 
 
 async def test_unsent_and_finished_rows_never_reach_a_worker(tmp_path: Path) -> None:
-    prior = PriorRows(done={key_of("T1", "done"): Outcome.CANCELED})
+    prior = ByLine(RUN)
+    prior.add(5, "T1", "done", Outcome.CANCELED)  # line 5: the header is line 1
     lines = ["a,T1", ",T1", "a,T1", "done,T1", "b,T1"]
     h = Harness(tmp_path, lines, prior=prior)
     sends = await h.drain()

@@ -17,11 +17,11 @@ import pytest
 
 from worker.bambora.auth import CredentialsRefused
 from worker.input.admission import Admission
-from worker.input.dedup import ExactDeduper, key_of
+from worker.input.dedup import ExactDeduper
 from worker.input.source import open_input
 from worker.model import Outcome, Result, Row
 from worker.observe.progress import Snapshot
-from worker.report.resume import PriorRows
+from worker.report.resume import RUN, ByLine, PriorRows
 from worker.report.storage import StorageError
 from worker.run.job import Job
 from worker.run.outbox import Outbox
@@ -120,7 +120,7 @@ def make_job(
         merchant=None,
         shard=Shard(),
         deduper=ExactDeduper(),
-        prior=prior or PriorRows(),
+        prior=prior or ByLine(RUN),
         pending=set(),
     )
     tally = Tally()
@@ -279,7 +279,9 @@ async def test_progress_is_reported_while_running(tmp_path: Path, every: float) 
 
 async def test_after_a_resume_the_eta_counts_only_this_runs_rows(tmp_path: Path) -> None:
     now = [100.0]
-    prior = PriorRows(done={key_of("T1", f"r{i}"): Outcome.CANCELED for i in range(8)})
+    prior = ByLine(RUN)  # an earlier run canceled r0-r7 (lines 2-9)
+    for i in range(8):
+        prior.add(i + 2, "T1", f"r{i}", Outcome.CANCELED)
     processor = FakeProcessor(hold={"r9"})
     refs = [f"r{i}" for i in range(10)]
     # one worker: r8 is settled and its row handed over before r9 starts and is held
