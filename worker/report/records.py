@@ -59,18 +59,9 @@ def _records_csv(path: Path, f: IO[bytes], torn: list[int]) -> Iterator[dict[str
             yield raw.decode("utf-8", "surrogateescape")
 
     reader = csv.reader(lines(), strict=True)
-    try:
-        header = next(reader, None)
-    except csv.Error as exc:
-        raise _unreadable(path, 1, f"bad header: {exc}") from None
+    header = _header(path, reader)
     if header is None:
         return
-    header = [h.lstrip("\ufeff") for h in header]
-    if tuple(header[: len(REPORT_COLUMNS)]) != REPORT_COLUMNS:
-        raise ReportError(
-            f"{path} exists but is not a cancel-worker report "
-            f"(header: {','.join(header)[:120]}); choose another --report or move it away"
-        )
     while True:
         start = line_no + 1
         record.clear()
@@ -90,6 +81,23 @@ def _records_csv(path: Path, f: IO[bytes], torn: list[int]) -> Iterator[dict[str
         if len(fields) != len(header):
             raise _unreadable(path, start, f"{len(fields)} fields, the header has {len(header)}")
         yield dict(zip(header, fields, strict=True))
+
+
+def _header(path: Path, reader: Iterator[list[str]]) -> list[str] | None:
+    """A CSV report's header, checked to be cancel-worker's (None: an empty file)."""
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:
+        raise _unreadable(path, 1, f"bad header: {exc}") from None
+    if header is None:
+        return None
+    header = [h.lstrip("\ufeff") for h in header]
+    if tuple(header[: len(REPORT_COLUMNS)]) != REPORT_COLUMNS:
+        raise ReportError(
+            f"{path} exists but is not a cancel-worker report "
+            f"(header: {','.join(header)[:120]}); choose another --report or move it away"
+        )
+    return header
 
 
 def _torn_cell(width: int, rest: list[bytes]) -> bool:
@@ -259,18 +267,9 @@ def _scan_csv(
 ) -> Iterator[Brief]:
     pushback = _Pushback(lines)
     reader = csv.reader(pushback, strict=True)
-    try:
-        header = next(reader, None)
-    except csv.Error as exc:
-        raise _unreadable(path, 1, f"bad header: {exc}") from None
+    header = _header(path, reader)
     if header is None:
         return
-    header = [h.lstrip("\ufeff") for h in header]
-    if tuple(header[: len(REPORT_COLUMNS)]) != REPORT_COLUMNS:
-        raise ReportError(
-            f"{path} exists but is not a cancel-worker report "
-            f"(header: {','.join(header)[:120]}); choose another --report or move it away"
-        )
     width, outcome_of = len(header), _OUTCOME_OF
     amount_at = header.index("amount") if "amount" in header else None
     currency_at = header.index("currency") if "currency" in header else None
