@@ -120,7 +120,12 @@ def _torn_cell(width: int, rest: list[bytes]) -> bool:
 
 
 def _records_jsonl(path: Path, f: IO[bytes], torn: list[int]) -> Iterator[dict[str, Any]]:
-    for number, raw in enumerate(_whole_lines(f, torn), start=1):
+    return _docs(path, _whole_lines(f, torn))
+
+
+def _docs(path: Path, lines: Iterator[bytes]) -> Iterator[dict[str, Any]]:
+    """A JSON Lines report's rows, each an object with every report column."""
+    for number, raw in enumerate(lines, start=1):
         if not raw.strip():
             continue
         try:
@@ -337,17 +342,7 @@ class _Pushback:
 
 
 def _scan_jsonl(path: Path, lines: Iterator[bytes], totals: Totals) -> Iterator[Brief]:
-    number = 0
-    for line_no, raw in enumerate(lines, start=1):
-        if not raw.strip():
-            continue
-        try:
-            doc = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise _unreadable(path, line_no, f"not JSON ({exc.msg})") from None
-        if not isinstance(doc, dict) or not _REQUIRED_KEYS.issubset(doc):
-            raise _unreadable(path, line_no, "not a report row (a JSON object with its columns)")
-        number += 1
+    for number, doc in enumerate(_docs(path, lines), start=1):
         brief = _brief(
             path,
             number,
