@@ -48,11 +48,12 @@ def check_target(report: Path, target: Path) -> None:
 
 
 def write_card(report: Path, out: Path | None = None, command: str | None = None) -> Path:
-    """Build the page of `report` into `out`; raises ReportError or OSError.
+    """Build the page of `report` into `out` (default: beside `report` as named);
+    raises ReportError or OSError.
 
     `command` is the exact command of the run writing the page, for the verdict.
     """
-    night = gather(report)
+    night = gather(real_path(report))  # the run records are beside the real file
     text = page(night, judge(night, command))
     target = out or card_path(report)
     check_target(report, target)
