@@ -86,7 +86,7 @@ def judge(night: Night, command: str | None = None) -> Verdict:
     if last is None:
         return Verdict(
             "left" if failed else ("person" if person else "done"),
-            f"{rows} in the report; it has no run record, so how its runs ended is unknown"
+            f"{rows} in the report; it has no run record, so how its runs ended is unknown."
             + _left(failed, person, follow),
             None,
         )

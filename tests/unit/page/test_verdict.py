@@ -76,6 +76,7 @@ def test_a_report_without_run_records(tmp_path: Path) -> None:
     v = verdict(tmp_path, [DONE, row(3, "B", "failed")], [])
     assert v.tone == "left"
     assert "it has no run record" in v.headline and "1 reference left to retry" in v.headline
+    assert v.headline.endswith("is unknown. 1 reference left to retry."), v.headline
 
 
 def test_a_sharded_check_run_is_rebuilt_with_its_shard(tmp_path: Path) -> None:
