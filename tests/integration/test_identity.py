@@ -225,7 +225,9 @@ async def test_a_second_run_through_another_name_of_the_report_is_refused(
     refs = [r["payment_reference"] for r in read_report(out / "night.report.csv")]
     assert len(refs) == len(set(refs)) == 200  # one row each: nobody ran twice at once
     assert [r["exit_code"] for r in runs_of(out / "night.report.csv")] == [143, 0]
-    assert sorted(os.listdir(tmp_path)) == ["big.csv", "link.csv", "out"]
+    # lock, journal and run record live beside the real file; the report card beside
+    # the report as it was named
+    assert sorted(os.listdir(tmp_path)) == ["big.csv", "link.csv", "link.csv.html", "out"]
 
 
 async def test_merge_reports_never_writes_over_a_shards_recorded_input(tmp_path: Path) -> None:
