@@ -21,9 +21,10 @@ demo: $(STAMP)
 	@rm -f payments.report.csv payments.report.csv.runs.jsonl payments.report.csv.html
 	@$(BIN)/cancel-worker run samples/payments.csv --sandbox --report payments.report.csv; \
 	  code=$$?; echo; $(BIN)/python scripts/demo_table.py payments.report.csv $$code; \
-	  echo "(the sample holds three invalid rows on purpose; its not_cancelable and not_found"; \
-	  echo " rows are follow-ups, which alone end with 0)"; \
-	  echo "report card (one HTML page of the night): $(CURDIR)/payments.report.csv.html"
+	  echo "(the sample holds three invalid rows on purpose; its not_cancelable and"; \
+	  echo " not_found rows are follow-ups, which alone end with 0)"; \
+	  echo "report card (one HTML page of the night):"; \
+	  echo "  $(CURDIR)/payments.report.csv.html"
 
 ## The whole test suite, plus lint, type checks and the docs site in strict mode (what CI runs).
 test: $(STAMP)

@@ -177,6 +177,21 @@ async def test_a_killed_run_binds_its_report_from_before_its_first_request(
     ]
 
 
+async def test_a_report_of_an_api_on_loopback_is_not_resumed_by_the_sandbox(
+    tmp_path: Path,
+) -> None:
+    src = write_csv(tmp_path / "payments.csv", [(f"l{i}", "T1") for i in range(5)])
+    async with sandbox() as server:  # the API: a fake on loopback
+        first = await run_cli("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
+        assert first.code == 0, first.stderr[-2000:]
+        api_url = server.api_url
+    on_sandbox = await run_cli("run", str(src), *FAST, "--sandbox", env=env_for(None), cwd=tmp_path)
+    assert on_sandbox.code == 2, on_sandbox.stderr[-2000:]
+    assert f"against the API at {api_url}" in on_sandbox.stderr
+    assert "--report payments.report-2.csv" in on_sandbox.stderr
+    assert len(runs_of(tmp_path / "payments.report.csv", "start")) == 1  # it ran nothing
+
+
 async def test_a_second_run_through_another_name_of_the_report_is_refused(
     tmp_path: Path,
 ) -> None:
@@ -225,7 +240,8 @@ async def test_a_second_run_through_another_name_of_the_report_is_refused(
     refs = [r["payment_reference"] for r in read_report(out / "night.report.csv")]
     assert len(refs) == len(set(refs)) == 200  # one row each: nobody ran twice at once
     assert [r["exit_code"] for r in runs_of(out / "night.report.csv")] == [143, 0]
-    # only the report card is written beside the name given (it is for people)
+    # lock, journal and run record live beside the real file; the report card beside
+    # the report as it was named
     assert sorted(os.listdir(tmp_path)) == ["big.csv", "link.csv", "link.csv.html", "out"]
 
 

@@ -91,6 +91,29 @@ async def test_report_card_builds_the_page_of_a_report(tmp_path: Path) -> None:
     assert missing.stderr.strip().count("\n") == 0 and "nope.csv" in missing.stderr
 
 
+def _files(folder: Path) -> dict[str, bytes]:
+    """Every regular file of `folder` with its bytes (links left out)."""
+    return {p.name: p.read_bytes() for p in folder.iterdir() if not p.is_symlink()}
+
+
+async def test_report_card_never_writes_over_the_report_its_records_or_input(
+    tmp_path: Path,
+) -> None:
+    report = write_report(tmp_path / "night.csv", [row(2, "A", "canceled")], [end_record("r1")])
+    (tmp_path / "payments.csv").write_text("payment_reference\nA\n")  # the recorded input
+    (tmp_path / "night.csv.journal").write_text("")
+    (tmp_path / "link.csv").symlink_to(report)
+    kept = _files(tmp_path)
+    for out in ["night.csv", "link.csv", "night.csv.runs.jsonl", "night.csv.journal",
+                "night.csv.lock", "payments.csv", str(tmp_path / "payments.csv")]:  # fmt: skip
+        done = await run_cli("report-card", str(report), "--out", out, env={}, cwd=tmp_path)
+        assert done.code == 2, (out, done.stdout, done.stderr)
+        assert done.stderr.startswith("Error: ") and done.stderr.strip().count("\n") == 0
+        assert "would overwrite" in done.stderr, done.stderr
+        assert _files(tmp_path) == kept, out
+    assert not (tmp_path / "night.csv.lock").exists()
+
+
 async def test_merge_reports_writes_the_page_of_the_merged_report(tmp_path: Path) -> None:
     names = [tmp_path / f"in.report.shard-{i}-of-2.csv" for i in range(2)]
     for i, name in enumerate(names):

@@ -51,3 +51,18 @@ def test_the_table_fits_the_terminal_and_keeps_every_detail(
     assert [line[:4] for line in numbered] == ["   2", "   7", "  19", "  53", " 100"]
     if width == 160:  # room for the detail beside its row
         assert any(line.startswith("   7") and "at most 256" in line for line in lines)
+
+
+def test_the_demo_lines_after_the_table_fit_80_columns() -> None:
+    """`make demo`'s closing lines, echoed by the Makefile, wrap nowhere at 80 columns:
+    the report card's path (as long as the clone's folder) stands on a line of its own."""
+    makefile = Path(__file__).resolve().parents[2] / "Makefile"
+    recipe = makefile.read_text(encoding="utf-8").split("\ndemo:", 1)[1].split("\n\n", 1)[0]
+    echoed = [line.split('echo "', 1)[1].rsplit('"', 1)[0] for line in recipe.splitlines()
+              if 'echo "' in line]  # fmt: skip
+    assert echoed, recipe
+    for text in echoed:
+        if "$(CURDIR)" in text:
+            assert text.strip().startswith("$(CURDIR)"), text  # the path alone on its line
+        else:
+            assert cell_len(text) <= 80, text

@@ -208,17 +208,36 @@ class ConsoleLines:
 
     @staticmethod
     def _wrap(first: str, rest: str, pieces: list[Piece], width: int) -> list[str]:
-        """Pieces joined by spaces; one that would pass `width` starts a line with `rest`."""
+        """Pieces joined by spaces; one that would pass `width` starts a line with `rest`.
+        A piece longer than a whole line (a `message`) starts its own line and wraps
+        between its words: the terminal would cut it inside one."""
         lines = [first + pieces[0][1]]
         size = len(first) + len(pieces[0][0])
         for plain, painted in pieces[1:]:
-            if size + 1 + len(plain) <= width:
+            words = _words(plain, painted) if len(rest) + len(plain) > width else []
+            if len(words) > 1:
+                lines.append(rest + words[0][1])
+                size = len(rest) + len(words[0][0])
+                for word, shown in words[1:]:
+                    if size + 1 + len(word) <= width:
+                        lines[-1] += " " + shown
+                        size += 1 + len(word)
+                    else:
+                        lines.append(rest + shown)
+                        size = len(rest) + len(word)
+            elif size + 1 + len(plain) <= width:
                 lines[-1] += " " + painted
                 size += 1 + len(plain)
             else:
                 lines.append(rest + painted)
                 size = len(rest) + len(plain)
         return lines
+
+
+def _words(plain: str, painted: str) -> list[Piece]:
+    """A piece's words, plain and painted alike (colour codes hold no space), or none."""
+    split, shown = plain.split(" "), painted.split(" ")
+    return list(zip(split, shown, strict=True)) if len(split) == len(shown) else []
 
 
 def _shown(value: Any) -> str:

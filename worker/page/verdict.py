@@ -86,7 +86,7 @@ def judge(night: Night, command: str | None = None) -> Verdict:
     if last is None:
         return Verdict(
             "left" if failed else ("person" if person else "done"),
-            f"{rows} in the report; it has no run record, so how its runs ended is unknown"
+            f"{rows} in the report; it has no run record, so how its runs ended is unknown."
             + _left(failed, person, follow),
             None,
         )
@@ -107,10 +107,11 @@ def judge(night: Night, command: str | None = None) -> Verdict:
             again,
         )
     if failed:
+        # exit 5's meaning already says to rerun: said twice, it reads as a slip
+        rerun = "" if "rerun" in code else " Rerun the same command to retry them."
         return Verdict(
             "left",
-            f"Complete, {_plural(failed, 'reference')} left to retry; {code}. "
-            "Rerun the same command to retry them.",
+            f"Complete, {_plural(failed, 'reference')} left to retry; {code}.{rerun}",
             again,
         )
     tone = "person" if person else ("follow-up" if follow else "done")
@@ -122,7 +123,8 @@ def _left(failed: int, person: int, follow: int) -> str:
     if failed:
         parts.append(f"{_plural(failed, 'reference')} left to retry")
     if person:
-        parts.append(f"{_plural(person, 'row')} need a person (invalid or rejected)")
+        needs = "needs" if person == 1 else "need"
+        parts.append(f"{_plural(person, 'row')} {needs} a person (invalid or rejected)")
     if follow:
         parts.append(f"{_plural(follow, 'follow-up')} for support (not cancelable, not found)")
     return (" " + "; ".join(parts) + ".") if parts else " Nothing left to do."

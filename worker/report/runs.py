@@ -147,7 +147,8 @@ def check_binding(
         )
     for r in runs:
         theirs = _target(r)
-        if theirs is not None and not _same_target(theirs, this.target):
+        older = "target" not in r  # only an older version's api_url may be the sandbox's
+        if theirs is not None and not _same_target(theirs, this.target, older=older):
             raise ReportError(
                 f"report {report} was written against {_shown(theirs)} ({since}); this run "
                 f"targets {_shown(this.target)}, whose payments its rows say nothing about. "
@@ -186,12 +187,19 @@ def _target(record: Mapping[str, Any]) -> str | None:
     return api if isinstance(api, str) else None
 
 
-def _same_target(theirs: str, ours: str) -> bool:
+def _same_target(theirs: str, ours: str, *, older: bool) -> bool:
     if theirs == ours:
         return True
     # An older version recorded the embedded sandbox by its loopback URL (a new port
-    # each run): only a run on the sandbox can be taken for it.
-    return ours == SANDBOX and theirs.startswith("http://") and is_loopback(yarl.URL(theirs).host)
+    # each run): only a run on the sandbox can be taken for it. This version's `target`
+    # says `sandbox` for it, so a loopback URL there is another API (a fake, a sandbox
+    # run alone), never the embedded sandbox.
+    return (
+        older
+        and ours == SANDBOX
+        and theirs.startswith("http://")
+        and is_loopback(yarl.URL(theirs).host)
+    )
 
 
 def _shown(target: str) -> str:

@@ -126,6 +126,24 @@ def test_a_long_mapping_wraps_inside_its_own_block() -> None:
     assert lines[-1] == "    after=1"
 
 
+def test_a_text_longer_than_a_line_wraps_between_words_not_inside_one() -> None:
+    # the resume line of a run at 80 columns: the terminal cut "referen|ces"
+    message = (
+        "resuming payments.report.csv: 174 rows from 2 earlier runs; "
+        "1,826 references left, 174 settled"
+    )
+    event = {"event": "resuming", "rows": 174, "references_left": 1826, "message": message}
+    for colors in (False, True):
+        text = ConsoleLines(colors=colors, width=lambda: 80)(None, "info", event)
+        plain = re.sub(r"\x1b\[[0-9;]*m", "", text)
+        lines = plain.splitlines()
+        assert all(len(line) <= 80 for line in lines), lines
+        assert all(line.startswith("    ") for line in lines[1:]), lines
+        # the words, in order, each whole on a line; the value starts its own line
+        said = " ".join(line.strip() for line in lines if "rows=" not in line)
+        assert said == f'message="{message}"', lines
+
+
 def test_colours_do_not_count_against_the_width() -> None:
     plain = ConsoleLines(colors=False, width=lambda: 80)(None, "info", dict(SUMMARY))
     painted = ConsoleLines(colors=True, width=lambda: 80)(None, "info", dict(SUMMARY))

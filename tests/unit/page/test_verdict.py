@@ -30,7 +30,21 @@ def test_settled_with_follow_ups_says_so_and_needs_no_command(tmp_path: Path) ->
 def test_rows_for_a_person(tmp_path: Path) -> None:
     v = verdict(tmp_path, [DONE, row(3, "", "invalid")], [end_record("r", exit_code=1)])
     assert v.tone == "person" and v.command is None
-    assert "1 row need a person (invalid or rejected)" in v.headline
+    assert "1 row needs a person (invalid or rejected)" in v.headline
+
+
+def test_rows_for_a_person_agree_in_number(tmp_path: Path) -> None:
+    rows = [DONE, row(3, "", "invalid"), row(4, "C", "rejected")]
+    v = verdict(tmp_path, rows, [end_record("r", exit_code=1)])
+    assert "2 rows need a person (invalid or rejected)" in v.headline
+
+
+def test_failed_references_say_to_rerun_once(tmp_path: Path) -> None:
+    records = [end_record("r", exit_code=5)]
+    v = verdict(tmp_path, [DONE, row(3, "B", "failed")], records, command="cancel-worker run x")
+    assert v.tone == "left" and v.command == "cancel-worker run x"
+    assert v.headline.startswith("Complete, 1 reference left to retry; the last run: exit 5")
+    assert v.headline.lower().count("rerun the same command") == 1, v.headline
 
 
 @pytest.mark.parametrize("code", [3, 4, 130, 143])
@@ -62,6 +76,7 @@ def test_a_report_without_run_records(tmp_path: Path) -> None:
     v = verdict(tmp_path, [DONE, row(3, "B", "failed")], [])
     assert v.tone == "left"
     assert "it has no run record" in v.headline and "1 reference left to retry" in v.headline
+    assert v.headline.endswith("is unknown. 1 reference left to retry."), v.headline
 
 
 def test_a_sharded_check_run_is_rebuilt_with_its_shard(tmp_path: Path) -> None:

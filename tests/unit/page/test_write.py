@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.unit.page.parse import body_rows, read_page
 from tests.unit.page.reports import end_record, row, write_report
 from worker.page.write import card_path, write_card
 from worker.report.records import ReportError
@@ -41,3 +42,18 @@ def test_an_unreadable_report_writes_nothing(tmp_path: Path) -> None:
     with pytest.raises(ReportError):
         write_card(report)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv"]
+
+
+def test_a_report_named_through_a_symlink_shows_its_run_records(tmp_path: Path) -> None:
+    # runs keep their records beside the report's real file, not beside the link
+    (tmp_path / "out").mkdir()
+    real = write_report(
+        tmp_path / "out" / "night.csv", [row(2, "A", "canceled")], [end_record("r1")]
+    )
+    link = tmp_path / "link.csv"
+    link.symlink_to(real)
+    written = write_card(link)
+    assert written == tmp_path / "link.csv.html"  # beside the report as named
+    shown = read_page(written.read_text(encoding="utf-8"))
+    assert [r[0] for r in body_rows(shown.tables["runs"])] == ["r1"]
+    assert "no run record" not in shown.texts["verdict"]

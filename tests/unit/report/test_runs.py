@@ -78,6 +78,17 @@ def test_an_older_versions_record_is_an_end_record_whose_target_is_its_api_url()
     assert check([{"run_id": "r0", "mode": "run"}], binding()) is None  # nothing to compare
 
 
+def test_a_loopback_api_recorded_as_target_is_not_the_sandbox() -> None:
+    # a fake or a standalone sandbox on loopback, named by this version's `target`: the
+    # embedded sandbox's payments are other payments, in both directions
+    local = start(target="http://127.0.0.1:41234")
+    with pytest.raises(ReportError, match=r"against the API at http://127\.0\.0\.1:41234"):
+        check([local], binding(target="sandbox"))
+    with pytest.raises(ReportError, match=r"against the embedded sandbox"):
+        check([start(target="sandbox")], binding(target="http://127.0.0.1:41234"))
+    assert check([local], binding(target="http://127.0.0.1:41234")) is None
+
+
 def test_a_stream_is_bound_by_its_first_bytes() -> None:
     head = start(DATA, input="-", input_kind="stream", input_sha256=None)
     assert check([head], binding(stream=True)) is None  # the same bytes again
