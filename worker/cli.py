@@ -273,13 +273,9 @@ def merge_reports(
     from worker.report.merge import MergeError, Refused, UnreadableReport, merge
 
     logs.configure(None)
+    shards, companions = _reports_only([Path(r) for r in reports])
     try:
-        merged = merge(
-            Path(out),
-            [Path(r) for r in reports],
-            Path(input_path) if input_path else None,
-            merchant,
-        )
+        merged = merge(Path(out), shards, Path(input_path) if input_path else None, merchant)
     except (UnreadableReport, Refused) as exc:
         _fail_usage(str(exc))
         return
@@ -288,8 +284,26 @@ def merge_reports(
         sys.exit(1)
     for line in merged.lines():
         click.echo(line)
+    for path in companions:
+        click.echo(f"not a report, skipped: {path} (a file the run keeps beside its report)")
     if not no_card:
         _card(Path(out), None, fatal=False)
+
+
+def _reports_only(paths: list[Path]) -> tuple[list[Path], list[Path]]:
+    """The reports among `paths`, and the files a run keeps beside one of them (its run
+    record, report card, journal, lock, index): `p.report.shard-*` names those too."""
+    from worker.page.write import card_path
+    from worker.report.index import index_path
+    from worker.report.journal import journal_path
+    from worker.report.lock import lock_path
+    from worker.report.runs import runs_path
+
+    beside = {
+        str(make(p)) for p in paths for make in (runs_path, card_path, journal_path, lock_path)
+    } | {str(index_path(p)) for p in paths}
+    reports = [p for p in paths if str(p) not in beside]
+    return reports, [p for p in paths if str(p) in beside]
 
 
 def _card(report: Path, out: Path | None, *, fatal: bool = True) -> None:

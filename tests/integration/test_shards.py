@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import glob
 import json
 import os
 import shutil
@@ -123,6 +124,14 @@ async def test_three_shards_and_merge_cover_the_file_exactly_once(tmp_path: Path
         "merge-reports", "all.csv", *reports, "--input", str(src), env=env_for(None), cwd=tmp_path
     )
     assert merged.code == 0, merged.stderr
+    # `pay.report.shard-*`, as a shell expands it, names each shard's run record and
+    # report card too: those are skipped, and the merge is the same
+    globbed = sorted(glob.glob(str(tmp_path / "pay.report.shard-*")))
+    assert len(globbed) == 9
+    again = await run_cli("merge-reports", "globbed.csv", *globbed, env=env_for(None), cwd=tmp_path)
+    assert again.code == 0, again.stderr
+    assert again.stdout.count("not a report, skipped: ") == 6
+    assert read_report(tmp_path / "globbed.csv") == read_report(tmp_path / "all.csv")
     all_rows = read_report(tmp_path / "all.csv")
     assert [int(r["line"]) for r in all_rows] == list(range(2, 154))
     lines = merged.stdout.splitlines()
