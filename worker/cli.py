@@ -250,12 +250,10 @@ def check(**kw: Any) -> None:
 @click.option(
     "--merchant",
     envvar="BAMBORA_MERCHANT_NUMBER",
-    help=(
-        "With --input: merchant number for rows that name none, as for run. "
-        "[env: BAMBORA_MERCHANT_NUMBER]"
-    ),
+    show_envvar=True,
+    help="With --input: merchant number for rows that name none, as for run.",
 )
-@rich_click.option_panel("Options", options=["--input", "--merchant", "--help"])
+@rich_click.option_panel("Options", options=["--input", "--merchant", "--no-card", "--help"])
 def merge_reports(
     out: str,
     reports: tuple[str, ...],
@@ -329,8 +327,10 @@ def _card(report: Path, out: Path | None, *, fatal: bool = True) -> None:
 @click.option(
     "--out",
     type=click.Path(dir_okay=False),
-    help="Where to write the page. [default: REPORT.html, beside the report]",
+    help="Where to write the page (never over the report, its run record or its "
+    "input). [default: REPORT.html, beside the report]",
 )
+@rich_click.option_panel("Options", options=["--out", "--help"])
 def report_card(report: str, out: str | None) -> None:
     """Write REPORT's report card: one self-contained HTML page of the night.
 
