@@ -98,7 +98,7 @@ def test_money_released_and_held_per_currency_by_exponent(report: Path) -> None:
     assert released == {"EUR": "13.55 EUR", "JPY": "1,500 JPY", "KWD": "1.500 KWD"}
     held = {r[0]: r[1] for r in body_rows(shown.tables["held"])}
     assert held == {"EUR": "10.00 EUR"}
-    assert "1 not_cancelable row(s) state no amount" in " ".join(shown.text.split())
+    assert "1 not_cancelable row states no amount" in " ".join(shown.text.split())
 
 
 def test_follow_up_lists_hold_the_latest_rows_in_report_order(report: Path) -> None:
