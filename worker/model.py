@@ -30,10 +30,6 @@ class Outcome(StrEnum):
     CHECKED = "checked"
 
 
-#: Outcomes that end a reference as hoped (duplicates never decide the exit code).
-SUCCESS_OUTCOMES = frozenset(
-    {Outcome.CANCELED, Outcome.ALREADY_CANCELED, Outcome.WOULD_CANCEL, Outcome.CHECKED}
-)
 #: Settled, but someone should look the next morning (refund a captured payment, ask
 #: about an unknown one): counted and shown, yet not a failure (exit 0; 1 with --strict).
 FOLLOW_UP_OUTCOMES = frozenset({Outcome.NOT_CANCELABLE, Outcome.NOT_FOUND})

@@ -11,6 +11,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from worker.report.runs import is_end
+
 
 def as_text(value: Any) -> str:
     return "" if value is None else str(value)
@@ -62,7 +64,7 @@ def runs_of(records: Iterable[Mapping[str, Any]]) -> tuple[list[Run], Mapping[st
             continue
         run_id = as_text(rec.get("run_id")) or f"#{n + 1}"
         key = f"{rec.get('report') or ''}\0{run_id}"
-        start = rec.get("event") == "start"
+        start = not is_end(rec)
         earlier = runs.get(key)
         run = Run(
             run_id=run_id,
