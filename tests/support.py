@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from worker.report.runs import is_end
 from worker.sandbox import SandboxConfig, SandboxServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -104,7 +105,7 @@ def runs_of(report: Path, event: str = "end") -> list[dict[str, Any]]:
     """The report's run records of one kind: `end` (one per run that ended) or `start`."""
     path = report.with_name(report.name + ".runs.jsonl")
     records = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
-    return [r for r in records if r.get("event", "end") == event]
+    return [r for r in records if is_end(r) == (event == "end")]
 
 
 def latest(rows: list[dict[str, str]]) -> dict[tuple[str, str], dict[str, str]]:
