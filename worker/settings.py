@@ -196,7 +196,9 @@ def build_settings(mode: Mode, kw: Mapping[str, Any], env: Mapping[str, str]) ->
 def _check_proxies(api_url: str, auth_url: str) -> None:
     """A proxy variable that cannot be used is a usage error, found before any file is
     opened (the run reads the same variables again when it connects)."""
-    from worker.bambora.session import proxy_for  # session imports this module
+    # Imported here: session loads aiohttp (a quarter of a second), which --help,
+    # merge-reports and report-card never need. (session does not import settings.)
+    from worker.bambora.session import proxy_for
 
     try:
         for url in (api_url, auth_url):
@@ -209,7 +211,7 @@ def _checked_bundle(path: str | None) -> str | None:
     """A CA bundle that cannot be used is a usage error, found before any file is opened."""
     if not path:
         return None
-    from worker.bambora.session import CaBundleError, tls_context  # session imports this
+    from worker.bambora.session import CaBundleError, tls_context  # aiohttp: see above
 
     try:
         tls_context(path)

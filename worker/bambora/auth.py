@@ -32,10 +32,10 @@ import aiohttp
 import orjson
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
+from worker.access import SCOPE
 from worker.bambora.api import parse_retry_after
 from worker.bambora.backoff import BACKOFF, RetryLater
 from worker.control.stop import StopGate
-from worker.settings import SCOPE
 
 DEFAULT_LIFETIME = 300.0
 #: A token request given less time than this before the deadline could not succeed.

@@ -16,7 +16,7 @@ import aiohttp
 import yarl
 from multidict import CIMultiDict
 
-from worker.settings import is_loopback
+from worker.access import is_loopback
 
 
 class CaBundleError(ValueError):

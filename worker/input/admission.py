@@ -11,15 +11,17 @@ decisions over the resume and duplicate state: the job does the queueing.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
+from typing import Protocol
 
-from worker.input.dedup import Deduper, key_of
+from worker.input.dedup import Deduper, KeyIndex
 from worker.input.parsed import Parsed
 from worker.input.shard import in_shard
 from worker.input.validate import validate
+from worker.keys import key_of
 from worker.model import Outcome, Rejected, Result, Row
-from worker.report.index import KeyMap
-from worker.report.resume import PriorRows
 from worker.settings import Shard
 
 DUPLICATE_DETAIL = "repeats an earlier row of the input"
@@ -42,6 +44,23 @@ class Reported:
 
 
 Admitted = Send | Result | Reported | None
+
+
+class PriorRows(Protocol):
+    """What admission asks of an earlier report's rows (`report.resume`'s `ByLine` or
+    `ByKey`): a protocol, so that the input package does not import the report package."""
+
+    def prefetch(self, keys: Iterable[bytes], lines: Iterable[int]) -> None:
+        """Look up a chunk's keys and lines together (a few queries when on disk)."""
+        ...
+
+    def final(self, line: int, key: bytes) -> tuple[Outcome, int] | None:
+        """The final outcome an earlier run reported, and the line it was reported on."""
+        ...
+
+    def unsent_before(self, item: Rejected) -> bool:
+        """Whether an earlier run already reported this unsent row on its line."""
+        ...
 
 
 def screen(parsed: Parsed, merchant: str | None, shard: Shard) -> Row | Rejected | None:
@@ -73,7 +92,7 @@ class Admission:
         shard: Shard,
         deduper: Deduper,
         prior: PriorRows,
-        pending: KeyMap | set[bytes],
+        pending: KeyIndex | AbstractSet[bytes],
     ) -> None:
         self._merchant = merchant
         self._shard = shard
@@ -99,7 +118,7 @@ class Admission:
         """Ask state kept on disk about the whole chunk at once (nothing when in memory)."""
         present = [k for k in keys if k is not None]
         self._deduper.prefetch(present)
-        if isinstance(self._pending, KeyMap):
+        if not isinstance(self._pending, AbstractSet):
             self._pending.prefetch(present)
         self._prior.prefetch(present, [i.line for i in items if i is not None])
 

@@ -23,23 +23,29 @@ before they became candidates, that is the real duplicates (~90 bytes each).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Container, Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from typing import Protocol
 
 from rbloom import Bloom
 
-from worker.report.index import KeyMap
-
 FALSE_POSITIVE_RATE = 0.001
 
 
-def key_of(merchant: str, reference: str) -> bytes:
-    """A 128-bit digest of the pair: collisions are out of reach (~1e-24 at 1e7 rows)."""
-    return hashlib.blake2b(
-        f"{merchant}\x00{reference}".encode("utf-8", "surrogateescape"), digest_size=16
-    ).digest()
+class KeyIndex(Protocol):
+    """What dedup and admission ask of an exact key -> line map that the caller keeps:
+    `report.index.KeyMap`, which moves to the on-disk index past the memory budget.
+    A protocol, so that the input package does not import the report package."""
+
+    def get(self, key: bytes) -> int | None: ...
+
+    def set(self, key: bytes, value: int) -> None: ...
+
+    def __contains__(self, key: bytes) -> bool: ...
+
+    def prefetch(self, keys: Iterable[bytes]) -> None:
+        """Look up a chunk's keys together (a few queries when on disk)."""
+        ...
 
 
 class Deduper(Protocol):
@@ -55,12 +61,12 @@ class Deduper(Protocol):
 class ExactDeduper:
     """Remembers every key (and its first line): for input read only once (stdin).
 
-    Given a `KeyMap`, past the memory budget the keys live in the on-disk index and a
+    Given a `KeyIndex`, past the memory budget the keys live in the on-disk index and a
     chunk's keys are looked up together (`prefetch`).
     """
 
-    def __init__(self, seen: KeyMap | None = None) -> None:
-        self._seen: KeyMap | dict[bytes, int] = {} if seen is None else seen
+    def __init__(self, seen: KeyIndex | None = None) -> None:
+        self._seen: KeyIndex | dict[bytes, int] = {} if seen is None else seen
         self._map = seen
 
     def earlier(self, key: bytes, line: int) -> int | None:

@@ -1,6 +1,6 @@
 """Shard: which references belong to shard I of N.
 
-A stable hash of (merchant, reference) (`dedup.key_of`'s blake2b, not Python's salted
+A stable hash of (merchant, reference) (`keys.key_of`'s blake2b, not Python's salted
 `hash`), so every pod of an Indexed Job agrees, every run agrees, and a reference's
 duplicates land in the same shard as its first row. Rows that cannot be keyed
 (unparseable lines) go by line number, so exactly one shard reports them.
@@ -8,7 +8,7 @@ duplicates land in the same shard as its first row. Rows that cannot be keyed
 
 from __future__ import annotations
 
-from worker.input.dedup import key_of
+from worker.keys import key_of
 from worker.model import Rejected, Row
 from worker.settings import Shard
 

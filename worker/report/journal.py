@@ -20,7 +20,7 @@ from pathlib import Path
 
 import orjson
 
-from worker.input.dedup import key_of
+from worker.keys import key_of
 from worker.report.storage import (
     FILE_MODE,
     StorageError,

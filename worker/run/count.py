@@ -18,10 +18,11 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 
 from worker.input.admission import screen
-from worker.input.dedup import FirstSights, key_of
+from worker.input.dedup import FirstSights
 from worker.input.fingerprint import Fingerprint
 from worker.input.lines import InputError
 from worker.input.source import Source
+from worker.keys import key_of
 from worker.model import Row
 from worker.report.resume import PriorRows
 from worker.settings import Settings

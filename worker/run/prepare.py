@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from worker.input.admission import Admission, screen
-from worker.input.dedup import CandidateDeduper, CandidateFinder, Deduper, ExactDeduper, key_of
+from worker.input.dedup import CandidateDeduper, CandidateFinder, Deduper, ExactDeduper
 from worker.input.fingerprint import Fingerprint, Recorder
 from worker.input.head import fresh_head, head_digest
 from worker.input.lines import GZIP_MAGIC, InputError
 from worker.input.source import Source, open_input
+from worker.keys import key_of
 from worker.model import Mode, Rejected, Row
 from worker.observe import logs
 from worker.observe.words import count

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from worker.input.admission import Admission, Reported, Send
-from worker.input.dedup import ExactDeduper, key_of
+from worker.input.dedup import ExactDeduper
 from worker.input.parsed import Parsed
 from worker.input.shard import shard_of
+from worker.keys import key_of
 from worker.model import Outcome, Result, Row
 from worker.report.index import SpillStore
 from worker.report.resume import RUN, ByKey, PriorRows

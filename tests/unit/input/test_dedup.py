@@ -10,8 +10,8 @@ from worker.input.dedup import (
     ExactDeduper,
     FirstSights,
     find_candidates,
-    key_of,
 )
+from worker.keys import key_of
 
 
 def test_two_pass_is_exact_and_keeps_few_candidates() -> None:
@@ -33,13 +33,6 @@ def test_two_pass_is_exact_and_keeps_few_candidates() -> None:
     assert got == [
         None if first_line[k] == line else first_line[k] for line, k in enumerate(stream, 2)
     ]
-
-
-def test_merchant_is_part_of_the_key() -> None:
-    assert key_of("T1", "a") != key_of("T2", "a")
-    assert key_of("T1", "a\x00b") != key_of("T1\x00a", "b") or key_of("T1", "ab") != key_of(
-        "T1a", "b"
-    )
 
 
 def test_first_sights_make_the_first_pass_count_exact() -> None:

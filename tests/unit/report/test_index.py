@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from worker.input.dedup import ExactDeduper, key_of
+from worker.input.dedup import ExactDeduper
+from worker.keys import key_of
 from worker.report.index import ENTRY_BYTES, KeyMap, SpillStore, index_path
 
 

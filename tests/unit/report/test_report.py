@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.input.dedup import key_of
+from worker.keys import key_of
 from worker.model import EXTRA_COLUMNS, REPORT_COLUMNS, Outcome, Rejected, Result
 from worker.report.index import SpillStore
 from worker.report.journal import IntentJournal

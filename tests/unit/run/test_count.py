@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from worker.input.admission import screen
-from worker.input.dedup import CandidateFinder, key_of
+from worker.input.dedup import CandidateFinder
 from worker.input.fingerprint import Recorder
 from worker.input.lines import InputError
 from worker.input.source import Source, open_input
+from worker.keys import key_of
 from worker.model import Mode, Outcome, Row
 from worker.report.resume import RUN, ByLine
 from worker.run.count import Counts

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from worker.input.admission import Admission, Send
-from worker.input.dedup import ExactDeduper, key_of
+from worker.input.dedup import ExactDeduper
 from worker.input.source import open_input
+from worker.keys import key_of
 from worker.model import Outcome, Result
 from worker.report.resume import RUN, ByLine, PriorRows
 from worker.run.intake import READ_AHEAD, Intake
