@@ -15,13 +15,11 @@ from pathlib import Path
 
 import yarl
 
+from worker.errors import ConfigError
+
 DEFAULT_API_URL = "https://api.bambora.com"
 DEFAULT_AUTH_URL = "https://auth.bambora.com/connect/token"
 SCOPE = "cancel_payment read_payment"
-
-
-class ConfigError(Exception):
-    """A usage or configuration problem found before any request: exit 2."""
 
 
 @dataclass(frozen=True)

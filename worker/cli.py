@@ -6,7 +6,9 @@
     cancel-worker merge-reports OUT REPORT...
     cancel-worker report-card REPORT [--out FILE]
 
-Exit codes: the table in `worker.exits` (shown by --help).
+Exit codes: the table in `worker.exits` (shown by --help). Every error the worker
+raises is a `worker.errors.CancelWorkerError` carrying its exit code: `main` alone
+turns one into its "Error: " line and its code.
 """
 
 from __future__ import annotations
@@ -19,25 +21,25 @@ import sys
 import textwrap
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 import click
 import rich_click
 
 from worker import __version__
-from worker.exits import help_text
-from worker.input.lines import InputError
+from worker.errors import CancelWorkerError, ReportError, UsageError
+from worker.exits import Exit, help_text
 from worker.model import Mode
 from worker.observe import logs
 from worker.options import OTHER_PANEL, check_environment, job_options
-from worker.run.prepare import Prepared, UsageError, prepare
-from worker.run.summary import EXIT_USAGE
-from worker.settings import ConfigError, build_settings
+from worker.run.prepare import Prepared, prepare
+from worker.settings import build_settings
 
 
-def _fail_usage(message: str) -> None:
-    click.echo(f"Error: {logs.mask(message)}", err=True)
-    sys.exit(EXIT_USAGE)
+def _fail(exc: CancelWorkerError) -> NoReturn:
+    """An error of the worker's tree: its one line, then its class's exit code."""
+    click.echo(f"Error: {logs.mask(str(exc))}", err=True)
+    sys.exit(exc.exit_code.value)
 
 
 def _run_loop(main: Callable[[], Coroutine[Any, Any, int]], use_uvloop: bool) -> int:
@@ -75,40 +77,24 @@ def _refusal(prepared: Prepared) -> str | None:
 
 
 def _job(mode: Mode, kw: dict[str, Any]) -> None:
-    try:
-        check_environment(os.environ, _commands())
-        settings = build_settings(mode, kw, os.environ)
-    except ConfigError as exc:
-        _fail_usage(str(exc))
-        return
+    """Settings, prepare, ask, run; every error raised on the way is mapped by `main`."""
+    check_environment(os.environ, _commands())
+    settings = build_settings(mode, kw, os.environ)
     logs.configure(settings.log_format, settings.log_level)
     logs.REDACTOR.add(*settings.credentials.secrets())
-    try:
-        prepared = prepare(settings)
-    except UsageError as exc:
-        _fail_usage(str(exc))
-        return
-    try:
+    prepared = prepare(settings)
+    try:  # the preview's exact count reads the file once more: InputError
         refusal = _refusal(prepared)
-    except InputError as exc:  # the preview's exact count reads the file once more
+        if refusal is not None:
+            raise UsageError(refusal)
+    except BaseException:
         prepared.store.close()
         prepared.lock.release()
-        _fail_usage(str(exc))
-        return
-    if refusal is not None:
-        prepared.store.close()
-        prepared.lock.release()
-        _fail_usage(refusal)
-        return
+        raise
     from worker.run.main import execute
 
-    try:
-        command = shlex.join(["cancel-worker", *sys.argv[1:]])
-        code = _run_loop(lambda: execute(prepared, command), settings.use_uvloop)
-    except UsageError as exc:
-        _fail_usage(str(exc))
-        return
-    sys.exit(code)
+    command = shlex.join(["cancel-worker", *sys.argv[1:]])
+    sys.exit(_run_loop(lambda: execute(prepared, command), settings.use_uvloop))
 
 
 def _commands() -> list[click.Command]:
@@ -267,19 +253,13 @@ def merge_reports(
     whole or not at all, with OUT.runs.jsonl beside it: every shard's run records, then
     a totals record, and its report card OUT.html (one HTML page of the night).
     """
-    # Paths are checked by merge itself (not click), so every mistake is one line, exit 2.
-    from worker.report.merge import MergeError, Refused, UnreadableReport, merge
+    # Paths are checked by merge itself (not click), so every mistake is one line, exit 2
+    # (UnreadableReport, OutRefused); shards that do not add up are exit 1 (MergeError).
+    from worker.report.merge import merge
 
     logs.configure(None)
     shards, companions = _reports_only([Path(r) for r in reports])
-    try:
-        merged = merge(Path(out), shards, Path(input_path) if input_path else None, merchant)
-    except (UnreadableReport, Refused) as exc:
-        _fail_usage(str(exc))
-        return
-    except MergeError as exc:
-        click.echo(f"Error: {logs.mask(str(exc))}", err=True)
-        sys.exit(1)
+    merged = merge(Path(out), shards, Path(input_path) if input_path else None, merchant)
     for line in merged.lines():
         click.echo(line)
     for path in companions:
@@ -308,14 +288,13 @@ def _card(report: Path, out: Path | None, *, fatal: bool = True) -> None:
     """Write the report card page and say where. An unreadable report is exit 2 when the
     page is what was asked for; after a merge that succeeded, only a warning."""
     from worker.page.write import write_card  # Jinja2 is loaded only here
-    from worker.report.records import ReportError
 
     try:
         page = write_card(report, out)
     except (ReportError, OSError) as exc:
         why = str(exc) if isinstance(exc, ReportError) else exc.strerror or str(exc)
         if fatal:
-            _fail_usage(f"cannot write the report card of {report}: {why}")
+            raise UsageError(f"cannot write the report card of {report}: {why}") from None
         else:
             click.echo(f"Warning: report card of {report} not written: {why}", err=True)
         return
@@ -341,22 +320,25 @@ def report_card(report: str, out: str | None) -> None:
     """
     path = Path(report)
     if not path.is_file():
-        _fail_usage(f"report {report} does not exist or is not a file")
-        return
+        raise UsageError(f"report {report} does not exist or is not a file")
     _card(path, Path(out) if out else None)
 
 
 def main() -> None:
-    """The console command. A usage error is one line, like every other user error."""
+    """The console command, and the one place errors become exit codes: a
+    `CancelWorkerError` is one "Error: " line and its class's code; click's own usage
+    errors are one line too, exit 2."""
     try:
         code = cli.main(prog_name="cancel-worker", standalone_mode=False)
+    except CancelWorkerError as exc:
+        _fail(exc)
     except click.UsageError as exc:
         where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
         click.echo(f"Error: {logs.mask(exc.format_message())}{where}", err=True)
-        sys.exit(EXIT_USAGE)
+        sys.exit(Exit.USAGE.value)
     except click.Abort:
         click.echo("Aborted.", err=True)
-        sys.exit(130)
+        sys.exit(Exit.SIGINT.value)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

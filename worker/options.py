@@ -26,14 +26,8 @@ import click
 import rich_click
 from click.core import ParameterSource
 
-from worker.settings import (
-    MAX_COMMENT,
-    RETRYABLE,
-    SANDBOX_TIMEOUT,
-    ConfigError,
-    default,
-    size_text,
-)
+from worker.errors import ConfigError
+from worker.settings import MAX_COMMENT, RETRYABLE, SANDBOX_TIMEOUT, default, size_text
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 ENV_PREFIX = "CANCEL_WORKER_"

@@ -2,7 +2,7 @@
 
 Nothing else in the worker reads `os.environ`; every stage gets what it needs from
 `Settings`. Validation that must happen before any request (URLs, secrets, ranges)
-lives here and raises `ConfigError`, which the CLI turns into exit 2.
+lives here and raises `ConfigError` (`worker.errors`: exit 2).
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ import yarl
 from worker.access import DEFAULT_API_URL as DEFAULT_API_URL
 from worker.access import DEFAULT_AUTH_URL as DEFAULT_AUTH_URL
 from worker.access import SCOPE as SCOPE
-from worker.access import ConfigError as ConfigError
 from worker.access import Credentials as Credentials
 from worker.access import check_url as check_url
 from worker.access import credentials_from_env as credentials_from_env
 from worker.access import is_loopback as is_loopback
+from worker.errors import ConfigError
 from worker.model import Mode, Outcome
 
 MAX_COMMENT = 256
@@ -194,29 +194,24 @@ def build_settings(mode: Mode, kw: Mapping[str, Any], env: Mapping[str, str]) ->
 
 
 def _check_proxies(api_url: str, auth_url: str) -> None:
-    """A proxy variable that cannot be used is a usage error, found before any file is
-    opened (the run reads the same variables again when it connects)."""
+    """A proxy variable that cannot be used is a usage error (`ProxyError`), found
+    before any file is opened (the run reads the same variables again when it connects)."""
     # Imported here: session loads aiohttp (a quarter of a second), which --help,
     # merge-reports and report-card never need. (session does not import settings.)
     from worker.bambora.session import proxy_for
 
-    try:
-        for url in (api_url, auth_url):
-            proxy_for(url)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+    for url in (api_url, auth_url):
+        proxy_for(url)
 
 
 def _checked_bundle(path: str | None) -> str | None:
-    """A CA bundle that cannot be used is a usage error, found before any file is opened."""
+    """A CA bundle that cannot be used is a usage error (`CaBundleError`), found before
+    any file is opened."""
     if not path:
         return None
-    from worker.bambora.session import CaBundleError, tls_context  # aiohttp: see above
+    from worker.bambora.session import tls_context  # aiohttp: see above
 
-    try:
-        tls_context(path)
-    except CaBundleError as exc:
-        raise ConfigError(str(exc)) from None
+    tls_context(path)
     return path
 
 

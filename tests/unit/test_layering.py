@@ -29,6 +29,7 @@ PURE = {
     "model.py": {"__future__", "dataclasses", "enum"},
     "exits.py": {"__future__", "dataclasses", "enum"},
     "keys.py": {"__future__", "hashlib"},
+    "errors.py": {"__future__", "typing", "worker.exits"},
 }
 #: A module longer than this gets a look; see the module docstring.
 GUIDE_LINES = 400

@@ -8,8 +8,8 @@ import click
 import pytest
 
 from worker.cli import cli
+from worker.errors import ConfigError
 from worker.options import check_environment, env_name
-from worker.settings import ConfigError
 
 RUN, CHECK = cli.commands["run"], cli.commands["check"]
 EVERY = list(cli.commands.values())

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from worker.errors import ConfigError
 from worker.settings import (
     SANDBOX_TIMEOUT,
-    ConfigError,
     Mode,
     Settings,
     Shard,

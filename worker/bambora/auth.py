@@ -36,6 +36,7 @@ from worker.access import SCOPE
 from worker.bambora.api import parse_retry_after
 from worker.bambora.backoff import BACKOFF, RetryLater
 from worker.control.stop import StopGate
+from worker.errors import AuthUnavailable, CredentialsRefused
 
 DEFAULT_LIFETIME = 300.0
 #: A token request given less time than this before the deadline could not succeed.
@@ -47,19 +48,6 @@ FIX_CLIENT = (
     "correct BAMBORA_CLIENT_ID and BAMBORA_CLIENT_SECRET (or BAMBORA_CLIENT_SECRET_FILE); "
     "a rerun with them resumes from the report"
 )
-
-
-class CredentialsRefused(Exception):
-    """The auth server or the API refused our credentials: abort (exit 3). No rerun
-    helps until a person changes something: `fix` says what."""
-
-    def __init__(self, reason: str, fix: str = FIX_CLIENT) -> None:
-        super().__init__(reason)
-        self.fix = fix
-
-
-class AuthUnavailable(Exception):
-    """The token endpoint stayed unreachable for `give_up_after` seconds: abort (exit 3)."""
 
 
 class TokenWatch(Protocol):
@@ -265,7 +253,9 @@ class ClientCredentials:
         if status != 200:
             error = doc.get("error") if isinstance(doc.get("error"), str) else None
             reason = f"{status} {error}" if error else str(status)
-            raise CredentialsRefused(f"the auth server refused the client credentials ({reason})")
+            raise CredentialsRefused(
+                f"the auth server refused the client credentials ({reason})", fix=FIX_CLIENT
+            )
         token = doc.get("access_token")
         if not isinstance(token, str) or not token:
             raise RetryLater(reason="HTTP 200 without an access_token")

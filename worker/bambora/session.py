@@ -17,10 +17,7 @@ import yarl
 from multidict import CIMultiDict
 
 from worker.access import is_loopback
-
-
-class CaBundleError(ValueError):
-    """A CA bundle that cannot be used; the message names the file (the CLI: exit 2)."""
+from worker.errors import CaBundleError, ProxyError
 
 
 def tls_context(ca_bundle: str) -> ssl.SSLContext:
@@ -72,9 +69,9 @@ def proxy_for(url: str, proxies: Mapping[str, str] | None = None) -> yarl.URL | 
         proxy = yarl.URL(raw if "://" in raw else f"http://{raw}")
         proxy.port  # noqa: B018 - parsed lazily: a bad port fails here, not mid-run
     except ValueError:
-        raise ValueError(f"{what} is not a URL") from None
+        raise ProxyError(f"{what} is not a URL") from None
     if proxy.scheme != "http" or not proxy.host:
-        raise ValueError(f"{what} must be an http://host:port URL, got a {proxy.scheme}:// URL")
+        raise ProxyError(f"{what} must be an http://host:port URL, got a {proxy.scheme}:// URL")
     if is_loopback(host) and not is_loopback(proxy.host):
         return None
     return proxy

@@ -33,6 +33,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from worker.errors import ApiUnreachable
 from worker.observe import logs
 
 RETRY_COST = 5
@@ -45,10 +46,6 @@ PROBE_MAX = 15.0
 PROBE_RECHECK = 0.05
 #: References a streak must touch before it counts as "everyone is failing".
 MIN_DISTINCT = 3
-
-
-class ApiUnreachable(Exception):
-    """No API request succeeded for `--give-up-after` seconds: abort (exit 3)."""
 
 
 class Health:

@@ -22,15 +22,12 @@ import hashlib
 from dataclasses import dataclass
 from typing import Protocol
 
-from worker.input.lines import CHUNK, InputError
+from worker.errors import InputChanged
+from worker.input.lines import CHUNK
 
 #: Bytes between two marks; the reads of the run pass are aligned to it.
 BLOCK = CHUNK
 MARK = 8
-
-
-class InputChanged(InputError):
-    """The file is not what the pre-pass read: the run stops reading it."""
 
 
 class Digest(Protocol):

@@ -15,7 +15,8 @@ import hashlib
 import os
 import select
 
-from worker.input.lines import GZIP_MAGIC, Gunzip, InputError
+from worker.errors import InputError
+from worker.input.lines import GZIP_MAGIC, Gunzip
 from worker.input.source import Source
 
 HEAD_BYTES = 64 * 1024

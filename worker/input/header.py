@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 
-from worker.input.lines import InputError
+from worker.errors import InputError
 from worker.input.parsed import COMMENT_KEYS, MERCHANT_KEYS, REFERENCE_KEYS, excerpt, norm
 
 #: Separators tried, in order, when the header does not name a reference column.

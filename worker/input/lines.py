@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import zlib
 
+from worker.errors import InputError
+
 GZIP_MAGIC = b"\x1f\x8b"
 #: Read size: large enough that per-chunk overhead vanishes, small enough for latency.
 CHUNK = 1 << 16
 #: A physical line longer than this is an `invalid` row, skipped without being held:
 #: no legal row comes near it (a reference is at most 2,000 characters).
 MAX_LINE = 1 << 20
-
-
-class InputError(Exception):
-    """The input cannot be used at all (exit 2, nothing sent), or broke mid-run."""
 
 
 class Gunzip:

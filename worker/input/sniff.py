@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from worker.input.lines import InputError
+from worker.errors import InputError
 from worker.input.parsed import excerpt
 
 FORMATS = ("csv", "jsonl")

@@ -20,9 +20,10 @@ import sys
 from collections.abc import AsyncGenerator, Iterator
 from typing import IO
 
+from worker.errors import InputError
 from worker.input.fingerprint import Digest, Fingerprint, Verifier
 from worker.input.header import Columns, delimiter_option, parse_header
-from worker.input.lines import CHUNK, GZIP_MAGIC, MAX_LINE, Gunzip, InputError, Lines
+from worker.input.lines import CHUNK, GZIP_MAGIC, MAX_LINE, Gunzip, Lines
 from worker.input.parsed import Parsed
 from worker.input.rows import RowParser
 from worker.input.sniff import (

@@ -17,8 +17,9 @@ from typing import IO, Any
 
 import orjson
 
+from worker.errors import ReportError
 from worker.model import REPORT_COLUMNS, Outcome
-from worker.report.records import ReportError, is_jsonl
+from worker.report.records import is_jsonl
 
 #: The cells of a row the page uses, in the order `read_rows` yields them.
 FIELDS = (

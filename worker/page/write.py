@@ -15,12 +15,12 @@ import secrets
 import stat
 from pathlib import Path
 
+from worker.errors import ReportError
 from worker.page.night import gather
 from worker.page.render import page
 from worker.page.verdict import judge
 from worker.report.journal import journal_path
 from worker.report.lock import lock_path, real_path, same_file
-from worker.report.records import ReportError
 from worker.report.runs import read_runs, recorded_inputs, runs_path
 
 

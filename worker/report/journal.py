@@ -20,15 +20,9 @@ from pathlib import Path
 
 import orjson
 
+from worker.errors import StorageError
 from worker.keys import key_of
-from worker.report.storage import (
-    FILE_MODE,
-    StorageError,
-    append_whole,
-    sync,
-    sync_data,
-    sync_folder,
-)
+from worker.report.storage import FILE_MODE, append_whole, sync, sync_data, sync_folder
 
 #: Makes a descriptor's appended bytes durable; a test passes one that records calls.
 Syncer = Callable[[int, Path], None]

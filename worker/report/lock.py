@@ -32,7 +32,7 @@ from pathlib import Path
 
 import orjson
 
-from worker.report.records import ReportError
+from worker.errors import ReportError, ReportInUse
 from worker.report.storage import FILE_MODE
 
 _UNSUPPORTED = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
@@ -58,7 +58,7 @@ def same_file(a: Path, b: Path) -> bool:
 
 
 class ReportLock:
-    """`acquire()` or ReportError (exit 2) naming the holder; `release()` at the end.
+    """`acquire()` or ReportInUse (exit 2) naming the holder; `release()` at the end.
 
     `cover()` locks the report file itself once it exists (`acquire` does when it
     already does; the run calls it again after creating the report).
@@ -80,7 +80,7 @@ class ReportLock:
             except BlockingIOError:
                 holder = _read_holder(fd)
                 os.close(fd)
-                raise ReportError(
+                raise ReportInUse(
                     f"report {self.report} is in use by another run ({holder}); wait for it "
                     "to end, or choose another --report"
                 ) from None
@@ -109,8 +109,9 @@ class ReportLock:
             raise
 
     def cover(self) -> None:
-        """Lock the report file's inode too, if it exists: ReportError (exit 2) when
-        another run holds it through another name, or when it has more than one name."""
+        """Lock the report file's inode too, if it exists: ReportInUse (exit 2) when
+        another run holds it through another name, ReportError when it has more than one
+        name."""
         if self._file_fd is not None:
             return
         try:
@@ -124,7 +125,7 @@ class ReportLock:
         except BlockingIOError:
             holder = _holder_by_inode(os.fstat(fd).st_ino)
             os.close(fd)
-            raise ReportError(
+            raise ReportInUse(
                 f"report {self.report} is in use by another run, through another name of "
                 f"the same file ({holder}); wait for it to end, or choose another --report"
             ) from None

@@ -23,14 +23,14 @@ from typing import Any
 import orjson
 
 from worker import __version__
-from worker.input.lines import InputError
+from worker.errors import InputError, MergeError, OutRefused, UnreadableReport
 from worker.input.parsed import printable
 from worker.input.source import open_input
 from worker.input.validate import validate
 from worker.model import REPORT_COLUMNS, UNSENT, Outcome, Row
 from worker.observe.report_card import money
 from worker.report.lock import same_file
-from worker.report.records import ReportError, is_jsonl, read_records
+from worker.report.records import is_jsonl, read_records
 from worker.report.runs import read_runs, recorded_inputs, runs_path
 from worker.report.storage import FILE_MODE
 from worker.report.writer import check_report_path, utc_now
@@ -41,18 +41,6 @@ INT_COLUMNS = frozenset({"line", "http_status", "attempts", "amount"})
 _WHOLE = re.compile(r"-?[0-9]+")
 
 Rec = dict[str, Any]
-
-
-class MergeError(Exception):
-    """The shards do not add up: one missing, a reference doubled, an input row unmatched."""
-
-
-class UnreadableReport(Exception):
-    """A report, a run record or the input cannot be read as it is: a usage error (exit 2)."""
-
-
-class Refused(Exception):
-    """OUT would overwrite an input, or cannot be written: a usage error (exit 2)."""
 
 
 def check_out(
@@ -69,14 +57,11 @@ def check_out(
     for target, what in ((out, f"OUT {out}"), (runs_path(out), "OUT's run record")):
         for path, name in kept:
             if same_file(target, path):
-                raise Refused(
+                raise OutRefused(
                     f"{what} is {name}: merging would overwrite it; choose another OUT, "
                     f"e.g. {_suggested(reports)}"
                 )
-    try:
-        check_report_path(out)
-    except ReportError as exc:
-        raise Refused(str(exc)) from None
+    check_report_path(out)  # ReportError: OUT's folder is missing, or OUT is no file
 
 
 def _suggested(reports: list[Path]) -> str:
@@ -113,10 +98,8 @@ def _typed(path: Path, number: int, row: Rec) -> Rec:
 
 def _rows(path: Path) -> list[Rec]:
     """A shard's rows, read as strictly as resume reads them (a torn row is an error)."""
-    try:
+    try:  # ReportError (exit 2, as UnreadableReport) names the row it cannot read
         return [_typed(path, n, r) for n, r in enumerate(read_records(path), start=1)]
-    except ReportError as exc:
-        raise UnreadableReport(str(exc)) from None
     except OSError as exc:
         raise UnreadableReport(f"cannot read {path}: {exc.strerror or exc}") from None
 
@@ -125,10 +108,8 @@ def _run_records(report: Path) -> list[Rec] | None:
     """The shard's run records, each marked with its report; None when it has none."""
     if not runs_path(report).exists():
         return None
-    try:
+    try:  # ReportError names the record it cannot read
         return [{**doc, "report": str(report)} for doc in read_runs(report)]
-    except ReportError as exc:
-        raise UnreadableReport(str(exc)) from None
     except OSError as exc:
         raise UnreadableReport(f"cannot read run record of {report}: {exc.strerror}") from None
 
@@ -181,10 +162,7 @@ def _check_input(input_path: Path, merchant: str | None, rows: list[Rec]) -> Non
         names.setdefault(r["line"], set()).add((r.get("merchant_number"), r["payment_reference"]))
     absent: list[int] = []
     other: list[int] = []
-    try:
-        source = open_input(str(input_path))
-    except InputError as exc:
-        raise UnreadableReport(str(exc)) from None
+    source = open_input(str(input_path))  # InputError: exit 2 before anything is written
     try:
         for parsed in source.rows():
             found = names.pop(parsed.line, None)  # what is left at the end matches no input row
@@ -267,7 +245,7 @@ def _publish(files: list[tuple[Path, bytes]]) -> None:
             os.replace(tmp, target)
             written.remove((tmp, target))
     except OSError as exc:
-        raise Refused(f"cannot write {target}: {exc.strerror or exc}") from None
+        raise OutRefused(f"cannot write {target}: {exc.strerror or exc}") from None
     finally:
         for tmp, _ in written:
             with contextlib.suppress(OSError):

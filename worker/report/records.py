@@ -18,15 +18,12 @@ from typing import IO, Any
 
 import orjson
 
+from worker.errors import ReportError
 from worker.model import REPORT_COLUMNS, Outcome
 
 #: Far above any field the writer writes (references, merchants and echoes are capped),
 #: so that no row it wrote can ever be unreadable on resume.
 csv.field_size_limit(1 << 26)
-
-
-class ReportError(Exception):
-    """The report cannot be used (exit 2 before any request)."""
 
 
 def is_jsonl(path: Path) -> bool:

@@ -29,10 +29,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from worker.errors import ReportError
 from worker.keys import key_of
 from worker.model import CHECK_FINAL, RUN_FINAL, UNSENT, Mode, Outcome, Rejected
 from worker.report.index import KeyMap, SpillStore
-from worker.report.records import Brief, ReportError, Totals, scan_report
+from worker.report.records import Brief, Totals, scan_report
 
 
 @dataclass(frozen=True)

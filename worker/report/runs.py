@@ -24,7 +24,7 @@ import orjson
 import yarl
 
 from worker.access import is_loopback
-from worker.report.records import ReportError
+from worker.errors import ReportError
 from worker.report.storage import FILE_MODE, append_whole
 
 #: What a record's `target` says for the embedded sandbox (`--sandbox`).

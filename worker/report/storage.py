@@ -13,6 +13,8 @@ import errno
 import os
 from pathlib import Path
 
+from worker.errors import StorageError
+
 #: Reports and journals name merchants and payments: not for every local user to read.
 FILE_MODE = 0o640
 
@@ -50,10 +52,6 @@ def sync_folder(path: Path) -> None:
 
 
 _fdatasync = getattr(os, "fdatasync", os.fsync)
-
-
-class StorageError(Exception):
-    """The report or the journal could not be written: stop sending (exit 3)."""
 
 
 def append_whole(fd: int, data: bytes, path: Path) -> None:

@@ -24,10 +24,11 @@ from typing import Any
 
 import orjson
 
+from worker.errors import ReportError, StorageError
 from worker.model import EXTRA_COLUMNS, REPORT_COLUMNS, Result
 from worker.observe.logs import mask
-from worker.report.records import ReportError, is_jsonl
-from worker.report.storage import FILE_MODE, StorageError, append_whole, sync
+from worker.report.records import is_jsonl
+from worker.report.storage import FILE_MODE, append_whole, sync
 
 FSYNC_INTERVAL = 1.0
 

@@ -21,12 +21,13 @@ from typing import Protocol
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
 from worker.bambora.api import ApiClient
-from worker.bambora.auth import CredentialsRefused, TokenProvider
+from worker.bambora.auth import TokenProvider
 from worker.bambora.backoff import BACKOFF, RetryLater
 from worker.control.health import Health
 from worker.control.stop import StopGate, Stopped
 from worker.control.throttle import Throttle
 from worker.decide import Final, Next, Reauth, Step, decide, is_api_trouble
+from worker.errors import CredentialsRefused
 from worker.model import Op, Outcome, Reply, Result, Row
 
 #: Outcomes whose report row carries the payment's amount and currency: the API

@@ -17,10 +17,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Mapping
 
+from worker.errors import InputError
 from worker.input.admission import screen
 from worker.input.dedup import FirstSights
 from worker.input.fingerprint import Fingerprint
-from worker.input.lines import InputError
 from worker.input.source import Source
 from worker.keys import key_of
 from worker.model import Row

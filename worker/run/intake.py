@@ -24,8 +24,8 @@ import contextlib
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Iterator
 
+from worker.errors import InputError
 from worker.input.admission import Admission, Admitted, Reported, Send
-from worker.input.lines import InputError
 from worker.input.parsed import Parsed
 from worker.input.source import Source, read_batches
 from worker.model import Result

@@ -31,16 +31,14 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from worker.bambora.auth import AuthUnavailable, CredentialsRefused
 from worker.control.guard import RejectionGuard
-from worker.control.health import ApiUnreachable
 from worker.control.stop import StopGate, Stopped
+from worker.errors import ApiUnreachable, AuthUnavailable, CredentialsRefused, StorageError
 from worker.input.admission import Admission, Send
 from worker.input.source import Source
 from worker.model import DETAIL_LIMIT, Outcome, Result, Row
 from worker.observe import logs, progress
 from worker.observe.progress import Snapshot, View
-from worker.report.storage import StorageError
 from worker.run.intake import Intake
 from worker.run.outbox import Outbox
 from worker.run.summary import EXIT_SIGINT, EXIT_SIGTERM, Ending

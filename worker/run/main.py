@@ -18,24 +18,28 @@ from typing import Any
 import structlog
 
 from worker import __version__
-from worker.bambora.auth import AuthUnavailable, CredentialsRefused
 from worker.control.guard import RejectionGuard
-from worker.control.health import ApiUnreachable
 from worker.control.stop import StopGate
+from worker.errors import (
+    ApiUnreachable,
+    AuthUnavailable,
+    CredentialsRefused,
+    ReportError,
+    StorageError,
+    UsageError,
+)
 from worker.exits import RERUN_HELPS
 from worker.model import Mode, Outcome
 from worker.observe import logs, progress
 from worker.observe.report_card import Card, render, termination_line
 from worker.report.journal import IntentJournal, journal_path
-from worker.report.records import ReportError
 from worker.report.resume import repair_torn_tail
 from worker.report.runs import append_run
-from worker.report.storage import StorageError
 from worker.report.writer import Echo, ReportWriter, utc_now
 from worker.run.canceller import Stats
 from worker.run.job import Job
 from worker.run.outbox import Outbox
-from worker.run.prepare import Prepared, UsageError
+from worker.run.prepare import Prepared
 from worker.run.summary import (
     EXIT_ABORTED,
     Ending,
@@ -289,8 +293,8 @@ def _open_writer(prepared: Prepared, run_id: str) -> ReportWriter:
         )
         writer.open()
         prepared.lock.cover()  # the report exists now: lock its inode too (hard links)
-    except (ReportError, OSError) as exc:
-        raise UsageError(str(exc)) from None
+    except OSError as exc:  # the writer's and the lock's own errors are ReportErrors
+        raise ReportError(str(exc)) from None
     return writer
 
 

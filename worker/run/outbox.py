@@ -37,9 +37,9 @@ import asyncio
 from collections.abc import Callable
 from typing import Protocol
 
+from worker.errors import StorageError
 from worker.model import Outcome, Result
 from worker.observe import logs
-from worker.report.storage import StorageError
 from worker.run.summary import Tally
 
 #: Rows written with one `write` call at most.

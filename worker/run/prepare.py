@@ -17,11 +17,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from worker.errors import InputError, ReportError, UsageError
 from worker.input.admission import Admission, screen
 from worker.input.dedup import CandidateDeduper, CandidateFinder, Deduper, ExactDeduper
 from worker.input.fingerprint import Fingerprint, Recorder
 from worker.input.head import fresh_head, head_digest
-from worker.input.lines import GZIP_MAGIC, InputError
+from worker.input.lines import GZIP_MAGIC
 from worker.input.source import Source, open_input
 from worker.keys import key_of
 from worker.model import Mode, Rejected, Row
@@ -30,7 +31,6 @@ from worker.observe.words import count
 from worker.report.index import KeyMap, SpillStore
 from worker.report.journal import IntentJournal, journal_path
 from worker.report.lock import ReportLock, same_file
-from worker.report.records import ReportError
 from worker.report.resume import ByLine, PriorRows, Progress, load_report, policy_for
 from worker.report.runs import SANDBOX, Binding, check_binding, read_runs, run_count
 from worker.report.writer import check_report_path
@@ -38,10 +38,6 @@ from worker.run.count import Counts
 from worker.settings import Settings, other_report, run_kind
 
 NO_LOCKS = "this filesystem does not support locks: make sure no other run uses this report"
-
-
-class UsageError(Exception):
-    """Found before any request: exit 2."""
 
 
 @dataclass
@@ -80,7 +76,7 @@ class Prepared:
 
 
 def prepare(settings: Settings) -> Prepared:
-    """Everything before the first request; raises UsageError (exit 2) on bad input.
+    """Everything before the first request; raises a UsageError (exit 2) on bad input.
 
     Takes the report's lock first and keeps it (the caller releases it at the end), so
     that a second run on the same report stops here, before reading anything.
@@ -97,8 +93,8 @@ def prepare(settings: Settings) -> Prepared:
         check_report_path(settings.report)
         check_report_path(lock.real)  # a symlink's target must have its folder too
         lock.acquire()
-    except (ReportError, OSError) as exc:
-        raise UsageError(str(exc)) from None
+    except OSError as exc:  # the lock file cannot be opened (its own errors are ours)
+        raise ReportError(str(exc)) from None
     store = SpillStore(lock.real, settings.memory_budget)
     try:
         store.remove_stale()  # left by a killed run: never shared between runs
@@ -112,10 +108,7 @@ def prepare(settings: Settings) -> Prepared:
 def _prepare(settings: Settings, lock: ReportLock, store: SpillStore) -> Prepared:
     if not lock.supported:
         logs.log.warning("report_not_locked", report=str(settings.report), why=NO_LOCKS)
-    try:
-        source = _open(settings)
-    except (InputError, ReportError) as exc:
-        raise UsageError(str(exc)) from None
+    source = _open(settings)
     try:
         policy = policy_for(settings.mode, settings.retry_outcomes)
         reading = _reading(settings)
@@ -168,9 +161,9 @@ def _prepare(settings: Settings, lock: ReportLock, store: SpillStore) -> Prepare
             if settings.max_references is not None:
                 _check_cap(settings, sum(counts.exact().values()))
         binding = _check_binding(settings, source, prior, runs, sha)
-    except (InputError, ReportError) as exc:
+    except BaseException:
         source.close()
-        raise UsageError(str(exc)) from None
+        raise
     if prior.rows:
         done = None if left is None or total is None else total - left
         logs.log.info(

@@ -27,7 +27,6 @@ from worker.control.throttle import Throttle
 from worker.model import Mode, Outcome, Result, Row
 from worker.observe import logs
 from worker.run.canceller import Canceller, Journal, Stats
-from worker.run.prepare import UsageError
 from worker.settings import Credentials, Settings
 
 #: The outage streak grows with the workers in flight, up to this many (health.py).
@@ -106,18 +105,15 @@ async def _sessions(
 ) -> tuple[aiohttp.ClientSession, aiohttp.ClientSession]:
     """The sessions for the API and for the token endpoint: one, unless their proxies differ.
 
-    Proxies come from HTTPS_PROXY/HTTP_PROXY/NO_PROXY (`api.proxy_for`); `ca_bundle`
+    Proxies come from HTTPS_PROXY/HTTP_PROXY/NO_PROXY (`session.proxy_for`); `ca_bundle`
     (when set) holds the only CAs trusted. A bad bundle or proxy URL is a usage error
-    (exit 2) whose message names the culprit.
+    (`CaBundleError`, `ProxyError`: exit 2) whose message names the culprit.
     """
     bundle = s.ca_bundle
-    try:
-        tls: ssl.SSLContext | None = tls_context(bundle) if bundle else None
-        # The embedded sandbox is in this process: no proxy could reach it.
-        api_proxy = None if s.sandbox else proxy_for(s.api_url)
-        auth_proxy = None if s.sandbox else proxy_for(s.auth_url)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    tls: ssl.SSLContext | None = tls_context(bundle) if bundle else None
+    # The embedded sandbox is in this process: no proxy could reach it.
+    api_proxy = None if s.sandbox else proxy_for(s.api_url)
+    auth_proxy = None if s.sandbox else proxy_for(s.auth_url)
     for proxy in (api_proxy, auth_proxy):
         if proxy is not None:  # a proxy password is a secret: masked in every log line
             logs.REDACTOR.add(proxy.password, proxy.raw_password)

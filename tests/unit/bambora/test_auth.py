@@ -15,15 +15,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from tests.support import sandbox
-from worker.bambora.auth import (
-    AuthUnavailable,
-    ClientCredentials,
-    CredentialsRefused,
-    StaticToken,
-    jwt_lifetime,
-    refresh_margin,
-)
+from worker.bambora.auth import ClientCredentials, StaticToken, jwt_lifetime, refresh_margin
 from worker.control.stop import StopGate, Stopped
+from worker.errors import AuthUnavailable, CredentialsRefused
 
 #: An id with ':' (which plain Basic auth cannot carry) and a secret with reserved
 #: characters, and what RFC 6749 2.3.1 makes of them: each form-urlencoded, then

@@ -16,7 +16,8 @@ import aiohttp
 import pytest
 
 from tests.unit.bambora.pki import Pki, make_pki, tls_server
-from worker.bambora.session import CaBundleError, make_session, tls_context
+from worker.bambora.session import make_session, tls_context
+from worker.errors import CaBundleError
 
 
 @pytest.fixture(scope="module")

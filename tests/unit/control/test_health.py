@@ -7,7 +7,8 @@ import asyncio
 import pytest
 from structlog.testing import capture_logs
 
-from worker.control.health import ApiUnreachable, Health
+from worker.control.health import Health
+from worker.errors import ApiUnreachable
 
 
 class Clock:

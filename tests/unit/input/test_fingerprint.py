@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from worker.input.fingerprint import BLOCK, Fingerprint, InputChanged, Recorder, Verifier
+from worker.errors import InputChanged
+from worker.input.fingerprint import BLOCK, Fingerprint, Recorder, Verifier
 from worker.input.source import open_input
 
 DATA = random.Random(7).randbytes(3 * BLOCK + BLOCK // 2)

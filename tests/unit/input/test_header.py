@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.input.lines import InputError
+from worker.errors import InputError
 from worker.input.source import open_input
 from worker.input.validate import validate
 from worker.model import Rejected, Row

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.input.lines import InputError
+from worker.errors import InputError
 from worker.input.parsed import EXCERPT_LIMIT, excerpt
 from worker.input.source import open_input
 from worker.input.validate import validate

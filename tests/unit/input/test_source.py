@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from worker.input.lines import MAX_LINE, InputError, Lines, TooLong
+from worker.errors import InputError
+from worker.input.lines import MAX_LINE, Lines, TooLong
 from worker.input.source import open_input
 from worker.input.validate import validate
 from worker.model import Outcome, Rejected, Row

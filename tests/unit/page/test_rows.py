@@ -9,10 +9,10 @@ import orjson
 import pytest
 
 from tests.unit.page.reports import row, write_report
+from worker.errors import ReportError
 from worker.model import REPORT_COLUMNS
 from worker.page.night import gather
 from worker.page.rows import read_rows
-from worker.report.records import ReportError
 
 
 def test_csv_and_jsonl_reports_give_the_same_night(tmp_path: Path) -> None:

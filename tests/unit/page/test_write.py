@@ -10,8 +10,8 @@ import pytest
 
 from tests.unit.page.parse import body_rows, read_page
 from tests.unit.page.reports import end_record, row, write_report
+from worker.errors import ReportError
 from worker.page.write import card_path, write_card
-from worker.report.records import ReportError
 
 
 @pytest.mark.parametrize("mode", [0o600, 0o640, 0o644])

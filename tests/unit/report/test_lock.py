@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from worker.errors import ReportError, ReportInUse
 from worker.report.lock import ReportLock, lock_path, real_path
-from worker.report.records import ReportError
 
 
 def test_every_spelling_of_a_report_meets_at_one_lock(
@@ -25,7 +25,7 @@ def test_every_spelling_of_a_report_meets_at_one_lock(
     try:
         assert first.path == lock_path(report)
         for name in spellings[1:]:
-            with pytest.raises(ReportError, match=f"in use by another run \\(pid {os.getpid()}"):
+            with pytest.raises(ReportInUse, match=f"in use by another run \\(pid {os.getpid()}"):
                 ReportLock(name).acquire()
     finally:
         first.release()
@@ -39,7 +39,7 @@ def test_a_hard_link_is_held_by_the_inode_and_refused_when_free(tmp_path: Path) 
     first.acquire()  # the report exists: its inode is locked too
     os.link(report, tmp_path / "hard.csv")
     second = ReportLock(tmp_path / "hard.csv")
-    with pytest.raises(ReportError, match=f"another name of the same file \\(pid {os.getpid()}"):
+    with pytest.raises(ReportInUse, match=f"another name of the same file \\(pid {os.getpid()}"):
         second.acquire()
     assert not lock_path(tmp_path / "hard.csv").exists()  # the refused run left nothing
     first.release()
@@ -56,6 +56,6 @@ def test_a_report_created_after_the_lock_is_covered_when_the_run_creates_it(
     report.write_text("line,outcome\n")  # as the writer does
     lock.cover()
     os.link(report, tmp_path / "hard.csv")
-    with pytest.raises(ReportError, match="another name of the same file"):
+    with pytest.raises(ReportInUse, match="another name of the same file"):
         ReportLock(tmp_path / "hard.csv").acquire()
     lock.release()

@@ -15,9 +15,16 @@ import pytest
 
 from tests.support import write_csv
 from worker import __version__
+from worker.errors import (
+    MergeError,
+    OutRefused,
+    ReportError,
+    UnreadableReport,
+    UsageError,
+)
 from worker.model import REPORT_COLUMNS
 from worker.report import merge as merge_module
-from worker.report.merge import MergeError, Refused, UnreadableReport, merge
+from worker.report.merge import merge
 from worker.report.runs import runs_path
 
 
@@ -86,7 +93,7 @@ def test_an_out_that_is_an_input_report_is_refused_and_nothing_is_written(
     out = spellings(tmp_path, shards[0])[how]
     before = shards[0].read_bytes()
     files = sorted(tmp_path.iterdir())
-    with pytest.raises(Refused, match="choose another OUT"):
+    with pytest.raises(OutRefused, match="choose another OUT"):
         merge(out, shards)
     assert shards[0].read_bytes() == before
     assert sorted(tmp_path.iterdir()) == files  # no run record, no temporary file
@@ -100,7 +107,7 @@ def test_an_out_that_would_overwrite_a_run_record_or_the_input_is_refused(
     os.link(records, tmp_path / "other.csv.runs.jsonl")  # OUT=other.csv: its record is shard 0's
     src = write_csv(tmp_path / "p.csv", [("a", "T1"), ("b", "T1"), ("c", "T1")])
     for out in (records, tmp_path / "other.csv", src):
-        with pytest.raises(Refused, match="would overwrite"):
+        with pytest.raises(OutRefused, match="would overwrite"):
             merge(out, shards, src)
     assert records.read_text() == '{"run_id": "r0"}\n'
     assert not (tmp_path / "other.csv").exists()
@@ -123,12 +130,12 @@ def test_an_unreadable_shard_leaves_no_out_and_an_old_out_as_it_was(
     tmp_path: Path, shards: list[Path]
 ) -> None:
     shards[1].write_bytes(shards[1].read_bytes() + b'5,T1,"torn')  # no final newline
-    with pytest.raises(UnreadableReport, match="cut short"):
+    with pytest.raises(ReportError, match="cut short"):
         merge(tmp_path / "all.csv", shards)
     assert not (tmp_path / "all.csv").exists()
     old = tmp_path / "old.jsonl"
     old.write_bytes(b"yesterday\n")
-    with pytest.raises(UnreadableReport):
+    with pytest.raises(ReportError):
         merge(old, shards)
     assert old.read_bytes() == b"yesterday\n"
     assert not runs_path(tmp_path / "all.csv").exists()
@@ -142,7 +149,7 @@ def test_a_failed_write_removes_its_temporary_files(
 
     monkeypatch.setattr(merge_module.os, "fsync", full_disk)
     before = sorted(tmp_path.iterdir())
-    with pytest.raises(Refused, match="No space left on device"):
+    with pytest.raises(OutRefused, match="No space left on device"):
         merge(tmp_path / "all.jsonl", shards)
     assert sorted(tmp_path.iterdir()) == before
 
@@ -260,7 +267,7 @@ def test_an_unreadable_run_record_is_a_usage_error(
     tmp_path: Path, shards: list[Path], second: str
 ) -> None:
     runs_path(shards[1]).write_text('{"run_id": "r1"}\n' + second)
-    with pytest.raises(UnreadableReport, match=r"runs.jsonl, line 2: not a JSON object"):
+    with pytest.raises(UsageError, match=r"runs.jsonl, line 2: not a JSON object"):
         merge(tmp_path / "all.csv", shards)
     assert not (tmp_path / "all.csv").exists()
 

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from worker.errors import ReportError, StorageError
 from worker.keys import key_of
 from worker.model import EXTRA_COLUMNS, REPORT_COLUMNS, Outcome, Rejected, Result
 from worker.report.index import SpillStore
 from worker.report.journal import IntentJournal
-from worker.report.records import ReportError, read_records
+from worker.report.records import read_records
 from worker.report.resume import (
     CHECK,
     RUN,
@@ -23,7 +24,6 @@ from worker.report.resume import (
     load_report,
     repair_torn_tail,
 )
-from worker.report.storage import StorageError
 from worker.report.writer import Echo, ReportWriter
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from worker.report.records import ReportError
+from worker.errors import ReportError
 from worker.report.runs import Binding, check_binding, read_runs, recorded_inputs, run_count
 
 DATA = b"payment_reference,merchant_number\nA,T1\nB,T1\n"

@@ -17,8 +17,8 @@ from tests.fakes import FakeTime, run_on
 from worker.control.health import Health
 from worker.control.stop import StopGate, Stopped
 from worker.control.throttle import Throttle
+from worker.errors import StorageError
 from worker.model import Op, Outcome, Reply, Result, Row
-from worker.report.storage import StorageError
 from worker.run.canceller import CALLS_PER_TRY, SPARE_CALLS, Canceller
 
 ROW = Row(line=2, merchant="T1", reference="order-1")

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from worker.errors import InputError
 from worker.input.admission import screen
 from worker.input.dedup import CandidateFinder
 from worker.input.fingerprint import Recorder
-from worker.input.lines import InputError
 from worker.input.source import Source, open_input
 from worker.keys import key_of
 from worker.model import Mode, Outcome, Row

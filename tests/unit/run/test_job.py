@@ -15,14 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from worker.bambora.auth import CredentialsRefused
+from worker.errors import CredentialsRefused, StorageError
 from worker.input.admission import Admission
 from worker.input.dedup import ExactDeduper
 from worker.input.source import open_input
 from worker.model import Outcome, Result, Row
 from worker.observe.progress import Snapshot
 from worker.report.resume import RUN, ByLine, PriorRows
-from worker.report.storage import StorageError
 from worker.run.job import Job
 from worker.run.outbox import Outbox
 from worker.run.summary import Tally
@@ -239,11 +238,12 @@ async def test_the_grace_period_ends_a_request_that_never_answers(tmp_path: Path
 
 
 async def test_refused_credentials_abort_and_stop_sending(tmp_path: Path) -> None:
-    processor = FakeProcessor(fail_with=CredentialsRefused("refused (401)"))
+    refused = CredentialsRefused("refused (401)", fix="correct the client id")
+    processor = FakeProcessor(fail_with=refused)
     writer = FakeWriter()
     job = make_job(tmp_path, [f"r{i}" for i in range(100)], processor, writer)
     end = await job.run(Quiet(), 60, None)
-    assert end.abort_reason == "refused (401)"
+    assert end.abort_reason == "refused (401)" and end.fix == "correct the client id"
     assert len(processor.started) <= 2 and writer.rows == []
 
 

@@ -13,9 +13,9 @@ import pytest
 
 from worker.control.health import Health
 from worker.control.throttle import Throttle
+from worker.errors import StorageError
 from worker.model import Op, Outcome, Reply, Result, Row
 from worker.report.journal import IntentJournal
-from worker.report.storage import StorageError
 from worker.run.canceller import Canceller
 from worker.run.outbox import WRITE_BATCH, Outbox
 from worker.run.summary import Tally

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from worker.errors import UsageError
 from worker.model import Mode
-from worker.run.prepare import UsageError, prepare
+from worker.run.prepare import prepare
 from worker.settings import Settings
 
 
