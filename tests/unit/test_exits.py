@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -42,3 +43,53 @@ def test_help_names_every_code_on_its_own_line() -> None:
 def test_the_summary_line_says_what_to_do() -> None:
     assert summary_line(5) == "finished; some references failed (a rerun retries them)"
     assert "need a person" in summary_line(1)
+
+
+def _spelled_codes(tree: ast.AST) -> list[int]:
+    """Lines where an exit code is written as a number: `sys.exit(2)`, `code in (3, 4)`,
+    `exit_code == 130`, or a table keyed by codes (`{3: ..., 130: ...}`)."""
+    codes = {int(c) for c in Exit}
+
+    def numbers(node: ast.AST) -> list[int]:
+        items = node.elts if isinstance(node, ast.Tuple | ast.List | ast.Set) else [node]
+        return [n.value for n in items if isinstance(n, ast.Constant) and type(n.value) is int]
+
+    hits = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and ast.unparse(node.func) == "sys.exit":
+            if any(numbers(arg) for arg in node.args):
+                hits.append(node.lineno)
+        elif isinstance(node, ast.Compare):
+            sides = [node.left, *node.comparators]
+            named = any("exit" in ast.unparse(s) or "code" in ast.unparse(s) for s in sides)
+            if named and any(set(numbers(s)) & codes - {0} for s in sides):
+                hits.append(node.lineno)
+        elif isinstance(node, ast.Dict) and len(node.keys) >= 2:
+            keys = [k.value if isinstance(k, ast.Constant) else None for k in node.keys]
+            # small ints key other tables too (currency exponents): a signal's code tells
+            if all(type(k) is int and k in codes for k in keys) and {130, 143} & set(keys):
+                hits.append(node.lineno)
+    return hits
+
+
+def test_no_module_but_the_table_spells_an_exit_code_as_a_number() -> None:
+    worker = ROOT / "worker"
+    spelled = {
+        str(path.relative_to(ROOT)): lines
+        for path in sorted(worker.rglob("*.py"))
+        if path.name != "exits.py"
+        and "sandbox" not in path.parts  # the sandbox stands alone
+        and (lines := _spelled_codes(ast.parse(path.read_text(encoding="utf-8"))))
+    }
+    assert spelled == {}
+
+
+def test_the_check_finds_codes_spelled_as_numbers() -> None:
+    tree = ast.parse(
+        "sys.exit(130)\n"
+        "if last.exit_code in (3, 4, 130, 143): pass\n"
+        "STOPPED = {3: 'aborted', 130: 'SIGINT'}\n"
+        "DIGITS = {0: 'JPY', 3: 'KWD'}\n"
+        "if code == Exit.USAGE: pass\n"
+    )
+    assert _spelled_codes(tree) == [1, 2, 3]  # not the currency table, nor Exit.USAGE

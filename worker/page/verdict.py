@@ -17,11 +17,12 @@ from worker.exits import MEANINGS, Exit
 from worker.page.night import Night
 from worker.page.runs import Run
 
-_STOPPED_BY = {
-    3: "aborted by the worker",
-    4: "a guard rail",
-    130: "SIGINT (Ctrl-C)",
-    143: "SIGTERM (a pod stop or kill)",
+#: Who or what ends a run early, by its exit code: the codes of a night not finished.
+_STOPPED_BY: dict[int, str] = {
+    Exit.ABORTED: "aborted by the worker",
+    Exit.GUARD_RAIL: "a guard rail",
+    Exit.SIGINT: "SIGINT (Ctrl-C)",
+    Exit.SIGTERM: "SIGTERM (a pod stop or kill)",
 }
 
 
@@ -99,7 +100,7 @@ def judge(night: Night, command: str | None = None) -> Verdict:
             again,
         )
     code = f"the last run: exit {last.exit_code}, {meaning(last.exit_code)}"
-    if last.complete is False or last.exit_code in (3, 4, 130, 143):
+    if last.complete is False or last.exit_code in _STOPPED_BY:
         return Verdict(
             "left",
             f"Not finished; {code}. {rows} reported so far; rerun the same command to "
