@@ -25,19 +25,18 @@ import click
 import rich_click
 
 from worker import __version__
-from worker.exits import help_text
+from worker.exits import Exit, help_text
 from worker.input.lines import InputError
 from worker.model import Mode
 from worker.observe import logs
 from worker.options import OTHER_PANEL, check_environment, job_options
 from worker.run.prepare import Prepared, UsageError, prepare
-from worker.run.summary import EXIT_USAGE
 from worker.settings import ConfigError, build_settings
 
 
 def _fail_usage(message: str) -> None:
     click.echo(f"Error: {logs.mask(message)}", err=True)
-    sys.exit(EXIT_USAGE)
+    sys.exit(int(Exit.USAGE))
 
 
 def _run_loop(main: Callable[[], Coroutine[Any, Any, int]], use_uvloop: bool) -> int:
@@ -353,7 +352,7 @@ def main() -> None:
     except click.UsageError as exc:
         where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
         click.echo(f"Error: {logs.mask(exc.format_message())}{where}", err=True)
-        sys.exit(EXIT_USAGE)
+        sys.exit(int(Exit.USAGE))
     except click.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)
