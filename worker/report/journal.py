@@ -1,7 +1,7 @@
 """The intent journal: which cancels may have gone out, for a rerun after a kill.
 
-Just before a reference's first cancel is sent, it is appended here: the outbox
-(`run/outbox.py`) writes the intents of one event-loop turn with one `append`, then
+Just before a reference's first cancel is sent, it is appended here: the writer
+(`run/writer.py`) writes the intents of one batch with one `append`, then
 has them synced (`sync`, `fdatasync`), and their cancels wait for both. A rerun
 queries every journaled reference that has no final row before cancelling it, so a
 cancel that landed just before a kill or a power cut is reported `canceled`, neither
@@ -67,7 +67,7 @@ class IntentJournal:
         append_whole(self._fd, data, self.path)
 
     def sync(self) -> None:
-        """Make everything appended so far durable. Safe in a worker thread (the outbox
+        """Make everything appended so far durable. Safe in a worker thread (the writer
         syncs there, so the event loop goes on while the disk works). Raises StorageError."""
         with self._lock:
             if self._fd is not None:

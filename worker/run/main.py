@@ -1,25 +1,28 @@
-"""Main: one run put together: wiring, the job, the journal's fate, the summary.
+"""Main: one run put together: its stages, the job, the journal's fate, the ending.
 
-The only place that knows every collaborator of a run; each is built by `wiring` or
-the report package and handed to the `Job`.
+The only place that knows every collaborator of a run: the sending side is built by
+`wiring`, the report by the report package, the reader, queue and writer here; all
+are handed to the `Job`. After the job, one `RunReport` is made, and everything the
+run says at its end is read from it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import structlog
+from tenacity.wait import WaitBaseT
 
 from worker import __version__
+from worker.bambora.backoff import BACKOFF
 from worker.control.guard import RejectionGuard
-from worker.control.stop import StopGate
 from worker.errors import (
     ApiUnreachable,
     AuthUnavailable,
@@ -29,6 +32,7 @@ from worker.errors import (
     UsageError,
 )
 from worker.exits import RERUN_HELPS
+from worker.input.admission import Send
 from worker.model import Mode, Outcome
 from worker.observe import logs, progress
 from worker.observe.report_card import Card, render, termination_line
@@ -36,20 +40,21 @@ from worker.report.journal import IntentJournal, journal_path
 from worker.report.resume import repair_torn_tail
 from worker.report.runs import append_run
 from worker.report.writer import Echo, ReportWriter, utc_now
-from worker.run.canceller import Stats
 from worker.run.job import Job
-from worker.run.outbox import Outbox
+from worker.run.ledger import Ledger, Stop
 from worker.run.prepare import Prepared
+from worker.run.reader import READ_AHEAD, Reader
 from worker.run.summary import (
-    EXIT_ABORTED,
-    Ending,
+    Calls,
+    Reading,
+    RunReport,
     Tally,
-    exit_code,
     log_losses,
     push_metrics,
     summary_fields,
 )
 from worker.run.wiring import Wired, connect, sandboxed
+from worker.run.writer import Writer
 from worker.settings import Settings, in_effect, run_kind
 
 #: A live bar can redraw often; log lines come every --progress-seconds.
@@ -58,63 +63,74 @@ BAR_REDRAW_SECONDS = 0.5
 TERMINATION_LOG = Path("/dev/termination-log")
 
 
-async def execute(prepared: Prepared, command: str = "cancel-worker") -> int:
+async def execute(
+    prepared: Prepared, command: str = "cancel-worker", *, wait: WaitBaseT = BACKOFF
+) -> int:
     """Run prepared input to the end; returns the exit code. UsageError: exit 2.
 
-    `command` is the command line as typed, for the "to finish, run ..." hint.
+    `command` is the command line as typed, for the "to finish, run ..." hint; `wait`
+    the retry backoff policy (tests pass a fast one).
     """
     try:
-        return await _execute(prepared, command)
+        return await _execute(prepared, command, wait)
     finally:
         prepared.store.close()  # the on-disk index lives for one run only
         prepared.lock.release()
 
 
-async def _execute(prepared: Prepared, command: str) -> int:
+async def _execute(prepared: Prepared, command: str, wait: WaitBaseT) -> int:
     run_id = uuid.uuid4().hex[:12]
     structlog.contextvars.bind_contextvars(run_id=run_id)
     started_at = utc_now()
     async with sandboxed(prepared.settings) as (s, sandbox_url):
         logs.log.info("start", **start_fields(s, sandbox_url))
-        writer = _open_writer(prepared, run_id)
+        report = _open_report(prepared, run_id)
         try:
             _record_start(prepared, s, run_id, started_at)
         except UsageError:
-            writer.close()
+            report.close()
             raise
         real = prepared.lock.real  # the journal and run record follow the report's real file
         journal = (
             IntentJournal(journal_path(real)) if s.mode is Mode.RUN and not s.dry_run else None
         )
-        prior = prepared.prior
-        stats = Stats()
-        tally = Tally(
-            released_earlier=Counter(prior.totals.released), states=Counter(prior.totals.states)
+        totals = prepared.prior.totals
+        tally = Tally(released_earlier=Counter(totals.released), states=Counter(totals.states))
+        ledger = Ledger()  # the run's stops; its gate is obeyed by every send
+        writer = Writer(
+            report,
+            tally,
+            journal,
+            on_failure=lambda why: ledger.stop(Stop.abort(why, graceful=True)),
         )
-        outbox = Outbox(writer, tally, journal)
+        calls = Calls()
+        reading = Reading()
+        refreshes, held = 0, 0.0
         started = time.monotonic()
-        refreshes: Callable[[], int] = int  # no token fetched yet: 0
-        held: Callable[[], float] = float
-        end = Ending()
-        gate = StopGate()  # one for the run: the job closes it, every send obeys it
         try:
-            async with connect(s, stats, outbox if journal else None, gate) as wired:
-                refreshes = wired.token_refreshes
-                health = wired.health
-                if health is not None:
-                    held = lambda: health.held_total  # noqa: E731
+            async with connect(
+                s, calls, writer if journal else None, ledger.gate, wait=wait
+            ) as wired:
+                queue: asyncio.Queue[Send | None] = asyncio.Queue(READ_AHEAD)
                 job = Job(
-                    source=prepared.source,
-                    admission=prepared.admission(),
+                    reader=Reader(
+                        prepared.source,
+                        prepared.admission(),
+                        queue,
+                        writer,
+                        workers=s.concurrency,
+                        max_sends=s.max_references,
+                        on_cap=lambda why: ledger.stop(Stop.guard(why, closes_gate=False)),
+                    ),
+                    queue=queue,
                     processor=wired.canceller,
-                    outbox=outbox,
+                    writer=writer,
+                    ledger=ledger,
                     concurrency=s.concurrency,
                     grace_seconds=s.grace_seconds,
                     guard=RejectionGuard(s.stop_on_rejections),
-                    gate=gate,
-                    max_sends=s.max_references,
-                    requests=lambda: stats.requests,
-                    extras=lambda: _pace_and_hold(s, stats, wired),
+                    requests=lambda: calls.requests,
+                    extras=lambda: _pace_and_hold(s, calls, wired),
                 )
                 view = progress.choose(s.log_format)
                 every = (
@@ -122,47 +138,61 @@ async def _execute(prepared: Prepared, command: str) -> int:
                     if isinstance(view, progress.BarProgress)
                     else s.progress_seconds
                 )
-                end = await job.run(view, every, prepared.total)
+                reading = await job.run(view, every, prepared.total)
+                refreshes, held = wired.token_refreshes(), wired.held_seconds()
         except (CredentialsRefused, AuthUnavailable, ApiUnreachable) as exc:
-            if end.abort_reason is None:
-                end.abort_reason, end.fix = str(exc), getattr(exc, "fix", None)
-            logs.log.error("aborted", reason=end.abort_reason)
+            ledger.stop(Stop.abort(str(exc), fix=getattr(exc, "fix", None)))
         finally:
             try:
-                writer.close()
+                report.close()
             except StorageError as exc:
-                end.abort_reason = end.abort_reason or f"the report could not be written: {exc}"
-                logs.log.error("aborted", reason=end.abort_reason)
-        if end.input_done and prepared.source.rows_seen == 0:
+                ledger.stop(Stop.abort(f"the report could not be written: {exc}"))
+        if reading.done and prepared.source.rows_seen == 0:
             logs.log.warning(
                 "empty_input",
                 input=s.input,
                 why="the input has a header but no rows: nothing to do (exit 0); "
                 "check the export if a night without payments to void is unusual",
             )
-        log_losses(end, tally)
-        code = exit_code(end, tally, strict=s.strict)
-        code = _settle_journal(journal, end, tally, code)
-        elapsed = time.monotonic() - started
-        push_metrics(s, tally, stats, refreshes(), elapsed, code, held())
+        _settle_journal(journal, ledger, reading, tally)
+        run = RunReport(
+            mode=s.mode,
+            strict=s.strict,
+            reading=reading,
+            rows_written=tally.rows_written,
+            rows_already_reported=tally.rows_already_reported,
+            rows_unwritten=writer.unwritten,
+            outcomes=tally.outcomes,
+            decisive=tally.decisive,
+            released=tally.released,
+            released_total=tally.released_earlier + tally.released,
+            states=tally.states,
+            calls=calls,
+            token_refreshes=refreshes,
+            held_seconds=held,
+            elapsed=time.monotonic() - started,
+            abort_reason=ledger.abort.reason if ledger.abort else None,
+            fix=ledger.abort.fix if ledger.abort else None,
+            guard_reason=ledger.guard.reason if ledger.guard else None,
+            signal_code=ledger.signal.code if ledger.signal else None,
+        )
+        log_losses(run)
+        push_metrics(s, run)
         if not logs.for_a_person():  # a person reads the card below instead
-            fields = summary_fields(s, end, tally, stats, refreshes(), elapsed, code)
-            logs.log.info("summary", **fields)
-        _record_run(prepared, s, run_id, started_at, end, tally, stats.requests, code)
+            logs.log.info("summary", **summary_fields(s, run))
+        _record_run(prepared, s, run_id, started_at, run)
         _write_card(s, prepared.lock.real, command)
-        _tell(s, tally, stats.requests, elapsed, code, command, end)
-        return code
+        _tell(s, run, command)
+        return run.exit_code
+
+
+def _storage_failed(ledger: Ledger, why: str) -> None:
+    """The report or journal failed: no new send; those on the wire may finish."""
+    ledger.stop(Stop.abort(why, graceful=True))
 
 
 def _record_run(
-    prepared: Prepared,
-    s: Settings,
-    run_id: str,
-    started_at: str,
-    end: Ending,
-    tally: Tally,
-    requests: int,
-    code: int,
+    prepared: Prepared, s: Settings, run_id: str, started_at: str, run: RunReport
 ) -> None:
     source = prepared.source
     sha = prepared.input_sha256 or (source.digest.hexdigest() if source.digest else None)
@@ -176,18 +206,18 @@ def _record_run(
         **bound,
         "input": s.input,
         "input_sha256": sha,
-        "input_complete": end.input_done,
+        "input_complete": run.reading.done,
         "shard": f"{s.shard.index}/{s.shard.count}",
-        "rows_read": tally.rows_read,
-        "rows_reported": tally.rows_reported,
-        "outcomes": dict(sorted(tally.outcomes.items())),
-        "released": dict(sorted(tally.released.items())),
-        "released_total": dict(sorted(tally.released_total.items())),
-        "follow_ups": tally.follow_ups,
-        **({"states": dict(sorted(tally.states.items()))} if s.mode is Mode.CHECK else {}),
-        "requests": requests,
-        "exit_code": code,
-        "complete": end.complete,
+        "rows_read": run.reading.rows,
+        "rows_reported": run.rows_reported,
+        "outcomes": dict(sorted(run.outcomes.items())),
+        "released": dict(sorted(run.released.items())),
+        "released_total": dict(sorted(run.released_total.items())),
+        "follow_ups": run.follow_ups,
+        **({"states": dict(sorted(run.states.items()))} if s.mode is Mode.CHECK else {}),
+        "requests": run.calls.requests,
+        "exit_code": run.exit_code,
+        "complete": run.complete,
         "version": __version__,
         "api_url": s.api_url,
     }
@@ -231,30 +261,23 @@ def _record_start(prepared: Prepared, s: Settings, run_id: str, started_at: str)
         raise UsageError(f"cannot write the run record of {s.report}: {exc}") from None
 
 
-def _tell(
-    s: Settings,
-    tally: Tally,
-    requests: int,
-    elapsed: float,
-    code: int,
-    command: str,
-    end: Ending,
-) -> None:
+def _tell(s: Settings, run: RunReport, command: str) -> None:
     """The human summary on standard error, and one line for Kubernetes: why the run
     stopped, and what finishes it (a fix first, when a rerun alone cannot help)."""
-    left = end.fix is None and code in RERUN_HELPS
+    code = run.exit_code
+    left = run.fix is None and code in RERUN_HELPS
     card = Card(
-        outcomes=tally.outcomes,
-        released=tally.released,
-        released_total=tally.released_total,
-        states=tally.states if s.mode is Mode.CHECK else None,
-        elapsed=elapsed,
-        requests=requests,
+        outcomes=run.outcomes,
+        released=run.released,
+        released_total=run.released_total,
+        states=run.states if s.mode is Mode.CHECK else None,
+        elapsed=run.elapsed,
+        requests=run.calls.requests,
         report=str(s.report),
         exit_code=code,
         resume_command=command if left else None,
-        reason=end.abort_reason or end.guard_reason,
-        fix=end.fix,
+        reason=run.why_stopped,
+        fix=run.fix,
     )
     logs.say(render(card))
     if TERMINATION_LOG.exists() and os.access(TERMINATION_LOG, os.W_OK):
@@ -262,10 +285,10 @@ def _tell(
             TERMINATION_LOG.write_text(logs.mask(termination_line(card)) + "\n", encoding="utf-8")
 
 
-def _pace_and_hold(s: Settings, stats: Stats, wired: Wired) -> dict[str, Any]:
+def _pace_and_hold(s: Settings, calls: Calls, wired: Wired) -> dict[str, Any]:
     """What the progress display adds to the counts: the pace against the cap, 429s,
     and whether references are held behind an outage."""
-    extras: dict[str, Any] = {"rate_cap": s.rate, "throttled": stats.throttled}
+    extras: dict[str, Any] = {"rate_cap": s.rate, "throttled": calls.throttled}
     if wired.throttle is not None:
         extras["rate_now"] = wired.throttle.current_rate
     if wired.health is not None and (holding := wired.health.holding()) is not None:
@@ -273,7 +296,7 @@ def _pace_and_hold(s: Settings, stats: Stats, wired: Wired) -> dict[str, Any]:
     return extras
 
 
-def _open_writer(prepared: Prepared, run_id: str) -> ReportWriter:
+def _open_report(prepared: Prepared, run_id: str) -> ReportWriter:
     report, torn = prepared.settings.report, prepared.prior.torn_bytes
     try:
         if torn:
@@ -298,19 +321,21 @@ def _open_writer(prepared: Prepared, run_id: str) -> ReportWriter:
     return writer
 
 
-def _settle_journal(journal: IntentJournal | None, end: Ending, tally: Tally, code: int) -> int:
-    """A complete run with nothing `failed` needs no journal; otherwise it is kept."""
+def _settle_journal(
+    journal: IntentJournal | None, ledger: Ledger, reading: Reading, tally: Tally
+) -> None:
+    """A complete run with nothing `failed` needs no journal; otherwise it is kept, and
+    one that cannot be kept stops the run (exit 3: the rerun cannot trust it)."""
     if journal is None:
-        return code
-    if end.complete and not tally.outcomes.get(Outcome.FAILED.value):
+        return
+    stopped = ledger.abort or ledger.guard or ledger.signal
+    if reading.done and not stopped and not tally.outcomes.get(Outcome.FAILED.value):
         journal.discard()
-        return code
+        return
     try:
         journal.close()
     except StorageError as exc:
-        logs.log.error("aborted", reason=f"the intent journal could not be written: {exc}")
-        return EXIT_ABORTED
-    return code
+        ledger.stop(Stop.abort(f"the intent journal could not be written: {exc}"))
 
 
 def start_fields(s: Settings, sandbox_url: str | None) -> dict[str, Any]:

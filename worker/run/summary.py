@@ -1,38 +1,40 @@
-"""Summary: the tally of a run, its exit code, and the one `summary` event.
+"""Summary: what a run counted, and the one frozen value its end is told from.
 
-The exit code is a pure function of how the run ended (`Ending`) and what it
-counted (`Tally`), so every rule of the README's exit table is tested without a run.
+The writer owns the counts (`Tally`), the reader how the input was read (`Reading`),
+the job's ledger why the run stopped, the canceller its calls (`Calls`). When the run
+is over they are folded into one `RunReport`; the exit code is a pure function of it
+(`RunReport.exit_code`), and the summary event, the run record, the metrics, the
+human card and the termination message are all read from it, so they cannot disagree.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from worker.exits import Exit
 from worker.model import FOLLOW_UP_OUTCOMES, NEEDS_PERSON_OUTCOMES, Mode, Outcome
 from worker.observe import logs
 from worker.settings import Settings
 
-if TYPE_CHECKING:
-    from worker.run.canceller import Stats
 
-# The names the rest of the worker uses; the codes and their meanings are `exits.Exit`.
-# (plain ints: they end up in JSON and in sys.exit).
-EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE = int(Exit.OK), int(Exit.NEEDS_PERSON), int(Exit.USAGE)
-EXIT_ABORTED, EXIT_GUARD = int(Exit.ABORTED), int(Exit.GUARD_RAIL)
-EXIT_FAILED = int(Exit.FAILED_ROWS)
-EXIT_SIGINT, EXIT_SIGTERM = int(Exit.SIGINT), int(Exit.SIGTERM)
+@dataclass
+class Calls:
+    """The API calls of a run, counted by the canceller that makes them."""
+
+    requests: int = 0
+    retries: int = 0
+    throttled: int = 0
 
 
 @dataclass
 class Tally:
-    """Rows in, rows out and outcomes in the latest-row view."""
+    """The report's rows as the writer wrote them: counts in the latest-row view."""
 
-    rows_read: int = 0
     rows_written: int = 0
-    rows_already_reported: int = 0
+    rows_already_reported: int = 0  # rows an earlier run reported, settled here
     outcomes: Counter[str] = field(default_factory=Counter)
     decisive: Counter[str] = field(default_factory=Counter)  # without duplicates
     released: Counter[str] = field(default_factory=Counter)  # currency -> minor units
@@ -41,102 +43,113 @@ class Tally:
     #: payment_state -> `checked` references, the report's earlier rows included
     states: Counter[str] = field(default_factory=Counter)
 
-    @property
-    def released_total(self) -> Counter[str]:
-        """Per currency, over the whole report: earlier runs' and this run's."""
-        return self.released_earlier + self.released
-
-    @property
-    def follow_ups(self) -> int:
-        return sum(self.outcomes.get(o.value, 0) for o in FOLLOW_UP_OUTCOMES)
-
     def count(self, outcome: Outcome) -> None:
         self.outcomes[outcome.value] += 1
         if outcome is not Outcome.DUPLICATE:
             self.decisive[outcome.value] += 1
 
+
+@dataclass(frozen=True)
+class Reading:
+    """How the input was read, as the reader tells it at its end."""
+
+    done: bool = False  # read to its end (or to what the pre-pass counted)
+    error: str | None = None  # the input became unreadable part-way
+    rows: int = 0  # rows taken: sent, reported unsent, or settled earlier
+    lines: int = 0  # physical lines read
+    lines_lost: int = 0  # lines that became neither header, row nor blank
+    blank_rows: int = 0
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """A finished run, all of it: what every ending of a run is told from."""
+
+    mode: Mode
+    strict: bool
+    reading: Reading
+    rows_written: int
+    rows_already_reported: int
+    rows_unwritten: int  # finished rows the report could not take
+    outcomes: Mapping[str, int]
+    decisive: Mapping[str, int]  # without duplicates
+    released: Mapping[str, int]  # this run's, currency -> minor units
+    released_total: Mapping[str, int]  # the report's, earlier runs' included
+    states: Mapping[str, int]  # payment_state -> `checked` references
+    calls: Calls
+    token_refreshes: int
+    held_seconds: float
+    elapsed: float
+    abort_reason: str | None = None
+    fix: str | None = None  # what a person must change before a rerun can succeed
+    guard_reason: str | None = None
+    signal_code: int | None = None  # 130 / 143
+
+    @property
+    def complete(self) -> bool:
+        """The input was read to its end and nothing stopped the run."""
+        stopped = self.abort_reason or self.guard_reason or self.signal_code is not None
+        return self.reading.done and not stopped
+
     @property
     def rows_reported(self) -> int:
         return self.rows_written + self.rows_already_reported
 
-
-@dataclass
-class Ending:
-    """How a run ended, as the job saw it."""
-
-    abort_reason: str | None = None
-    fix: str | None = None  # what a person must change before a rerun can succeed
-    guard_reason: str | None = None  # a guard rail stopped the run (exit 4)
-    signal_code: int | None = None  # 130 / 143
-    input_done: bool = False
-    input_error: str | None = None
-    lines_read: int = 0
-    lines_lost: int = 0
-    blank_rows: int = 0
-    unwritten: int = 0  # finished rows the report could not take
+    @property
+    def follow_ups(self) -> int:
+        return sum(self.outcomes.get(o.value, 0) for o in FOLLOW_UP_OUTCOMES)
 
     @property
-    def complete(self) -> bool:
-        return (
-            self.abort_reason is None
-            and self.guard_reason is None
-            and self.signal_code is None
-            and self.input_done
-        )
+    def exit_code(self) -> int:
+        """The exit table (`worker/exits.py`), in order of precedence.
+
+        `failed` rows (a rerun retries them) win over rows that need a person, since
+        the rerun is what operations must do first. `strict` counts the follow-ups
+        (`not_cancelable`, `not_found`) as needing a person.
+        """
+        if self.abort_reason is not None:
+            return int(Exit.ABORTED)
+        if self.guard_reason is not None:
+            return int(Exit.GUARD_RAIL)
+        if self.signal_code is not None:
+            return self.signal_code
+        if self.decisive.get(Outcome.FAILED.value):
+            return int(Exit.FAILED_ROWS)
+        needs_person = NEEDS_PERSON_OUTCOMES | (FOLLOW_UP_OUTCOMES if self.strict else frozenset())
+        if (
+            self.reading.error is not None
+            or self.rows_reported != self.reading.rows
+            or self.reading.lines_lost
+            or any(self.decisive.get(o.value) for o in needs_person)
+        ):
+            return int(Exit.NEEDS_PERSON)
+        return int(Exit.OK)
+
+    @property
+    def why_stopped(self) -> str | None:
+        return self.abort_reason or self.guard_reason
 
 
-def exit_code(end: Ending, tally: Tally, *, strict: bool = False) -> int:
-    """The README's exit table, in order of precedence: a pure function of the final state.
-
-    `failed` rows (a rerun retries them) win over rows that need a person, since
-    the rerun is what operations must do first. `strict` counts the follow-ups
-    (`not_cancelable`, `not_found`) as needing a person, as before they were.
-    """
-    if end.abort_reason is not None:
-        return EXIT_ABORTED
-    if end.guard_reason is not None:
-        return EXIT_GUARD
-    if end.signal_code is not None:
-        return end.signal_code
-    if tally.decisive.get(Outcome.FAILED.value):
-        return EXIT_FAILED
-    needs_person = NEEDS_PERSON_OUTCOMES | (FOLLOW_UP_OUTCOMES if strict else frozenset())
-    if (
-        end.input_error is not None
-        or tally.rows_reported != tally.rows_read
-        or end.lines_lost
-        or any(tally.decisive.get(o.value) for o in needs_person)
-    ):
-        return EXIT_INCOMPLETE
-    return EXIT_OK
-
-
-def log_losses(end: Ending, tally: Tally) -> None:
+def log_losses(r: RunReport) -> None:
     """Say loudly when rows or lines went missing (exit 1): nothing else would show it."""
-    if end.abort_reason or end.guard_reason or end.signal_code or end.input_error:
+    if r.abort_reason or r.guard_reason or r.signal_code or r.reading.error:
         return
-    if tally.rows_reported != tally.rows_read:
+    if r.rows_reported != r.reading.rows:
         logs.log.error(
             "rows_lost",
-            rows_read=tally.rows_read,
-            rows_reported=tally.rows_reported,
+            rows_read=r.reading.rows,
+            rows_reported=r.rows_reported,
             hint="some input rows have no report row; rerun the same command to finish them",
         )
-    if end.lines_lost:
+    if r.reading.lines_lost:
         # Every physical line is the header, a row, part of one, or blank: a gap here
         # means the reader itself lost count, which no rerun can mend.
-        logs.log.error("lines_lost", lines_read=end.lines_read, lines_unaccounted=end.lines_lost)
+        logs.log.error(
+            "lines_lost", lines_read=r.reading.lines, lines_unaccounted=r.reading.lines_lost
+        )
 
 
-def push_metrics(
-    s: Settings,
-    tally: Tally,
-    stats: Stats,
-    refreshes: int,
-    elapsed: float,
-    code: int,
-    held_seconds: float,
-) -> None:
+def push_metrics(s: Settings, r: RunReport) -> None:
     if not s.pushgateway:
         return
     from worker.observe.metrics import push
@@ -145,42 +158,42 @@ def push_metrics(
         s.pushgateway,
         job=s.job_name,
         shard=f"{s.shard.index}-of-{s.shard.count}",
-        outcomes=tally.outcomes,
-        released_total=tally.released_total,
-        duration=elapsed,
-        exit_code=code,
-        retries=stats.retries,
-        throttled=stats.throttled,
-        token_refreshes=refreshes,
-        requests=stats.requests,
-        held_seconds=held_seconds,
-        guard_rail=code == EXIT_GUARD,
+        outcomes=r.outcomes,
+        released_total=r.released_total,
+        duration=r.elapsed,
+        exit_code=r.exit_code,
+        retries=r.calls.retries,
+        throttled=r.calls.throttled,
+        token_refreshes=r.token_refreshes,
+        requests=r.calls.requests,
+        held_seconds=r.held_seconds,
+        guard_rail=r.exit_code == Exit.GUARD_RAIL,
     )
 
 
-def summary_fields(
-    s: Settings, end: Ending, t: Tally, stats: Stats, refreshes: int, elapsed: float, code: int
-) -> dict[str, Any]:
+def summary_fields(s: Settings, r: RunReport) -> dict[str, Any]:
+    """The `summary` event."""
+    elapsed, requests = r.elapsed, r.calls.requests
     return {
-        "outcomes": dict(sorted(t.outcomes.items())),
-        "follow_ups": t.follow_ups,
-        "released": dict(sorted(t.released.items())),
-        "released_total": dict(sorted(t.released_total.items())),
-        **({"states": dict(sorted(t.states.items()))} if s.mode is Mode.CHECK else {}),
-        "rows_read": t.rows_read,
-        "rows_reported": t.rows_reported,
-        "rows_written": t.rows_written,
-        "rows_already_reported": t.rows_already_reported,
-        "rows_unwritten": end.unwritten,
-        "lines_read": end.lines_read,
-        "blank_rows": end.blank_rows,
-        "requests": stats.requests,
-        "retries": stats.retries,
-        "throttled": stats.throttled,
-        "token_refreshes": refreshes,
+        "outcomes": dict(sorted(r.outcomes.items())),
+        "follow_ups": r.follow_ups,
+        "released": dict(sorted(r.released.items())),
+        "released_total": dict(sorted(r.released_total.items())),
+        **({"states": dict(sorted(r.states.items()))} if r.mode is Mode.CHECK else {}),
+        "rows_read": r.reading.rows,
+        "rows_reported": r.rows_reported,
+        "rows_written": r.rows_written,
+        "rows_already_reported": r.rows_already_reported,
+        "rows_unwritten": r.rows_unwritten,
+        "lines_read": r.reading.lines,
+        "blank_rows": r.reading.blank_rows,
+        "requests": requests,
+        "retries": r.calls.retries,
+        "throttled": r.calls.throttled,
+        "token_refreshes": r.token_refreshes,
         "elapsed_seconds": round(elapsed, 3),
-        "requests_per_second": round(stats.requests / elapsed, 1) if elapsed > 0 else 0.0,
+        "requests_per_second": round(requests / elapsed, 1) if elapsed > 0 else 0.0,
         "report": str(s.report),
-        "exit_code": code,
-        "complete": end.complete,
+        "exit_code": r.exit_code,
+        "complete": r.complete,
     }

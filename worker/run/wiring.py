@@ -3,22 +3,23 @@
 `connect` opens the HTTP session (two when the token endpoint takes another proxy
 than the API) and builds the token provider, the health gate, the throttle and the
 `Canceller` (or `DryRun`), and closes the sessions after. `sandboxed` starts the
-embedded sandbox for `--sandbox` and hands back settings aimed at it. The job itself
-builds nothing: its tests pass fakes instead.
+embedded sandbox for `--sandbox` and hands back settings aimed at it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 
 import aiohttp
 import yarl
+from tenacity.wait import WaitBaseT
 
 from worker.bambora.api import ApiClient
 from worker.bambora.auth import ClientCredentials, StaticToken
+from worker.bambora.backoff import BACKOFF
 from worker.bambora.deadline import Deadlines
 from worker.bambora.session import make_session, proxy_for, tls_context
 from worker.control.health import Health
@@ -26,7 +27,8 @@ from worker.control.stop import StopGate
 from worker.control.throttle import Throttle
 from worker.model import Mode, Outcome, Result, Row
 from worker.observe import logs
-from worker.run.canceller import Canceller, Journal, Stats
+from worker.run.canceller import Canceller, Journal
+from worker.run.summary import Calls
 from worker.settings import Credentials, Settings
 
 #: The outage streak grows with the workers in flight, up to this many (health.py).
@@ -42,21 +44,34 @@ class DryRun:
 
 @dataclass
 class Wired:
-    """What a run sends through, and how many tokens it fetched (for the summary)."""
+    """What a run sends through; a dry run has no tokens, health gate or throttle."""
 
     canceller: Canceller | DryRun
-    token_refreshes: Callable[[], int]
-    health: Health | None = None  # None for a dry run: nothing to hold
+    tokens: ClientCredentials | StaticToken | None = None
+    health: Health | None = None
     throttle: Throttle | None = None
+
+    def token_refreshes(self) -> int:
+        return self.tokens.refreshes if self.tokens is not None else 0
+
+    def held_seconds(self) -> float:
+        """How long references were held behind an outage."""
+        return self.health.held_total if self.health is not None else 0.0
 
 
 @contextlib.asynccontextmanager
 async def connect(
-    s: Settings, stats: Stats, journal: Journal | None, stop: StopGate
+    s: Settings,
+    calls: Calls,
+    journal: Journal | None,
+    stop: StopGate,
+    *,
+    wait: WaitBaseT = BACKOFF,
 ) -> AsyncIterator[Wired]:
-    """`stop` is the run's gate: the token wait, the rate slot and the sends obey it."""
+    """`stop` is the run's gate: the token wait, the rate slot and the sends obey it.
+    `wait`: the retry backoff policy (tests pass a fast one)."""
     if s.dry_run:
-        yield Wired(DryRun(), int)  # a dry run fetches no token: 0
+        yield Wired(DryRun())
         return
     async with contextlib.AsyncExitStack() as stack:
         session, token_session = await _sessions(s, stack)
@@ -94,10 +109,11 @@ async def connect(
             comment=s.comment,
             check_only=s.mode is Mode.CHECK,
             journal=journal,
-            stats=stats,
+            calls=calls,
             stop=stop,
+            wait=wait,
         )
-        yield Wired(canceller, lambda: tokens.refreshes, health, throttle)
+        yield Wired(canceller, tokens, health, throttle)
 
 
 async def _sessions(

@@ -71,7 +71,7 @@ async def test_a_429s_retry_after_is_the_wait_before_the_next_try(fake_time: Fak
     # exactly Retry-After, not the jitter (whose bound would be 0.5 at this try);
     # the throttle's shared pause ends at the same moment, so it adds no wait
     assert fake_time.sleeps == [2.5]
-    assert c.stats.retries == 1 and c.stats.throttled == 1 and c.stats.requests == 2
+    assert c.calls.retries == 1 and c.calls.throttled == 1 and c.calls.requests == 2
 
 
 async def test_without_retry_after_the_wait_is_the_jittered_backoff(fake_time: FakeTime) -> None:
@@ -184,7 +184,7 @@ async def test_a_reference_failing_alone_ends_failed(fake_time: FakeTime) -> Non
 
 
 class FullJournal:
-    async def record(self, merchant: str, reference: str) -> None:
+    async def journaled(self, merchant: str, reference: str) -> None:
         raise StorageError("r.csv.journal: No space left on device")
 
 
@@ -208,7 +208,7 @@ class CountingJournal:
     def __init__(self) -> None:
         self.records: list[str] = []
 
-    async def record(self, merchant: str, reference: str) -> None:
+    async def journaled(self, merchant: str, reference: str) -> None:
         self.records.append(reference)
 
 
@@ -338,7 +338,7 @@ class StoppingJournal:
     def __init__(self, gate: StopGate) -> None:
         self.gate = gate
 
-    async def record(self, merchant: str, reference: str) -> None:
+    async def journaled(self, merchant: str, reference: str) -> None:
         self.gate.stop()
         await asyncio.sleep(0)
 

@@ -16,15 +16,17 @@ from pathlib import Path
 import pytest
 
 from worker.errors import CredentialsRefused, StorageError
-from worker.input.admission import Admission
+from worker.input.admission import Admission, Send
 from worker.input.dedup import ExactDeduper
 from worker.input.source import open_input
 from worker.model import Outcome, Result, Row
 from worker.observe.progress import Snapshot
 from worker.report.resume import RUN, ByLine, PriorRows
 from worker.run.job import Job
-from worker.run.outbox import Outbox
-from worker.run.summary import Tally
+from worker.run.ledger import Ledger, Stop
+from worker.run.reader import READ_AHEAD, Reader
+from worker.run.summary import Reading, Tally
+from worker.run.writer import Writer
 from worker.settings import Shard
 
 
@@ -87,16 +89,21 @@ class FakeJournal:
 
 @dataclass
 class AnsweringProcessor(FakeProcessor):
-    """Journals through the outbox as the canceller does, then yields once, as a request does."""
+    """Journals through the writer as the canceller does, then yields once, as a request does."""
 
-    outbox: Outbox | None = None
+    writer: Writer | None = None
     journaled: list[str] = field(default_factory=list)
 
     async def process(self, row: Row, *, maybe_landed: bool = False) -> Result:
-        if self.outbox is not None:
-            await self.outbox.record(row.merchant, row.reference)
+        if self.writer is not None:
+            await self.writer.journaled(row.merchant, row.reference)
         await asyncio.sleep(0)
         return await super().process(row, maybe_landed=maybe_landed)
+
+
+def complete(job: Job, read: Reading) -> bool:
+    ledger = job.ledger
+    return read.done and not (ledger.abort or ledger.guard or ledger.signal)
 
 
 def make_job(
@@ -112,7 +119,7 @@ def make_job(
     prior: PriorRows | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> Job:
-    """`processor.outbox` is set to the job's outbox when it has that field."""
+    """`processor.writer` is set to the job's writer when it has that field."""
     path = tmp_path / "in.csv"
     path.write_text("payment_reference,merchant_number\n" + "".join(f"{r},T1\n" for r in refs))
     admission = Admission(
@@ -122,15 +129,18 @@ def make_job(
         prior=prior or ByLine(RUN),
         pending=set(),
     )
-    tally = Tally()
-    outbox = Outbox(writer, tally, journal)
+    ledger = Ledger()
+    stages = Writer(writer, Tally(), journal, on_failure=lambda why: ledger.stop(Stop.abort(why)))
     if isinstance(processor, AnsweringProcessor):
-        processor.outbox = outbox
+        processor.writer = stages
+    queue: asyncio.Queue[Send | None] = asyncio.Queue(READ_AHEAD)
+    reader = Reader(open_input(str(path)), admission, queue, stages, workers=concurrency)
     return Job(
-        source=open_input(str(path)),
-        admission=admission,
+        reader=reader,
+        queue=queue,
         processor=processor,
-        outbox=outbox,
+        writer=stages,
+        ledger=ledger,
         concurrency=concurrency,
         grace_seconds=grace,
         hard_exit=(exits if exits is not None else []).append,
@@ -142,11 +152,11 @@ async def test_every_row_is_processed_and_written_once(tmp_path: Path) -> None:
     refs = [f"r{i}" for i in range(50)] + ["", "r1"]  # an invalid and a duplicate row
     writer = FakeWriter()
     job = make_job(tmp_path, refs, FakeProcessor(), writer)
-    end = await job.run(Quiet(), 60, None)
-    assert end.complete and end.lines_read == 53 and end.lines_lost == 0
+    read = await job.run(Quiet(), 60, None)
+    assert complete(job, read) and read.lines == 53 and read.lines_lost == 0
     outcomes = sorted(r.outcome.value for r in writer.rows)
     assert outcomes == ["canceled"] * 50 + ["duplicate", "invalid"]
-    assert job.tally.rows_read == job.tally.rows_written == 52
+    assert read.rows == job.writer.tally.rows_written == 52
 
 
 async def test_writes_per_reference_do_not_grow(tmp_path: Path) -> None:
@@ -157,8 +167,8 @@ async def test_writes_per_reference_do_not_grow(tmp_path: Path) -> None:
     job = make_job(
         tmp_path, refs, AnsweringProcessor(), writer, concurrency=concurrency, journal=journal
     )
-    end = await job.run(Quiet(), 60, None)
-    assert end.complete and sorted(journal.references) == sorted(refs)
+    read = await job.run(Quiet(), 60, None)
+    assert complete(job, read) and sorted(journal.references) == sorted(refs)
     # what one loop turn hands over shares a write: about one per `concurrency` rows
     assert journal.calls <= n // concurrency + 2
     assert writer.calls <= n // concurrency + 2 and writer.rows_written == n
@@ -169,8 +179,8 @@ class JournalCheckingProcessor(AnsweringProcessor):
     journal: FakeJournal = field(default_factory=FakeJournal)
 
     async def process(self, row: Row, *, maybe_landed: bool = False) -> Result:
-        assert self.outbox is not None
-        await self.outbox.record(row.merchant, row.reference)
+        assert self.writer is not None
+        await self.writer.journaled(row.merchant, row.reference)
         assert row.reference in self.journal.references  # on disk before the "send"
         await asyncio.sleep(0)
         return await FakeProcessor.process(self, row, maybe_landed=maybe_landed)
@@ -181,8 +191,8 @@ async def test_no_cancel_starts_before_its_intent_is_journaled(tmp_path: Path) -
     writer = FakeWriter()
     refs = [f"r{i}" for i in range(300)]
     job = make_job(tmp_path, refs, processor, writer, concurrency=4, journal=processor.journal)
-    end = await job.run(Quiet(), 60, None)
-    assert end.complete and [r.outcome for r in writer.rows] == [Outcome.CANCELED] * 300
+    read = await job.run(Quiet(), 60, None)
+    assert complete(job, read) and [r.outcome for r in writer.rows] == [Outcome.CANCELED] * 300
 
 
 async def test_a_full_disk_leaves_at_most_concurrency_processed_rows_unwritten(
@@ -195,8 +205,8 @@ async def test_a_full_disk_leaves_at_most_concurrency_processed_rows_unwritten(
 
     writer, processor = FillingWriter(), AnsweringProcessor()
     job = make_job(tmp_path, [f"r{i}" for i in range(1000)], processor, writer, concurrency=8)
-    end = await job.run(Quiet(), 60, None)
-    assert end.abort_reason is not None and "No space left" in end.abort_reason
+    await job.run(Quiet(), 60, None)
+    assert job.ledger.abort is not None and "No space left" in job.ledger.abort.reason
     assert 1 <= len(processor.started) - writer.rows_written <= 8
 
 
@@ -208,8 +218,9 @@ async def test_sigterm_lets_in_flight_rows_finish_and_sends_nothing_new(tmp_path
     await processor.held.wait()  # both workers busy with a held row
     job.interrupt(signal.SIGTERM)
     processor.release.set()
-    end = await run
-    assert end.signal_code == 143 and not end.complete
+    read = await run
+    assert job.ledger.signal is not None and job.ledger.signal.code == 143
+    assert not complete(job, read)
     assert processor.started == ["r0", "r1"]
     assert sorted(r.reference for r in writer.rows) == ["r0", "r1"]  # drained, not lost
 
@@ -223,8 +234,8 @@ async def test_a_second_signal_abandons_in_flight_rows_at_once(tmp_path: Path) -
     job.interrupt(signal.SIGINT)
     await asyncio.sleep(0)
     job.interrupt(signal.SIGINT)
-    end = await asyncio.wait_for(run, 5)  # never waits for the held row
-    assert end.signal_code == 130 and exits == [130]
+    await asyncio.wait_for(run, 5)  # never waits for the held row
+    assert job.ledger.signal is not None and job.ledger.signal.code == 130 and exits == [130]
 
 
 async def test_the_grace_period_ends_a_request_that_never_answers(tmp_path: Path) -> None:
@@ -233,8 +244,8 @@ async def test_the_grace_period_ends_a_request_that_never_answers(tmp_path: Path
     run = asyncio.create_task(job.run(Quiet(), 60, None))
     await processor.held.wait()
     job.interrupt(signal.SIGTERM)
-    end = await asyncio.wait_for(run, 5)
-    assert end.signal_code == 143
+    await asyncio.wait_for(run, 5)
+    assert job.ledger.signal is not None and job.ledger.signal.code == 143
 
 
 async def test_refused_credentials_abort_and_stop_sending(tmp_path: Path) -> None:
@@ -242,8 +253,9 @@ async def test_refused_credentials_abort_and_stop_sending(tmp_path: Path) -> Non
     processor = FakeProcessor(fail_with=refused)
     writer = FakeWriter()
     job = make_job(tmp_path, [f"r{i}" for i in range(100)], processor, writer)
-    end = await job.run(Quiet(), 60, None)
-    assert end.abort_reason == "refused (401)" and end.fix == "correct the client id"
+    await job.run(Quiet(), 60, None)
+    assert job.ledger.abort is not None and job.ledger.abort.reason == "refused (401)"
+    assert job.ledger.abort.fix == "correct the client id"
     assert len(processor.started) <= 2 and writer.rows == []
 
 
@@ -252,9 +264,9 @@ async def test_a_full_disk_stops_the_run_without_blocking_anyone(tmp_path: Path)
     processor = FakeProcessor()
     # far more rows than the queues hold: a writer that stopped taking rows would hang
     job = make_job(tmp_path, [f"r{i}" for i in range(3000)], processor, writer)
-    end = await asyncio.wait_for(job.run(Quiet(), 60, None), 10)
-    assert end.abort_reason is not None and "No space left" in end.abort_reason
-    assert end.unwritten >= 1 and len(processor.started) < 3000
+    await asyncio.wait_for(job.run(Quiet(), 60, None), 10)
+    assert job.ledger.abort is not None and "No space left" in job.ledger.abort.reason
+    assert job.writer.unwritten >= 1 and len(processor.started) < 3000
 
 
 @pytest.mark.parametrize("every", [0.001])

@@ -1,63 +1,86 @@
-"""Summary: the README's exit table as a pure function of how a run ended."""
+"""Summary: the exit table as a pure function of the one `RunReport` a run ends with."""
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import replace
+
 import pytest
 
-from worker.model import Outcome
-from worker.run.summary import Ending, Tally, exit_code
+from worker.model import Mode, Outcome
+from worker.run.summary import Calls, Reading, RunReport
 
 
-def tally(*outcomes: Outcome, read: int | None = None) -> Tally:
-    t = Tally(rows_read=len(outcomes) if read is None else read, rows_written=len(outcomes))
-    for o in outcomes:
-        t.count(o)
-    return t
-
-
-DONE = Ending(input_done=True)
+def run(
+    *outcomes: Outcome,
+    read: int | None = None,
+    reading: Reading | None = None,
+    strict: bool = False,
+    **ending: object,
+) -> RunReport:
+    counted: Counter[str] = Counter(o.value for o in outcomes)
+    decisive = Counter({k: v for k, v in counted.items() if k != Outcome.DUPLICATE.value})
+    rows = len(outcomes) if read is None else read
+    return RunReport(
+        mode=Mode.RUN,
+        strict=strict,
+        reading=reading or Reading(done=True, rows=rows),
+        rows_written=len(outcomes),
+        rows_already_reported=0,
+        rows_unwritten=0,
+        outcomes=counted,
+        decisive=decisive,
+        released={},
+        released_total={},
+        states={},
+        calls=Calls(),
+        token_refreshes=0,
+        held_seconds=0.0,
+        elapsed=1.0,
+        **ending,  # type: ignore[arg-type]
+    )
 
 
 @pytest.mark.parametrize(
-    ("end", "t", "code"),
+    ("report", "code"),
     [
-        (DONE, tally(Outcome.CANCELED, Outcome.ALREADY_CANCELED), 0),
-        (DONE, tally(Outcome.WOULD_CANCEL, Outcome.CHECKED), 0),
-        (DONE, tally(Outcome.CANCELED, Outcome.DUPLICATE), 0),  # duplicates never decide
+        (run(Outcome.CANCELED, Outcome.ALREADY_CANCELED), 0),
+        (run(Outcome.WOULD_CANCEL, Outcome.CHECKED), 0),
+        (run(Outcome.CANCELED, Outcome.DUPLICATE), 0),  # duplicates never decide
         # follow-ups are settled: counted, not a failure
-        (DONE, tally(Outcome.CANCELED, Outcome.NOT_FOUND, Outcome.NOT_CANCELABLE), 0),
-        (DONE, tally(Outcome.CHECKED, Outcome.NOT_FOUND), 0),
-        (DONE, tally(Outcome.CANCELED, Outcome.INVALID), 1),
-        (DONE, tally(Outcome.CANCELED, Outcome.REJECTED, Outcome.NOT_FOUND), 1),
-        (DONE, tally(Outcome.CANCELED, read=2), 1),  # rows_lost
-        (Ending(input_done=True, lines_lost=1), tally(Outcome.CANCELED), 1),
-        (Ending(input_error="truncated"), tally(Outcome.CANCELED), 1),
-        (DONE, tally(Outcome.CANCELED, Outcome.FAILED), 5),
-        (DONE, tally(Outcome.FAILED, Outcome.INVALID, Outcome.REJECTED), 5),  # 5 wins over 1
-        (Ending(input_error="truncated"), tally(Outcome.FAILED), 5),
-        (Ending(signal_code=130), tally(Outcome.FAILED), 130),
-        (Ending(guard_reason="403s", input_done=True), tally(Outcome.FAILED), 4),
-        (Ending(signal_code=143), tally(Outcome.CANCELED), 143),
-        (Ending(signal_code=130, abort_reason="gone"), tally(), 3),  # an abort wins
-        (Ending(abort_reason="full disk", input_done=True), tally(Outcome.CANCELED), 3),
+        (run(Outcome.CANCELED, Outcome.NOT_FOUND, Outcome.NOT_CANCELABLE), 0),
+        (run(Outcome.CHECKED, Outcome.NOT_FOUND), 0),
+        (run(Outcome.CANCELED, Outcome.INVALID), 1),
+        (run(Outcome.CANCELED, Outcome.REJECTED, Outcome.NOT_FOUND), 1),
+        (run(Outcome.CANCELED, read=2), 1),  # rows_lost
+        (run(Outcome.CANCELED, reading=Reading(done=True, rows=1, lines_lost=1)), 1),
+        (run(Outcome.CANCELED, reading=Reading(error="truncated", rows=1)), 1),
+        (run(Outcome.CANCELED, Outcome.FAILED), 5),
+        (run(Outcome.FAILED, Outcome.INVALID, Outcome.REJECTED), 5),  # 5 wins over 1
+        (run(Outcome.FAILED, reading=Reading(error="truncated", rows=1)), 5),
+        (run(Outcome.FAILED, signal_code=130), 130),
+        (run(Outcome.FAILED, guard_reason="403s"), 4),
+        (run(Outcome.CANCELED, signal_code=143), 143),
+        (run(signal_code=130, abort_reason="gone"), 3),  # an abort wins
+        (run(Outcome.CANCELED, abort_reason="full disk"), 3),
     ],
 )
-def test_exit_codes(end: Ending, t: Tally, code: int) -> None:
-    assert exit_code(end, t) == code
+def test_exit_codes(report: RunReport, code: int) -> None:
+    assert report.exit_code == code
 
 
 @pytest.mark.parametrize(
-    ("t", "code"),
+    ("report", "code"),
     [
-        (tally(Outcome.CANCELED, Outcome.NOT_FOUND), 1),
-        (tally(Outcome.CANCELED, Outcome.NOT_CANCELABLE), 1),
-        (tally(Outcome.CHECKED, Outcome.NOT_FOUND), 1),
-        (tally(Outcome.CANCELED, Outcome.ALREADY_CANCELED, Outcome.DUPLICATE), 0),
-        (tally(Outcome.NOT_FOUND, Outcome.FAILED), 5),
+        (run(Outcome.CANCELED, Outcome.NOT_FOUND), 1),
+        (run(Outcome.CANCELED, Outcome.NOT_CANCELABLE), 1),
+        (run(Outcome.CHECKED, Outcome.NOT_FOUND), 1),
+        (run(Outcome.CANCELED, Outcome.ALREADY_CANCELED, Outcome.DUPLICATE), 0),
+        (run(Outcome.NOT_FOUND, Outcome.FAILED), 5),
     ],
 )
-def test_strict_makes_follow_ups_need_a_person(t: Tally, code: int) -> None:
-    assert exit_code(DONE, t, strict=True) == code
+def test_strict_makes_follow_ups_need_a_person(report: RunReport, code: int) -> None:
+    assert replace(report, strict=True).exit_code == code
 
 
 def test_every_code_the_rule_can_give_has_a_meaning() -> None:
@@ -71,7 +94,8 @@ def test_every_code_the_rule_can_give_has_a_meaning() -> None:
 
 
 def test_complete_means_the_input_ended_and_nothing_stopped_the_run() -> None:
-    assert DONE.complete
-    assert not Ending().complete
-    assert not Ending(input_done=True, signal_code=143).complete
-    assert not Ending(input_done=True, abort_reason="x").complete
+    assert run().complete
+    assert not run(reading=Reading()).complete
+    assert not run(signal_code=143).complete
+    assert not run(abort_reason="x").complete
+    assert not run(guard_reason="x").complete

@@ -1,5 +1,5 @@
-"""Outbox: a loop turn's finished rows reach the report with one write; adding never blocks;
-its intents are durable before their cancels go out."""
+"""Writer: the rows handed over during one of its turns reach the report with one write;
+adding never blocks; intents are durable before their cancels go out."""
 
 from __future__ import annotations
 
@@ -17,11 +17,11 @@ from worker.errors import StorageError
 from worker.model import Op, Outcome, Reply, Result, Row
 from worker.report.journal import IntentJournal
 from worker.run.canceller import Canceller
-from worker.run.outbox import WRITE_BATCH, Outbox
 from worker.run.summary import Tally
+from worker.run.writer import WRITE_BATCH, Writer
 
 
-class Writer:
+class Report:
     def __init__(self, full: bool = False) -> None:
         self.calls: list[int] = []
         self.rows_written = 0
@@ -38,38 +38,56 @@ def canceled(i: int) -> Result:
     return Result(i, "T1", f"r{i}", Outcome.CANCELED, http_status=201, amount=100, currency="EUR")
 
 
-async def test_rows_of_one_loop_turn_are_one_write() -> None:
-    writer, tally = Writer(), Tally()
-    outbox = Outbox(writer, tally)
+def started(writer: Writer) -> asyncio.Task[None]:
+    return asyncio.create_task(writer.run())
+
+
+async def test_rows_handed_over_together_are_one_write() -> None:
+    report, tally = Report(), Tally()
+    writer = Writer(report, tally)
+    task = started(writer)
     for i in range(100):
-        outbox.add(canceled(i))
-    assert writer.calls == []  # not yet: after this turn of the loop
-    await asyncio.sleep(0)
-    assert writer.calls == [100]
+        writer.add(canceled(i))
+    assert report.calls == []  # not yet: in the writer's next turn
+    await writer.close(task)
+    assert report.calls == [100] and task.done()
     assert tally.rows_written == 100 and tally.outcomes["canceled"] == 100
     assert tally.released["EUR"] == 100 * 100
 
 
-async def test_a_large_turn_is_cut_into_batches() -> None:
-    writer = Writer()
-    outbox = Outbox(writer, Tally())
+async def test_a_large_batch_is_cut_into_writes() -> None:
+    report = Report()
+    writer = Writer(report, Tally())
+    task = started(writer)
     for i in range(WRITE_BATCH * 2 + 3):
-        outbox.add(canceled(i))
-    await asyncio.sleep(0)
-    assert writer.calls == [WRITE_BATCH, WRITE_BATCH, 3]
+        writer.add(canceled(i))
+    await writer.close(task)
+    assert report.calls == [WRITE_BATCH, WRITE_BATCH, 3]
+
+
+async def test_rows_settled_by_an_earlier_run_are_counted_not_written() -> None:
+    report, tally = Report(), Tally()
+    writer = Writer(report, tally)
+    task = started(writer)
+    writer.settled(Outcome.CANCELED)
+    writer.add(canceled(2))
+    await writer.close(task)
+    assert report.calls == [1]
+    assert tally.rows_already_reported == 1 and tally.outcomes["canceled"] == 2
 
 
 async def test_a_full_disk_counts_the_rows_lost_and_stops_the_run() -> None:
     aborts: list[str] = []
-    outbox = Outbox(Writer(full=True), Tally())
-    outbox.listen(aborts.append)
-    outbox.add(canceled(1))
-    outbox.add(canceled(2))  # adding never blocks, even with the disk full
-    outbox.flush()
-    assert outbox.unwritten == 2
-    assert aborts == ["the report could not be written: r.csv: No space left on device"]
+    writer = Writer(Report(full=True), Tally(), on_failure=aborts.append)
+    task = started(writer)
+    writer.add(canceled(1))
+    writer.add(canceled(2))  # adding never blocks, even with the disk full
     with pytest.raises(StorageError, match="No space left"):
-        await outbox.record("T1", "next")  # so that cancel is not sent
+        await writer.journaled("T1", "next")  # so that cancel is not sent
+    writer.add(canceled(3))
+    await writer.close(task)
+    assert writer.unwritten == 3
+    assert aborts == ["the report could not be written: r.csv: No space left on device"]
 
 
 class Journal:
@@ -86,47 +104,67 @@ class Journal:
         pass
 
 
-async def test_a_turns_intents_are_one_journal_write_after_its_rows() -> None:
-    journal, writer = Journal(), Writer()
-    outbox = Outbox(writer, Tally(), journal)
+async def test_intents_handed_over_together_are_one_journal_write_after_the_rows() -> None:
+    journal, report = Journal(), Report()
+    writer = Writer(report, Tally(), journal)
+    task = started(writer)
     for i in range(3):
-        outbox.add(canceled(i))
-    await asyncio.gather(*(outbox.record("T1", f"next-{i}") for i in range(3)))
-    # each record() returned with its intent on disk, all three with one write
-    assert writer.calls == [3] and journal.writes == [[("T1", f"next-{i}") for i in range(3)]]
+        writer.add(canceled(i))
+    await asyncio.gather(*(writer.journaled("T1", f"next-{i}") for i in range(3)))
+    # each journaled() returned with its intent on disk, all three with one write
+    assert report.calls == [3] and journal.writes == [[("T1", f"next-{i}") for i in range(3)]]
+    await writer.close(task)
 
 
 async def test_no_intent_is_written_when_the_report_cannot_be_written() -> None:
     journal = Journal()
-    outbox = Outbox(Writer(full=True), Tally(), journal)
-    outbox.add(canceled(1))
+    writer = Writer(Report(full=True), Tally(), journal)
+    task = started(writer)
+    writer.add(canceled(1))
     with pytest.raises(StorageError):
-        await outbox.record("T1", "next")
+        await writer.journaled("T1", "next")
     assert journal.writes == []
+    await writer.close(task)
 
 
 async def test_a_journal_that_cannot_be_written_stops_the_run() -> None:
     aborts: list[str] = []
-    outbox = Outbox(Writer(), Tally(), Journal(full=True))
-    outbox.listen(aborts.append)
+    writer = Writer(Report(), Tally(), Journal(full=True), on_failure=aborts.append)
+    task = started(writer)
     with pytest.raises(StorageError):
-        await outbox.record("T1", "a")
+        await writer.journaled("T1", "a")
     assert aborts == [
         "the intent journal could not be written: r.csv.journal: No space left on device"
     ]
+    await writer.close(task)
 
 
-async def test_a_writer_that_breaks_in_any_way_stops_the_cancels_waiting_on_it() -> None:
-    class Broken(Writer):
+async def test_a_report_that_breaks_in_any_way_stops_the_cancels_waiting_on_it() -> None:
+    class Broken(Report):
         def write(self, results: list[Result]) -> None:
             raise ValueError("encoding bug")
 
     journal = Journal()
-    outbox = Outbox(Broken(), Tally(), journal)
-    outbox.add(canceled(1))
+    writer = Writer(Broken(), Tally(), journal)
+    task = started(writer)
+    writer.add(canceled(1))
     with pytest.raises(StorageError, match="ValueError: encoding bug"):
-        await outbox.record("T1", "next")  # fails closed: that cancel is not sent
-    assert journal.writes == [] and outbox.unwritten == 1
+        await writer.journaled("T1", "next")  # fails closed: that cancel is not sent
+    assert journal.writes == [] and writer.unwritten == 1
+    await writer.close(task)
+
+
+async def test_a_cancelled_waiter_leaves_the_others_of_its_batch_waiting() -> None:
+    journal = Journal()
+    writer = Writer(Report(), Tally(), journal)
+    one = asyncio.create_task(writer.journaled("T1", "a"))
+    two = asyncio.create_task(writer.journaled("T1", "b"))
+    await asyncio.sleep(0)  # both wait on the same batch; no writer task yet
+    one.cancel()
+    task = started(writer)
+    await two  # not cancelled with its neighbour
+    assert one.cancelled() and journal.writes == [[("T1", "a"), ("T1", "b")]]
+    await writer.close(task)
 
 
 class RecordingSync:
@@ -169,29 +207,34 @@ class Token:
         pass
 
 
-def cancellers_over(tmp_path: Path, durable: RecordingSync) -> tuple[Canceller, SendingApi]:
-    outbox = Outbox(Writer(), Tally(), IntentJournal(tmp_path / "r.csv.journal", durable=durable))
+def cancellers_over(tmp_path: Path, durable: RecordingSync) -> tuple[Canceller, SendingApi, Writer]:
+    journal = IntentJournal(tmp_path / "r.csv.journal", durable=durable)
+    writer = Writer(Report(), Tally(), journal)
     api = SendingApi(durable)
     health = Health(threshold=3, give_up_after=60)
-    canceller = Canceller(api, Token(), Throttle(None), health, max_attempts=3, journal=outbox)
-    return canceller, api
+    canceller = Canceller(api, Token(), Throttle(None), health, max_attempts=3, journal=writer)
+    return canceller, api, writer
 
 
 async def test_no_cancel_is_sent_before_the_sync_of_its_batch_returned(tmp_path: Path) -> None:
     durable = RecordingSync()
-    canceller, api = cancellers_over(tmp_path, durable)
+    canceller, api, writer = cancellers_over(tmp_path, durable)
+    task = started(writer)
     rows = [Row(i, "T1", f"r{i}") for i in range(40)]
     results = await asyncio.gather(*(canceller.process(row) for row in rows))
     assert {r.outcome for r in results} == {Outcome.CANCELED}
     assert sorted(api.sent) == sorted((row.reference, True) for row in rows)
     assert durable.calls < len(rows)  # one sync per batch, not per cancel
+    await writer.close(task)
 
 
 async def test_a_sync_that_fails_sends_nothing(tmp_path: Path) -> None:
-    canceller, api = cancellers_over(tmp_path, RecordingSync(fail=True))
+    canceller, api, writer = cancellers_over(tmp_path, RecordingSync(fail=True))
+    task = started(writer)
     with pytest.raises(StorageError, match="Input/output error"):
         await canceller.process(Row(2, "T1", "r2"))
     assert api.sent == []
+    await writer.close(task)
 
 
 async def test_the_loop_goes_on_during_a_sync_and_the_next_batches_share_one(
@@ -206,13 +249,14 @@ async def test_the_loop_goes_on_during_a_sync_and_the_next_batches_share_one(
         release.wait(10)  # a hang guard; the test releases it
 
     journal = IntentJournal(tmp_path / "r.csv.journal", durable=slow_disk)
-    outbox = Outbox(Writer(), Tally(), journal)
-    first = asyncio.create_task(outbox.record("T1", "a"))
+    writer = Writer(Report(), Tally(), journal)
+    task = asyncio.create_task(writer.run())
+    first = asyncio.create_task(writer.journaled("T1", "a"))
     await asyncio.to_thread(started.wait, 10)  # the sync of "a" runs in a thread...
-    later = [asyncio.create_task(outbox.record("T1", ref)) for ref in ("b", "c")]
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)  # ...while the loop serves others: "b" and "c" are written
+    later = [asyncio.create_task(writer.journaled("T1", ref)) for ref in ("b", "c")]
+    await asyncio.sleep(0)  # ...while the loop serves others: "b" and "c" wait
     assert not first.done() and not any(t.done() for t in later)
     release.set()
     await asyncio.gather(first, *later)
     assert calls == [1, 3]  # "a" alone, then one sync for the two that came meanwhile
+    await writer.close(task)

@@ -1,0 +1,142 @@
+"""Reader: admitted references onto the workers' queue, every other row to the writer."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from worker.input.admission import Admission, Send
+from worker.input.dedup import ExactDeduper
+from worker.input.source import open_input
+from worker.keys import key_of
+from worker.model import Outcome, Result
+from worker.report.resume import RUN, ByLine, PriorRows
+from worker.run.reader import READ_AHEAD, Reader
+from worker.run.summary import Reading, Tally
+from worker.run.writer import Writer
+from worker.settings import Shard
+
+WORKERS = 3
+
+
+class Report:
+    def __init__(self) -> None:
+        self.rows: list[Result] = []
+        self.rows_written = 0
+
+    def write(self, results: list[Result]) -> None:
+        self.rows.extend(results)
+        self.rows_written += len(results)
+
+
+class Watched(asyncio.Queue[Send | None]):
+    """A queue that says when it became full (the reader then waits for the workers)."""
+
+    def __init__(self, maxsize: int) -> None:
+        super().__init__(maxsize)
+        self.filled = asyncio.Event()
+
+    def put_nowait(self, item: Send | None) -> None:
+        super().put_nowait(item)
+        if self.full():
+            self.filled.set()
+
+
+class Harness:
+    def __init__(
+        self,
+        tmp_path: Path,
+        lines: list[str],
+        *,
+        prior: PriorRows | None = None,
+        pending: set[bytes] | None = None,
+        max_sends: int | None = None,
+    ) -> None:
+        path = tmp_path / "in.csv"
+        path.write_text("payment_reference,merchant_number\n" + "".join(f"{x}\n" for x in lines))
+        admission = Admission(
+            merchant=None,
+            shard=Shard(),
+            deduper=ExactDeduper(),
+            prior=prior or ByLine(RUN),
+            pending=pending or set(),
+        )
+        self.report, self.tally = Report(), Tally()
+        self.writer = Writer(self.report, self.tally)
+        self.caps: list[str] = []
+        self.queue = Watched(READ_AHEAD)
+        self.reader = Reader(
+            open_input(str(path)),
+            admission,
+            self.queue,
+            self.writer,
+            workers=WORKERS,
+            max_sends=max_sends,
+            on_cap=self.caps.append,
+        )
+
+    async def drain(self) -> tuple[list[Send], Reading]:
+        """Run the reader and take everything it queues, as the workers would."""
+        writing = asyncio.create_task(self.writer.run())
+        reading = asyncio.create_task(self.reader.run())
+        sends: list[Send] = []
+        ends = 0
+        while ends < WORKERS:
+            item = await self.queue.get()
+            if item is None:
+                ends += 1
+            else:
+                sends.append(item)
+        await reading
+        await self.writer.close(writing)
+        return sends, await self.reader.close()
+
+
+async def test_every_row_is_queued_once_in_order_then_one_end_per_worker(tmp_path: Path) -> None:
+    n = 5000  # several chunks of the input, many times the queue's bound
+    pending = {key_of("T1", "r7")}
+    h = Harness(tmp_path, [f"r{i},T1" for i in range(n)], pending=pending)
+    sends, read = await h.drain()
+    assert [s.row.reference for s in sends] == [f"r{i}" for i in range(n)]
+    assert [s.row.reference for s in sends if s.maybe_landed] == ["r7"]
+    assert read.done and read.lines == n + 1 and read.lines_lost == 0
+    assert read.rows == n and h.queue.empty()
+
+
+async def test_unsent_and_finished_rows_go_to_the_writer_never_to_a_worker(tmp_path: Path) -> None:
+    prior = ByLine(RUN)
+    prior.add(5, "T1", "done", Outcome.CANCELED)  # line 5: the header is line 1
+    lines = ["a,T1", ",T1", "a,T1", "done,T1", "b,T1"]
+    h = Harness(tmp_path, lines, prior=prior)
+    sends, read = await h.drain()
+    assert [s.row.reference for s in sends] == ["a", "b"]
+    assert [r.outcome for r in h.report.rows] == [Outcome.INVALID, Outcome.DUPLICATE]
+    assert read.rows == 5 and h.tally.rows_already_reported == 1
+    assert h.tally.outcomes == {"invalid": 1, "duplicate": 1, "canceled": 1}
+
+
+async def test_the_queue_bounds_how_far_reading_runs_ahead_and_a_stop_ends_it(
+    tmp_path: Path,
+) -> None:
+    h = Harness(tmp_path, [f"r{i},T1" for i in range(20_000)])
+    reading = asyncio.create_task(h.reader.run())
+    first = await h.queue.get()
+    assert first is not None and first.row.reference == "r0"
+    h.queue.filled.clear()
+    await h.queue.filled.wait()  # the reader fills the queue again, then waits
+    reading.cancel()  # how the job stops it
+    taken = 1
+    while not h.queue.empty():
+        assert h.queue.get_nowait() is not None
+        taken += 1
+    read = await h.reader.close()
+    assert taken <= READ_AHEAD + 1 and not read.done
+    assert read.rows == taken  # read = queued: the rerun reads the rest
+
+
+async def test_max_references_stops_reading_at_the_cap(tmp_path: Path) -> None:
+    h = Harness(tmp_path, [f"r{i},T1" for i in range(10)], max_sends=4)
+    sends, read = await h.drain()
+    assert [s.row.reference for s in sends] == ["r0", "r1", "r2", "r3"]
+    assert len(h.caps) == 1 and "--max-references 4" in h.caps[0]
+    assert read.rows == 4 and not read.done

@@ -1,0 +1,122 @@
+"""Reader: the input's rows, admitted, onto the workers' queue.
+
+It reads the input a chunk at a time (`input.source.read_batches`: through the event
+loop, so a slow pipe holds up nobody), has `Admission` decide each row, and puts the
+references to send on a bounded `asyncio.Queue`; the bound (`READ_AHEAD`) is how far
+reading runs ahead of the workers, so what a stop leaves read but unsent is small (the
+rerun sends it). Rows not to send go to the writer: invalid and duplicate rows as
+results, rows an earlier run finished as settled. At the end of the input it puts one
+`None` per worker, which ends that worker.
+
+It stops at `--max-references` on a stream (the cap's guard rail: what was read is
+still sent) and when the job cancels its task (any other stop). `close` closes the
+input and returns how it was read (`Reading`): the reader counts, nobody else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, Callable
+
+from worker.errors import InputError
+from worker.input.admission import Admission, Reported, Send
+from worker.input.parsed import Parsed
+from worker.input.source import Source, read_batches
+from worker.observe import logs
+from worker.run.summary import Reading
+from worker.run.writer import Writer
+
+#: References admitted ahead of the workers at most: what a stop leaves read but
+#: unsent (the rerun sends them).
+READ_AHEAD = 256
+
+
+def over_cap(cap: int) -> str:
+    return (
+        f"stopped by a guard rail: the input holds more than --max-references {cap} "
+        f"references to send; the first {cap} were sent, the rest not read"
+    )
+
+
+class Reader:
+    """Puts the input's admitted references on `queue`; one task."""
+
+    def __init__(
+        self,
+        source: Source,
+        admission: Admission,
+        queue: asyncio.Queue[Send | None],
+        writer: Writer,
+        *,
+        workers: int,
+        max_sends: int | None = None,
+        on_cap: Callable[[str], None] = lambda reason: None,
+    ) -> None:
+        self._source = source
+        self._admission = admission
+        self._queue = queue
+        self._writer = writer
+        self._workers = workers
+        self._max_sends = max_sends
+        self._on_cap = on_cap
+        self._batches: AsyncGenerator[list[Parsed], None] = read_batches(source)
+        self._rows = 0
+        self._sends = 0
+        self._done = False
+        self._error: str | None = None
+
+    async def run(self) -> None:
+        """Read to the end (or the cap, or an input error), then end every worker."""
+        try:
+            await self._read()
+        except (OSError, InputError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            self._error = f"input became unreadable after {self._rows} rows: {why}"
+            logs.log.error("input_error", error=self._error)
+        for _ in range(self._workers):
+            await self._queue.put(None)
+
+    async def _read(self) -> None:
+        queue, writer, cap = self._queue, self._writer, self._max_sends
+        async for batch in self._batches:
+            for admitted in self._admission.chunk(batch):
+                if admitted is None:  # another shard's row
+                    continue
+                if isinstance(admitted, Send):
+                    if cap is not None and self._sends == cap:
+                        self._on_cap(over_cap(cap))  # this row is not taken: not read
+                        return
+                    await queue.put(admitted)  # a stop while it waits: not taken
+                    self._sends += 1
+                    self._rows += 1
+                elif isinstance(admitted, Reported):
+                    self._rows += 1
+                    writer.settled(admitted.outcome)
+                else:
+                    self._rows += 1
+                    writer.add(admitted)
+        self._done = True
+
+    async def close(self) -> Reading:
+        """Close the input; how much of it was read."""
+        with contextlib.suppress(OSError, InputError):
+            await self._batches.aclose()
+        source, done = self._source, self._done
+        if done and (grown := source.grown()):
+            logs.log.warning(
+                "input_grew",
+                input=source.name,
+                bytes_not_read=grown,
+                why="the file grew after it was counted; only what was counted was read "
+                "and sent: the rest is for a rerun (with --allow-changed-input)",
+            )
+        source.close()
+        return Reading(
+            done=done,
+            error=self._error,
+            rows=self._rows,
+            lines=source.lines_seen,
+            lines_lost=source.lines_seen - source.lines_accounted if done else 0,
+            blank_rows=source.blank_rows,
+        )

@@ -1,0 +1,199 @@
+"""Writer: the one task that writes the report and the intent journal, and counts.
+
+Workers and the reader hand it finished rows (`add`, never blocks) and rows an earlier
+run already reported (`settled`); before a reference's first cancel, the canceller
+awaits `journaled(merchant, reference)`, which returns once that intent is on stable
+storage. The task takes whatever was handed over since its last turn and, in this
+order: writes the rows (one `write` per `WRITE_BATCH` rows), appends the intents (one
+write), syncs the journal (one `fdatasync` in a worker thread, so the loop serves the
+workers meanwhile), then sets that batch's event. Whatever arrives during a sync goes
+in the next batch: one sync covers many cancels (a group commit).
+
+Two promises follow from that order:
+
+- no cancel goes out before its intent is journaled and synced;
+- a worker's next cancel waits for a batch that also wrote the worker's last row, so
+  when the report cannot be written, at most `--concurrency` applied cancels lack a row.
+
+A write or sync that fails sets `failure`, counts the rows lost (`unwritten`: their
+cancels are in the journal, and the rerun asks the API), releases every waiter (who
+then raises `StorageError`: the cancel is not sent) and tells `on_failure` (the job
+stops the run). Nothing here blocks a worker on a full disk.
+
+Usage::
+
+    writer = Writer(report, tally, journal, on_failure=stop_the_run)
+    task = asyncio.create_task(writer.run())
+    await writer.journaled("T1", "order-1")   # then send the cancel
+    writer.add(result)
+    await writer.close()                      # writes what is left; the task ends
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from worker.errors import StorageError
+from worker.model import Outcome, Result
+from worker.observe import logs
+from worker.run.summary import Tally
+
+#: Rows written with one `write` call at most.
+WRITE_BATCH = 512
+
+
+class RowWriter(Protocol):
+    """Appends whole rows to the report: `report.writer.ReportWriter`."""
+
+    rows_written: int
+
+    def write(self, results: list[Result]) -> None: ...
+
+
+class IntentLog(Protocol):
+    """Appends intents with one write, and makes them durable: `report.IntentJournal`."""
+
+    def append(self, pairs: list[tuple[str, str]]) -> None: ...
+
+    def sync(self) -> None: ...  # called through `offload`: in a worker thread
+
+
+async def in_thread(fn: Callable[[], None]) -> None:
+    """Run a blocking call in the loop's default thread pool."""
+    await asyncio.get_running_loop().run_in_executor(None, fn)
+
+
+class Writer:
+    """Owns the report, the journal and the `Tally`; one task, fed without blocking."""
+
+    def __init__(
+        self,
+        report: RowWriter,
+        tally: Tally,
+        journal: IntentLog | None = None,
+        *,
+        on_failure: Callable[[str], None] = lambda reason: None,
+        offload: Callable[[Callable[[], None]], Awaitable[None]] = in_thread,
+    ) -> None:
+        self._report = report
+        self.tally = tally
+        self._journal = journal
+        self._on_failure = on_failure
+        self._offload = offload
+        self._rows: list[Result] = []
+        self._intents: list[tuple[str, str]] = []
+        self._batch: asyncio.Event | None = None  # the waiters of the intents above
+        self._wake = asyncio.Event()
+        self._closing = False
+        self.failure: str | None = None  # the first write that failed, as the reason
+        self.unwritten = 0  # finished rows the report could not take
+
+    def add(self, result: Result) -> None:
+        """A finished row, written in the task's next turn."""
+        self._rows.append(result)
+        self._wake.set()
+
+    def settled(self, outcome: Outcome) -> None:
+        """A row an earlier run already reported: counted, not written again."""
+        self.tally.rows_already_reported += 1
+        self.tally.count(outcome)
+
+    async def journaled(self, merchant: str, reference: str) -> None:
+        """Returns once this cancel's intent is durable; raises StorageError if it is
+        not (then the cancel must not be sent)."""
+        if self.failure is None:
+            self._intents.append((merchant, reference))
+            if self._batch is None:
+                self._batch = asyncio.Event()
+            batch = self._batch
+            self._wake.set()
+            await batch.wait()  # its own future: a cancelled waiter leaves the others be
+        if self.failure is not None:
+            raise StorageError(self.failure)
+
+    async def run(self) -> None:
+        """The task: one batch per turn, until `close` and nothing is left."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            rows, self._rows = self._rows, []
+            intents, self._intents = self._intents, []
+            batch, self._batch = self._batch, None
+            self._write(rows)
+            if intents:
+                await self._journal_batch(intents)
+            if batch is not None:
+                batch.set()
+            if self._closing and not self._rows and not self._intents:
+                return
+
+    async def close(self, task: asyncio.Task[None]) -> None:
+        """Write what is left and end `task` (this writer's `run`)."""
+        self._closing = True
+        self._wake.set()
+        await task
+
+    def _write(self, rows: list[Result]) -> None:
+        for start in range(0, len(rows), WRITE_BATCH):
+            batch = rows[start : start + WRITE_BATCH]
+            if self.failure is not None:
+                self.unwritten += len(batch)
+                continue
+            try:
+                self._report.write(batch)
+            except Exception as exc:  # a full disk or a bug: these rows are not on disk
+                self.unwritten += len(batch)
+                self._fail(f"the report could not be written: {_why(exc)}")
+            else:
+                _count(batch, self.tally)
+        self.tally.rows_written = self._report.rows_written
+
+    async def _journal_batch(self, intents: list[tuple[str, str]]) -> None:
+        journal = self._journal
+        if self.failure is not None or journal is None:
+            return
+        try:
+            journal.append(intents)
+        except Exception as exc:  # any failure: their cancels are not sent
+            self._fail(f"the intent journal could not be written: {_why(exc)}")
+            return
+        try:
+            await self._offload(journal.sync)
+        except Exception as exc:
+            self._fail(f"the intent journal could not be synced: {_why(exc)}")
+
+    def _fail(self, reason: str) -> None:
+        if self.failure is None:
+            self.failure = reason
+            self._on_failure(reason)
+
+
+def _why(exc: Exception) -> str:
+    """A storage error says what it is (file and OS error); anything else is a bug, and
+    is logged with its traceback, since it stops the run."""
+    if isinstance(exc, StorageError):
+        return str(exc)
+    logs.log.exception("internal_error", where="writing the report or the journal")
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _count(batch: list[Result], tally: Tally) -> None:
+    debug = logs.is_debug()  # checked once per batch: the hot path builds no event
+    for r in batch:
+        tally.count(r.outcome)
+        if r.outcome is Outcome.CANCELED and r.amount is not None and r.currency:
+            tally.released[r.currency] += r.amount
+        elif r.outcome is Outcome.CHECKED and r.payment_state:
+            tally.states[r.payment_state] += 1
+        if debug:
+            logs.log.debug(
+                "reference_done",
+                line=r.line,
+                merchant=r.merchant,
+                reference=r.reference,
+                outcome=r.outcome.value,
+                http_status=r.http_status,
+                attempts=r.attempts,
+            )
