@@ -53,7 +53,7 @@ from worker.run.summary import (
     push_metrics,
     summary_fields,
 )
-from worker.run.wiring import Wired, connect, sandboxed
+from worker.run.wiring import Sender, open_sender, sandboxed
 from worker.run.writer import Writer
 from worker.settings import Settings, in_effect, run_kind
 
@@ -108,9 +108,9 @@ async def _execute(prepared: Prepared, command: str, wait: WaitBaseT) -> int:
         refreshes, held = 0, 0.0
         started = time.monotonic()
         try:
-            async with connect(
+            async with open_sender(
                 s, calls, writer if journal else None, ledger.gate, wait=wait
-            ) as wired:
+            ) as sender:
                 queue: asyncio.Queue[Send | None] = asyncio.Queue(READ_AHEAD)
                 job = Job(
                     reader=Reader(
@@ -123,14 +123,14 @@ async def _execute(prepared: Prepared, command: str, wait: WaitBaseT) -> int:
                         on_cap=lambda why: ledger.stop(Stop.guard(why, closes_gate=False)),
                     ),
                     queue=queue,
-                    processor=wired.canceller,
+                    processor=sender.canceller,
                     writer=writer,
                     ledger=ledger,
                     concurrency=s.concurrency,
                     grace_seconds=s.grace_seconds,
                     guard=RejectionGuard(s.stop_on_rejections),
                     requests=lambda: calls.requests,
-                    extras=lambda: _pace_and_hold(s, calls, wired),
+                    extras=lambda: _pace_and_hold(s, calls, sender),
                 )
                 view = progress.choose(s.log_format)
                 every = (
@@ -139,7 +139,7 @@ async def _execute(prepared: Prepared, command: str, wait: WaitBaseT) -> int:
                     else s.progress_seconds
                 )
                 reading = await job.run(view, every, prepared.total)
-                refreshes, held = wired.token_refreshes(), wired.held_seconds()
+                refreshes, held = sender.token_refreshes(), sender.held_seconds()
         except (CredentialsRefused, AuthUnavailable, ApiUnreachable) as exc:
             ledger.stop(Stop.abort(str(exc), fix=getattr(exc, "fix", None)))
         finally:
@@ -285,13 +285,13 @@ def _tell(s: Settings, run: RunReport, command: str) -> None:
             TERMINATION_LOG.write_text(logs.mask(termination_line(card)) + "\n", encoding="utf-8")
 
 
-def _pace_and_hold(s: Settings, calls: Calls, wired: Wired) -> dict[str, Any]:
+def _pace_and_hold(s: Settings, calls: Calls, sender: Sender) -> dict[str, Any]:
     """What the progress display adds to the counts: the pace against the cap, 429s,
     and whether references are held behind an outage."""
     extras: dict[str, Any] = {"rate_cap": s.rate, "throttled": calls.throttled}
-    if wired.throttle is not None:
-        extras["rate_now"] = wired.throttle.current_rate
-    if wired.health is not None and (holding := wired.health.holding()) is not None:
+    if sender.throttle is not None:
+        extras["rate_now"] = sender.throttle.current_rate
+    if sender.health is not None and (holding := sender.health.holding()) is not None:
         extras["holding"], extras["holding_seconds"] = holding
     return extras
 

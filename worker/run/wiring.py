@@ -1,6 +1,6 @@
 """Wiring: builds the collaborators of a run from its settings, in one place.
 
-`connect` opens the HTTP session (two when the token endpoint takes another proxy
+`open_sender` opens the HTTP session (two when the token endpoint takes another proxy
 than the API) and builds the token provider, the health gate, the throttle and the
 `Canceller` (or `DryRun`), and closes the sessions after. `sandboxed` starts the
 embedded sandbox for `--sandbox` and hands back settings aimed at it.
@@ -43,7 +43,7 @@ class DryRun:
 
 
 @dataclass
-class Wired:
+class Sender:
     """What a run sends through; a dry run has no tokens, health gate or throttle."""
 
     canceller: Canceller | DryRun
@@ -60,18 +60,18 @@ class Wired:
 
 
 @contextlib.asynccontextmanager
-async def connect(
+async def open_sender(
     s: Settings,
     calls: Calls,
     journal: Journal | None,
     stop: StopGate,
     *,
     wait: WaitBaseT = BACKOFF,
-) -> AsyncIterator[Wired]:
+) -> AsyncIterator[Sender]:
     """`stop` is the run's gate: the token wait, the rate slot and the sends obey it.
     `wait`: the retry backoff policy (tests pass a fast one)."""
     if s.dry_run:
-        yield Wired(DryRun())
+        yield Sender(DryRun())
         return
     async with contextlib.AsyncExitStack() as stack:
         session, token_session = await _sessions(s, stack)
@@ -113,7 +113,7 @@ async def connect(
             stop=stop,
             wait=wait,
         )
-        yield Wired(canceller, tokens, health, throttle)
+        yield Sender(canceller, tokens, health, throttle)
 
 
 async def _sessions(
