@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.syntax import nodes
 from worker import cli, errors
 from worker.errors import (
     AbortError,
@@ -59,7 +60,7 @@ def test_no_module_defines_an_exception_outside_the_tree() -> None:
     for path in sorted(WORKER.rglob("*.py")):
         if path.name == "errors.py" or "sandbox" in path.parts:  # the sandbox has its own
             continue
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        for node in nodes(path):
             if isinstance(node, ast.ClassDef) and node.name not in SIGNALS:
                 bases = {b.id if isinstance(b, ast.Name) else ast.unparse(b) for b in node.bases}
                 if any(b.endswith(("Error", "Exception")) for b in bases):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.syntax import parsed
 from worker.exits import MEANINGS, RERUN_HELPS, Exit, help_text, summary_line
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -79,7 +80,7 @@ def test_no_module_but_the_table_spells_an_exit_code_as_a_number() -> None:
         for path in sorted(worker.rglob("*.py"))
         if path.name != "exits.py"
         and "sandbox" not in path.parts  # the sandbox stands alone
-        and (lines := _spelled_codes(ast.parse(path.read_text(encoding="utf-8"))))
+        and (lines := _spelled_codes(parsed(path)))
     }
     assert spelled == {}
 

@@ -14,6 +14,7 @@ why it is one piece).
 from __future__ import annotations
 
 import ast
+import functools
 import importlib
 import itertools
 import warnings
@@ -21,7 +22,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-WORKER = Path(__file__).resolve().parents[2] / "worker"
+from tests.syntax import WORKER, nodes, parsed
+
 MODULES = sorted(WORKER.rglob("*.py"))
 #: What the pure layer may import: value types, and nothing that does I/O.
 PURE = {
@@ -60,7 +62,7 @@ class Import:
 def imported_names(path: Path) -> set[str]:
     """Every module name an import statement of `path` names, as written."""
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in nodes(path):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
@@ -68,6 +70,7 @@ def imported_names(path: Path) -> set[str]:
     return found
 
 
+@functools.cache
 def tree_imports(root: Path) -> list[Import]:
     """Every import between modules under `root` (a package folder): at the top, in
     functions, under TYPE_CHECKING; relative ones resolved; `from pkg import mod`
@@ -84,7 +87,7 @@ def tree_imports(root: Path) -> list[Import]:
     for path in paths:
         source = module_name(path, root)
         package = source if path.name == "__init__.py" else source.rpartition(".")[0]
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        for node in nodes(path):
             targets: list[str] = []
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
@@ -241,7 +244,7 @@ def test_the_pure_modules_import_nothing_that_does_io() -> None:
 
 def reads_environment_or_argv(path: Path) -> list[str]:
     hits = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in nodes(path):
         if (
             isinstance(node, ast.Attribute)
             and isinstance(node.value, ast.Name)
@@ -271,9 +274,7 @@ def test_the_sandbox_imports_nothing_from_the_worker() -> None:
 
 
 def test_every_module_says_what_it_owns() -> None:
-    silent = [
-        module_name(p) for p in MODULES if not ast.get_docstring(ast.parse(p.read_text("utf-8")))
-    ]
+    silent = [module_name(p) for p in MODULES if not ast.get_docstring(parsed(p))]
     assert silent == []
 
 
