@@ -39,7 +39,7 @@ from worker.settings import build_settings
 def _fail(exc: CancelWorkerError) -> NoReturn:
     """An error of the worker's tree: its one line, then its class's exit code."""
     click.echo(f"Error: {logs.mask(str(exc))}", err=True)
-    sys.exit(exc.exit_code.value)
+    sys.exit(int(exc.exit_code))
 
 
 def _run_loop(main: Callable[[], Coroutine[Any, Any, int]], use_uvloop: bool) -> int:
@@ -335,11 +335,11 @@ def main() -> None:
     except click.UsageError as exc:
         where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
         click.echo(f"Error: {logs.mask(exc.format_message())}{where}", err=True)
-        sys.exit(Exit.USAGE.value)
+        sys.exit(int(Exit.USAGE))
     except click.Abort:
         click.echo("Aborted.", err=True)
-        sys.exit(Exit.SIGINT.value)
+        sys.exit(int(Exit.SIGINT))
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    sys.exit(code if isinstance(code, int) else Exit.OK.value)
+    sys.exit(code if isinstance(code, int) else int(Exit.OK))
