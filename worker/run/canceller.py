@@ -144,23 +144,22 @@ class Canceller:
             return self._result(row, exchange, Outcome.FAILED, detail)
 
     async def _settle(self, row: Row, exchange: _Exchange) -> Result:
+        """The one retry loop: a try, then (on transient trouble) the policy's wait and
+        another, up to `--max-attempts`; past that, trouble that is an outage for
+        everyone holds the reference behind the health gate, uncounted, until the API
+        answers again (or `--give-up-after` ends the run)."""
         tries = 0
         while True:
             try:
                 return await self._drive(row, exchange)
             except RetryLater as trouble:
                 tries += 1
-                if tries >= self._max_attempts:
+                if tries < self._max_attempts:
+                    await self._sleep(self._backoff(tries, trouble))
+                elif await self._everyone_failing(row, exchange):
+                    self._health.declare_outage()  # the gate holds the next try
+                else:
                     break
-                await self._sleep(self._backoff(tries, trouble))
-        while await self._everyone_failing(row, exchange):
-            # An outage, not this payment: hold it behind the gate, uncounted, until the
-            # API answers again (or --give-up-after ends the run).
-            self._health.declare_outage()
-            try:
-                return await self._drive(row, exchange)
-            except RetryLater:
-                continue
         last = exchange.last
         why = (last.detail or last.title or last.error_type) if last else None
         status = (

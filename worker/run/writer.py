@@ -6,7 +6,7 @@ awaits `journaled(merchant, reference)`, which returns once that intent is on st
 storage. The task takes whatever was handed over since its last turn and, in this
 order: writes the rows (one `write` per `WRITE_BATCH` rows), appends the intents (one
 write), syncs the journal (one `fdatasync` in a worker thread, so the loop serves the
-workers meanwhile), then sets that batch's event. Whatever arrives during a sync goes
+workers meanwhile), then releases that batch's waiters. Whatever arrives during a sync goes
 in the next batch: one sync covers many cancels (a group commit).
 
 Two promises follow from that order:
@@ -84,7 +84,7 @@ class Writer:
         self._offload = offload
         self._rows: list[Result] = []
         self._intents: list[tuple[str, str]] = []
-        self._batch: asyncio.Event | None = None  # the waiters of the intents above
+        self._waiters: list[asyncio.Future[None]] = []  # one per intent above
         self._wake = asyncio.Event()
         self._closing = False
         self.failure: str | None = None  # the first write that failed, as the reason
@@ -105,11 +105,10 @@ class Writer:
         not (then the cancel must not be sent)."""
         if self.failure is None:
             self._intents.append((merchant, reference))
-            if self._batch is None:
-                self._batch = asyncio.Event()
-            batch = self._batch
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
             self._wake.set()
-            await batch.wait()  # its own future: a cancelled waiter leaves the others be
+            await waiter  # its own: a cancelled waiter leaves the others of its batch be
         if self.failure is not None:
             raise StorageError(self.failure)
 
@@ -120,12 +119,13 @@ class Writer:
             self._wake.clear()
             rows, self._rows = self._rows, []
             intents, self._intents = self._intents, []
-            batch, self._batch = self._batch, None
+            waiters, self._waiters = self._waiters, []
             self._write(rows)
             if intents:
                 await self._journal_batch(intents)
-            if batch is not None:
-                batch.set()
+            for waiter in waiters:
+                if not waiter.done():  # cancelled with its worker: nobody waits
+                    waiter.set_result(None)
             if self._closing and not self._rows and not self._intents:
                 return
 

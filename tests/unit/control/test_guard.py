@@ -1,0 +1,40 @@
+"""Guard rail: the first K answered references all 403/404 stop the run, once."""
+
+from __future__ import annotations
+
+from worker.control.guard import RejectionGuard
+from worker.model import Outcome, Result
+
+
+def answered(outcome: Outcome, status: int | None = 404, attempts: int = 1) -> Result:
+    return Result(1, "T1", "r", outcome, http_status=status, attempts=attempts)
+
+
+def test_k_wrong_place_answers_in_a_row_stop_the_run_once_with_the_statuses() -> None:
+    guard = RejectionGuard(3)
+    assert guard.observe(answered(Outcome.NOT_FOUND)) is None
+    assert guard.observe(answered(Outcome.REJECTED, 403)) is None
+    reason = guard.observe(answered(Outcome.NOT_FOUND))
+    assert reason is not None and "the first 3 references" in reason
+    assert "HTTP 404 x2" in reason and "HTTP 403 x1" in reason
+    assert guard.observe(answered(Outcome.NOT_FOUND)) is None  # said once
+
+
+def test_one_other_outcome_disarms_it_for_good() -> None:
+    guard = RejectionGuard(2)
+    assert guard.observe(answered(Outcome.NOT_FOUND)) is None
+    assert guard.observe(answered(Outcome.CANCELED, 201)) is None
+    assert all(guard.observe(answered(Outcome.NOT_FOUND)) is None for _ in range(10))
+
+
+def test_failed_and_unsent_rows_neither_count_nor_disarm() -> None:
+    guard = RejectionGuard(2)
+    assert guard.observe(answered(Outcome.FAILED, 503)) is None
+    assert guard.observe(answered(Outcome.INVALID, None, attempts=0)) is None
+    assert guard.observe(answered(Outcome.NOT_FOUND)) is None
+    assert guard.observe(answered(Outcome.NOT_FOUND)) is not None
+
+
+def test_zero_turns_it_off() -> None:
+    guard = RejectionGuard(0)
+    assert all(guard.observe(answered(Outcome.NOT_FOUND)) is None for _ in range(50))
