@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from tenacity import wait_none
 
+from worker.errors import StorageError
 from worker.model import Mode
 from worker.report.journal import IntentJournal, journal_path
-from worker.report.storage import StorageError
 from worker.run.main import execute
 from worker.run.prepare import prepare
 from worker.settings import Settings
