@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 from worker.control.guard import RejectionGuard
 from worker.control.stop import Stopped
-from worker.errors import ApiUnreachable, AuthUnavailable, CredentialsRefused, StorageError
+from worker.errors import AbortError, StorageError
 from worker.input.admission import Send
 from worker.model import DETAIL_LIMIT, Outcome, Result, Row
 from worker.observe import logs, progress
@@ -122,10 +122,10 @@ class Job:
             result = await self._processor.process(row, maybe_landed=send.maybe_landed)
         except Stopped:  # caught before its first request: no row, the rerun sends it
             self.ledger.not_sent += 1
-        except (CredentialsRefused, AuthUnavailable, ApiUnreachable) as exc:
-            self.ledger.stop(Stop.abort(str(exc), fix=getattr(exc, "fix", None)))
         except StorageError:  # the writer failed before this cancel: it was not sent
             self.ledger.stop(Stop.abort(self.writer.failure or "the report failed", graceful=True))
+        except AbortError as exc:  # refused credentials, no token, an outage given up on
+            self.ledger.stop(Stop.abort(str(exc), fix=exc.fix))
         except Exception as exc:  # a bug must cost one row's outcome, never the row
             logs.log.exception("internal_error", line=row.line)
             return Result(

@@ -23,14 +23,7 @@ from tenacity.wait import WaitBaseT
 from worker import __version__
 from worker.bambora.backoff import BACKOFF
 from worker.control.guard import RejectionGuard
-from worker.errors import (
-    ApiUnreachable,
-    AuthUnavailable,
-    CredentialsRefused,
-    ReportError,
-    StorageError,
-    UsageError,
-)
+from worker.errors import AbortError, ReportError, StorageError, UsageError
 from worker.exits import RERUN_HELPS
 from worker.input.admission import Send
 from worker.model import Mode, Outcome
@@ -140,8 +133,8 @@ async def _execute(prepared: Prepared, command: str, wait: WaitBaseT) -> int:
                 )
                 reading = await job.run(view, every, prepared.total)
                 refreshes, held = sender.token_refreshes(), sender.held_seconds()
-        except (CredentialsRefused, AuthUnavailable, ApiUnreachable) as exc:
-            ledger.stop(Stop.abort(str(exc), fix=getattr(exc, "fix", None)))
+        except AbortError as exc:  # e.g. the token endpoint refused before any worker ran
+            ledger.stop(Stop.abort(str(exc), fix=exc.fix))
         finally:
             try:
                 report.close()
