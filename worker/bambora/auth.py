@@ -162,7 +162,7 @@ class ClientCredentials:
         self._url = auth_url
         self._headers = {
             "Authorization": basic_authorization(client_id, client_secret),
-            # explicit: the run's session adds no Content-Type by itself (see api.make_session)
+            # explicit: the run's session adds no Content-Type itself (session.NO_AUTO_HEADERS)
             "Content-Type": "application/x-www-form-urlencoded",
         }
         self._timeout = timeout
