@@ -106,7 +106,7 @@ async def _sessions(
 ) -> tuple[aiohttp.ClientSession, aiohttp.ClientSession]:
     """The sessions for the API and for the token endpoint: one, unless their proxies differ.
 
-    Proxies come from HTTPS_PROXY/HTTP_PROXY/NO_PROXY (`api.proxy_for`); `ca_bundle`
+    Proxies come from HTTPS_PROXY/HTTP_PROXY/NO_PROXY (`session.proxy_for`); `ca_bundle`
     (when set) holds the only CAs trusted. A bad bundle or proxy URL is a usage error
     (exit 2) whose message names the culprit.
     """
