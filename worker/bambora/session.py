@@ -4,10 +4,11 @@
 `tls_context` trusts a private CA bundle. Nothing here knows Bambora's URLs (api.py).
 
 Only aiohttp's public options are used. The one with a price is `skip_auto_headers`
-(`NO_AUTO_HEADERS`): aiohttp builds the skip list again for every request, about 5 us
-of CPU, 4 % of an `ApiClient.call` (130-140 us; interleaved rounds against the same
-fake API as `benchmarks/api_calls.py`). Setting it once per request class would need
-a private attribute; 5 us is the price of staying with the public API.
+(`NO_AUTO_HEADERS`): aiohttp builds the skip list and a copy of the headers again for
+every request. That is 2-5 us of CPU to build a request, and 5-10 us (4-7 %) of an
+`ApiClient.call` of 130-150 us end to end (interleaved rounds against the fake API of
+`benchmarks/api_calls.py`, on a busy 2-core machine). Setting the list once per request
+class would need a private attribute; this is the price of staying with the public API.
 """
 
 from __future__ import annotations
