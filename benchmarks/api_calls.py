@@ -36,7 +36,7 @@ TIMEOUT = 10.0
 
 
 async def calls(url: str, n: int, setup: str) -> None:
-    session = make_session(concurrency=CONCURRENCY, timeout=TIMEOUT)
+    session = make_session(concurrency=CONCURRENCY)
     if setup == "aiohttp-total":
         session._timeout = aiohttp.ClientTimeout(total=TIMEOUT)  # the old session default
         deadlines = Deadlines(1e9)  # never fires: aiohttp's timer does the job

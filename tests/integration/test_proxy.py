@@ -235,7 +235,7 @@ async def test_https_through_connect_with_a_private_ca(tmp_path: Path) -> None:
         async with ForwardProxy() as proxy:
             hop = proxy_for(base, {"https": proxy.url})
             tls = tls_context(str(pki.ca))
-            async with make_session(concurrency=2, timeout=5, proxy=hop, tls=tls) as session:
+            async with make_session(concurrency=2, proxy=hop, tls=tls) as session:
                 reply = await ApiClient(session, base, Deadlines(5)).call(
                     Op.QUERY, "T1", "r1", "jwt"
                 )
@@ -257,7 +257,7 @@ async def test_a_refused_proxy_login_leaves_the_password_out_of_the_reply(
         async with ForwardProxy(login=("egress", "right-pw")) as proxy:
             hop = proxy_for(base, {"https": proxy.url.replace("//", "//egress:wrong-pw-77@")})
             tls = tls_context(str(pki.ca))
-            async with make_session(concurrency=2, timeout=5, proxy=hop, tls=tls) as session:
+            async with make_session(concurrency=2, proxy=hop, tls=tls) as session:
                 reply = await ApiClient(session, base, Deadlines(5)).call(
                     Op.CANCEL, "T1", "r1", "jwt"
                 )

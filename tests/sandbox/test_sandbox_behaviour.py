@@ -228,12 +228,6 @@ async def test_reference_of_2001_characters_is_400(
     assert not server.state.payments
 
 
-async def test_issue_token_gives_a_working_token(client: Client, server: SandboxServer) -> None:
-    token = server.issue_token()
-    assert (await client.get("o", headers=await client.headers(token))).status == 200
-    assert server.state.tokens_issued == 0
-
-
 async def test_invalid_utf8_in_a_segment_is_400(client: Client) -> None:
     answer = await client.raw("GET", "/v1/merchants/T1/payments/%FF%FE/")
     assert answer.status == 400

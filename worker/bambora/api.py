@@ -6,7 +6,7 @@ CAs); the `--timeout` of each call is kept by `deadline.Deadlines`.
 It turns one call (cancel or query) into a `Reply`, a plain value that says what came
 back: an HTTP status with the problem+json fields and the payment state, or the kind
 of transport trouble and whether the request may have reached the server. It never
-decides what a reply *means*: that is `outcomes.decide`.
+decides what a reply *means*: that is `decide.decide`.
 """
 
 from __future__ import annotations

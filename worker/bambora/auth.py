@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -29,6 +28,7 @@ from typing import Any, Protocol
 from urllib.parse import quote_plus
 
 import aiohttp
+import jwt
 import orjson
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
@@ -97,16 +97,13 @@ class StaticToken:
 
 
 def jwt_lifetime(token: str, now: float) -> float | None:
-    """Seconds until the JWT's `exp`, read without verifying (we are its user, not its judge)."""
-    parts = token.split(".")
-    if len(parts) != 3:
-        return None
+    """Seconds until the JWT's `exp`, read without verifying (we are its user, not its
+    judge); None for a token PyJWT cannot read or one without a numeric `exp`."""
     try:
-        padded = parts[1] + "=" * (-len(parts[1]) % 4)
-        claims = orjson.loads(base64.urlsafe_b64decode(padded))
-        exp = claims.get("exp") if isinstance(claims, dict) else None
-    except (binascii.Error, ValueError, orjson.JSONDecodeError):
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:  # dropped, never shown: it is about a secret
         return None
+    exp = claims.get("exp")
     if isinstance(exp, int | float) and not isinstance(exp, bool):
         return float(exp) - now
     return None
@@ -150,7 +147,7 @@ class ClientCredentials:
         self._url = auth_url
         self._headers = {
             "Authorization": basic_authorization(client_id, client_secret),
-            # explicit: the run's session adds no Content-Type by itself (see api.make_session)
+            # explicit: the run's session adds no Content-Type itself (session.NO_AUTO_HEADERS)
             "Content-Type": "application/x-www-form-urlencoded",
         }
         self._timeout = timeout

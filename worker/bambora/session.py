@@ -2,22 +2,34 @@
 
 `make_session` builds it; `proxy_for` reads the proxy variables once per run;
 `tls_context` trusts a private CA bundle. Nothing here knows Bambora's URLs (api.py).
+
+Only aiohttp's public options are used. The one with a price is `skip_auto_headers`
+(`NO_AUTO_HEADERS`): aiohttp builds the skip list and a copy of the headers again for
+every request. That is 2-5 us of CPU to build a request, and 5-10 us (4-7 %) of an
+`ApiClient.call` of 130-150 us end to end (interleaved rounds against the fake API of
+`benchmarks/api_calls.py`, on a busy 2-core machine). Setting the list once per request
+class would need a private attribute; this is the price of staying with the public API.
 """
 
 from __future__ import annotations
 
 import ssl
+import urllib.request
 import warnings
 from collections.abc import Mapping
 from typing import Any
-from urllib.request import getproxies_environment
 
 import aiohttp
 import yarl
-from multidict import CIMultiDict
 
 from worker.access import is_loopback
 from worker.errors import CaBundleError, ProxyError
+
+#: Headers aiohttp must not add by itself: a cancel without a body must not claim
+#: `application/octet-stream` (a strict API may answer 415). Callers with a body set
+#: Content-Type themselves (api.py, auth.py); tests/unit/bambora/test_session.py pins
+#: the bytes on the wire.
+NO_AUTO_HEADERS = ("Content-Type",)
 
 
 def tls_context(ca_bundle: str) -> ssl.SSLContext:
@@ -49,17 +61,19 @@ def proxy_for(url: str, proxies: Mapping[str, str] | None = None) -> yarl.URL | 
     `getproxies_environment()` form, its default), read once per run. Not aiohttp's
     `trust_env`: it looks them up on every request (two thread hops each) and also
     applies `~/.netrc` logins, which clash with our Authorization header (ValueError).
-    The rules are those `trust_env` applies: lower-case names win; `NO_PROXY` lists
-    hosts and domain suffixes (`*`: all), no ports, no CIDR; loopback is not exempt by
-    itself. One rule more: a loopback URL never goes through a proxy on another host,
-    which could not reach it and would see plain http. A proxy without a scheme is
-    `http://`; another scheme is a ValueError (that does not quote the URL: it may
+    The rules are those `trust_env` applies, by the same urllib function
+    (`proxy_bypass_environment`, on every platform; typeshed leaves it out as
+    undocumented): lower-case names win; `NO_PROXY` lists hosts and domain suffixes,
+    matched without case (`*` alone: all), no ports, no CIDR; loopback is not exempt
+    by itself. One rule more: a loopback URL never goes through a proxy on another
+    host, which could not reach it and would see plain http. A proxy without a scheme
+    is `http://`; another scheme is a ProxyError (that does not quote the URL: it may
     hold a password).
     """
-    env = getproxies_environment() if proxies is None else proxies
+    env = urllib.request.getproxies_environment() if proxies is None else proxies
     target = yarl.URL(url)
     host = target.host or ""
-    if no_proxy_covers(host, env.get("no", "")):
+    if urllib.request.proxy_bypass_environment(host, env):  # type: ignore[attr-defined]
         return None
     raw = env.get(target.scheme, "").strip()
     if not raw:
@@ -77,40 +91,9 @@ def proxy_for(url: str, proxies: Mapping[str, str] | None = None) -> yarl.URL | 
     return proxy
 
 
-def no_proxy_covers(host: str, no_proxy: str) -> bool:
-    """Whether `NO_PROXY` exempts `host`: urllib's `proxy_bypass_environment` rules."""
-    if no_proxy.strip() == "*":
-        return True
-    host = host.lower()
-    for name in no_proxy.split(","):
-        name = name.strip().lstrip(".").lower()
-        if name and (host == name or host.endswith("." + name)):
-            return True
-    return False
-
-
-class _Request(aiohttp.ClientRequest):
-    """aiohttp's request, minus the automatic Content-Type on a POST without a body.
-
-    A cancel without a body must not claim octet-stream, which a strict API may answer
-    with 415; callers with a body set Content-Type themselves. The session option for
-    this (`skip_auto_headers`) rebuilds a header set on every request, 5 % of a
-    request's CPU time here; this sets the same skip list once. It relies on aiohttp's
-    `_skip_auto_headers` attribute (aiohttp is pinned below 4), and
-    tests/unit/bambora/test_api.py checks on the wire that no Content-Type is sent.
-    """
-
-    _SKIP: CIMultiDict[None] = CIMultiDict({"Content-Type": None})
-
-    def update_auto_headers(self, skip_auto_headers: Any) -> None:
-        super().update_auto_headers(skip_auto_headers)
-        self._skip_auto_headers = self._SKIP
-
-
 def make_session(
     *,
     concurrency: int,
-    timeout: float,
     proxy: yarl.URL | None = None,
     tls: ssl.SSLContext | None = None,
 ) -> aiohttp.ClientSession:
@@ -118,7 +101,7 @@ def make_session(
     once instead of per request (they showed in the profile).
 
     No aiohttp timeout: `ApiClient`'s `Deadlines` bound each whole exchange,
-    connecting included, to `timeout` seconds, more cheaply than aiohttp's
+    connecting included, to `--timeout` seconds, more cheaply than aiohttp's
     per-request timer (deadline.py). A stall while connecting is a plain timeout, as
     any other: the request may have gone out (a proxy tunnel, a TLS resumption), so
     the cancel's fate is asked, not assumed.
@@ -143,6 +126,6 @@ def make_session(
         return aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=None),  # see above: Deadlines keep it
-            request_class=_Request,
+            skip_auto_headers=NO_AUTO_HEADERS,
             **extra,
         )

@@ -73,7 +73,6 @@ class Health:
         self._closed.set()
         self.last_ok = clock()
         self.successes = 0  # good answers so far: "has anyone succeeded since?"
-        self.outages = 0
         self.probes = 0
         self.last_trouble = "no answer"  # what the API last did wrong, for people
         self.held_since: float | None = None  # when the gate opened
@@ -94,11 +93,6 @@ class Health:
             now - since for since in (self.held_since, self._token_since) if since is not None
         )
         return self.held_seconds + current
-
-    @property
-    def held(self) -> int:
-        """References held behind the gate right now."""
-        return len(self._line)
 
     def holding(self) -> tuple[str, float] | None:
         """(what is failing, for how many seconds) while references are held."""
@@ -226,7 +220,6 @@ class Health:
         if self._open:
             return
         self._open = True
-        self.outages += 1
         self.held_since = self._clock()
         self._next_probe = self._clock() + self._probe_interval
         self._closed.clear()

@@ -72,7 +72,6 @@ class Throttle:
         self._window_start = clock()
         self._window_count = 0
         self._recent_rate = 0.0
-        self.throttled_count = 0
 
     @property
     def guard_size(self) -> int:
@@ -125,7 +124,6 @@ class Throttle:
 
     def on_throttled(self, retry_after: float | None) -> None:
         """A 429: pause everyone, and halve the rate."""
-        self.throttled_count += 1
         pause = retry_after if retry_after is not None else 1.0
         self._paused_until = max(self._paused_until, self._clock() + pause)
         # Without --rate the base is what we measured; before the first measurement

@@ -24,7 +24,6 @@ before they became candidates, that is the real duplicates (~90 bytes each).
 from __future__ import annotations
 
 from collections.abc import Container, Iterable, Mapping
-from collections.abc import Set as AbstractSet
 from typing import Protocol
 
 from rbloom import Bloom
@@ -141,11 +140,3 @@ class FirstSights:
             self._repeated.add(key)
             return False
         return self._offers == entered and key not in self._repeated
-
-
-def find_candidates(keys: Iterable[bytes], expected: int) -> AbstractSet[bytes]:
-    """First pass: every key that may repeat an earlier one (a superset of the duplicates)."""
-    finder = CandidateFinder(expected)
-    for key in keys:
-        finder.offer(key)
-    return finder.candidates.keys()

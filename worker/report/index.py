@@ -104,7 +104,6 @@ class KeyMap:
         self._table = ""
         self._writes: dict[Key, int | None] = {}  # None: delete
         self._cache: dict[Key, int | None] = {}
-        self.size_hint = 0  # entries ever set (for logs)
 
     @property
     def spilled(self) -> bool:
@@ -114,7 +113,6 @@ class KeyMap:
         return self._db is not None or bool(self._mem)
 
     def set(self, key: Key, value: int) -> None:
-        self.size_hint += 1
         if self._db is None:
             if key not in self._mem:
                 if self._store.over():

@@ -45,7 +45,6 @@ class IntentJournal:
         self._durable = durable or sync_data
         self._fd: int | None = None
         self._lock = threading.Lock()  # a sync in a worker thread, and close, take turns
-        self.syncs = 0
 
     def record(self, pairs: Iterable[tuple[str, str]]) -> None:
         """`append`, then `sync`: returns once the pairs are on stable storage."""
@@ -72,7 +71,6 @@ class IntentJournal:
         with self._lock:
             if self._fd is not None:
                 self._durable(self._fd, self.path)
-                self.syncs += 1
 
     def close(self) -> None:
         with self._lock:  # never under a sync still running in a thread

@@ -67,14 +67,6 @@ CODE: dict[Outcome, int] = {o: i + 1 for i, o in enumerate(OUTCOMES)}
 _MASK = (1 << 64) - 1
 
 
-def row_hash(line: int, merchant: str, reference: str) -> int:
-    """64 bits of (line, merchant, reference): what `ByLine` sums to prove its fit.
-
-    Python's own hash: both sums are made in one process (so under one hash seed), and
-    it costs a tenth of a digest, on ten million rows twice."""
-    return hash((line, merchant, reference))
-
-
 def unsent_hash(outcome: Outcome, merchant: str, reference: str) -> int:
     """63 bits of what an unsent row said: a changed line reads as changed."""
     text = f"{outcome.value}\x00{merchant}\x00{reference}".encode("utf-8", "surrogateescape")
@@ -104,7 +96,10 @@ class ByLine:
         self.torn_bytes = 0
         # low nibble: CODE of the latest relevant row; high nibble: rows on the line mod 16
         self.cells = bytearray()
-        self.checksum = 0  # sum of row_hash over every row, mod 2**64
+        # Sum of hash((line, merchant, reference)) over every row, mod 2**64: Python's
+        # own hash, since both sums are made in one process (under one hash seed), at a
+        # tenth of a digest's cost, on ten million rows twice.
+        self.checksum = 0
         self.totals = Totals(repeat=self.repeats)
         self._relevant = policy.relevant
 
@@ -142,9 +137,6 @@ class ByLine:
 
     def prefetch(self, keys: Iterable[bytes], lines: Iterable[int]) -> None:
         """Nothing to fetch: everything is in memory."""
-
-    def lines_reported(self) -> int:
-        return sum(1 for cell in self.cells if cell)
 
 
 class ByKey:

@@ -139,7 +139,7 @@ async def _sessions(
         )
 
     async def open_session(proxy: yarl.URL | None) -> aiohttp.ClientSession:
-        session = make_session(concurrency=s.concurrency, timeout=s.timeout, proxy=proxy, tls=tls)
+        session = make_session(concurrency=s.concurrency, proxy=proxy, tls=tls)
         return await stack.enter_async_context(session)
 
     session = await open_session(api_proxy)

@@ -44,7 +44,6 @@ class Payment:
     cancel_faults: deque[str] = field(default_factory=deque)
     #: Requests (cancel and GET) that got past auth and validation; indexes random draws.
     requests: int = 0
-    cancels: int = 0
     #: What set it up, for the request log: a prefix such as `flaky-`, or "seed file".
     origin: str = ""
 

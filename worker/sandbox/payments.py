@@ -56,8 +56,6 @@ class PaymentCalls:
         payment = self.state.payment(where.merchant, where.reference)
         n = payment.requests
         payment.requests += 1
-        if where.kind == "cancel":
-            payment.cancels += 1
         fault, source = self._next_fault(payment, where.kind, n)
 
         if fault is not None and fault.before:

@@ -13,7 +13,6 @@ from worker.sandbox.app import SandboxApp
 from worker.sandbox.config import SandboxConfig
 from worker.sandbox.http import TOKEN_PATH
 from worker.sandbox.state import SandboxState
-from worker.sandbox.tokens import DEFAULT_SCOPE
 
 # A 2,000-character reference of 4-byte UTF-8 characters is 24,000 bytes once
 # percent-encoded; aiohttp's default request-line limit (8,190) would refuse it before
@@ -134,8 +133,3 @@ class SandboxServer:
     def expire_tokens(self) -> None:
         """Every token issued so far is refused (401) from now on."""
         self._sandbox.tokens.expire_all()
-
-    def issue_token(self, scope: str = DEFAULT_SCOPE) -> str:
-        """A valid token without a token request (e.g. for a `BAMBORA_TOKEN` test);
-        not counted in `state.tokens_issued`."""
-        return self._sandbox.tokens.issue(self.config.client_id, scope)

@@ -88,7 +88,7 @@ async def test_every_reference_reaches_its_own_path(
     echo_server: tuple[str, list[dict[str, Any]]],
 ) -> None:
     base, seen = echo_server
-    async with make_session(concurrency=4, timeout=5) as session:
+    async with make_session(concurrency=4) as session:
         client = ApiClient(session, base, Deadlines(5))
         for ref in NASTY:
             reply = await client.call(Op.CANCEL, "T 1/x", ref, "tok")
@@ -102,7 +102,7 @@ async def test_headers_and_optional_comment_body(
     echo_server: tuple[str, list[dict[str, Any]]],
 ) -> None:
     base, seen = echo_server
-    async with make_session(concurrency=4, timeout=5) as session:
+    async with make_session(concurrency=4) as session:
         client = ApiClient(session, base, Deadlines(5))
         await client.call(Op.CANCEL, "T1", "r1", "jwt-value", comment="end of day")
         await client.call(Op.CANCEL, "T1", "r2", "jwt-value")
@@ -131,7 +131,7 @@ async def test_problem_json_is_parsed(mock_http: CompatAioresponses) -> None:
         },
         headers={"Retry-After": "7"},
     )
-    async with make_session(concurrency=4, timeout=5) as session:
+    async with make_session(concurrency=4) as session:
         reply = await ApiClient(session, "https://api.test", Deadlines(5)).call(
             Op.CANCEL, "T1", "r1", "t"
         )
@@ -145,7 +145,7 @@ async def test_query_reads_state_and_ignores_garbage(mock_http: CompatAiorespons
     url = "https://api.test/v1/merchants/T1/payments/r1/"
     mock_http.get(url, status=200, payload={"state": "Captured", "payment": "r1"})
     mock_http.get(url, status=502, body="<html>bad gateway</html>", content_type="text/html")
-    async with make_session(concurrency=4, timeout=5) as session:
+    async with make_session(concurrency=4) as session:
         client = ApiClient(session, "https://api.test", Deadlines(5))
         ok = await client.call(Op.QUERY, "T1", "r1", "t")
         bad = await client.call(Op.QUERY, "T1", "r1", "t")
@@ -166,7 +166,7 @@ async def test_transport_trouble(
     mock_http: CompatAioresponses, exc: Exception, kind: str, maybe_sent: bool
 ) -> None:
     mock_http.post("https://api.test/v1/merchants/T1/payments/r1/cancel/", exception=exc)
-    async with make_session(concurrency=4, timeout=5) as session:
+    async with make_session(concurrency=4) as session:
         reply = await ApiClient(session, "https://api.test", Deadlines(5)).call(
             Op.CANCEL, "T1", "r1", "t"
         )
@@ -174,7 +174,7 @@ async def test_transport_trouble(
 
 
 async def test_refused_connection_was_not_sent() -> None:
-    async with make_session(concurrency=4, timeout=5) as session:
+    async with make_session(concurrency=4) as session:
         # port 9 on loopback: nothing listens, so the connect itself fails
         reply = await ApiClient(session, "http://127.0.0.1:9", Deadlines(5)).call(
             Op.CANCEL, "T1", "r", "t"
@@ -189,7 +189,7 @@ async def test_timeout_is_reported_as_timeout() -> None:
         await asyncio.sleep(5)
         return web.Response(status=201)
 
-    async with answering(slow) as url, make_session(concurrency=4, timeout=0.2) as session:
+    async with answering(slow) as url, make_session(concurrency=4) as session:
         reply = await ApiClient(session, url, Deadlines(0.2)).call(Op.CANCEL, "T1", "r", "t")
     assert reply.error_type == "timeout" and reply.maybe_sent is True
 
@@ -203,7 +203,7 @@ async def test_a_stall_while_connecting_is_a_timeout_that_may_have_sent() -> Non
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
-        async with make_session(concurrency=2, timeout=0.3) as session:
+        async with make_session(concurrency=2) as session:
             api = ApiClient(session, f"https://127.0.0.1:{port}", Deadlines(0.3))
             reply = await asyncio.wait_for(api.call(Op.CANCEL, "T1", "r", "t"), 5)
     finally:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import aiohttp
+import jwt
 import orjson
 import pytest
 import tenacity.wait
@@ -240,10 +241,34 @@ async def test_static_token_cannot_refresh() -> None:
     assert "ready.jwt.value" not in repr(token)
 
 
-def test_jwt_lifetime_read_from_exp() -> None:
-    payload = base64.urlsafe_b64encode(orjson.dumps({"exp": 1060})).rstrip(b"=").decode()
-    assert jwt_lifetime(f"h.{payload}.s", now=1000.0) == 60.0
-    assert jwt_lifetime("not-a-jwt", now=0) is None
+def b64(part: object) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(part)).rstrip(b"=").decode()
+
+
+def test_jwt_lifetime_read_from_exp_without_checking_the_signature() -> None:
+    assert jwt_lifetime(jwt.encode({"exp": 1060}, "k" * 32), now=1000.0) == 60.0
+    assert jwt_lifetime(jwt.encode({"exp": 1060.5}, None, algorithm="none"), now=1000.0) == 60.5
+    forged = f"{b64({'alg': 'HS256'})}.{b64({'exp': 1030})}.{b64('not the signature')}"
+    assert jwt_lifetime(forged, now=1000.0) == 30.0  # we use the token, the API judges it
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "not-a-jwt",
+        "a.b",
+        f"{b64({'alg': 'none'})}.{b64({'exp': 1060})}",  # no signature part
+        f"not-json.{b64({'exp': 1060})}.",
+        f"{b64(['alg'])}.{b64({'exp': 1060})}.",  # header not an object
+        f"{b64({'alg': 'none'})}.{b64([1060])}.",  # claims not an object
+        f"{b64({'alg': 'none'})}.{b64({'exp': '1060'})}.",
+        f"{b64({'alg': 'none'})}.{b64({'exp': True})}.",
+        f"{b64({'alg': 'none'})}.{b64({'sub': 'x'})}.",
+        f"{b64({'alg': 'none'})}.%%%.",
+    ],
+)
+def test_jwt_lifetime_of_what_is_no_jwt_with_an_exp_is_none(token: str) -> None:
+    assert jwt_lifetime(token, now=1000.0) is None
 
 
 @dataclass

@@ -47,12 +47,12 @@ async def test_a_session_trusts_the_bundle_and_only_the_bundle(pki: Pki, tmp_pat
     other = make_pki(tmp_path, "another CA")  # does not vouch for this server
     try:
         async with (
-            make_session(concurrency=2, timeout=5, tls=tls_context(str(pki.ca))) as session,
+            make_session(concurrency=2, tls=tls_context(str(pki.ca))) as session,
             session.get(url) as response,
         ):
             assert response.status == 200 and await response.text() == "hello"
         for tls in (None, tls_context(str(other.ca))):  # system CAs; the wrong CA
-            async with make_session(concurrency=2, timeout=5, tls=tls) as session:
+            async with make_session(concurrency=2, tls=tls) as session:
                 with pytest.raises(aiohttp.ClientConnectorCertificateError):
                     await session.get(url)
     finally:
@@ -82,7 +82,7 @@ import aiohttp
 from worker.bambora.session import make_session
 
 async def main():
-    async with make_session(concurrency=2, timeout=5) as session:
+    async with make_session(concurrency=2) as session:
         try:
             async with session.get(sys.argv[1]) as response:
                 print(response.status, await response.text())

@@ -41,7 +41,7 @@ def test_interleaved_successes_keep_counting_a_single_bad_reference() -> None:
     for _ in range(20):
         assert health.record_trouble() is True
         health.record_ok()
-    assert health.outages == 0
+    assert not health.is_open
 
 
 def test_empty_retry_budget_opens_the_gate() -> None:

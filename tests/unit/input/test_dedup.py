@@ -9,7 +9,6 @@ from worker.input.dedup import (
     CandidateFinder,
     ExactDeduper,
     FirstSights,
-    find_candidates,
 )
 from worker.keys import key_of
 
@@ -20,7 +19,10 @@ def test_two_pass_is_exact_and_keeps_few_candidates() -> None:
     repeats = [keys[rng.randrange(len(keys))] for _ in range(500)]
     stream = keys + repeats
     rng.shuffle(stream)
-    candidates = find_candidates(iter(stream), expected=len(stream))
+    finder = CandidateFinder(expected=len(stream))
+    for key in stream:
+        finder.offer(key)
+    candidates = finder.candidates.keys()
     assert set(repeats) <= candidates
     assert len(candidates) < 500 + 300  # the rest: ~0.1 % Bloom false positives
     two_pass, exact = CandidateDeduper(candidates), ExactDeduper()
