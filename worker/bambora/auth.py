@@ -147,7 +147,7 @@ class ClientCredentials:
         self._url = auth_url
         self._headers = {
             "Authorization": basic_authorization(client_id, client_secret),
-            # explicit: the run's session adds no Content-Type itself (session.NO_AUTO_HEADERS)
+            # explicit: the run's session adds no Content-Type itself (session.BodylessPost)
             "Content-Type": "application/x-www-form-urlencoded",
         }
         self._timeout = timeout

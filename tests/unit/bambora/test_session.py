@@ -1,7 +1,7 @@
 """The session's requests byte for byte, as a raw loopback server reads them.
 
-`make_session` asks aiohttp (its public `skip_auto_headers`) to add no Content-Type by
-itself: a cancel without a body goes without one, and the callers that send a body
+`make_session` builds requests (`session.BodylessPost`) to which aiohttp adds no
+Content-Type by itself: a cancel without a body goes without one, and the callers that send a body
 name its type. Everything else on the wire is pinned too, so a change of how the
 session is built cannot change what the API or the token endpoint receive.
 """
