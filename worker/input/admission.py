@@ -71,6 +71,15 @@ def screen(parsed: Parsed, merchant: str | None, shard: Shard) -> Row | Rejected
     return item
 
 
+def screen_batch(
+    batch: list[Parsed], merchant: str | None, shard: Shard
+) -> tuple[list[Row | Rejected | None], list[bytes | None]]:
+    """A batch screened, with each valid row's key: the one first step of every pass
+    that decides about rows (the pre-pass, the exact count, the run's admission)."""
+    items = [screen(parsed, merchant, shard) for parsed in batch]
+    return items, [key_of(i.merchant, i.reference) if type(i) is Row else None for i in items]
+
+
 def moved_detail(outcome: Outcome, line: int) -> str:
     return (
         f"{outcome.value} by an earlier run, reported on line {line}: the changed input "
@@ -105,8 +114,7 @@ class Admission:
 
     def chunk(self, batch: list[Parsed]) -> list[Admitted]:
         merchant, shard = self._merchant, self._shard
-        items = [screen(parsed, merchant, shard) for parsed in batch]
-        keys = [key_of(i.merchant, i.reference) if type(i) is Row else None for i in items]
+        items, keys = screen_batch(batch, merchant, shard)
         self._prefetch(items, keys)
         decide = self._decide
         return [

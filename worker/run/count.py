@@ -18,12 +18,10 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 
 from worker.errors import InputError
-from worker.input.admission import screen
+from worker.input.admission import screen_batch
 from worker.input.dedup import FirstSights
 from worker.input.fingerprint import Fingerprint
 from worker.input.source import Source
-from worker.keys import key_of
-from worker.model import Row
 from worker.report.resume import PriorRows
 from worker.settings import Settings
 
@@ -65,10 +63,12 @@ class Counts:
         source.digest = None
         source.expect(self._fingerprint)
         try:
-            for parsed in source.rows():
-                item = screen(parsed, s.merchant, s.shard)
-                if isinstance(item, Row):  # the keys the pre-pass offered, in its order
-                    key = key_of(item.merchant, item.reference)
+            for batch in source.batches():
+                items, keys = screen_batch(batch, s.merchant, s.shard)
+                for item, key in zip(items, keys, strict=True):
+                    if key is None:  # the keys the pre-pass offered, in its order
+                        continue
+                    assert item is not None
                     if sights.offer(key) and prior.final(item.line, key) is None:
                         missed[item.merchant] += 1
         except OSError as exc:

@@ -18,14 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from worker.errors import InputError, ReportError, UsageError
-from worker.input.admission import Admission, screen
+from worker.input.admission import Admission, screen_batch
 from worker.input.dedup import CandidateDeduper, CandidateFinder, Deduper, ExactDeduper
 from worker.input.fingerprint import Fingerprint, Recorder
 from worker.input.head import fresh_head, head_digest
 from worker.input.lines import GZIP_MAGIC
 from worker.input.source import Source, open_input
-from worker.keys import key_of
-from worker.model import Mode, Rejected, Row
+from worker.model import Mode, Rejected
 from worker.observe import logs
 from worker.observe.words import count
 from worker.report.index import KeyMap, SpillStore
@@ -316,8 +315,7 @@ def _prepass(settings: Settings, run_source: Source, prior: PriorRows) -> Survey
     merchant, shard = settings.merchant, settings.shard
     try:
         for batch in source.batches():
-            items = [screen(parsed, merchant, shard) for parsed in batch]
-            keys = [key_of(i.merchant, i.reference) if type(i) is Row else None for i in items]
+            items, keys = screen_batch(batch, merchant, shard)
             prior.prefetch(
                 [k for k in keys if k is not None], [i.line for i in items if i is not None]
             )
