@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
+from tenacity.wait import wait_base
 
 from worker.bambora.api import ApiClient
 from worker.bambora.auth import CredentialsRefused, TokenProvider
@@ -101,6 +102,7 @@ class Canceller:
         journal: Journal | None = None,
         stats: Stats | None = None,
         stop: StopGate | None = None,
+        wait: wait_base = BACKOFF,
     ) -> None:
         self._api = api
         self._tokens = tokens
@@ -114,7 +116,7 @@ class Canceller:
         self._retrying = AsyncRetrying(
             sleep=self._gate.sleep,  # a backoff ends at a stop (Stopped)
             stop=stop_after_attempt(max_attempts),
-            wait=BACKOFF,
+            wait=wait,
             retry=retry_if_exception_type(RetryLater),
             reraise=True,
         )

@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from tenacity.wait import wait_base
 
 from worker import __version__
 from worker.bambora.auth import AuthUnavailable, CredentialsRefused
+from worker.bambora.backoff import BACKOFF
 from worker.control.guard import RejectionGuard
 from worker.control.health import ApiUnreachable
 from worker.control.stop import StopGate
@@ -54,19 +56,22 @@ BAR_REDRAW_SECONDS = 0.5
 TERMINATION_LOG = Path("/dev/termination-log")
 
 
-async def execute(prepared: Prepared, command: str = "cancel-worker") -> int:
+async def execute(
+    prepared: Prepared, command: str = "cancel-worker", wait: wait_base = BACKOFF
+) -> int:
     """Run prepared input to the end; returns the exit code. UsageError: exit 2.
 
-    `command` is the command line as typed, for the "to finish, run ..." hint.
+    `command` is the command line as typed, for the "to finish, run ..." hint; `wait`
+    the canceller's backoff between tries (tests pass a fast one).
     """
     try:
-        return await _execute(prepared, command)
+        return await _execute(prepared, command, wait)
     finally:
         prepared.store.close()  # the on-disk index lives for one run only
         prepared.lock.release()
 
 
-async def _execute(prepared: Prepared, command: str) -> int:
+async def _execute(prepared: Prepared, command: str, wait: wait_base) -> int:
     run_id = uuid.uuid4().hex[:12]
     structlog.contextvars.bind_contextvars(run_id=run_id)
     started_at = utc_now()
@@ -94,7 +99,7 @@ async def _execute(prepared: Prepared, command: str) -> int:
         end = Ending()
         gate = StopGate()  # one for the run: the job closes it, every send obeys it
         try:
-            async with connect(s, stats, outbox if journal else None, gate) as wired:
+            async with connect(s, stats, outbox if journal else None, gate, wait) as wired:
                 refreshes = wired.token_refreshes
                 health = wired.health
                 if health is not None:

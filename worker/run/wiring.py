@@ -16,9 +16,11 @@ from dataclasses import dataclass, replace
 
 import aiohttp
 import yarl
+from tenacity.wait import wait_base
 
 from worker.bambora.api import ApiClient
 from worker.bambora.auth import ClientCredentials, StaticToken
+from worker.bambora.backoff import BACKOFF
 from worker.bambora.deadline import Deadlines
 from worker.bambora.session import make_session, proxy_for, tls_context
 from worker.control.health import Health
@@ -53,9 +55,10 @@ class Wired:
 
 @contextlib.asynccontextmanager
 async def connect(
-    s: Settings, stats: Stats, journal: Journal | None, stop: StopGate
+    s: Settings, stats: Stats, journal: Journal | None, stop: StopGate, wait: wait_base = BACKOFF
 ) -> AsyncIterator[Wired]:
-    """`stop` is the run's gate: the token wait, the rate slot and the sends obey it."""
+    """`stop` is the run's gate: the token wait, the rate slot and the sends obey it;
+    `wait` the canceller's backoff (tests pass a fast one)."""
     if s.dry_run:
         yield Wired(DryRun(), int)  # a dry run fetches no token: 0
         return
@@ -97,6 +100,7 @@ async def connect(
             journal=journal,
             stats=stats,
             stop=stop,
+            wait=wait,
         )
         yield Wired(canceller, lambda: tokens.refreshes, health, throttle)
 
