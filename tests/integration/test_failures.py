@@ -2,9 +2,10 @@
 
 Each test runs a job against the sandbox with seeded faults and checks an invariant of
 the README's promises rather than a particular sequence. The runs are in-process
-(`tests.inprocess`) with a fast backoff between tries: the same retries, the same
-health gate, none of the full-jitter waiting (`bambora/backoff.py` has its own tests).
-Only the kills are real: a SIGKILL needs a process (the CLI, in a subprocess).
+(`tests.inprocess`), with a fast backoff between tries where the full-jitter waits
+would only add time (`bambora/backoff.py` has its own tests): the same retries, the
+same health gate. Only the kills are real: a SIGKILL needs a process (the CLI, in a
+subprocess).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from tests.support import (
     sandbox,
     write_csv,
 )
+from worker.bambora.backoff import BACKOFF
 
 GOOD = {"canceled", "already_canceled"}
 
@@ -72,6 +74,8 @@ async def test_outage_holds_references_and_sends_few_requests(tmp_path: Path) ->
             server.start_outage(8.0)
             window["end"] = window["start"] + 8.0
 
+        # The real backoff: the requests before the gate opens are part of the bound
+        # below, and the 8-second outage, not the backoff, sets this test's length.
         done, _ = await asyncio.gather(
             run_job(
                 "run",
@@ -84,6 +88,7 @@ async def test_outage_holds_references_and_sends_few_requests(tmp_path: Path) ->
                 "json",
                 env=env_for(server),
                 cwd=tmp_path,
+                wait=BACKOFF,
             ),
             outage(),
         )
@@ -149,7 +154,9 @@ async def test_sigkill_at_random_moments_always_converges(tmp_path: Path) -> Non
     """The kills are real (the CLI in a subprocess, SIGKILL: no `finally`, no flush);
     the run that finishes the file after them, and the rerun, are in-process."""
     rng = random.Random(2026)
-    refs = [(f"k{i:03d}", "T1") for i in range(300)] + [("canceled-pre", "T1"), ("", "T1")]
+    # 400: ten random kills (5 to 40 cancels apart, plus what is in flight when each
+    # lands, more on a busy machine) must come before the file is done
+    refs = [(f"k{i:03d}", "T1") for i in range(400)] + [("canceled-pre", "T1"), ("", "T1")]
     src = write_csv(tmp_path / "in.csv", [*refs, ("k001", "T1")])
     options = ("--rate", "400", "--concurrency", "16", "--timeout", "0.4", "--max-attempts", "10")
     async with sandbox(fault_rate=0.1, seed=3, slow_delay=0.6, retry_after="0") as server:
@@ -204,7 +211,7 @@ async def test_sigkill_at_random_moments_always_converges(tmp_path: Path) -> Non
         bad = {k: v["outcome"] for k, v in view.items() if k[1] and v["outcome"] not in GOOD}
         assert bad == {}
         # killed mid-cancel, yet reconciled: never called "already canceled" by mistake
-        assert all(view[("T1", f"k{i:03d}")]["outcome"] == "canceled" for i in range(300))
+        assert all(view[("T1", f"k{i:03d}")]["outcome"] == "canceled" for i in range(400))
         assert view[("T1", "canceled-pre")]["outcome"] == "already_canceled"
         assert max(server.state.cancels_applied.values()) == 1
         assert all(server.state.payments[(m, r)].state == "Canceled" for r, m in refs if r)
