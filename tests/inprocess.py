@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +62,8 @@ async def run_job(*args: str, env: Mapping[str, str], cwd: Path, wait: wait_base
     try:
         with contextlib.chdir(cwd):
             prepared = prepare(settings)
-            code = await execute(prepared, wait=wait)
+            # the command as typed, for the card's "run the same command again"
+            code = await execute(prepared, shlex.join(["cancel-worker", *args]), wait=wait)
     finally:
         structlog.contextvars.clear_contextvars()
         logs.configure("json")  # back on sys.stderr for whatever runs next
