@@ -50,13 +50,21 @@ class Ran:
 
 async def run_job(*args: str, env: Mapping[str, str], cwd: Path, wait: wait_base = FAST) -> Ran:
     """`cancel-worker run|check ARGS` in this process, in `cwd`, with `env` as its
-    environment; raises UsageError (the CLI's exit 2) as `prepare` and `execute` do."""
+    environment; raises UsageError (the CLI's exit 2) as `prepare` and `execute` do.
+
+    One at a time: while it runs, the process's working directory and log set-up are
+    the run's. `env` is what `build_settings` reads (BAMBORA_*, shards); click reads the
+    options' CANCEL_WORKER_* variables from `os.environ`, so tests of those use the CLI.
+    """
     name, *rest = args
     command = cli.commands[name]
     with command.make_context(name, list(rest)) as ctx:
         kw = dict(ctx.params)
     settings = build_settings(Mode(name), kw, env)
     stream = io.StringIO()
+    # The run adds its secrets to the process-wide redactor (as the CLI does); they are
+    # taken out again after, or a later test's "wrong" or "sandbox-secret" would be masked.
+    known = set(logs.REDACTOR._secrets)
     logs.configure(settings.log_format, settings.log_level, stream=stream)
     logs.REDACTOR.add(*settings.credentials.secrets())
     try:
@@ -65,6 +73,7 @@ async def run_job(*args: str, env: Mapping[str, str], cwd: Path, wait: wait_base
             # the command as typed, for the card's "run the same command again"
             code = await execute(prepared, shlex.join(["cancel-worker", *args]), wait=wait)
     finally:
+        logs.REDACTOR._secrets = known
         structlog.contextvars.clear_contextvars()
         logs.configure("json")  # back on sys.stderr for whatever runs next
     return Ran(code, stream.getvalue())
