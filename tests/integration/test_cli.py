@@ -1,4 +1,8 @@
-"""End to end: the real CLI in a subprocess against the sandbox on loopback."""
+"""End to end against the sandbox on loopback: the real CLI in a subprocess for what the
+process owns (a first night of a thousand references, usage errors, credentials from
+the environment, standard input, the preview, secrets in its output, SIGTERM); the
+job in-process (`tests.inprocess`) where the subject is what the run does with the
+API's answers: outcomes and exit codes, retries, token refreshes, reruns."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.inprocess import run_job
 from tests.support import (
     cancel_requests,
     env_for,
@@ -59,7 +64,7 @@ async def test_every_outcome_and_its_exit_code(tmp_path: Path) -> None:
     ]
     src = write_csv(tmp_path / "in.csv", rows)
     async with sandbox() as server:
-        done = await run_cli("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
+        done = await run_job("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
         view = {r["line"]: r for r in read_report(tmp_path / "in.report.csv")}
         sent = {r.reference for r in server.state.requests if r.kind in ("cancel", "get")}
     assert done.code == 1
@@ -85,19 +90,19 @@ async def test_every_outcome_and_its_exit_code(tmp_path: Path) -> None:
 async def test_only_canceled_already_canceled_and_duplicates_exit_zero(tmp_path: Path) -> None:
     src = write_csv(tmp_path / "in.csv", [("a", "T1"), ("canceled-b", "T1"), ("a", "T1")])
     async with sandbox() as server:
-        done = await run_cli("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
-    assert done.code == 0, done.stderr[-2000:]
+        done = await run_job("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
+    assert done.code == 0, done.log[-2000:]
 
 
 async def test_transient_trouble_ends_canceled(tmp_path: Path) -> None:
     refs = ["flaky-1", "blocked-1", "throttled-1", "reset-1", "dropped-1", "slow-1", "flaky3-2"]
     src = write_csv(tmp_path / "in.csv", [(r, "T1") for r in refs])
     async with sandbox(slow_delay=2.0, retry_after="1") as server:
-        done = await run_cli(
+        done = await run_job(
             "run", str(src), *FAST, "--timeout", "0.5", env=env_for(server), cwd=tmp_path
         )
         view = latest(read_report(tmp_path / "in.report.csv"))
-        assert done.code == 0, done.stderr[-3000:]
+        assert done.code == 0, done.log[-3000:]
         assert {r: view[("T1", r)]["outcome"] for r in refs} == {r: "canceled" for r in refs}
         assert max(server.state.cancels_applied.values()) == 1
     # the ambiguous ones were reconciled by a query, not reported as already_canceled
@@ -111,7 +116,7 @@ async def test_a_reference_that_keeps_failing_ends_failed_with_its_last_error(
     rows = [("broken-1", "T1")] + [(f"ok-{i}", "T1") for i in range(30)]
     src = write_csv(tmp_path / "in.csv", rows)
     async with sandbox() as server:
-        done = await run_cli(
+        done = await run_job(
             "run", str(src), *FAST, "--max-attempts", "3", env=env_for(server), cwd=tmp_path
         )
         view = latest(read_report(tmp_path / "in.report.csv"))
@@ -125,7 +130,7 @@ async def test_a_reference_that_keeps_failing_ends_failed_with_its_last_error(
 async def test_token_expiry_mid_run_refreshes(tmp_path: Path) -> None:
     src = write_csv(tmp_path / "in.csv", [(f"r{i}", "T1") for i in range(120)])
     async with sandbox(token_ttl=1.0) as server:
-        done = await run_cli(
+        done = await run_job(
             "run",
             str(src),
             "--rate",
@@ -137,7 +142,7 @@ async def test_token_expiry_mid_run_refreshes(tmp_path: Path) -> None:
             env=env_for(server),
             cwd=tmp_path,
         )
-        assert done.code == 0, done.stderr[-2000:]
+        assert done.code == 0, done.log[-2000:]
         assert server.state.tokens_issued >= 2
         assert {r["outcome"] for r in read_report(tmp_path / "in.report.csv")} == {"canceled"}
 
@@ -146,23 +151,25 @@ async def test_forced_expiry_answers_401_and_one_refresh_recovers(tmp_path: Path
     src = write_csv(tmp_path / "in.csv", [(f"r{i}", "T1") for i in range(60)])
     async with sandbox() as server:
 
-        async def expire_midway(proc: asyncio.subprocess.Process) -> None:
+        async def expire_midway() -> None:
             await server.state.wait_for(lambda s: cancel_requests(server) >= 20, within=30)
             server.expire_tokens()
 
-        done = await run_cli(
-            "run",
-            str(src),
-            "--rate",
-            "100",
-            "--log-format",
-            "json",
-            env=env_for(server),
-            cwd=tmp_path,
-            after_start=expire_midway,
+        done, _ = await asyncio.gather(
+            run_job(
+                "run",
+                str(src),
+                "--rate",
+                "100",
+                "--log-format",
+                "json",
+                env=env_for(server),
+                cwd=tmp_path,
+            ),
+            expire_midway(),
         )
         statuses = [r.status for r in server.state.requests if r.kind == "cancel"]
-        assert done.code == 0, done.stderr[-2000:]
+        assert done.code == 0, done.log[-2000:]
         assert 401 in statuses
         assert server.state.tokens_issued == 2  # single flight: one refresh for all workers
 
@@ -171,9 +178,9 @@ async def test_refused_credentials_exit_3_without_any_cancel(tmp_path: Path) -> 
     src = write_csv(tmp_path / "in.csv", [("a", "T1"), ("b", "T1")])
     async with sandbox() as server:
         env = env_for(server, BAMBORA_CLIENT_SECRET="wrong")
-        done = await run_cli("run", str(src), *FAST, env=env, cwd=tmp_path)
+        done = await run_job("run", str(src), *FAST, env=env, cwd=tmp_path)
         assert done.code == 3
-        assert "refused" in done.stderr and "wrong" not in done.stderr
+        assert "refused" in done.log and "wrong" not in done.log
         assert cancel_requests(server) == 0
 
 
@@ -316,8 +323,8 @@ async def test_nasty_references_reach_their_own_payment(tmp_path: Path) -> None:
     refs = ["a/b", "q?x=1", "frag#1", "100%", "sp ace", ".", "..", "Zürich€", "../../x", "%2F"]
     src = write_csv(tmp_path / "in.csv", [(r, "T1") for r in refs])
     async with sandbox() as server:
-        done = await run_cli("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
-        assert done.code == 0, done.stderr[-2000:]
+        done = await run_job("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
+        assert done.code == 0, done.log[-2000:]
         assert {k: p.state for k, p in server.state.payments.items()} == {
             ("T1", r): "Canceled" for r in refs
         }
@@ -395,9 +402,9 @@ async def test_sigterm_finishes_in_flight_and_resumes(tmp_path: Path) -> None:
 async def test_rerun_of_a_finished_job_sends_nothing(tmp_path: Path) -> None:
     src = write_csv(tmp_path / "in.csv", [("a", "T1"), ("unknown-b", "T1"), ("", "T1")])
     async with sandbox() as server:
-        first = await run_cli("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
+        first = await run_job("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
         before = len(server.state.requests)
-        second = await run_cli("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
+        second = await run_job("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
         assert len(server.state.requests) == before
         assert server.state.tokens_issued == 1
     assert first.code == second.code == 1  # not_found and invalid still decide it
@@ -411,7 +418,7 @@ async def test_references_that_fail_alone_at_the_end_are_failed_not_an_outage(
     # (which would hold them until --give-up-after), they end `failed`.
     src = write_csv(tmp_path / "in.csv", [("ok-1", "T1"), ("broken-a", "T1"), ("broken-b", "T1")])
     async with sandbox() as server:
-        done = await run_cli(
+        done = await run_job(
             "run",
             str(src),
             "--rate",
@@ -422,9 +429,8 @@ async def test_references_that_fail_alone_at_the_end_are_failed_not_an_outage(
             "4",
             env=env_for(server),
             cwd=tmp_path,
-            timeout=30,
         )
         view = latest(read_report(tmp_path / "in.report.csv"))
-    assert done.code == 5, done.stderr[-2000:]
+    assert done.code == 5, done.log[-2000:]
     assert view[("T1", "broken-a")]["outcome"] == view[("T1", "broken-b")]["outcome"] == "failed"
     assert view[("T1", "ok-1")]["outcome"] == "canceled"

@@ -1,6 +1,9 @@
-"""Exit codes and totals through the real CLI: a normal night ends 0, a row that needs a
-person 1, failed references 5 (and the next run retries them); the run record's totals
-keep their scope across a resume; `check` counts states; every report mode echoes."""
+"""Exit codes and totals: a normal night ends 0, a row that needs a person 1, failed
+references 5 (and the next run retries them); the run record's totals keep their scope
+across a resume; `check` counts states; every report mode echoes. The runs are
+in-process (`tests.inprocess`: the code `execute` returns, the card it writes) except
+where the process is the subject: an option from its environment, a SIGTERM, a dry
+run's preview."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import signal
 from collections import Counter
 from pathlib import Path
 
+from tests.inprocess import run_job
 from tests.support import (
     cancel_requests,
     env_for,
@@ -35,11 +39,11 @@ async def test_a_night_of_canceled_captured_and_unknown_payments_exits_0(tmp_pat
     src = write_csv(tmp_path / "night.csv", rows)
     report = tmp_path / "night.report.csv"
     async with sandbox() as server:
-        done = await run_cli("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
-        assert done.code == 0, done.stderr[-2000:]
+        done = await run_job("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
+        assert done.code == 0, done.log[-2000:]
         sent = len(server.state.requests)
         # the same final state under --strict (or its env var): nothing sent, exit 1
-        strict = await run_cli(
+        strict = await run_job(
             "run", str(src), *FAST, "--strict", env=env_for(server), cwd=tmp_path
         )
         by_env = await run_cli(
@@ -48,9 +52,9 @@ async def test_a_night_of_canceled_captured_and_unknown_payments_exits_0(tmp_pat
         assert len(server.state.requests) == sent
     assert (strict.code, by_env.code) == (1, 1)
     assert [r["exit_code"] for r in runs_of(report)] == [0, 1, 1]
-    assert summary(done.stderr)["follow_ups"] == 3
-    assert "cancel-worker: done (exit 0)" in done.stderr
-    assert "follow-ups: 3" in done.stderr
+    assert summary(done.log)["follow_ups"] == 3
+    assert "cancel-worker: done (exit 0)" in done.log
+    assert "follow-ups: 3" in done.log
     view = latest(read_report(report))
     # not_cancelable rows keep the cancel's own answer and say why, not the query's 200
     captured, nocancel = view[("T1", "captured-1")], view[("T1", "nocancel-2")]
@@ -65,10 +69,10 @@ async def test_a_night_of_canceled_captured_and_unknown_payments_exits_0(tmp_pat
 async def test_an_invalid_row_exits_1(tmp_path: Path) -> None:
     src = write_csv(tmp_path / "in.csv", [("a", "T1"), ("", "T1"), ("captured-b", "T1")])
     async with sandbox() as server:
-        done = await run_cli("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
-    assert done.code == 1, done.stderr[-2000:]
-    assert "some rows need a person" in done.stderr
-    assert "run the same command again" not in done.stderr  # a rerun changes nothing
+        done = await run_job("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
+    assert done.code == 1, done.log[-2000:]
+    assert "some rows need a person" in done.log
+    assert "run the same command again" not in done.log  # a rerun changes nothing
 
 
 async def test_a_reference_failing_every_try_exits_5_and_the_next_run_retries_it(
@@ -79,20 +83,20 @@ async def test_a_reference_failing_every_try_exits_5_and_the_next_run_retries_it
     rows = [("flaky4-x", "T1"), ("", "T1")] + [(f"ok-{i}", "T1") for i in range(20)]
     src = write_csv(tmp_path / "in.csv", rows)
     async with sandbox() as server:
-        first = await run_cli(
+        first = await run_job(
             "run", str(src), *FAST, "--max-attempts", "3", env=env_for(server), cwd=tmp_path
         )
-        assert first.code == 5, first.stderr[-2000:]
+        assert first.code == 5, first.log[-2000:]
         assert latest(read_report(tmp_path / "in.report.csv"))[("T1", "flaky4-x")]["outcome"] == (
             "failed"
         )
-        assert f"run the same command again: cancel-worker run {src}" in first.stderr
+        assert f"run the same command again: cancel-worker run {src}" in first.log
         before = cancel_requests(server)
-        second = await run_cli(
+        second = await run_job(
             "run", str(src), *FAST, "--max-attempts", "3", env=env_for(server), cwd=tmp_path
         )
         retried = cancel_requests(server) - before
-    assert retried >= 1 and second.code == 1, second.stderr[-2000:]  # only the invalid row left
+    assert retried >= 1 and second.code == 1, second.log[-2000:]  # only the invalid row left
     view = latest(read_report(tmp_path / "in.report.csv"))
     assert view[("T1", "flaky4-x")]["outcome"] == "canceled"
     assert [r["exit_code"] for r in runs_of(tmp_path / "in.report.csv")] == [5, 1]
@@ -116,8 +120,8 @@ async def test_released_total_after_a_sigterm_and_a_resume_is_the_reports_sum(
             "run", str(src), "--rate", "100", env=env_for(server), cwd=tmp_path, after_start=term
         )
         assert stopped.code == 143, stopped.stderr[-2000:]
-        resumed = await run_cli("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
-        assert resumed.code == 0, resumed.stderr[-2000:]
+        resumed = await run_job("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
+        assert resumed.code == 0, resumed.log[-2000:]
     first, second = runs_of(report)
     total: Counter[str] = Counter()
     for row in latest(read_report(report)).values():
@@ -125,12 +129,12 @@ async def test_released_total_after_a_sigterm_and_a_resume_is_the_reports_sum(
             total[row["currency"]] += int(row["amount"])
     assert set(total) == {"EUR", "DKK"}
     assert second["released_total"] == dict(total)
-    assert summary(resumed.stderr)["released_total"] == dict(total)
+    assert summary(resumed.log)["released_total"] == dict(total)
     # this run's figure is only what it released; with the first run's it is the whole
     this_run, earlier = Counter(second["released"]), Counter(first["released"])
     assert this_run != total and this_run + earlier == total
     assert first["released_total"] == first["released"]
-    assert "released, this run" in resumed.stderr and "released, whole report" in resumed.stderr
+    assert "released, this run" in resumed.log and "released, whole report" in resumed.log
 
 
 async def test_check_records_how_many_payments_are_in_each_state(tmp_path: Path) -> None:
@@ -138,12 +142,12 @@ async def test_check_records_how_many_payments_are_in_each_state(tmp_path: Path)
     rows += [("canceled-e", "T1"), ("unknown-f", "T1")]
     src = write_csv(tmp_path / "in.csv", rows)
     async with sandbox() as server:
-        done = await run_cli("check", str(src), *FAST, env=env_for(server), cwd=tmp_path)
-    assert done.code == 0, done.stderr[-2000:]  # not_found is a follow-up
+        done = await run_job("check", str(src), *FAST, env=env_for(server), cwd=tmp_path)
+    assert done.code == 0, done.log[-2000:]  # not_found is a follow-up
     states = {"Authorized": 2, "Canceled": 1, "Captured": 1, "Settled": 1}
     (record,) = runs_of(tmp_path / "in.check.csv")
-    assert record["states"] == states and summary(done.stderr)["states"] == states
-    assert "payment states:" in done.stderr
+    assert record["states"] == states and summary(done.log)["states"] == states
+    assert "payment states:" in done.log
 
 
 async def test_a_dry_run_report_echoes_the_input_columns(tmp_path: Path) -> None:

@@ -1,18 +1,22 @@
 """Failure handling under injected faults: nothing lost, nothing canceled twice.
 
-Each test runs the real CLI in a subprocess against the sandbox with seeded faults,
-and checks an invariant of the README's promises rather than a particular sequence.
+Each test runs a job against the sandbox with seeded faults and checks an invariant of
+the README's promises rather than a particular sequence. The runs are in-process
+(`tests.inprocess`), with a fast backoff between tries where the full-jitter waits
+would only add time (`bambora/backoff.py` has its own tests): the same retries, the
+same health gate. Only the kills are real: a SIGKILL needs a process (the CLI, in a
+subprocess).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import signal
 import time
 from pathlib import Path
 
+from tests.inprocess import run_job
 from tests.support import (
     cancel_requests,
     env_for,
@@ -23,19 +27,16 @@ from tests.support import (
     sandbox,
     write_csv,
 )
+from worker.bambora.backoff import BACKOFF
 
 GOOD = {"canceled", "already_canceled"}
-
-
-def summary(stderr: str) -> dict[str, object]:
-    return [json.loads(x) for x in stderr.splitlines() if '"summary"' in x][-1]
 
 
 async def test_quarter_of_requests_faulty_every_payment_canceled_once(tmp_path: Path) -> None:
     refs = [(f"f{i:04d}", "T1") for i in range(2000)]
     src = write_csv(tmp_path / "in.csv", refs)
     async with sandbox(fault_rate=0.25, seed=7, slow_delay=1.0, retry_after="0") as server:
-        done = await run_cli(
+        done = await run_job(
             "run",
             str(src),
             "--rate",
@@ -50,10 +51,9 @@ async def test_quarter_of_requests_faulty_every_payment_canceled_once(tmp_path: 
             "json",
             env=env_for(server),
             cwd=tmp_path,
-            timeout=120,
         )
         view = latest(read_report(tmp_path / "in.report.csv"))
-        assert done.code == 0, done.stderr[-3000:]
+        assert done.code == 0, done.log[-3000:]
         assert len(view) == 2000
         # `canceled` only: every cancel was ours, even when the answer got lost
         assert {v["outcome"] for v in view.values()} == {"canceled"}
@@ -68,27 +68,31 @@ async def test_outage_holds_references_and_sends_few_requests(tmp_path: Path) ->
     async with sandbox() as server:
         window: dict[str, float] = {}
 
-        async def outage(proc: asyncio.subprocess.Process) -> None:
+        async def outage() -> None:
             await server.state.wait_for(lambda s: cancel_requests(server) >= 100, within=30)
             window["start"] = time.monotonic()
             server.start_outage(8.0)
             window["end"] = window["start"] + 8.0
 
-        done = await run_cli(
-            "run",
-            str(src),
-            "--rate",
-            "200",
-            "--concurrency",
-            "16",
-            "--log-format",
-            "json",
-            env=env_for(server),
-            cwd=tmp_path,
-            after_start=outage,
-            timeout=90,
+        # The real backoff: the requests before the gate opens are part of the bound
+        # below, and the 8-second outage, not the backoff, sets this test's length.
+        done, _ = await asyncio.gather(
+            run_job(
+                "run",
+                str(src),
+                "--rate",
+                "200",
+                "--concurrency",
+                "16",
+                "--log-format",
+                "json",
+                env=env_for(server),
+                cwd=tmp_path,
+                wait=BACKOFF,
+            ),
+            outage(),
         )
-        assert done.code == 0, done.stderr[-3000:]
+        assert done.code == 0, done.log[-3000:]
         view = latest(read_report(tmp_path / "in.report.csv"))
         assert {v["outcome"] for v in view.values()} == {"canceled"} and len(view) == 400
         during = [
@@ -98,7 +102,7 @@ async def test_outage_holds_references_and_sends_few_requests(tmp_path: Path) ->
         ]
     # 8 seconds at --rate 200 would allow 1,600; the probe cadence keeps it to a few dozen
     assert len(during) <= 40, len(during)
-    assert summary(done.stderr)["outcomes"] == {"canceled": 400}
+    assert done.summary()["outcomes"] == {"canceled": 400}
 
 
 async def test_api_gone_past_give_up_aborts_3_and_rerun_finishes(tmp_path: Path) -> None:
@@ -106,30 +110,31 @@ async def test_api_gone_past_give_up_aborts_3_and_rerun_finishes(tmp_path: Path)
     src = write_csv(tmp_path / "in.csv", refs)
     async with sandbox() as server:
 
-        async def outage(proc: asyncio.subprocess.Process) -> None:
+        async def outage() -> None:
             await server.state.wait_for(lambda s: cancel_requests(server) >= 40, within=30)
             server.start_outage(600)
 
-        first = await run_cli(
-            "run",
-            str(src),
-            "--rate",
-            "200",
-            "--give-up-after",
-            "3",
-            "--log-format",
-            "json",
-            env=env_for(server),
-            cwd=tmp_path,
-            after_start=outage,
-            timeout=60,
+        first, _ = await asyncio.gather(
+            run_job(
+                "run",
+                str(src),
+                "--rate",
+                "200",
+                "--give-up-after",
+                "3",
+                "--log-format",
+                "json",
+                env=env_for(server),
+                cwd=tmp_path,
+            ),
+            outage(),
         )
-        assert first.code == 3, first.stderr[-2000:]
-        assert "give-up-after" in first.stderr
+        assert first.code == 3, first.log[-2000:]
+        assert "give-up-after" in first.log
         written = read_report(tmp_path / "in.report.csv")
         assert all(r["outcome"] == "canceled" for r in written)  # held, never failed
         server.start_outage(0)
-        second = await run_cli(
+        second = await run_job(
             "run",
             str(src),
             "--rate",
@@ -139,16 +144,21 @@ async def test_api_gone_past_give_up_aborts_3_and_rerun_finishes(tmp_path: Path)
             env=env_for(server),
             cwd=tmp_path,
         )
-        assert second.code == 0, second.stderr[-2000:]
+        assert second.code == 0, second.log[-2000:]
         view = latest(read_report(tmp_path / "in.report.csv"))
         assert len(view) == 200 and {v["outcome"] for v in view.values()} == {"canceled"}
         assert max(server.state.cancels_applied.values()) == 1
 
 
 async def test_sigkill_at_random_moments_always_converges(tmp_path: Path) -> None:
+    """The kills are real (the CLI in a subprocess, SIGKILL: no `finally`, no flush);
+    the run that finishes the file after them, and the rerun, are in-process."""
     rng = random.Random(2026)
-    refs = [(f"k{i:03d}", "T1") for i in range(300)] + [("canceled-pre", "T1"), ("", "T1")]
+    # 400: ten random kills (5 to 40 cancels apart, plus what is in flight when each
+    # lands, more on a busy machine) must come before the file is done
+    refs = [(f"k{i:03d}", "T1") for i in range(400)] + [("canceled-pre", "T1"), ("", "T1")]
     src = write_csv(tmp_path / "in.csv", [*refs, ("k001", "T1")])
+    options = ("--rate", "400", "--concurrency", "16", "--timeout", "0.4", "--max-attempts", "10")
     async with sandbox(fault_rate=0.1, seed=3, slow_delay=0.6, retry_after="0") as server:
         kills = 0
         for _ in range(12):
@@ -166,14 +176,7 @@ async def test_sigkill_at_random_moments_always_converges(tmp_path: Path) -> Non
             run = await run_cli(
                 "run",
                 str(src),
-                "--rate",
-                "400",
-                "--concurrency",
-                "16",
-                "--timeout",
-                "0.4",
-                "--max-attempts",
-                "10",
+                *options,
                 "--log-format",
                 "json",
                 env=env_for(server),
@@ -182,10 +185,16 @@ async def test_sigkill_at_random_moments_always_converges(tmp_path: Path) -> Non
             )
             if run.code == -signal.SIGKILL:
                 kills += 1
+                if kills == 10:
+                    break
                 continue
             assert run.code == 1, run.stderr[-2000:]  # finished: only the invalid row is bad
             break
-        final = await run_cli(
+        finish = await run_job(
+            "run", str(src), *options, "--log-format", "json", env=env_for(server), cwd=tmp_path
+        )
+        assert finish.code == 1, finish.log[-2000:]  # only the invalid row is bad
+        final = await run_job(
             "run",
             str(src),
             "--rate",
@@ -202,7 +211,7 @@ async def test_sigkill_at_random_moments_always_converges(tmp_path: Path) -> Non
         bad = {k: v["outcome"] for k, v in view.items() if k[1] and v["outcome"] not in GOOD}
         assert bad == {}
         # killed mid-cancel, yet reconciled: never called "already canceled" by mistake
-        assert all(view[("T1", f"k{i:03d}")]["outcome"] == "canceled" for i in range(300))
+        assert all(view[("T1", f"k{i:03d}")]["outcome"] == "canceled" for i in range(400))
         assert view[("T1", "canceled-pre")]["outcome"] == "already_canceled"
         assert max(server.state.cancels_applied.values()) == 1
         assert all(server.state.payments[(m, r)].state == "Canceled" for r, m in refs if r)

@@ -1,5 +1,8 @@
 """The file layer never loses a row: edited reports, stray quotes, full disks, broken
-pipes, standard input that never closes, FIFOs. The real CLI against the sandbox."""
+pipes, standard input that never closes, FIFOs. Against the sandbox: the real CLI for
+what the process owns (its usage errors, its pipes, stdin, FIFOs, signals, a full
+disk under it); in-process (`tests.inprocess`) where the run's reading and writing of
+files is the subject."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.inprocess import run_job
 from tests.support import (
     cancel_requests,
     env_for,
@@ -39,10 +43,10 @@ def summary_of(stderr: str) -> dict[str, object]:
 async def test_an_edited_report_is_refused_before_any_request(tmp_path: Path, name: str) -> None:
     src = write_csv(tmp_path / "in.csv", [(f"e{i}", "T1") for i in range(10)])
     async with sandbox() as server:
-        first = await run_cli(
+        first = await run_job(
             "run", str(src), *FAST, "--report", name, env=env_for(server), cwd=tmp_path
         )
-        assert first.code == 0, first.stderr[-2000:]
+        assert first.code == 0, first.log[-2000:]
         report = tmp_path / name
         lines = report.read_bytes().splitlines(keepends=True)
         lines[2] = lines[2][: len(lines[2]) // 2] + b"\n"  # row 3 cut short by hand
@@ -61,13 +65,13 @@ async def test_an_edited_report_is_refused_before_any_request(tmp_path: Path, na
 async def test_a_torn_last_line_is_repaired_and_logged(tmp_path: Path) -> None:
     src = write_csv(tmp_path / "in.csv", [(f"t{i}", "T1") for i in range(5)])
     async with sandbox() as server:
-        await run_cli("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
+        await run_job("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
         report = tmp_path / "in.report.csv"
         whole = report.read_bytes()
         report.write_bytes(whole[:-9])  # a power cut in the middle of the last row
-        again = await run_cli("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
-        assert again.code == 0, again.stderr[-2000:]
-        repaired = [json.loads(x) for x in again.stderr.splitlines() if "report_repaired" in x]
+        again = await run_job("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
+        assert again.code == 0, again.log[-2000:]
+        repaired = [json.loads(x) for x in again.log.splitlines() if "report_repaired" in x]
         assert repaired and repaired[0]["removed_bytes"] > 0
         view = latest(read_report(report))
         # the cut row's reference is asked again: its cancel had landed (and the finished
@@ -87,13 +91,13 @@ async def test_an_oversized_reference_never_makes_the_report_unreadable(tmp_path
         )
     )
     async with sandbox() as server:
-        first = await run_cli("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
-        assert first.code == 1, first.stderr[-2000:]
+        first = await run_job("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
+        assert first.code == 1, first.log[-2000:]
         rows = {r["line"]: r for r in read_report(tmp_path / "in.report.csv")}
         assert rows["1"]["outcome"] == rows["2"]["outcome"] == "invalid"
         assert len(rows["1"]["payment_reference"]) == 200 and str(len(big)) in rows["1"]["detail"]
         assert rows["2"]["payment_reference"] == "" and "bytes" in rows["2"]["detail"]
-        again = await run_cli("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
+        again = await run_job("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
         assert again.code == 1 and len(read_report(tmp_path / "in.report.csv")) == 3
         assert cancel_requests(server) == 1
 
@@ -104,13 +108,13 @@ async def test_a_stray_quote_loses_no_following_line(tmp_path: Path) -> None:
     body[10] = '"q-10,T1,'  # physical line 12
     src.write_text("payment_reference,merchant_number,comment\n" + "\n".join(body) + "\n")
     async with sandbox() as server:
-        done = await run_cli("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
+        done = await run_job("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
         rows = read_report(tmp_path / "in.report.csv")
-    assert done.code == 1, done.stderr[-2000:]
+    assert done.code == 1, done.log[-2000:]
     assert sorted(int(r["line"]) for r in rows) == list(range(2, 3001))
     invalid = [r for r in rows if r["outcome"] == "invalid"]
     assert [r["line"] for r in invalid] == ["12"] and "quote" in invalid[0]["detail"]
-    summary = summary_of(done.stderr)
+    summary = summary_of(done.log)
     assert summary["rows_read"] == summary["rows_reported"] == 2999
     assert summary["lines_read"] == 3000
 
@@ -187,8 +191,8 @@ async def test_a_broken_log_pipe_still_yields_a_complete_report(tmp_path: Path) 
         )
         os.close(write_end)
         with os.fdopen(read_end, "rb") as logs:
-            for _ in range(3):  # as `| head -3` would
-                logs.readline()
+            for _ in range(3):  # as `| head -3` would; off the loop, which serves the sandbox
+                await asyncio.to_thread(logs.readline)
         code = await asyncio.wait_for(proc.wait(), 60)
         view = latest(read_report(tmp_path / "in.report.csv"))
     assert code == 0
@@ -309,7 +313,7 @@ async def test_user_errors_are_one_line_with_exit_2(tmp_path: Path) -> None:
 async def test_refused_credentials_leave_no_stray_files(tmp_path: Path) -> None:
     src = write_csv(tmp_path / "in.csv", [("a", "T1")])
     async with sandbox() as server:
-        done = await run_cli(
+        done = await run_job(
             "run", str(src), *FAST, env=env_for(server, BAMBORA_CLIENT_SECRET="wrong"), cwd=tmp_path
         )
     assert done.code == 3
@@ -329,9 +333,9 @@ async def test_a_semicolon_file_and_an_empty_night(tmp_path: Path) -> None:
     empty = tmp_path / "empty.csv"
     empty.write_text("payment_reference,merchant_number\n")
     async with sandbox() as server:
-        done = await run_cli(
+        done = await run_job(
             "run", str(semi), *FAST, "--delimiter", ";", env=env_for(server), cwd=tmp_path
         )
         assert done.code == 0 and cancel_requests(server, "d1") == 1
-        nothing = await run_cli("run", str(empty), *FAST, env=env_for(server), cwd=tmp_path)
-    assert nothing.code == 0 and '"empty_input"' in nothing.stderr
+        nothing = await run_job("run", str(empty), *FAST, env=env_for(server), cwd=tmp_path)
+    assert nothing.code == 0 and '"empty_input"' in nothing.log

@@ -1,5 +1,8 @@
 """Guard rails: confirm on a terminal, cap the count, stop on a wrong merchant, make
-outages visible, retry chosen outcomes, an environment variable for every option."""
+outages visible, retry chosen outcomes, an environment variable for every option.
+The real CLI where the process is the subject (a terminal, stdin, usage errors, the
+environment, --help); in-process (`tests.inprocess`) where it is what the run does:
+the stop on a wrong merchant, the outage's events, the outcomes sent again."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.inprocess import run_job
 from tests.support import (
     REPO,
     cancel_requests,
@@ -26,6 +30,7 @@ from tests.support import (
     sandbox,
     write_csv,
 )
+from worker.bambora.backoff import BACKOFF
 
 FAST = ("--rate", "2000", "--concurrency", "4", "--log-format", "json")
 FAR_AWAY = {
@@ -215,13 +220,13 @@ async def test_a_wrong_merchant_stops_the_run_with_exit_4(
 ) -> None:
     src = write_csv(tmp_path / "in.csv", [(f"{prefix}{i}", "T1") for i in range(300)])
     async with sandbox() as server:
-        done = await run_cli(
+        done = await run_job(
             "run", str(src), *FAST, "--stop-on-rejections", "20", env=env_for(server), cwd=tmp_path
         )
         sent = cancel_requests(server)
-    assert done.code == 4, done.stderr[-2000:]
+    assert done.code == 4, done.log[-2000:]
     assert sent <= 20 + 4  # K + --concurrency at most
-    rail = next(json.loads(x) for x in done.stderr.splitlines() if '"guard_rail"' in x)
+    rail = next(json.loads(x) for x in done.log.splitlines() if '"guard_rail"' in x)
     assert f"HTTP {status}" in rail["reason"] and "merchant" in rail["reason"]
     assert len(read_report(tmp_path / "in.report.csv")) == sent  # in flight finished, written
 
@@ -229,10 +234,10 @@ async def test_a_wrong_merchant_stops_the_run_with_exit_4(
 async def test_retry_outcomes_sends_chosen_final_outcomes_again(tmp_path: Path) -> None:
     src = write_csv(tmp_path / "in.csv", [(f"forbidden-{i}", "T1") for i in range(3)])
     async with sandbox() as server:
-        first = await run_cli("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
-        again = await run_cli("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
+        first = await run_job("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
+        again = await run_job("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
         assert cancel_requests(server) == 3  # rejected is final: the plain rerun sent nothing
-        retried = await run_cli(
+        retried = await run_job(
             "run",
             str(src),
             *FAST,
@@ -260,29 +265,31 @@ async def test_an_outage_is_announced_at_once_and_its_end_too(tmp_path: Path) ->
     async with sandbox() as server:
         moments: dict[str, float] = {}
 
-        async def outage(proc: asyncio.subprocess.Process) -> None:
+        async def outage() -> None:
             await server.state.wait_for(lambda s: cancel_requests(server) >= 30, within=30)
             moments["start"] = time.time()
             server.start_outage(4.0)
 
-        done = await run_cli(
-            "run",
-            str(src),
-            "--rate",
-            "100",
-            "--concurrency",
-            "8",
-            "--log-format",
-            "json",
-            env=env_for(server),
-            cwd=tmp_path,
-            after_start=outage,
-            timeout=90,
+        done, _ = await asyncio.gather(
+            run_job(
+                "run",
+                str(src),
+                "--rate",
+                "100",
+                "--concurrency",
+                "8",
+                "--log-format",
+                "json",
+                env=env_for(server),
+                cwd=tmp_path,
+                wait=BACKOFF,  # how soon "holding" comes is the subject: the real waits
+            ),
+            outage(),
         )
-    assert done.code == 0, done.stderr[-3000:]
+    assert done.code == 0, done.log[-3000:]
     events = {
         e["event"]: e
-        for e in (json.loads(x) for x in done.stderr.splitlines() if x.startswith("{"))
+        for e in (json.loads(x) for x in done.log.splitlines() if x.startswith("{"))
         if e["event"] in ("holding", "recovered")
     }
     assert (

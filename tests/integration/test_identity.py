@@ -1,6 +1,9 @@
 """One night's report is never taken for another's: bound to its target, its input (a
 stream too), from before its first request, through whatever name it is reached by;
-and merge-reports never writes over an input. The real CLI, the sandbox on loopback."""
+and merge-reports never writes over an input. Against the sandbox on loopback: the
+real CLI for the refusals (exit 2), the environment, stdin, kills, signals and
+concurrent runs; in-process (`tests.inprocess`) for the runs that set the scene or
+finish the night."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import os
 import signal
 from pathlib import Path
 
+from tests.inprocess import run_job
 from tests.integration.test_record import runs_of
 from tests.support import (
     Completed,
@@ -55,12 +59,12 @@ async def test_a_sandbox_report_is_not_resumed_against_another_api(tmp_path: Pat
         assert start["target"] == "sandbox"
 
         # two sandbox runs are one target: the second resumes, with nothing left to do
-        again = await run_cli("run", str(src), *FAST, "--sandbox", env=env_for(None), cwd=tmp_path)
-        assert again.code == 0 and "20 settled" in again.stderr, again.stderr[-2000:]
-        assert not events(again.stderr, "sandbox_overrides")  # nothing configured to ignore
+        again = await run_job("run", str(src), *FAST, "--sandbox", env=env_for(None), cwd=tmp_path)
+        assert again.code == 0 and "20 settled" in again.log, again.log[-2000:]
+        assert not events(again.log, "sandbox_overrides")  # nothing configured to ignore
 
         # what the refusal says to run: the real payments get their own report
-        real = await run_cli(
+        real = await run_job(
             "run",
             str(src),
             *FAST,
@@ -69,7 +73,7 @@ async def test_a_sandbox_report_is_not_resumed_against_another_api(tmp_path: Pat
             env=env_for(server),
             cwd=tmp_path,
         )
-        assert real.code == 0 and cancel_requests(server) == 20, real.stderr[-2000:]
+        assert real.code == 0 and cancel_requests(server) == 20, real.log[-2000:]
 
 
 async def feed(args: tuple[str, ...], body: bytes, env: dict[str, str], cwd: Path) -> Completed:
@@ -168,8 +172,8 @@ async def test_a_killed_run_binds_its_report_from_before_its_first_request(
         (start,) = runs_of(report, "start")
         assert start["mode"] == "run" and start["input"] == str(a)
 
-        resumed = await run_cli("run", str(a), *FAST, env=env_for(server), cwd=tmp_path)
-        assert resumed.code == 0, resumed.stderr[-2000:]
+        resumed = await run_job("run", str(a), *FAST, env=env_for(server), cwd=tmp_path)
+        assert resumed.code == 0, resumed.log[-2000:]
         assert max(server.state.cancels_applied.values()) == 1
     assert len(latest(read_report(report))) == 300
     assert [r["event"] for r in runs_of(report, "start") + runs_of(report)] == ["start"] * 2 + [
@@ -182,8 +186,8 @@ async def test_a_report_of_an_api_on_loopback_is_not_resumed_by_the_sandbox(
 ) -> None:
     src = write_csv(tmp_path / "payments.csv", [(f"l{i}", "T1") for i in range(5)])
     async with sandbox() as server:  # the API: a fake on loopback
-        first = await run_cli("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
-        assert first.code == 0, first.stderr[-2000:]
+        first = await run_job("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
+        assert first.code == 0, first.log[-2000:]
         api_url = server.api_url
     on_sandbox = await run_cli("run", str(src), *FAST, "--sandbox", env=env_for(None), cwd=tmp_path)
     assert on_sandbox.code == 2, on_sandbox.stderr[-2000:]
@@ -232,10 +236,10 @@ async def test_a_second_run_through_another_name_of_the_report_is_refused(
         )
         assert two_names.code == 2 and "hard links" in two_names.stderr, two_names.stderr
         (tmp_path / "hard.csv").unlink()
-        finish = await run_cli(
+        finish = await run_job(
             "run", str(src), *FAST, "--report", "link.csv", env=env_for(server), cwd=tmp_path
         )
-        assert finish.code == 0, finish.stderr[-2000:]
+        assert finish.code == 0, finish.log[-2000:]
         assert max(server.state.cancels_applied.values()) == 1
     refs = [r["payment_reference"] for r in read_report(out / "night.report.csv")]
     assert len(refs) == len(set(refs)) == 200  # one row each: nobody ran twice at once

@@ -1,12 +1,16 @@
 """The input read is the input checked: one physical line is one row unless told
-otherwise, and a torn multi-line report row is repaired. The real CLI, the sandbox."""
+otherwise, and a torn multi-line report row is repaired. Against the sandbox: runs
+in-process (`tests.inprocess`) where only the run's reading is under test; the real
+CLI where its environment variables, its exit 2 or the process's hash salt are."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from pathlib import Path
 
+from tests.inprocess import run_job
 from tests.support import (
     cancel_requests,
     env_for,
@@ -43,8 +47,8 @@ async def test_a_quote_left_open_costs_its_own_line_only(tmp_path: Path) -> None
     src = tmp_path / "q.csv"
     src.write_text(QUOTE_THEN_QUOTE)
     async with sandbox() as server:
-        done = await run_cli("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
-        assert done.code == 1, done.stderr[-2000:]  # the invalid row
+        done = await run_job("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
+        assert done.code == 1, done.log[-2000:]  # the invalid row
         rows = {r["line"]: r for r in read_report(tmp_path / "q.report.csv")}
         assert sorted(rows) == ["2", "3", "4", "5"]
         assert rows["2"]["outcome"] == "invalid"
@@ -54,9 +58,9 @@ async def test_a_quote_left_open_costs_its_own_line_only(tmp_path: Path) -> None
             assert cancel_requests(server, ref) == 1
         assert rows["4"]["comment"] == 'a 5" screen'
         assert cancel_requests(server) == 3
-    (summary,) = events(done.stderr, "summary")
+    (summary,) = events(done.log, "summary")
     assert summary["lines_read"] == 5 and summary["rows_read"] == summary["rows_reported"] == 4
-    assert not events(done.stderr, "lines_lost")
+    assert not events(done.log, "lines_lost")
 
 
 async def test_multiline_cells_keeps_quoted_line_breaks_when_asked(tmp_path: Path) -> None:
@@ -90,17 +94,17 @@ async def test_a_torn_last_row_inside_a_multiline_cell_is_repaired(tmp_path: Pat
     )
     report = tmp_path / "in.report.csv"
     async with sandbox() as server:
-        first = await run_cli("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
-        assert first.code == 0, first.stderr[-2000:]
+        first = await run_job("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
+        assert first.code == 0, first.log[-2000:]
         whole = report.read_bytes()
         # a power cut inside the last row's echoed comment, after its line break
         cut = whole.rindex(b"second line") + 4
         report.write_bytes(whole[:cut])
         start = whole.rindex(b"\n", 0, whole.rindex(b"\nsecond line")) + 1  # the row's start
         torn_ref = whole[start:cut].split(b",")[2].decode()
-        again = await run_cli("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
-        assert again.code == 0, again.stderr[-2000:]
-        (repaired,) = events(again.stderr, "report_repaired")
+        again = await run_job("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
+        assert again.code == 0, again.log[-2000:]
+        (repaired,) = events(again.log, "report_repaired")
         assert repaired["removed_bytes"] == cut - start
         rows = read_report(report)
         assert len(rows) == 5 and {r["comment"] for r in rows} == {
@@ -121,23 +125,25 @@ async def test_an_input_that_grows_during_the_run_sends_only_what_was_counted(
     report = tmp_path / "grow.report.csv"
     async with sandbox() as server:
 
-        async def append_mid_run(proc: object) -> None:
+        async def append_mid_run() -> None:
             # the moment the first cancel arrives, a producer appends 50 repeats
             await server.state.wait_for(lambda st: cancel_requests(server) >= 1, within=30)
             append(src, "".join(f"grow-{i:03d},T1\n" for i in range(50)))
 
-        done = await run_cli(
-            "run",
-            str(src),
-            "--rate",
-            "100",
-            "--log-format",
-            "json",
-            env=env_for(server),
-            cwd=tmp_path,
-            after_start=append_mid_run,
+        done, _ = await asyncio.gather(
+            run_job(
+                "run",
+                str(src),
+                "--rate",
+                "100",
+                "--log-format",
+                "json",
+                env=env_for(server),
+                cwd=tmp_path,
+            ),
+            append_mid_run(),
         )
-        assert done.code == 0, done.stderr[-2000:]
+        assert done.code == 0, done.log[-2000:]
         assert src.stat().st_size > len(counted)  # it did grow during the run
         refs = [f"grow-{i:03d}" for i in range(300)]
         assert [cancel_requests(server, r) for r in refs] == [1] * 300
@@ -145,7 +151,7 @@ async def test_an_input_that_grows_during_the_run_sends_only_what_was_counted(
         rows = read_report(report)
         assert sorted(int(r["line"]) for r in rows) == list(range(2, 302))
         assert {r["outcome"] for r in rows} == {"canceled"}
-        (grew,) = events(done.stderr, "input_grew")
+        (grew,) = events(done.log, "input_grew")
         assert grew["bytes_not_read"] == src.stat().st_size - len(counted)
         (record,) = runs_of(report)
         assert record["input_sha256"] == hashlib.sha256(counted).hexdigest()
@@ -158,10 +164,10 @@ async def test_an_input_that_grows_during_the_run_sends_only_what_was_counted(
         assert len(server.state.requests) == before
         # told it is the same file grown: only the new lines are read, and they repeat
         # earlier rows, so they are reported duplicate and nothing is sent
-        grown = await run_cli(
+        grown = await run_job(
             "run", str(src), *FAST, "--allow-changed-input", env=env_for(server), cwd=tmp_path
         )
-        assert grown.code == 0, grown.stderr[-2000:]
+        assert grown.code == 0, grown.log[-2000:]
         assert len(server.state.requests) == before
         new = [r for r in read_report(report) if int(r["line"]) > 301]
         assert sorted(int(r["line"]) for r in new) == list(range(302, 352))
@@ -225,24 +231,26 @@ async def test_an_input_edited_in_place_during_the_run_stops_at_the_edit(
     src = write_csv(tmp_path / "ed.csv", rows, header="payment_reference,merchant_number,comment")
     async with sandbox() as server:
 
-        async def edit_mid_run(proc: object) -> None:
+        async def edit_mid_run() -> None:
             # at the first cancel, row 650 becomes a repeat of row 0 the count never saw
             await server.state.wait_for(lambda st: cancel_requests(server) >= 1, within=30)
             overwrite(src, b"ed-00650,", b"ed-00000,")
 
-        done = await run_cli(
-            "run",
-            str(src),
-            "--rate",
-            "300",
-            "--log-format",
-            "json",
-            env=env_for(server),
-            cwd=tmp_path,
-            after_start=edit_mid_run,
+        done, _ = await asyncio.gather(
+            run_job(
+                "run",
+                str(src),
+                "--rate",
+                "300",
+                "--log-format",
+                "json",
+                env=env_for(server),
+                cwd=tmp_path,
+            ),
+            edit_mid_run(),
         )
-        assert done.code == 1, done.stderr[-2000:]
-        (error,) = events(done.stderr, "input_error")
+        assert done.code == 1, done.log[-2000:]
+        (error,) = events(done.log, "input_error")
         assert "changed during the run" in str(error["error"])
         assert cancel_requests(server, "ed-00000") == 1
         assert max(server.state.cancels_applied.values()) == 1

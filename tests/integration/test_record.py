@@ -1,5 +1,7 @@
 """The report is the night's record: bound to its input and its kind of run, one run at
-a time, self-contained rows, a run record and a summary. The real CLI, the sandbox."""
+a time, self-contained rows, a run record and a summary. Against the sandbox: the real
+CLI for refusals (exit 2), the dry run, kills and signals; in-process
+(`tests.inprocess`) for the runs whose report and record are the subject."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import asyncio
 import signal
 from pathlib import Path
 
+from tests.inprocess import run_job
 from tests.support import (
     cancel_requests,
     env_for,
@@ -26,8 +29,8 @@ FAST = ("--rate", "2000", "--concurrency", "8", "--log-format", "json")
 async def test_a_report_refuses_another_input_unless_told(tmp_path: Path) -> None:
     src = write_csv(tmp_path / "night.csv", [(f"n{i}", "T1") for i in range(10)] + [("", "T1")])
     async with sandbox() as server:
-        first = await run_cli("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
-        assert first.code == 1, first.stderr[-2000:]  # the invalid row
+        first = await run_job("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
+        assert first.code == 1, first.log[-2000:]  # the invalid row
         (record,) = runs_of(tmp_path / "night.report.csv")
         assert record["mode"] == "run" and record["input"] == str(src)
         assert len(str(record["input_sha256"])) == 64 and record["exit_code"] == 1
@@ -40,10 +43,10 @@ async def test_a_report_refuses_another_input_unless_told(tmp_path: Path) -> Non
         assert "Traceback" not in refused.stderr
         assert (len(server.state.requests), server.state.tokens_issued) == before
 
-        allowed = await run_cli(
+        allowed = await run_job(
             "run", str(src), *FAST, "--allow-changed-input", env=env_for(server), cwd=tmp_path
         )
-        assert allowed.code == 0, allowed.stderr[-2000:]
+        assert allowed.code == 0, allowed.log[-2000:]
         # only the changed line and the new one were sent
         assert cancel_requests(server) == 12 and cancel_requests(server, "fixed") == 1
         by_line = {r["line"]: r["outcome"] for r in read_report(tmp_path / "night.report.csv")}
@@ -53,8 +56,8 @@ async def test_a_report_refuses_another_input_unless_told(tmp_path: Path) -> Non
 async def test_check_then_run_write_two_reports_and_one_kind_per_report(tmp_path: Path) -> None:
     src = write_csv(tmp_path / "payments.csv", [("a", "T1"), ("captured-b", "T1")])
     async with sandbox() as server:
-        check = await run_cli("check", str(src), *FAST, env=env_for(server), cwd=tmp_path)
-        run = await run_cli("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
+        check = await run_job("check", str(src), *FAST, env=env_for(server), cwd=tmp_path)
+        run = await run_job("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
         dry = await run_cli("run", str(src), "--dry-run", env=env_for(None), cwd=tmp_path)
         assert (check.code, run.code, dry.code) == (0, 0, 0)  # captured-b: a follow-up
         assert len(read_report(tmp_path / "payments.check.csv")) == 2
@@ -83,8 +86,8 @@ async def test_two_runs_on_one_report_cannot_overlap(tmp_path: Path) -> None:
         assert f"pid {first.pid}" in second.stderr
         kill(first, signal.SIGTERM)
         await first.wait()
-        finish = await run_cli("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
-        assert finish.code == 0, finish.stderr[-2000:]
+        finish = await run_job("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
+        assert finish.code == 0, finish.log[-2000:]
         rows = read_report(tmp_path / "big.report.csv")
         refs = [r["payment_reference"] for r in rows]
         assert sorted(refs) == sorted(set(refs)) and len(refs) == 200  # no reference twice
@@ -99,8 +102,8 @@ async def test_rows_carry_amounts_and_the_record_sums_what_was_released(tmp_path
         header="payment_reference,merchant_number,order_id,customer",
     )
     async with sandbox() as server:
-        done = await run_cli("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
-        assert done.code == 0, done.stderr[-2000:]  # captured-3 is a follow-up
+        done = await run_job("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
+        assert done.code == 0, done.log[-2000:]  # captured-3 is a follow-up
         rows = {r["payment_reference"]: r for r in read_report(tmp_path / "in.report.csv")}
         for ref, row in rows.items():
             payment = server.state.payments[("T1", ref)]
@@ -110,7 +113,7 @@ async def test_rows_carry_amounts_and_the_record_sums_what_was_released(tmp_path
         canceled = [r for r in rows.values() if r["outcome"] == "canceled"]
         assert record["released"] == {"EUR": sum(int(r["amount"]) for r in canceled)}
         assert {r["run_id"] for r in rows.values()} == {record["run_id"]}
-        assert "released" in done.stderr and "in.report.csv" in done.stderr
+        assert "released" in done.log and "in.report.csv" in done.log
 
 
 async def test_echoed_columns_survive_a_kill_and_a_resume(tmp_path: Path) -> None:
@@ -128,8 +131,8 @@ async def test_echoed_columns_survive_a_kill_and_a_resume(tmp_path: Path) -> Non
         await run_cli(
             "run", str(src), "--rate", "100", env=env_for(server), cwd=tmp_path, after_start=sigkill
         )
-        again = await run_cli("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
-        assert again.code == 0, again.stderr[-2000:]
+        again = await run_job("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
+        assert again.code == 0, again.log[-2000:]
         view = latest(read_report(tmp_path / "in.report.csv"))
         assert len(view) == 300
         assert all(v["order_id"] == f"order-{v['payment_reference'][1:]}" for v in view.values())
@@ -156,9 +159,9 @@ async def test_an_interrupted_run_is_recorded_and_says_how_to_finish(tmp_path: P
 async def test_a_report_without_a_run_record_resumes_with_a_warning(tmp_path: Path) -> None:
     src = write_csv(tmp_path / "in.csv", [("a", "T1"), ("b", "T1")])
     async with sandbox() as server:
-        await run_cli("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
+        await run_job("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
         (tmp_path / "in.report.csv.runs.jsonl").unlink()  # an older version's report
-        again = await run_cli("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
-        assert again.code == 0 and "report_without_run_record" in again.stderr
-        assert "resuming" in again.stderr
+        again = await run_job("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
+        assert again.code == 0 and "report_without_run_record" in again.log
+        assert "resuming" in again.log
         assert cancel_requests(server) == 2

@@ -1,5 +1,6 @@
-"""Resume through the real CLI: a changed input by reference, a stream past the memory
-budget, the on-disk index left nowhere."""
+"""Resume: a changed input by reference (the runs in-process, merge-reports through the
+CLI), a stream past the memory budget (the real CLI on standard input), the on-disk
+index left nowhere."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import sys
 from pathlib import Path
 
+from tests.inprocess import run_job
 from tests.support import cancel_requests, env_for, read_report, run_cli, sandbox, write_csv
 
 
@@ -25,10 +27,10 @@ async def test_moved_deleted_and_added_lines_leave_one_final_row_per_line(
     sent again, and merge-reports --input agrees."""
     src = write_csv(tmp_path / "in.csv", [("F-1", "T1"), ("F-2", ""), ("F-3", "T1"), ("F-4", "T1")])
     async with sandbox() as server:
-        first = await run_cli("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
-        assert first.code == 1, first.stderr[-2000:]  # F-2 has no merchant: invalid
+        first = await run_job("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
+        assert first.code == 1, first.log[-2000:]  # F-2 has no merchant: invalid
         write_csv(src, [("F-1", "T1"), ("F-3", "T1"), ("F-4", "T1"), ("F-2", "T1")])
-        again = await run_cli(
+        again = await run_job(
             "run",
             str(src),
             *FAST,
@@ -38,7 +40,7 @@ async def test_moved_deleted_and_added_lines_leave_one_final_row_per_line(
             env=env_for(server),
             cwd=tmp_path,
         )
-        assert again.code == 0, again.stderr[-2000:]
+        assert again.code == 0, again.log[-2000:]
         assert [cancel_requests(server, f"F-{n}") for n in (1, 2, 3, 4)] == [1, 1, 1, 1]
     rows = read_report(tmp_path / "in.report.csv")
     by_line = {r["line"]: (r["payment_reference"], r["outcome"]) for r in rows}  # latest wins

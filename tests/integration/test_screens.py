@@ -52,8 +52,10 @@ def on_a_terminal(args: list[str], cwd: Path) -> tuple[int, list[str]]:
 
 
 def test_on_a_terminal_the_summary_is_printed_once_within_80_columns(tmp_path: Path) -> None:
-    src = write_csv(tmp_path / "in.csv", [(f"p{i}", "T1") for i in range(3)] + [("", "T1")])
-    code, lines = on_a_terminal(["run", str(src), "--sandbox"], tmp_path)
+    write_csv(tmp_path / "in.csv", [(f"p{i}", "T1") for i in range(3)] + [("", "T1")])
+    # by its name in the working directory: the start line shows it, and the depth of
+    # the test's temporary folder (deeper under pytest-xdist) must not decide the width
+    code, lines = on_a_terminal(["run", "in.csv", "--sandbox"], tmp_path)
     text = "\n".join(lines)
     assert code == 1, text  # the empty reference is invalid
     assert max(len(line) for line in lines) <= WIDTH, text
