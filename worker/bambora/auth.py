@@ -51,7 +51,7 @@ FIX_CLIENT = (
 
 
 class TokenWatch(Protocol):
-    """Hears how the token endpoint is doing (`control.health.Health`)."""
+    """Hears how the token endpoint is doing (`control.health.OutageGate`)."""
 
     def token_failing(self, endpoint: str, what: str) -> None: ...
 

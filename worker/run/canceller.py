@@ -30,7 +30,7 @@ from tenacity.wait import WaitBaseT
 from worker.bambora.api import ApiClient
 from worker.bambora.auth import TokenProvider
 from worker.bambora.backoff import BACKOFF, RetryLater
-from worker.control.health import Health
+from worker.control.outage import OutageGate
 from worker.control.stop import StopGate, Stopped
 from worker.control.throttle import Throttle
 from worker.decide import Final, Next, Reauth, Step, decide, is_api_trouble
@@ -95,7 +95,7 @@ class Canceller:
         api: ApiClient,
         tokens: TokenProvider,
         throttle: Throttle,
-        health: Health,
+        health: OutageGate,
         *,
         max_attempts: int,
         comment: str | None = None,

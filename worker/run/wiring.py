@@ -22,7 +22,7 @@ from worker.bambora.auth import ClientCredentials, StaticToken
 from worker.bambora.backoff import BACKOFF
 from worker.bambora.deadline import Deadlines
 from worker.bambora.session import make_session, proxy_for, tls_context
-from worker.control.health import Health
+from worker.control.outage import OutageGate
 from worker.control.stop import StopGate
 from worker.control.throttle import Throttle
 from worker.model import Mode, Outcome, Result, Row
@@ -31,7 +31,7 @@ from worker.run.canceller import Canceller, Journal
 from worker.run.summary import Calls
 from worker.settings import Credentials, Settings
 
-#: The outage streak grows with the workers in flight, up to this many (health.py).
+#: The outage streak grows with the workers in flight, up to this many (control/outage.py).
 MAX_STREAK_WORKERS = 10
 
 
@@ -48,7 +48,7 @@ class Sender:
 
     canceller: Canceller | DryRun
     tokens: ClientCredentials | StaticToken | None = None
-    health: Health | None = None
+    health: OutageGate | None = None
     throttle: Throttle | None = None
 
     def token_refreshes(self) -> int:
@@ -76,8 +76,8 @@ async def open_sender(
     async with contextlib.AsyncExitStack() as stack:
         session, token_session = await _sessions(s, stack)
         # A streak of at least --max-attempts failures means "everyone is failing"
-        # (health.py explains why); larger with more workers in flight.
-        health = Health(
+        # (control/outage.py explains why); larger with more workers in flight.
+        health = OutageGate(
             threshold=max(s.max_attempts, min(s.concurrency, MAX_STREAK_WORKERS)),
             give_up_after=s.give_up_after,
         )

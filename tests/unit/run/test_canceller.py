@@ -14,7 +14,7 @@ import pytest
 import tenacity.wait
 
 from tests.fakes import FakeTime, run_on
-from worker.control.health import Health
+from worker.control.outage import OutageGate
 from worker.control.stop import StopGate, Stopped
 from worker.control.throttle import Throttle
 from worker.errors import StorageError
@@ -58,7 +58,7 @@ class OneToken:
 
 
 def canceller(api: ScriptedApi, clock: FakeTime, max_attempts: int = 3) -> Canceller:
-    health = Health(threshold=max_attempts, give_up_after=10_000, clock=clock)
+    health = OutageGate(threshold=max_attempts, give_up_after=10_000, clock=clock)
     throttle = Throttle(None, clock=clock)
     return Canceller(api, OneToken(), throttle, health, max_attempts=max_attempts)
 
@@ -190,7 +190,7 @@ class FullJournal:
 
 async def test_a_cancel_whose_intent_cannot_be_journaled_is_not_sent(fake_time: FakeTime) -> None:
     api = ScriptedApi([Reply(201)])
-    health = Health(threshold=3, give_up_after=10_000, clock=fake_time)
+    health = OutageGate(threshold=3, give_up_after=10_000, clock=fake_time)
     c = Canceller(
         api,
         OneToken(),
@@ -218,7 +218,7 @@ async def test_one_intent_per_reference_however_many_tries(fake_time: FakeTime) 
         [Reply(503), Reply(200, payment_state="Authorized"), Reply(409), Reply(409), Reply(201)]
     )
     journal = CountingJournal()
-    health = Health(threshold=10, give_up_after=10_000, clock=fake_time)
+    health = OutageGate(threshold=10, give_up_after=10_000, clock=fake_time)
     c = Canceller(
         api, OneToken(), Throttle(None, clock=fake_time), health, max_attempts=5, journal=journal
     )
@@ -288,7 +288,7 @@ class StoppingApi:
 
 
 def stoppable(api: StoppingApi, clock: FakeTime, rate: float | None) -> Canceller:
-    health = Health(threshold=3, give_up_after=10_000, clock=clock)
+    health = OutageGate(threshold=3, give_up_after=10_000, clock=clock)
     throttle = Throttle(rate, clock=clock, stop=api.gate)
     return Canceller(api, OneToken(), throttle, health, max_attempts=3, stop=api.gate)
 
@@ -321,7 +321,7 @@ async def test_a_reference_whose_answer_was_unclear_is_not_queried_after_a_stop(
 async def test_a_worker_held_behind_an_outage_leaves_at_the_stop() -> None:
     gate = StopGate()
     api = StoppingApi(gate, Reply(201), stop_at=0)
-    health = Health(threshold=3, give_up_after=10_000)
+    health = OutageGate(threshold=3, give_up_after=10_000)
     c = Canceller(api, OneToken(), Throttle(None), health, max_attempts=3, stop=gate)
     health.declare_outage()  # every worker waits for its probe turn (0.5 s, 1 s, ...)
     held = asyncio.create_task(c.process(ROW))
@@ -348,7 +348,7 @@ async def test_the_gate_is_checked_after_the_last_wait_before_the_send(
 ) -> None:
     gate = StopGate()
     api = StoppingApi(gate, Reply(201), stop_at=0)
-    health = Health(threshold=3, give_up_after=10_000, clock=fake_time)
+    health = OutageGate(threshold=3, give_up_after=10_000, clock=fake_time)
     c = Canceller(
         api,
         OneToken(),

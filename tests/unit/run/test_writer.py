@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.control.health import Health
+from worker.control.outage import OutageGate
 from worker.control.throttle import Throttle
 from worker.errors import StorageError
 from worker.model import Op, Outcome, Reply, Result, Row
@@ -211,7 +211,7 @@ def cancellers_over(tmp_path: Path, durable: RecordingSync) -> tuple[Canceller, 
     journal = IntentJournal(tmp_path / "r.csv.journal", durable=durable)
     writer = Writer(Report(), Tally(), journal)
     api = SendingApi(durable)
-    health = Health(threshold=3, give_up_after=60)
+    health = OutageGate(threshold=3, give_up_after=60)
     canceller = Canceller(api, Token(), Throttle(None), health, max_attempts=3, journal=writer)
     return canceller, api, writer
 

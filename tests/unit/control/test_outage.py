@@ -1,4 +1,4 @@
-"""Health: when a failure counts against a reference, when all are held, when to give up."""
+"""OutageGate: when a failure counts against a reference, when all are held, when to give up."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from structlog.testing import capture_logs
 
-from worker.control.health import Health
+from worker.control.outage import OutageGate
 from worker.errors import ApiUnreachable
 
 
@@ -20,7 +20,7 @@ class Clock:
 
 
 def test_a_streak_below_the_threshold_counts_then_opens() -> None:
-    health = Health(threshold=5, give_up_after=300, clock=Clock())
+    health = OutageGate(threshold=5, give_up_after=300, clock=Clock())
     refs = [1, 2, 3, 1, 2]
     assert [health.record_trouble(r) for r in refs] == [True, True, True, True, False]
     assert health.is_open
@@ -30,14 +30,14 @@ def test_a_streak_below_the_threshold_counts_then_opens() -> None:
 
 
 def test_two_references_failing_alone_are_not_an_outage() -> None:
-    health = Health(threshold=5, give_up_after=300, clock=Clock())
+    health = OutageGate(threshold=5, give_up_after=300, clock=Clock())
     # the end of a file: only two references left, both broken, nothing succeeds
     assert all(health.record_trouble(r) for r in [7, 8] * 10)
     assert not health.is_open
 
 
 def test_interleaved_successes_keep_counting_a_single_bad_reference() -> None:
-    health = Health(threshold=5, give_up_after=300, clock=Clock())
+    health = OutageGate(threshold=5, give_up_after=300, clock=Clock())
     for _ in range(20):
         assert health.record_trouble() is True
         health.record_ok()
@@ -45,7 +45,7 @@ def test_interleaved_successes_keep_counting_a_single_bad_reference() -> None:
 
 
 def test_empty_retry_budget_opens_the_gate() -> None:
-    health = Health(threshold=1000, give_up_after=300, budget=20, clock=Clock())
+    health = OutageGate(threshold=1000, give_up_after=300, budget=20, clock=Clock())
     counted = [health.record_trouble() for _ in range(4)]
     assert counted == [True, True, True, True]  # 4 retries x 5 tokens
     assert health.record_trouble() is False and health.is_open  # nothing left to pay with
@@ -54,14 +54,14 @@ def test_empty_retry_budget_opens_the_gate() -> None:
 
 
 def test_timeouts_cost_more() -> None:
-    health = Health(threshold=1000, give_up_after=300, budget=20, clock=Clock())
+    health = OutageGate(threshold=1000, give_up_after=300, budget=20, clock=Clock())
     assert health.record_trouble(timeout=True) is True
     assert health.record_trouble(timeout=True) is True
     assert health.record_trouble(timeout=True) is False
 
 
 async def test_open_gate_lets_one_probe_through_and_wakes_all_on_recovery() -> None:
-    health = Health(threshold=2, give_up_after=300)
+    health = OutageGate(threshold=2, give_up_after=300)
     for ref in (1, 2, 3):
         health.record_trouble(ref)
     assert health.is_open
@@ -81,7 +81,7 @@ async def test_open_gate_lets_one_probe_through_and_wakes_all_on_recovery() -> N
 
 async def test_gives_up_after_the_deadline_with_no_success() -> None:
     clock = Clock()
-    health = Health(threshold=2, give_up_after=10, clock=clock)
+    health = OutageGate(threshold=2, give_up_after=10, clock=clock)
     for ref in (1, 2, 3):
         health.record_trouble(ref)
     clock.now = 11.0
@@ -98,7 +98,7 @@ async def test_probes_go_to_the_waiting_workers_in_turn(monkeypatch: pytest.Monk
         await real_sleep(0)
 
     monkeypatch.setattr(asyncio, "sleep", sleep)
-    health = Health(threshold=2, give_up_after=300, clock=clock)
+    health = OutageGate(threshold=2, give_up_after=300, clock=clock)
     health.declare_outage()
     probes: list[str] = []
 
@@ -116,7 +116,7 @@ async def test_probes_go_to_the_waiting_workers_in_turn(monkeypatch: pytest.Monk
 
 def test_the_abort_reason_names_what_the_api_did() -> None:
     clock = Clock()
-    health = Health(threshold=2, give_up_after=10, clock=clock)
+    health = OutageGate(threshold=2, give_up_after=10, clock=clock)
     health.record_trouble(1, what="HTTP 503")
     clock.now = 11
     with pytest.raises(ApiUnreachable, match=r"last: HTTP 503"):
@@ -125,7 +125,7 @@ def test_the_abort_reason_names_what_the_api_did() -> None:
 
 def test_recovery_ends_the_hold_and_counts_its_time() -> None:
     clock = Clock()
-    health = Health(threshold=2, give_up_after=300, clock=clock)
+    health = OutageGate(threshold=2, give_up_after=300, clock=clock)
     health.declare_outage()
     clock.now = 12.5
     health.record_ok()
@@ -134,7 +134,7 @@ def test_recovery_ends_the_hold_and_counts_its_time() -> None:
 
 def test_token_trouble_holds_at_once_says_so_once_and_its_end_too() -> None:
     clock = Clock()
-    health = Health(threshold=5, give_up_after=300, clock=clock)
+    health = OutageGate(threshold=5, give_up_after=300, clock=clock)
     url = "https://auth.example/connect/token"
     with capture_logs() as logged:
         health.token_failing(url, "connection refused")

@@ -1,4 +1,7 @@
-"""Health: is the API failing for one reference, or for everyone?
+"""Outage gate: is the API failing for one reference, or for everyone?
+
+A circuit breaker with a retry budget, run-wide; the canceller asks it before every
+request (`admit`) and tells it every answer (`record_ok`, `record_trouble`).
 
 The README promises: a reference ends `failed` only when *its own* transient trouble outlasts
 `--max-attempts`; while the API fails for everyone (an outage, a storm of 429s)
@@ -48,7 +51,7 @@ PROBE_RECHECK = 0.05
 MIN_DISTINCT = 3
 
 
-class Health:
+class OutageGate:
     """Shared by all workers of a run; single-threaded (asyncio), so no locks."""
 
     def __init__(
