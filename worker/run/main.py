@@ -1,19 +1,17 @@
-"""Main: one run put together: its stages, the job, the journal's fate, the ending.
+"""Main: one real run, from its first log line to its exit code: the edges of the run.
 
-The only place that knows every collaborator of a run: the sending side is built by
-`wiring`, the report by the report package, the reader, queue and writer here; all
-are handed to the `Job`. After the job, one `RunReport` is made, and everything the
-run says at its end is read from it.
+It opens the report and the intent journal, writes the run record's `start` and `end`,
+chooses the progress display, and hands the real report, journal and sending side
+(`wiring.open_sender`) to `stages.run_stages`, which runs the pipeline and returns one
+`RunReport`. Everything the run says at its end (the summary event, the run record,
+the metrics, the human card, the termination message, the exit code) is read from it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
-import time
 import uuid
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -22,32 +20,24 @@ from tenacity.wait import WaitBaseT
 
 from worker import __version__
 from worker.bambora.backoff import BACKOFF
-from worker.control.guard import RejectionGuard
-from worker.errors import AbortError, ReportError, StorageError, UsageError
+from worker.errors import ReportError, StorageError, UsageError
 from worker.exits import RERUN_HELPS
-from worker.input.admission import Send
-from worker.model import Mode, Outcome
+from worker.model import Mode
 from worker.observe import logs, progress
 from worker.observe.report_card import Card, render, termination_line
 from worker.report.journal import IntentJournal, journal_path
 from worker.report.resume import repair_torn_tail
 from worker.report.runs import append_run
 from worker.report.writer import Echo, ReportWriter, utc_now
-from worker.run.job import Job
-from worker.run.ledger import Ledger, Stop
 from worker.run.prepare import Prepared
-from worker.run.reader import READ_AHEAD, Reader
+from worker.run.stages import run_stages
 from worker.run.summary import (
-    Calls,
-    Reading,
     RunReport,
-    Tally,
     log_losses,
     push_metrics,
     summary_fields,
 )
-from worker.run.wiring import Sender, open_sender, sandboxed
-from worker.run.writer import Writer
+from worker.run.wiring import open_sender, sandboxed
 from worker.settings import Settings, in_effect, run_kind
 
 #: A live bar can redraw often; log lines come every --progress-seconds.
@@ -87,88 +77,23 @@ async def _execute(prepared: Prepared, command: str, wait: WaitBaseT) -> int:
         journal = (
             IntentJournal(journal_path(real)) if s.mode is Mode.RUN and not s.dry_run else None
         )
-        totals = prepared.prior.totals
-        tally = Tally(released_earlier=Counter(totals.released), states=Counter(totals.states))
-        ledger = Ledger()  # the run's stops; its gate is obeyed by every send
-        writer = Writer(
+        view = progress.choose(s.log_format)
+        every = BAR_REDRAW_SECONDS if isinstance(view, progress.BarProgress) else s.progress_seconds
+        run = await run_stages(
+            prepared,
             report,
-            tally,
             journal,
-            on_failure=lambda why: ledger.stop(Stop.abort(why, graceful=True)),
+            lambda calls, journaled, gate: open_sender(s, calls, journaled, gate, wait=wait),
+            view=view,
+            every=every,
         )
-        calls = Calls()
-        reading = Reading()
-        refreshes, held = 0, 0.0
-        started = time.monotonic()
-        try:
-            async with open_sender(
-                s, calls, writer if journal else None, ledger.gate, wait=wait
-            ) as sender:
-                queue: asyncio.Queue[Send | None] = asyncio.Queue(READ_AHEAD)
-                job = Job(
-                    reader=Reader(
-                        prepared.source,
-                        prepared.admission(),
-                        queue,
-                        writer,
-                        workers=s.concurrency,
-                        max_sends=s.max_references,
-                        on_cap=lambda why: ledger.stop(Stop.guard(why, closes_gate=False)),
-                    ),
-                    queue=queue,
-                    processor=sender.canceller,
-                    writer=writer,
-                    ledger=ledger,
-                    concurrency=s.concurrency,
-                    grace_seconds=s.grace_seconds,
-                    guard=RejectionGuard(s.stop_on_rejections),
-                    requests=lambda: calls.requests,
-                    extras=lambda: _pace_and_hold(s, calls, sender),
-                )
-                view = progress.choose(s.log_format)
-                every = (
-                    BAR_REDRAW_SECONDS
-                    if isinstance(view, progress.BarProgress)
-                    else s.progress_seconds
-                )
-                reading = await job.run(view, every, prepared.total)
-                refreshes, held = sender.token_refreshes(), sender.held_seconds()
-        except AbortError as exc:  # e.g. the token endpoint refused before any worker ran
-            ledger.stop(Stop.abort(str(exc), fix=exc.fix))
-        finally:
-            try:
-                report.close()
-            except StorageError as exc:
-                ledger.stop(Stop.abort(f"the report could not be written: {exc}"))
-        if reading.done and prepared.source.rows_seen == 0:
+        if run.reading.done and prepared.source.rows_seen == 0:
             logs.log.warning(
                 "empty_input",
                 input=s.input,
                 why="the input has a header but no rows: nothing to do (exit 0); "
                 "check the export if a night without payments to void is unusual",
             )
-        _settle_journal(journal, ledger, reading, tally)
-        run = RunReport(
-            mode=s.mode,
-            strict=s.strict,
-            reading=reading,
-            rows_written=tally.rows_written,
-            rows_already_reported=tally.rows_already_reported,
-            rows_unwritten=writer.unwritten,
-            outcomes=tally.outcomes,
-            decisive=tally.decisive,
-            released=tally.released,
-            released_total=tally.released_earlier + tally.released,
-            states=tally.states,
-            calls=calls,
-            token_refreshes=refreshes,
-            held_seconds=held,
-            elapsed=time.monotonic() - started,
-            abort_reason=ledger.abort.reason if ledger.abort else None,
-            fix=ledger.abort.fix if ledger.abort else None,
-            guard_reason=ledger.guard.reason if ledger.guard else None,
-            signal_code=ledger.signal.code if ledger.signal else None,
-        )
         log_losses(run)
         push_metrics(s, run)
         if not logs.for_a_person():  # a person reads the card below instead
@@ -177,11 +102,6 @@ async def _execute(prepared: Prepared, command: str, wait: WaitBaseT) -> int:
         _write_card(s, prepared.lock.real, command)
         _tell(s, run, command)
         return run.exit_code
-
-
-def _storage_failed(ledger: Ledger, why: str) -> None:
-    """The report or journal failed: no new send; those on the wire may finish."""
-    ledger.stop(Stop.abort(why, graceful=True))
 
 
 def _record_run(
@@ -278,17 +198,6 @@ def _tell(s: Settings, run: RunReport, command: str) -> None:
             TERMINATION_LOG.write_text(logs.mask(termination_line(card)) + "\n", encoding="utf-8")
 
 
-def _pace_and_hold(s: Settings, calls: Calls, sender: Sender) -> dict[str, Any]:
-    """What the progress display adds to the counts: the pace against the cap, 429s,
-    and whether references are held behind an outage."""
-    extras: dict[str, Any] = {"rate_cap": s.rate, "throttled": calls.throttled}
-    if sender.throttle is not None:
-        extras["rate_now"] = sender.throttle.current_rate
-    if sender.health is not None and (holding := sender.health.holding()) is not None:
-        extras["holding"], extras["holding_seconds"] = holding
-    return extras
-
-
 def _open_report(prepared: Prepared, run_id: str) -> ReportWriter:
     report, torn = prepared.settings.report, prepared.prior.torn_bytes
     try:
@@ -312,23 +221,6 @@ def _open_report(prepared: Prepared, run_id: str) -> ReportWriter:
     except OSError as exc:  # the writer's and the lock's own errors are ReportErrors
         raise ReportError(str(exc)) from None
     return writer
-
-
-def _settle_journal(
-    journal: IntentJournal | None, ledger: Ledger, reading: Reading, tally: Tally
-) -> None:
-    """A complete run with nothing `failed` needs no journal; otherwise it is kept, and
-    one that cannot be kept stops the run (exit 3: the rerun cannot trust it)."""
-    if journal is None:
-        return
-    stopped = ledger.abort or ledger.guard or ledger.signal
-    if reading.done and not stopped and not tally.outcomes.get(Outcome.FAILED.value):
-        journal.discard()
-        return
-    try:
-        journal.close()
-    except StorageError as exc:
-        ledger.stop(Stop.abort(f"the intent journal could not be written: {exc}"))
 
 
 def start_fields(s: Settings, sandbox_url: str | None) -> dict[str, Any]:
