@@ -113,21 +113,27 @@ class Writer:
             raise StorageError(self.failure)
 
     async def run(self) -> None:
-        """The task: one batch per turn, until `close` and nothing is left."""
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            rows, self._rows = self._rows, []
-            intents, self._intents = self._intents, []
-            waiters, self._waiters = self._waiters, []
-            self._write(rows)
-            if intents:
-                await self._journal_batch(intents)
-            for waiter in waiters:
-                if not waiter.done():  # cancelled with its worker: nobody waits
-                    waiter.set_result(None)
-            if self._closing and not self._rows and not self._intents:
-                return
+        """The task: one batch per turn, until `close` and nothing is left. However it
+        ends otherwise (a bug, a cancel), nobody is left waiting and nothing more is sent."""
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                rows, self._rows = self._rows, []
+                intents, self._intents = self._intents, []
+                waiters, self._waiters = self._waiters, []
+                try:
+                    self._write(rows)
+                    if intents:
+                        await self._journal_batch(intents)
+                finally:
+                    _release(waiters)
+                if self._closing and not self._rows and not self._intents:
+                    return
+        except BaseException as exc:
+            self._fail(f"the writer stopped: {exc!r}")
+            _release(self._waiters)
+            raise
 
     async def close(self, task: asyncio.Task[None]) -> None:
         """Write what is left and end `task` (this writer's `run`)."""
@@ -168,6 +174,12 @@ class Writer:
         if self.failure is None:
             self.failure = reason
             self._on_failure(reason)
+
+
+def _release(waiters: list[asyncio.Future[None]]) -> None:
+    for waiter in waiters:
+        if not waiter.done():  # cancelled with its worker: nobody waits
+            waiter.set_result(None)
 
 
 def _why(exc: Exception) -> str:

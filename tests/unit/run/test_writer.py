@@ -260,3 +260,21 @@ async def test_the_loop_goes_on_during_a_sync_and_the_next_batches_share_one(
     await asyncio.gather(first, *later)
     assert calls == [1, 3]  # "a" alone, then one sync for the two that came meanwhile
     await writer.close(task)
+
+
+async def test_a_writer_task_that_dies_fails_its_waiters_and_every_later_intent() -> None:
+    class Exploding(Report):
+        def write(self, results: list[Result]) -> None:
+            self.calls.append(len(results))
+
+    journal = Journal()
+    writer = Writer(Exploding(), Tally(), journal)
+    task = started(writer)
+    waiting = asyncio.create_task(writer.journaled("T1", "a"))
+    await asyncio.sleep(0)  # the waiter is in the batch the task takes next
+    task.cancel()  # however the task ends, nobody is left waiting for it
+    with pytest.raises(StorageError, match="the writer stopped"):
+        await waiting
+    with pytest.raises(StorageError, match="the writer stopped"):
+        await writer.journaled("T1", "b")  # and no later cancel goes out
+    assert task.cancelled()
