@@ -194,8 +194,7 @@ class Job:
         finally:
             showing.cancel()
             reading.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reading
+            await asyncio.gather(reading, return_exceptions=True)  # a failure: already told
             await self.writer.close(writing)
             read = await self._reader.close()
             progress.end(view, self.snapshot(total), interrupted=self.ledger.signal is not None)

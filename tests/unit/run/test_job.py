@@ -308,3 +308,18 @@ async def test_after_a_resume_the_eta_counts_only_this_runs_rows(tmp_path: Path)
     assert snap.eta_seconds == 4.0  # one row in 4 s, one left; counting r0-r7 said 0.4 s
     processor.release.set()
     await run
+
+
+async def test_a_reader_that_breaks_stops_the_run_instead_of_leaving_workers_waiting(
+    tmp_path: Path,
+) -> None:
+    writer = FakeWriter()
+    job = make_job(tmp_path, [f"r{i}" for i in range(10)], FakeProcessor(), writer)
+
+    def broken(batch: object) -> list[object]:
+        raise RuntimeError("a bug in admission")
+
+    job._reader._admission.chunk = broken  # type: ignore[method-assign]
+    read = await asyncio.wait_for(job.run(Quiet(), 60, None), 10)
+    assert job.ledger.abort is not None and "a bug in admission" in job.ledger.abort.reason
+    assert not read.done and writer.rows == []
