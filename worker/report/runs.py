@@ -62,12 +62,30 @@ def read_runs(report: Path) -> list[dict[str, Any]]:
 
 
 def append_run(report: Path, record: Mapping[str, Any]) -> None:
+    """Append one record; a last line torn by a power cut is cut off first, or this
+    record would be glued onto it and the file could no longer be read."""
     path = runs_path(report)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, FILE_MODE)
     try:
+        if (whole := _whole_lines(fd)) is not None:
+            os.ftruncate(fd, whole)
         append_whole(fd, orjson.dumps(record) + b"\n", path)
     finally:
         os.close(fd)
+
+
+def _whole_lines(fd: int, chunk: int = 4096) -> int | None:
+    """Where the last whole line ends, when the file ends with a torn one (else None)."""
+    end = os.fstat(fd).st_size
+    if end == 0 or os.pread(fd, 1, end - 1) == b"\n":
+        return None
+    while end > 0:
+        start = max(0, end - chunk)
+        newline = os.pread(fd, end - start, start).rfind(b"\n")
+        if newline >= 0:
+            return start + newline + 1
+        end = start
+    return 0
 
 
 def is_end(record: Mapping[str, Any]) -> bool:
