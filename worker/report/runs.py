@@ -25,7 +25,7 @@ import yarl
 
 from worker.access import is_loopback
 from worker.report.records import ReportError
-from worker.report.storage import FILE_MODE, append_whole
+from worker.report.storage import FILE_MODE, append_whole, cut_torn_line
 
 #: What a record's `target` says for the embedded sandbox (`--sandbox`).
 SANDBOX = "sandbox"
@@ -67,25 +67,10 @@ def append_run(report: Path, record: Mapping[str, Any]) -> None:
     path = runs_path(report)
     fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, FILE_MODE)
     try:
-        if (whole := _whole_lines(fd)) is not None:
-            os.ftruncate(fd, whole)
+        cut_torn_line(fd)
         append_whole(fd, orjson.dumps(record) + b"\n", path)
     finally:
         os.close(fd)
-
-
-def _whole_lines(fd: int, chunk: int = 4096) -> int | None:
-    """Where the last whole line ends, when the file ends with a torn one (else None)."""
-    end = os.fstat(fd).st_size
-    if end == 0 or os.pread(fd, 1, end - 1) == b"\n":
-        return None
-    while end > 0:
-        start = max(0, end - chunk)
-        newline = os.pread(fd, end - start, start).rfind(b"\n")
-        if newline >= 0:
-            return start + newline + 1
-        end = start
-    return 0
 
 
 def is_end(record: Mapping[str, Any]) -> bool:
