@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         if history.violations:
             failing.append(seed)
             if len(failing) <= args.show:
-                print(history.text(), f"\nreplay: {replay_command(seed)}\n", sep="")
+                print(history.text(), f"\nreplay: {replay_command(seed)}\n", sep="", flush=True)
         done = seed - args.start + 1
         if done % 5000 == 0:
             print(f"... {done} seeds, {len(failing)} failing", file=sys.stderr, flush=True)

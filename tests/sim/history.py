@@ -255,7 +255,7 @@ def _night(plan: Plan, folder: Path) -> History:
     disk = Disk()
     world = World(rng, plan.payments, Timeline(0, log), token_life=plan.token_life)
     world.forbidden = plan.forbidden
-    results: list[tuple[int, RunResult, bool, bool]] = []
+    results: list[tuple[int, RunResult]] = []
     max_runs = len(plan.runs) + 2
     complete = False
     for run in range(max_runs):
@@ -277,15 +277,25 @@ def _night(plan: Plan, folder: Path) -> History:
                 lost = disk.power_cut(folder, rng, rp.crash.tear)
                 tl.note(f"power cut lost: {', '.join(lost) or 'nothing'}")
             continue
-        abort = world.refused or tl.disk_full_hit
+        # An abort the world caused (a refused client, a full disk): 3. One caused after
+        # the SIGTERM may go unnoticed by a run that stops anyway: 3 or 143.
+        causes = [c for c in (world.refused_step, tl.disk_full_step) if c is not None]
+        signal_step = rp.signal_at if tl.signalled and rp.signal_at else None
+        abort = any(signal_step is None or c < signal_step for c in causes)
+        late_abort = bool(causes) and not abort
         tl.note(
             f"ended: exit {result.exit_code}, complete {result.complete}, "
             f"{tl.step} steps, reason {result.abort_reason}"
         )
         history.violations += invariants.exit_code(
-            run + 1, result.exit_code, settings.report, abort=abort, signalled=tl.signalled
+            run + 1,
+            result.exit_code,
+            settings.report,
+            abort=abort,
+            signalled=tl.signalled,
+            late_abort=late_abort,
         )
-        results.append((run + 1, result, abort, tl.signalled))
+        results.append((run + 1, result))
         if run >= len(plan.runs) - 1 and result.complete and result.exit_code in (0, 1):
             complete = True
             break

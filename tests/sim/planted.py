@@ -15,7 +15,7 @@ import pytest
 
 from worker import decide as decide_module
 from worker.model import RUN_FINAL, Op, Outcome, Reply, Result
-from worker.report import resume, writer
+from worker.report import journal, resume, runs, writer
 from worker.report.journal import IntentJournal
 from worker.report.writer import ReportWriter
 from worker.run import canceller, summary
@@ -89,6 +89,16 @@ def failed_rows_exit_0(mp: pytest.MonkeyPatch) -> None:
     mp.setattr(summary, "exit_code", exit_code)
 
 
+def run_record_torn_line_kept(mp: pytest.MonkeyPatch) -> None:
+    # The first real bug the simulator found (seed 43 of its first version).
+    mp.setattr(runs, "cut_torn_line", lambda fd, chunk=4096: 0)
+
+
+def journal_torn_line_kept(mp: pytest.MonkeyPatch) -> None:
+    # The second (seed 1224 of its first version): rare, three crashes in a row.
+    mp.setattr(journal, "cut_torn_line", lambda fd, chunk=4096: 0)
+
+
 BUGS: dict[str, tuple[str, Plant]] = {
     "skip the journal fsync": ("double-cancel", skip_journal_fsync),
     "send before the intent is journaled": ("double-cancel", send_before_intent),
@@ -99,4 +109,9 @@ BUGS: dict[str, tuple[str, Plant]] = {
     "released_total forgets earlier runs": ("released-total", released_forgets_earlier_runs),
     "report cells not masked": ("secret", detail_not_masked),
     "failed rows exit 0": ("exit-code", failed_rows_exit_0),
+    "a run record's torn last line kept": ("prepare", run_record_torn_line_kept),
+}
+#: Bugs too rare for the CI budget: each is checked on a seed found to catch it.
+RARE: dict[str, tuple[str, Plant]] = {
+    "an intent journal's torn last line kept": ("double-cancel", journal_torn_line_kept),
 }

@@ -45,6 +45,7 @@ class Timeline:
     on_signal: Callable[[], None] | None = None  # start_run: SIGTERM to the job
     signalled: bool = False
     disk_full_hit: bool = False
+    disk_full_step: int | None = None  # the step whose write first failed
     events: list[str] = field(default_factory=list)
 
     def event(self, what: str) -> bool:
@@ -70,7 +71,7 @@ class Timeline:
     def disk_full(self) -> bool:
         full = self.full_at is not None and self.step >= self.full_at
         if full and not self.disk_full_hit:
-            self.disk_full_hit = True
+            self.disk_full_hit, self.disk_full_step = True, self.step
             self.note(f"disk full (ENOSPC) from step {self.step}")
         return full
 

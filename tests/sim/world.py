@@ -75,6 +75,7 @@ API_FAULTS: dict[str, int] = {
     "409": 2,
     "409 echo": 1,  # a problem detail that quotes our Authorization header
     "422 race": 1,
+    "200 to a cancel": 1,  # not the documented 201: the state is asked
     "402": 1,
     "401": 2,
 }
@@ -115,7 +116,7 @@ class World:
     issued: list[str] = field(default_factory=list)  # every token ever issued
     token_requests: int = 0
     token_life: float = 120.0
-    refused: bool = False  # the client was refused in this run
+    refused_step: int | None = None  # the step at which the client was first refused
     violations: list[str] = field(default_factory=list)
     requests: int = 0
     last_fault: dict[tuple[str, str], str] = field(default_factory=dict)
@@ -125,7 +126,7 @@ class World:
         self.timeline, self.faults, self.final = timeline, faults, final
         self.tokens = {}  # a new process fetches new tokens
         self.token_requests = 0
-        self.refused = False
+        self.refused_step = None
 
     def note(self, text: str) -> None:
         self.timeline.note(text)
@@ -208,7 +209,9 @@ class FakeApi:
             reply = Reply(401, error_type="unauthorized", title="token expired")
             fault: str | None = "token expired"
         elif merchant in w.forbidden:
-            reply, fault = Reply(403, error_type="forbidden", detail="not your merchant"), None
+            # the problem quotes our token: the report must not
+            detail = f"Bearer {token} may not act for merchant {merchant}"
+            reply, fault = Reply(403, error_type="forbidden", detail=detail), None
         else:
             fault = w.api_fault(key)
             reply = self._answer(op, payment, token, fault)
@@ -255,6 +258,9 @@ class FakeApi:
                 )
             case "422 race" if cancel:
                 return Reply(422, error_type="not_cancelable", detail="state changing")
+            case "200 to a cancel" if cancel:
+                done = w.apply_cancel(payment)
+                return Reply(200, payment_state=done.payment_state) if done.status == 201 else done
             case "402" if cancel:
                 return Reply(402, error_type="cannot_cancel", detail="held by the acquirer")
             case "401":
@@ -287,7 +293,8 @@ class _TokenCall:
         if self._headers.get("Authorization") != basic_authorization(CLIENT_ID, CLIENT_SECRET):
             return _TokenResponse(401, {"error": "invalid_client"}, {})
         if w.faults.refuse_from is not None and w.token_requests >= w.faults.refuse_from:
-            w.refused = True
+            if w.refused_step is None:
+                w.refused_step = tl.step
             w.note(f"token request {w.token_requests}: client refused (401)")
             return _TokenResponse(401, {"error": "invalid_client"}, {})
         fault = None
@@ -404,9 +411,17 @@ async def start_run(prepared: Prepared, world: World, disk: Disk, run_id: str) -
         stats=stats,
         stop=gate,
     )
+    admission = prepared.admission()
+    admit = admission.chunk
+
+    def chunk(batch: list[Any]) -> list[Any]:
+        disk.tl.event(f"admit {len(batch)} rows")  # a crash here: read, nothing sent yet
+        return admit(batch)
+
+    admission.chunk = chunk  # type: ignore[method-assign]
     job = Job(
         source=prepared.source,
-        admission=prepared.admission(),
+        admission=admission,
         processor=canceller,
         outbox=outbox,
         concurrency=s.concurrency,
