@@ -40,7 +40,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(history.text(), f"\nreplay: {replay_command(seed)}\n", sep="", flush=True)
         done = seed - args.start + 1
         if done % 5000 == 0:
-            print(f"... {done} seeds, {len(failing)} failing", file=sys.stderr, flush=True)
+            rate = done / (time.perf_counter() - started)
+            print(
+                f"... {done} seeds, {len(failing)} failing, {runs} runs, {requests} requests, "
+                f"{rate:.1f} histories/s",
+                file=sys.stderr,
+                flush=True,
+            )
     elapsed = time.perf_counter() - started
     print(
         f"seeds explored: {args.seeds} ({args.start}..{args.start + args.seeds - 1})\n"

@@ -178,7 +178,8 @@ class World:
             return None
         fault = self._draw(API_FAULTS)
         if fault == "401" and self.last_fault.get(key) == "401":
-            fault = "429"  # three 401s in a row would say the tokens are refused (exit 3)
+            # 401s in a row mean refused credentials (exit 3): a spurious one stays alone
+            fault = "429"
         self.last_fault[key] = fault
         return fault
 
@@ -205,9 +206,10 @@ class FakeApi:
         w.requests += 1
         w.received(op, key, payment)
         now = asyncio.get_running_loop().time()
-        if w.tokens.get(token, -1.0) <= now:
+        if (expiry := w.tokens.get(token, -1.0)) <= now:
             reply = Reply(401, error_type="unauthorized", title="token expired")
-            fault: str | None = "token expired"
+            fault: str | None = f"token expired {now - expiry:.1f} s ago"
+            w.last_fault[key] = "401"
         elif merchant in w.forbidden:
             # the problem quotes our token: the report must not
             detail = f"Bearer {token} may not act for merchant {merchant}"
@@ -263,8 +265,7 @@ class FakeApi:
                 return Reply(200, payment_state=done.payment_state) if done.status == 201 else done
             case "402" if cancel:
                 return Reply(402, error_type="cannot_cancel", detail="held by the acquirer")
-            case "401":
-                w.tokens.pop(token, None)  # revoked: a fresh token is needed
+            case "401":  # one spurious 401 (a gateway's clock, say): the token stays good
                 return Reply(401, error_type="unauthorized")
         return w.apply_cancel(payment) if cancel else w.query(payment)
 
