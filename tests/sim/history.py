@@ -164,11 +164,32 @@ class SimLoop(looptime.make_event_loop_class(asyncio.SelectorEventLoop)):  # typ
     installed: the sim delivers its SIGTERM itself, at a chosen step.
     """
 
+    #: Loop turns one run may take (a night takes a few thousand): past it, a livelock.
+    MAX_TURNS = 1_000_000
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         # looptime watches executor futures on every turn; ours are done at once, so
         # there is nothing to watch (an empty WeakSet still costs ~10 % of a history).
         self._LoopTimeEventLoop__sync_futures = ()
+        self._reads = 0
+        self._turns = 0
+        self.livelock = False
+
+    def clock(self) -> float:
+        """The run's clock: the loop's time, plus a nanosecond per reading. A real clock
+        moves between two readings; looptime's stands still until every task waits, so
+        code that sleeps what a float rounding left (1e-15 s) and reads the clock again
+        would spin forever on it, which no real run does."""
+        self._reads += 1
+        return float(self.time()) + self._reads * 1e-9
+
+    def _run_once(self) -> None:
+        self._turns += 1
+        if self._turns > self.MAX_TURNS and not self.livelock:
+            self.livelock = True
+            self.stop()
+        super()._run_once()
 
     def run_in_executor(self, executor: Any, func: Callable[..., Any], *args: Any) -> Any:
         future = self.create_future()
@@ -342,6 +363,13 @@ def _run(prepared: Prepared, world: World, disk: Disk, run_id: str) -> RunResult
 
     try:
         return loop.run_until_complete(drive())
+    except RuntimeError:
+        if not loop.livelock:
+            raise
+        tl.note(f"livelock: {SimLoop.MAX_TURNS:,} loop turns at {loop.time():.3f} s")
+        world.violations.append(f"livelock: run {tl.run} spun without its clock moving")
+        tl.frozen = True  # taken as a crash: the night goes on from what the disk kept
+        return None
     finally:
         loop.run_until_complete(_tear_down())
         loop.run_until_complete(loop.shutdown_asyncgens())

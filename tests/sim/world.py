@@ -361,7 +361,8 @@ async def start_run(prepared: Prepared, world: World, disk: Disk, run_id: str) -
     """One run over prepared input, put together as `run/main.py` does, with the fakes
     in place of the network and the sim's disk wrappers around the report and journal."""
     s = prepared.settings
-    clock = asyncio.get_running_loop().time
+    loop = asyncio.get_running_loop()
+    clock = getattr(loop, "clock", loop.time)  # the sim's loop: a clock that moves when read
     if prepared.prior.torn_bytes:
         repair_torn_tail(s.report, prepared.prior.torn_bytes)
     columns = prepared.source.columns
