@@ -47,7 +47,9 @@ class Disk:
         """Cut every file back to its fsynced bytes (a torn write keeps some more)."""
         lost = []
         for path in sorted(folder.iterdir()):
-            if not path.is_file():
+            # The lock file holds the process id (its size varies by run, which would
+            # change the seeded draws below), and only its lock matters, gone with the process.
+            if not path.is_file() or path.suffix == ".lock":
                 continue
             size, keep = path.stat().st_size, self.synced.get(path, 0)
             if size <= keep:
