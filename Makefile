@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: demo test lint typecheck check install clean bench
+.PHONY: demo test lint typecheck check install clean bench sim
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,12 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python benchmarks/run.py
+
+## The deterministic simulator on more seeds than CI runs: `make sim SEEDS=100000`.
+## Prints histories/s, seeds explored and violations found (tests/sim, README).
+SEEDS ?= 10000
+sim: $(STAMP)
+	PYTHONPATH=. $(BIN)/python -m tests.sim --seeds $(SEEDS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -22,7 +22,14 @@ import orjson
 
 from worker.errors import StorageError
 from worker.keys import key_of
-from worker.report.storage import FILE_MODE, append_whole, sync, sync_data, sync_folder
+from worker.report.storage import (
+    FILE_MODE,
+    append_whole,
+    cut_torn_line,
+    sync,
+    sync_data,
+    sync_folder,
+)
 
 #: Makes a descriptor's appended bytes durable; a test passes one that records calls.
 Syncer = Callable[[int, Path], None]
@@ -59,7 +66,11 @@ class IntentJournal:
             return
         if self._fd is None:
             try:
-                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+                self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, FILE_MODE)
+                # A power cut may have kept part of an intent that was never synced (so
+                # never sent): cut it, or this batch's first intent would be glued onto it
+                # and unreadable, and a rerun would send that cancel again unqueried.
+                cut_torn_line(self._fd)
             except OSError as exc:
                 raise StorageError(f"{self.path}: {exc.strerror or exc}") from None
             sync_folder(self.path)  # a new file's name must survive a power cut too

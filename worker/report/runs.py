@@ -25,7 +25,7 @@ import yarl
 
 from worker.access import is_loopback
 from worker.errors import ReportError
-from worker.report.storage import FILE_MODE, append_whole
+from worker.report.storage import FILE_MODE, append_whole, cut_torn_line
 
 #: What a record's `target` says for the embedded sandbox (`--sandbox`).
 SANDBOX = "sandbox"
@@ -62,9 +62,12 @@ def read_runs(report: Path) -> list[dict[str, Any]]:
 
 
 def append_run(report: Path, record: Mapping[str, Any]) -> None:
+    """Append one record; a last line torn by a power cut is cut off first, or this
+    record would be glued onto it and the file could no longer be read."""
     path = runs_path(report)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, FILE_MODE)
     try:
+        cut_torn_line(fd)
         append_whole(fd, orjson.dumps(record) + b"\n", path)
     finally:
         os.close(fd)

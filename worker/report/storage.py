@@ -54,6 +54,25 @@ def sync_folder(path: Path) -> None:
 _fdatasync = getattr(os, "fdatasync", os.fsync)
 
 
+def cut_torn_line(fd: int, chunk: int = 4096) -> int:
+    """Cut off a last line left without its newline (by a power cut mid-write) so that
+    the next append starts a line of its own; returns the bytes cut. Such a line was
+    never synced whole, so nothing relied on it (the file's readers skip it too)."""
+    end = size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return 0
+    keep = 0
+    while end > 0:
+        start = max(0, end - chunk)
+        newline = os.pread(fd, end - start, start).rfind(b"\n")
+        if newline >= 0:
+            keep = start + newline + 1
+            break
+        end = start
+    os.ftruncate(fd, keep)
+    return size - keep
+
+
 def append_whole(fd: int, data: bytes, path: Path) -> None:
     """Append `data` completely or not at all; raises StorageError naming `path`.
 

@@ -17,7 +17,7 @@ import csv
 import io
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -86,7 +86,9 @@ class ReportWriter:
         echo: Echo | None = None,
         input_columns: list[str] | None = None,
         fsync_interval: float = FSYNC_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`clock` times the fsync interval (a simulation passes its event loop's)."""
         self.path = path
         self._jsonl = is_jsonl(path)
         self._run_id = run_id
@@ -94,7 +96,8 @@ class ReportWriter:
         self._input_columns = input_columns
         self._fsync_interval = fsync_interval
         self._fd: int | None = None
-        self._last_sync = time.monotonic()
+        self._clock = clock
+        self._last_sync = clock()
         self._buffer = io.StringIO()
         self._csv = csv.writer(self._buffer, lineterminator="\r\n")
         self._columns: list[str] | None = None  # CSV: the header, once known
@@ -145,7 +148,7 @@ class ReportWriter:
                 self._columns = None  # nothing reached the file: the next write tries again
             raise
         self.rows_written += len(results)
-        if time.monotonic() - self._last_sync >= self._fsync_interval:
+        if self._clock() - self._last_sync >= self._fsync_interval:
             self.sync()
 
     def _encode(self, results: list[Result], finished_at: str) -> bytes:
@@ -185,7 +188,7 @@ class ReportWriter:
     def sync(self) -> None:
         if self._fd is not None:
             sync(self._fd, self.path)
-            self._last_sync = time.monotonic()
+            self._last_sync = self._clock()
 
     def close(self) -> None:
         if self._fd is not None:

@@ -194,6 +194,22 @@ def test_journal_gives_every_whole_intent_back(tmp_path: Path) -> None:
     assert keys == {key_of("T1", "done"), key_of("T1", "maybe"), key_of("T1", "failed-one")}
 
 
+def test_a_torn_intent_is_cut_off_before_the_next_run_appends(tmp_path: Path) -> None:
+    # Found by the simulator (tests/sim, seed 1224): the next run's intent was glued
+    # onto the torn line, so a rerun after its cancel landed did not query it first:
+    # it sent the cancel again and reported the payment already_canceled.
+    path = tmp_path / "r.csv.journal"
+    journal = IntentJournal(path)
+    journal.record([("T1", "a")])
+    journal.close()
+    with open(path, "ab") as f:
+        f.write(b'["T1", "to')  # a power cut kept part of an intent never synced
+    rerun = IntentJournal(path)
+    rerun.record([("T1", "b")])
+    rerun.close()
+    assert list(IntentJournal.keys(path)) == [key_of("T1", "a"), key_of("T1", "b")]
+
+
 @pytest.mark.parametrize(
     ("name", "damage", "message"),
     [

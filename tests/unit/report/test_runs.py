@@ -9,7 +9,15 @@ from typing import Any
 import pytest
 
 from worker.errors import ReportError
-from worker.report.runs import Binding, check_binding, read_runs, recorded_inputs, run_count
+from worker.report.runs import (
+    Binding,
+    append_run,
+    check_binding,
+    read_runs,
+    recorded_inputs,
+    run_count,
+    runs_path,
+)
 
 DATA = b"payment_reference,merchant_number\nA,T1\nB,T1\n"
 REPORT = Path("night.report.csv")
@@ -128,3 +136,18 @@ def test_a_run_record_that_cannot_be_read_is_a_report_error(tmp_path: Path) -> N
     (tmp_path / "night.report.csv.runs.jsonl").mkdir()
     with pytest.raises(ReportError, match="cannot read run record"):
         read_runs(report)
+
+
+def test_a_record_torn_by_a_power_cut_is_cut_off_before_the_next_run_appends(
+    tmp_path: Path,
+) -> None:
+    # Found by the simulator (tests/sim): the next record was glued onto the torn line,
+    # and the run after that refused to start ("not a JSON object", exit 2).
+    report = tmp_path / "r.csv"
+    append_run(report, {"event": "start", "run_id": "a"})
+    with open(runs_path(report), "ab") as f:
+        f.write(b'{"event": "end", "run_')  # a power cut kept half of the end record
+    assert [r["run_id"] for r in read_runs(report)] == ["a"]
+    append_run(report, {"event": "start", "run_id": "b"})
+    append_run(report, {"event": "end", "run_id": "b"})
+    assert [r["run_id"] for r in read_runs(report)] == ["a", "b", "b"]

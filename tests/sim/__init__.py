@@ -1,0 +1,1 @@
+"""Deterministic simulation: seeded crash-and-resume nights against fakes (README, Reliability)."""
