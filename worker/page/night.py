@@ -6,6 +6,10 @@ their line. `canceled`, `already_canceled` and `checked` rows are never replaced
 (no rerun sends them again), so they are only counted; every other row is kept by
 its identity until the end, because a rerun may replace it. Memory therefore grows
 with the rows a rerun can replace (failed ones and follow-ups), not with the night.
+A report written by one run (its run record names one run, and every row says so)
+has no row that replaces another, so then nothing is kept per row at all: a dry run
+of ten million references is read in flat memory. A row of another run found on the
+way starts the pass again, keeping identities.
 """
 
 from __future__ import annotations
@@ -131,9 +135,12 @@ class _Gatherer:
     the night's totals at the end: one count per row, as this runs a million times.
     """
 
-    def __init__(self, night: Night, shard_of: Mapping[str, str]) -> None:
+    def __init__(
+        self, night: Night, shard_of: Mapping[str, str], one_run: str | None = None
+    ) -> None:
         self.night = night
         self._shard_of = shard_of
+        self._one_run = one_run  # the run_id of every row, when no row can replace another
         self._cells: Counter[tuple[str, str, str]] = Counter()
         self._money: Counter[tuple[str, str, str]] = Counter()  # (merchant, shard, currency)
         self._open: dict[Identity, _Open] = {}
@@ -142,6 +149,9 @@ class _Gatherer:
     def add(self, cells: Cells) -> None:
         """One row's cells, in `rows.FIELDS` order."""
         outcome, merchant, reference, run_id, finished_at, amount, currency = cells[:7]
+        one_run = self._one_run
+        if one_run is not None and run_id != one_run:
+            raise _NotOneRun
         merchant = merchant or ""
         shard = self._shard_of.get(run_id or "", "") if self._shard_of else ""
         minute = (finished_at or "")[:16]
@@ -169,7 +179,10 @@ class _Gatherer:
             return
         if outcome in _SETTLED:
             return
-        self._open[ident] = _Open(outcome, merchant, shard, amount, currency)
+        if one_run is None:
+            self._open[ident] = _Open(outcome, merchant, shard, amount, currency)
+        elif outcome == Outcome.NOT_CANCELABLE:  # final already: no later row replaces it
+            _hold(night, amount, currency)
         listed = self._listed.get(outcome)
         if listed is not None and len(listed) < LIST_LIMIT:
             line, state, detail = cells[7:10]
@@ -207,12 +220,21 @@ class _Gatherer:
                 night.shards.setdefault(shard, Breakdown()).released[currency] += units
         for row in self._open.values():
             if row.outcome == Outcome.NOT_CANCELABLE:
-                if row.amount is not None and row.currency:
-                    night.held[row.currency] += row.amount
-                else:
-                    night.held_unknown += 1
+                _hold(night, row.amount, row.currency)
         night.lists = {o: list(rows.values()) for o, rows in self._listed.items()}
         return night
+
+
+class _NotOneRun(Exception):
+    """A row of another run than the one recorded: rows may replace others after all."""
+
+
+def _hold(night: Night, amount: int | None, currency: str) -> None:
+    """A `not_cancelable` payment's money: still held by the card holder's bank."""
+    if amount is not None and currency:
+        night.held[currency] += amount
+    else:
+        night.held_unknown += 1
 
 
 def _shard_labels(runs: list[Run], merged: bool) -> dict[str, str]:
@@ -225,8 +247,16 @@ def _shard_labels(runs: list[Run], merged: bool) -> dict[str, str]:
 def gather(report: Path, records: list[dict[str, Any]] | None = None) -> Night:
     """Read `report` once, and its run records; raises ReportError, OSError."""
     runs, merged = runs_of(read_runs(report) if records is None else records)
-    night = Night(report=report, runs=runs, merged=merged)
-    gatherer = _Gatherer(night, _shard_labels(runs, merged is not None))
+    labels = _shard_labels(runs, merged is not None)
+    one_run = runs[0].run_id if merged is None and len(runs) == 1 else None
+    try:
+        return _gather(report, Night(report=report, runs=runs, merged=merged), labels, one_run)
+    except _NotOneRun:
+        return _gather(report, Night(report=report, runs=runs, merged=merged), labels, None)
+
+
+def _gather(report: Path, night: Night, labels: Mapping[str, str], one_run: str | None) -> Night:
+    gatherer = _Gatherer(night, labels, one_run)
     for cells in read_rows(report):
         gatherer.add(cells)
     return gatherer.finish()

@@ -10,7 +10,7 @@ import pytest
 from tests.unit.page.parse import Page, body_rows, read_page
 from tests.unit.page.reports import end_record, row, write_report
 from worker.page import night as night_module
-from worker.page.night import gather
+from worker.page.night import Night, gather
 from worker.page.render import page
 from worker.page.verdict import judge
 
@@ -203,3 +203,46 @@ def test_only_replaceable_rows_are_kept_while_reading(tmp_path: Path) -> None:
         night_module._Gatherer.finish = original  # type: ignore[method-assign]
     assert kept == [1]
     assert night.released == {"EUR": 5000}
+
+
+def _kept_while_reading(path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[list[int], Night]:
+    kept: list[int] = []
+    original = night_module._Gatherer.finish
+
+    def spy(self: night_module._Gatherer) -> night_module.Night:
+        kept.append(len(self._open))
+        return original(self)
+
+    monkeypatch.setattr(night_module._Gatherer, "finish", spy)
+    return kept, gather(path)
+
+
+def test_a_one_run_report_keeps_nothing_per_row_even_a_dry_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dry run's `would_cancel` rows could be replaced by a rerun, but a report of one
+    run has no later row: nothing is held per row (flat memory at ten million)."""
+    rows = [row(i + 2, f"W{i}", "would_cancel", run_id="only") for i in range(5000)]
+    rows.append(row(5002, "N", "not_cancelable", amount=700, currency="EUR", run_id="only"))
+    records = [{"event": "start", "run_id": "only"}, {"event": "end", "run_id": "only"}]
+    path = write_report(tmp_path / "dry.csv", rows, records)
+    kept, night = _kept_while_reading(path, monkeypatch)
+    assert kept == [0]
+    assert night.outcomes == {"would_cancel": 5000, "not_cancelable": 1}
+    assert night.held == {"EUR": 700}
+
+
+def test_a_row_of_another_run_reads_the_report_again_keeping_identities(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run record names one run, yet a row says another wrote it (an older tool,
+    an edit): the latest-row view must still win, so the pass starts again."""
+    rows = [
+        row(2, "A", "failed", run_id="one"),
+        row(2, "A", "canceled", amount=5, currency="EUR", run_id="two"),
+    ]
+    records = [{"event": "start", "run_id": "one"}]
+    path = write_report(tmp_path / "two.csv", rows, records)
+    kept, night = _kept_while_reading(path, monkeypatch)
+    assert kept == [0]  # the second pass: `A` was taken back when its canceled row came
+    assert night.outcomes == {"canceled": 1} and night.released == {"EUR": 5}
