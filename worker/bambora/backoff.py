@@ -7,8 +7,9 @@ wait exactly that: sooner would most likely be refused again, later wastes the r
 time. Otherwise full-jitter exponential backoff, uniform(0, min(30, 0.5 * 2**(n-1)))
 before try n + 1, so that workers that failed together do not retry together.
 
-Trouble is signalled by raising `RetryLater`; tenacity decides whether to retry
-(its `retry=` and `stop=`) and this module only how long to wait (its `wait=`).
+Trouble is signalled by raising `RetryLater`. Whoever retries decides whether to try
+again (the canceller's own loop; tenacity's `retry=` and `stop=` for the token
+requests); this module says only how long to wait, as a tenacity wait policy.
 """
 
 from __future__ import annotations

@@ -105,7 +105,11 @@ class Job:
         task = asyncio.current_task()
         assert task is not None
         queue, writer, ledger = self._queue, self.writer, self.ledger
-        while (send := await queue.get()) is not None and not ledger.stopped:
+        # Checked before waiting too: after a stop, a worker whose request just ended
+        # must not wait on a queue nobody fills any more (the grace period would pass).
+        while not ledger.stopped and (send := await queue.get()) is not None:
+            if ledger.stopped:  # taken but not sent: no row, the rerun sends it
+                return
             self._busy.add(task)
             try:
                 result = await self._process(send)
@@ -177,6 +181,8 @@ class Job:
         reading = asyncio.create_task(self._reader.run())
         reading.add_done_callback(self._reader_ended)
         self._workers = [asyncio.create_task(self._work()) for _ in range(self._concurrency)]
+        for task in self._workers:
+            task.add_done_callback(self._worker_ended)
         showing = asyncio.create_task(self._progress(view, every, total))
         try:
             workers: asyncio.Future[Any] = asyncio.gather(*self._workers, return_exceptions=True)
@@ -208,6 +214,13 @@ class Job:
         if not task.cancelled() and (exc := task.exception()) is not None:
             logs.log.error("internal_error", where="reading the input", error=repr(exc))
             self.ledger.stop(Stop.abort(f"the input could not be read: {exc!r}", graceful=True))
+
+    def _worker_ended(self, task: asyncio.Task[None]) -> None:
+        """A worker that breaks outside a row's processing (a bug) stops the run, loudly:
+        its reference's row would be missing, and the reader could wait for it forever."""
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            logs.log.error("internal_error", where="a worker", error=repr(exc))
+            self.ledger.stop(Stop.abort(f"a worker stopped: {exc!r}", graceful=True))
 
     async def _shutdown(self) -> None:
         for task in self._workers:

@@ -111,7 +111,7 @@ async def run_stages(
             report.close()
         except StorageError as exc:
             ledger.stop(Stop.abort(f"the report could not be written: {exc}"))
-    _settle_journal(journal, ledger, reading, tally)
+    _settle_journal(journal, ledger, reading, tally, writer.unwritten)
     return RunReport(
         mode=s.mode,
         strict=s.strict,
@@ -136,14 +136,16 @@ async def run_stages(
 
 
 def _settle_journal(
-    journal: IntentJournal | None, ledger: Ledger, reading: Reading, tally: Tally
+    journal: IntentJournal | None, ledger: Ledger, reading: Reading, tally: Tally, unwritten: int
 ) -> None:
-    """A complete run with nothing `failed` needs no journal; otherwise it is kept, and
-    one that cannot be kept stops the run (exit 3: the rerun cannot trust it)."""
+    """A complete run whose every row is in the report, none `failed`, needs no journal;
+    otherwise it is kept (a rerun queries what it names before any cancel), and one that
+    cannot be kept stops the run (exit 3: the rerun cannot trust it)."""
     if journal is None:
         return
     stopped = ledger.abort or ledger.guard or ledger.signal
-    if reading.done and not stopped and not tally.outcomes.get(Outcome.FAILED.value):
+    every_row = not unwritten and tally.rows_written + tally.rows_already_reported == reading.rows
+    if reading.done and not stopped and every_row and not tally.outcomes.get(Outcome.FAILED.value):
         journal.discard()
         return
     try:

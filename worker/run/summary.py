@@ -118,6 +118,7 @@ class RunReport:
         needs_person = NEEDS_PERSON_OUTCOMES | (FOLLOW_UP_OUTCOMES if self.strict else frozenset())
         if (
             self.reading.error is not None
+            or not self.reading.done  # read short without a stop: nothing must pass as done
             or self.rows_reported != self.reading.rows
             or self.reading.lines_lost
             or any(self.decisive.get(o.value) for o in needs_person)

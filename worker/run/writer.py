@@ -26,7 +26,7 @@ Usage::
     task = asyncio.create_task(writer.run())
     await writer.journaled("T1", "order-1")   # then send the cancel
     writer.add(result)
-    await writer.close()                      # writes what is left; the task ends
+    await writer.close(task)                  # writes what is left; the task ends
 """
 
 from __future__ import annotations
@@ -103,6 +103,7 @@ class Writer:
     async def journaled(self, merchant: str, reference: str) -> None:
         """Returns once this cancel's intent is durable; raises StorageError if it is
         not (then the cancel must not be sent)."""
+        assert self._journal is not None, "a cancel is journaled only where there is a journal"
         if self.failure is None:
             self._intents.append((merchant, reference))
             waiter = asyncio.get_running_loop().create_future()
@@ -126,6 +127,9 @@ class Writer:
                     self._write(rows)
                     if intents:
                         await self._journal_batch(intents)
+                except BaseException as exc:  # a bug, or the task cancelled mid-batch
+                    self._fail(f"the writer stopped: {exc!r}")  # before its waiters wake
+                    raise
                 finally:
                     _release(waiters)
                 if self._closing and not self._rows and not self._intents:
@@ -136,18 +140,18 @@ class Writer:
             raise
 
     async def close(self, task: asyncio.Task[None]) -> None:
-        """Write what is left and end `task` (this writer's `run`)."""
+        """Write what is left and end `task` (this writer's `run`). A task that died
+        (its failure already stopped the run) leaves its rows counted as unwritten."""
         self._closing = True
         self._wake.set()
-        await task
+        await asyncio.gather(task, return_exceptions=True)
+        self.unwritten += len(self._rows)
+        self._rows.clear()
 
     def _write(self, rows: list[Result]) -> None:
         for start in range(0, len(rows), WRITE_BATCH):
             batch = rows[start : start + WRITE_BATCH]
-            if self.failure is not None:
-                self.unwritten += len(batch)
-                continue
-            try:
+            try:  # tried even after a failure: a disk that was full may take it now
                 self._report.write(batch)
             except Exception as exc:  # a full disk or a bug: these rows are not on disk
                 self.unwritten += len(batch)

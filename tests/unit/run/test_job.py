@@ -204,7 +204,8 @@ async def test_a_full_disk_leaves_at_most_concurrency_processed_rows_unwritten(
             super().write(results)
 
     writer, processor = FillingWriter(), AnsweringProcessor()
-    job = make_job(tmp_path, [f"r{i}" for i in range(1000)], processor, writer, concurrency=8)
+    refs = [f"r{i}" for i in range(1000)]
+    job = make_job(tmp_path, refs, processor, writer, concurrency=8, journal=FakeJournal())
     await job.run(Quiet(), 60, None)
     assert job.ledger.abort is not None and "No space left" in job.ledger.abort.reason
     assert 1 <= len(processor.started) - writer.rows_written <= 8
@@ -323,3 +324,41 @@ async def test_a_reader_that_breaks_stops_the_run_instead_of_leaving_workers_wai
     read = await asyncio.wait_for(job.run(Quiet(), 60, None), 10)
     assert job.ledger.abort is not None and "a bug in admission" in job.ledger.abort.reason
     assert not read.done and writer.rows == []
+
+
+async def test_a_stop_while_the_queue_is_empty_does_not_wait_out_the_grace_period(
+    tmp_path: Path,
+) -> None:
+    """A stream that has nothing more yet: the worker whose request ends after the
+    stop must not go back to wait on the queue (the grace period would pass)."""
+    processor = FakeProcessor(hold={"r0"})
+    job = make_job(tmp_path, ["r0"], processor, FakeWriter(), concurrency=1, grace=60)
+    stalled = asyncio.Event()
+
+    async def one_then_nothing() -> None:  # a pipe whose producer went quiet
+        row = Row(2, "T1", "r0")
+        await job._queue.put(Send(row))
+        await stalled.wait()
+
+    job._reader.run = one_then_nothing  # type: ignore[method-assign]
+    run = asyncio.create_task(job.run(Quiet(), 60, None))
+    await processor.held.wait()
+    job.interrupt(signal.SIGTERM)
+    for _ in range(5):  # a few loop turns: the job is in its shutdown, waiting on the worker
+        await asyncio.sleep(0)
+    processor.release.set()  # the request in flight answers after the stop
+    await asyncio.wait_for(run, 5)  # not 60 s
+    assert [r.reference for r in job.writer._report.rows] == ["r0"]  # type: ignore[attr-defined]
+
+
+async def test_a_writer_that_breaks_mid_run_ends_the_run_as_an_abort(tmp_path: Path) -> None:
+    writer = FakeWriter()
+    job = make_job(tmp_path, [f"r{i}" for i in range(50)], FakeProcessor(), writer)
+
+    def broken_count(outcome: Outcome) -> None:
+        raise KeyError("a bug in the tally")
+
+    job.writer.tally.count = broken_count  # type: ignore[method-assign]
+    read = await asyncio.wait_for(job.run(Quiet(), 60, None), 10)
+    assert job.ledger.abort is not None and "the writer stopped" in job.ledger.abort.reason
+    assert job.writer.unwritten + writer.rows_written >= 1 and read.lines >= 1

@@ -78,7 +78,7 @@ async def test_rows_settled_by_an_earlier_run_are_counted_not_written() -> None:
 
 async def test_a_full_disk_counts_the_rows_lost_and_stops_the_run() -> None:
     aborts: list[str] = []
-    writer = Writer(Report(full=True), Tally(), on_failure=aborts.append)
+    writer = Writer(Report(full=True), Tally(), Journal(), on_failure=aborts.append)
     task = started(writer)
     writer.add(canceled(1))
     writer.add(canceled(2))  # adding never blocks, even with the disk full
