@@ -141,6 +141,7 @@ class _Gatherer:
         self.night = night
         self._shard_of = shard_of
         self._one_run = one_run  # the run_id of every row, when no row can replace another
+        self.other_run = False  # a row of another run came: this pass is void
         self._cells: Counter[tuple[str, str, str]] = Counter()
         self._money: Counter[tuple[str, str, str]] = Counter()  # (merchant, shard, currency)
         self._open: dict[Identity, _Open] = {}
@@ -151,7 +152,8 @@ class _Gatherer:
         outcome, merchant, reference, run_id, finished_at, amount, currency = cells[:7]
         one_run = self._one_run
         if one_run is not None and run_id != one_run:
-            raise _NotOneRun
+            self.other_run = True  # the caller reads the report again, keeping identities
+            return
         merchant = merchant or ""
         shard = self._shard_of.get(run_id or "", "") if self._shard_of else ""
         minute = (finished_at or "")[:16]
@@ -225,10 +227,6 @@ class _Gatherer:
         return night
 
 
-class _NotOneRun(Exception):
-    """A row of another run than the one recorded: rows may replace others after all."""
-
-
 def _hold(night: Night, amount: int | None, currency: str) -> None:
     """A `not_cancelable` payment's money: still held by the card holder's bank."""
     if amount is not None and currency:
@@ -249,14 +247,20 @@ def gather(report: Path, records: list[dict[str, Any]] | None = None) -> Night:
     runs, merged = runs_of(read_runs(report) if records is None else records)
     labels = _shard_labels(runs, merged is not None)
     one_run = runs[0].run_id if merged is None and len(runs) == 1 else None
-    try:
-        return _gather(report, Night(report=report, runs=runs, merged=merged), labels, one_run)
-    except _NotOneRun:
-        return _gather(report, Night(report=report, runs=runs, merged=merged), labels, None)
+    night = _gather(report, Night(report=report, runs=runs, merged=merged), labels, one_run)
+    if night is None:  # a row of another run: rows may replace others after all
+        night = _gather(report, Night(report=report, runs=runs, merged=merged), labels, None)
+        assert night is not None
+    return night
 
 
-def _gather(report: Path, night: Night, labels: Mapping[str, str], one_run: str | None) -> Night:
+def _gather(
+    report: Path, night: Night, labels: Mapping[str, str], one_run: str | None
+) -> Night | None:
+    """One pass; None when `one_run` was wrong (a row of another run came)."""
     gatherer = _Gatherer(night, labels, one_run)
     for cells in read_rows(report):
         gatherer.add(cells)
+        if gatherer.other_run:
+            return None
     return gatherer.finish()
