@@ -101,6 +101,10 @@ class AnsweringProcessor(FakeProcessor):
         return await super().process(row, maybe_landed=maybe_landed)
 
 
+def _storage(ledger: Ledger, why: str) -> None:
+    ledger.stop(Stop.abort(why, graceful=True))
+
+
 def complete(job: Job, read: Reading) -> bool:
     ledger = job.ledger
     return read.done and not (ledger.abort or ledger.guard or ledger.signal)
@@ -118,6 +122,7 @@ def make_job(
     journal: FakeJournal | None = None,
     prior: PriorRows | None = None,
     clock: Callable[[], float] = time.monotonic,
+    max_sends: int | None = None,
 ) -> Job:
     """`processor.writer` is set to the job's writer when it has that field."""
     path = tmp_path / "in.csv"
@@ -130,11 +135,20 @@ def make_job(
         pending=set(),
     )
     ledger = Ledger()
-    stages = Writer(writer, Tally(), journal, on_failure=lambda why: ledger.stop(Stop.abort(why)))
+    # as stages.run_stages: a failed write lets the requests on the wire finish
+    stages = Writer(writer, Tally(), journal, on_failure=lambda why: _storage(ledger, why))
     if isinstance(processor, AnsweringProcessor):
         processor.writer = stages
     queue: asyncio.Queue[Send | None] = asyncio.Queue(READ_AHEAD)
-    reader = Reader(open_input(str(path)), admission, queue, stages, workers=concurrency)
+    reader = Reader(
+        open_input(str(path)),
+        admission,
+        queue,
+        stages,
+        workers=concurrency,
+        max_sends=max_sends,
+        on_cap=lambda why: ledger.stop(Stop.guard(why, closes_gate=False)),
+    )
     return Job(
         reader=reader,
         queue=queue,
@@ -362,3 +376,13 @@ async def test_a_writer_that_breaks_mid_run_ends_the_run_as_an_abort(tmp_path: P
     read = await asyncio.wait_for(job.run(Quiet(), 60, None), 10)
     assert job.ledger.abort is not None and "the writer stopped" in job.ledger.abort.reason
     assert job.writer.unwritten + writer.rows_written >= 1 and read.lines >= 1
+
+
+async def test_the_cap_stops_reading_and_what_was_read_is_still_sent(tmp_path: Path) -> None:
+    writer = FakeWriter()
+    refs = [f"r{i}" for i in range(20)]
+    job = make_job(tmp_path, refs, FakeProcessor(), writer, max_sends=5)
+    read = await asyncio.wait_for(job.run(Quiet(), 60, None), 10)
+    assert sorted(r.reference for r in writer.rows) == [f"r{i}" for i in range(5)]
+    assert job.ledger.guard is not None and job.ledger.guard.code == 4
+    assert not job.ledger.gate.stopped and not read.done and read.rows == 5
