@@ -109,6 +109,7 @@ class Job:
         # must not wait on a queue nobody fills any more (the grace period would pass).
         while not ledger.stopped and (send := await queue.get()) is not None:
             if ledger.stopped:  # taken but not sent: no row, the rerun sends it
+                ledger.not_sent += 1
                 return
             self._busy.add(task)
             try:
