@@ -277,8 +277,13 @@ class Canceller:
         return self._wait(state)
 
     async def _admit(self) -> None:
-        admit = self._health.admit()  # at once, unless an outage holds us: then raced
-        await (self._gate.wait(admit) if self._health.is_open else admit)
+        """Pass the outage gate: at once unless an outage holds us (then raced against a
+        stop). The usual case builds no coroutine: it runs for every request."""
+        health = self._health
+        if health.is_open:
+            await self._gate.wait(health.admit())
+        else:
+            health.check_give_up()  # what `admit` does while the gate is closed
 
     @staticmethod
     def _result(row: Row, exchange: _Exchange, outcome: Outcome, detail: str | None) -> Result:

@@ -42,6 +42,7 @@ from worker.run.summary import Tally
 
 #: Rows written with one `write` call at most.
 WRITE_BATCH = 512
+_DUPLICATE = Outcome.DUPLICATE.value
 
 
 class RowWriter(Protocol):
@@ -196,9 +197,11 @@ def _why(exc: Exception) -> str:
 
 
 def _count(batch: list[Result], tally: Tally) -> None:
+    outcomes = [r.outcome.value for r in batch]
+    tally.outcomes.update(outcomes)  # Counter's C loop: this runs for every row
+    tally.decisive.update([o for o in outcomes if o != _DUPLICATE])
     debug = logs.is_debug()  # checked once per batch: the hot path builds no event
     for r in batch:
-        tally.count(r.outcome)
         if r.outcome is Outcome.CANCELED and r.amount is not None and r.currency:
             tally.released[r.currency] += r.amount
         elif r.outcome is Outcome.CHECKED and r.payment_state:

@@ -22,6 +22,7 @@ from worker.input.source import open_input
 from worker.model import Outcome, Result, Row
 from worker.observe.progress import Snapshot
 from worker.report.resume import RUN, ByLine, PriorRows
+from worker.run import writer as writer_module
 from worker.run.job import Job
 from worker.run.ledger import Ledger, Stop
 from worker.run.reader import READ_AHEAD, Reader
@@ -365,14 +366,16 @@ async def test_a_stop_while_the_queue_is_empty_does_not_wait_out_the_grace_perio
     assert [r.reference for r in job.writer._report.rows] == ["r0"]  # type: ignore[attr-defined]
 
 
-async def test_a_writer_that_breaks_mid_run_ends_the_run_as_an_abort(tmp_path: Path) -> None:
+async def test_a_writer_that_breaks_mid_run_ends_the_run_as_an_abort(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     writer = FakeWriter()
     job = make_job(tmp_path, [f"r{i}" for i in range(50)], FakeProcessor(), writer)
 
-    def broken_count(outcome: Outcome) -> None:
-        raise KeyError("a bug in the tally")
+    def broken_count(batch: list[Result], tally: Tally) -> None:
+        raise KeyError("a bug in the counting")
 
-    job.writer.tally.count = broken_count  # type: ignore[method-assign]
+    monkeypatch.setattr(writer_module, "_count", broken_count)
     read = await asyncio.wait_for(job.run(Quiet(), 60, None), 10)
     assert job.ledger.abort is not None and "the writer stopped" in job.ledger.abort.reason
     assert job.writer.unwritten + writer.rows_written >= 1 and read.lines >= 1
