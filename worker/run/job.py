@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any, Protocol
 
 from worker.control.guard import RejectionGuard
@@ -180,10 +181,10 @@ class Job:
                 loop.add_signal_handler(signum, self.interrupt, signum)
         writing = asyncio.create_task(self.writer.run())
         reading = asyncio.create_task(self._reader.run())
-        reading.add_done_callback(self._reader_ended)
+        reading.add_done_callback(partial(self._broke, "reading the input"))
         self._workers = [asyncio.create_task(self._work()) for _ in range(self._concurrency)]
         for task in self._workers:
-            task.add_done_callback(self._worker_ended)
+            task.add_done_callback(partial(self._broke, "a worker"))
         showing = asyncio.create_task(self._progress(view, every, total))
         try:
             workers: asyncio.Future[Any] = asyncio.gather(*self._workers, return_exceptions=True)
@@ -210,18 +211,12 @@ class Job:
                     loop.remove_signal_handler(signum)
         return read
 
-    def _reader_ended(self, task: asyncio.Task[None]) -> None:
-        """A reader that breaks (a bug) would leave the workers waiting forever."""
+    def _broke(self, where: str, task: asyncio.Task[None]) -> None:
+        """A stage that breaks (a bug) stops the run, loudly: a broken reader would leave
+        the workers waiting forever, a broken worker its reference without a row."""
         if not task.cancelled() and (exc := task.exception()) is not None:
-            logs.log.error("internal_error", where="reading the input", error=repr(exc))
-            self.ledger.stop(Stop.abort(f"the input could not be read: {exc!r}", graceful=True))
-
-    def _worker_ended(self, task: asyncio.Task[None]) -> None:
-        """A worker that breaks outside a row's processing (a bug) stops the run, loudly:
-        its reference's row would be missing, and the reader could wait for it forever."""
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            logs.log.error("internal_error", where="a worker", error=repr(exc))
-            self.ledger.stop(Stop.abort(f"a worker stopped: {exc!r}", graceful=True))
+            logs.log.error("internal_error", where=where, error=repr(exc))
+            self.ledger.stop(Stop.abort(f"a bug stopped {where}: {exc!r}", graceful=True))
 
     async def _shutdown(self) -> None:
         for task in self._workers:

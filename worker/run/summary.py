@@ -29,6 +29,9 @@ class Calls:
     throttled: int = 0
 
 
+_DUPLICATE = Outcome.DUPLICATE.value
+
+
 @dataclass
 class Tally:
     """The report's rows as the writer wrote them: counts in the latest-row view."""
@@ -47,6 +50,11 @@ class Tally:
         self.outcomes[outcome.value] += 1
         if outcome is not Outcome.DUPLICATE:
             self.decisive[outcome.value] += 1
+
+    def count_many(self, outcomes: list[str]) -> None:
+        """`count` for a batch of outcome values, in Counter's C loop (every row)."""
+        self.outcomes.update(outcomes)
+        self.decisive.update([o for o in outcomes if o != _DUPLICATE])
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,6 @@ from worker.run.summary import Tally
 
 #: Rows written with one `write` call at most.
 WRITE_BATCH = 512
-_DUPLICATE = Outcome.DUPLICATE.value
 
 
 class RowWriter(Protocol):
@@ -117,26 +116,23 @@ class Writer:
     async def run(self) -> None:
         """The task: one batch per turn, until `close` and nothing is left. However it
         ends otherwise (a bug, a cancel), nobody is left waiting and nothing more is sent."""
+        flushing: list[asyncio.Future[None]] = []  # the waiters of the batch in hand
         try:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
                 rows, self._rows = self._rows, []
                 intents, self._intents = self._intents, []
-                waiters, self._waiters = self._waiters, []
-                try:
-                    self._write(rows)
-                    if intents:
-                        await self._journal_batch(intents)
-                except BaseException as exc:  # a bug, or the task cancelled mid-batch
-                    self._fail(f"the writer stopped: {exc!r}")  # before its waiters wake
-                    raise
-                finally:
-                    _release(waiters)
+                flushing, self._waiters = self._waiters, []
+                self._write(rows)
+                if intents:
+                    await self._journal_batch(intents)
+                _release(flushing)
                 if self._closing and not self._rows and not self._intents:
                     return
         except BaseException as exc:
-            self._fail(f"the writer stopped: {exc!r}")
+            self._fail(f"the writer stopped: {exc!r}")  # first: the waiters then raise
+            _release(flushing)
             _release(self._waiters)
             raise
 
@@ -163,7 +159,8 @@ class Writer:
 
     async def _journal_batch(self, intents: list[tuple[str, str]]) -> None:
         journal = self._journal
-        if self.failure is not None or journal is None:
+        assert journal is not None  # intents come only through `journaled`, which checks
+        if self.failure is not None:
             return
         try:
             journal.append(intents)
@@ -197,9 +194,7 @@ def _why(exc: Exception) -> str:
 
 
 def _count(batch: list[Result], tally: Tally) -> None:
-    outcomes = [r.outcome.value for r in batch]
-    tally.outcomes.update(outcomes)  # Counter's C loop: this runs for every row
-    tally.decisive.update([o for o in outcomes if o != _DUPLICATE])
+    tally.count_many([r.outcome.value for r in batch])
     debug = logs.is_debug()  # checked once per batch: the hot path builds no event
     for r in batch:
         if r.outcome is Outcome.CANCELED and r.amount is not None and r.currency:
