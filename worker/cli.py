@@ -13,13 +13,11 @@ turns one into its "Error: " line and its code.
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import os
 import shlex
 import sys
 import textwrap
-from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, ClassVar, NoReturn
 
@@ -32,6 +30,7 @@ from worker.exits import Exit, help_text
 from worker.model import Mode
 from worker.observe import logs
 from worker.options import OTHER_PANEL, check_environment, job_options
+from worker.run import eventloop
 from worker.run.prepare import Prepared, prepare
 from worker.settings import build_settings
 
@@ -40,17 +39,6 @@ def _fail(exc: CancelWorkerError) -> NoReturn:
     """An error of the worker's tree: its one line, then its class's exit code."""
     click.echo(f"Error: {logs.mask(str(exc))}", err=True)
     sys.exit(int(exc.exit_code))
-
-
-def _run_loop(main: Callable[[], Coroutine[Any, Any, int]], use_uvloop: bool) -> int:
-    if use_uvloop:
-        try:
-            import uvloop
-        except ImportError:  # pragma: no cover - uvloop is optional off Linux/macOS
-            pass
-        else:
-            return uvloop.run(main())
-    return asyncio.run(main())
 
 
 def _refusal(prepared: Prepared) -> str | None:
@@ -82,6 +70,7 @@ def _job(mode: Mode, kw: dict[str, Any]) -> None:
     settings = build_settings(mode, kw, os.environ)
     logs.configure(settings.log_format, settings.log_level)
     logs.REDACTOR.add(*settings.credentials.secrets())
+    eventloop.tune_collector()
     prepared = prepare(settings)
     try:  # the preview's exact count reads the file once more: InputError
         refusal = _refusal(prepared)
@@ -94,7 +83,7 @@ def _job(mode: Mode, kw: dict[str, Any]) -> None:
     from worker.run.main import execute
 
     command = shlex.join(["cancel-worker", *sys.argv[1:]])
-    sys.exit(_run_loop(lambda: execute(prepared, command), settings.use_uvloop))
+    sys.exit(eventloop.run_loop(lambda: execute(prepared, command), settings.use_uvloop))
 
 
 def _commands() -> list[click.Command]:
