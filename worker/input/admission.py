@@ -113,8 +113,16 @@ class Admission:
         return self.chunk([parsed])[0]
 
     def chunk(self, batch: list[Parsed]) -> list[Admitted]:
-        merchant, shard = self._merchant, self._shard
-        items, keys = screen_batch(batch, merchant, shard)
+        return self.decide(*self.screen(batch))
+
+    def screen(self, batch: list[Parsed]) -> tuple[list[Row | Rejected | None], list[bytes | None]]:
+        """`screen_batch` with this run's merchant and shard."""
+        return screen_batch(batch, self._merchant, self._shard)
+
+    def decide(
+        self, items: list[Row | Rejected | None], keys: list[bytes | None]
+    ) -> list[Admitted]:
+        """A chunk already screened (`screen_batch`, maybe by the pre-pass), decided."""
         self._prefetch(items, keys)
         decide = self._decide
         return [

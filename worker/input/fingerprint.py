@@ -85,6 +85,11 @@ class Verifier:
         """The size the pre-pass read: the run reads no further."""
         return self._fp.size
 
+    @property
+    def taken(self) -> int:
+        """Bytes fed so far (a block's worth may be held, not yet checked)."""
+        return self._size
+
     def wanted(self) -> int:
         """How many bytes to read next: to the end of the current block, at most to the
         size the pre-pass read (0: all of it was read)."""

@@ -21,7 +21,7 @@ from collections.abc import AsyncGenerator, Iterator
 from typing import IO
 
 from worker.errors import InputError
-from worker.input.fingerprint import Digest, Fingerprint, Verifier
+from worker.input.fingerprint import BLOCK, Digest, Fingerprint, Verifier
 from worker.input.header import Columns, delimiter_option, parse_header
 from worker.input.lines import CHUNK, GZIP_MAGIC, MAX_LINE, Gunzip, Lines
 from worker.input.parsed import Parsed
@@ -94,10 +94,12 @@ class Source:
         self._gunzip = gunzip
         self._parser = RowParser(self.format, self.columns, self.multiline)
         self._rows = 0
+        self.bytes_fed = 0  # raw bytes parsed so far (gzip or not)
 
     def feed(self, data: bytes) -> list[Parsed]:
         """Rows completed by `data` (raw bytes as read, gzip or not)."""
         assert self._parser is not None
+        self.bytes_fed += len(data)
         if self.digest is not None:
             self.digest.update(data)
         if self._gunzip is not None:
@@ -124,6 +126,23 @@ class Source:
         """Read only the bytes a first pass fingerprinted, each checked before it is
         parsed (see `fingerprint`); raises `InputChanged` when they differ."""
         self._verifier = Verifier(fingerprint, self.name)
+
+    def check_to(self, offset: int) -> None:
+        """Read and check, without parsing, the bytes up to `offset` and the rest of its
+        block (see `expect`): for rows the pre-pass kept (`screened`), so that they are
+        sent only while the file still holds what was counted. Raises `InputChanged`."""
+        check = self._verifier
+        assert check is not None, "check_to needs expect() first"
+        if self.head:
+            head, self.head = self.head, b""
+            check.feed(head)
+        while (check.taken < offset or check.taken % BLOCK) and (want := check.wanted()):
+            data = os.read(self.fd, want)
+            if not data:
+                check.finish()  # raises: the file is shorter than when it was counted
+            check.feed(data)
+        if not check.wanted():
+            check.finish()
 
     def grown(self) -> int:
         """Bytes the file holds beyond what its first pass read (not read by this one)."""

@@ -87,7 +87,7 @@ async def _execute(prepared: Prepared, command: str, wait: WaitBaseT) -> int:
             view=view,
             every=every,
         )
-        if run.reading.done and prepared.source.rows_seen == 0:
+        if run.reading.done and run.reading.rows_seen == 0:
             logs.log.warning(
                 "empty_input",
                 input=s.input,

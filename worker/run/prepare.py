@@ -23,6 +23,7 @@ from worker.input.dedup import CandidateDeduper, CandidateFinder, Deduper, Exact
 from worker.input.fingerprint import Fingerprint, Recorder
 from worker.input.head import fresh_head, head_digest
 from worker.input.lines import GZIP_MAGIC
+from worker.input.screened import Keeper, Screened
 from worker.input.source import Source, open_input
 from worker.model import Mode, Rejected
 from worker.observe import logs
@@ -56,6 +57,7 @@ class Prepared:
     left: int | None = None  # rows of this shard the report does not yet settle
     counts: Counts | None = None  # references to send (files only), exact when asked
     binding: Binding | None = None  # what this run records before its first request
+    screened: Screened | None = None  # a small file's rows, screened once (see screened)
 
     @property
     def to_send(self) -> Counter[str] | None:
@@ -130,6 +132,7 @@ def _prepare(settings: Settings, lock: ReportLock, store: SpillStore) -> Prepare
         deduper: Deduper = ExactDeduper(KeyMap(store))
         total = left = sha = None
         counts: Counts | None = None
+        screened: Screened | None = None
         if source.rereadable:
             source.digest = None  # the pre-pass hashes the file
             survey = _prepass(settings, source, prior)
@@ -148,6 +151,7 @@ def _prepare(settings: Settings, lock: ReportLock, store: SpillStore) -> Prepare
                 survey = _prepass(settings, source, prior)
             source.expect(survey.fingerprint)  # the run reads what the pre-pass counted
             deduper, total, left = survey.deduper, survey.rows, survey.left
+            screened = survey.screened
             sha = survey.fingerprint.sha256
             counts = Counts(
                 settings,
@@ -190,6 +194,7 @@ def _prepare(settings: Settings, lock: ReportLock, store: SpillStore) -> Prepare
         left,
         counts,
         binding,
+        screened,
     )
 
 
@@ -301,21 +306,34 @@ class Survey:
     candidates: dict[bytes, int]  # keys that may repeat -> the offer that made them one
     #: what the input's lines add to the by-line resume's proof (see `resume.ByLine`)
     proof: int = 0
+    screened: Screened | None = None  # every row screened, when the file is small
 
 
 def _prepass(settings: Settings, run_source: Source, prior: PriorRows) -> Survey:
     """First read of a file: count rows, find keys that may repeat (see `dedup`), count
-    what an earlier run settled and what this one would send, fingerprint the bytes."""
+    what an earlier run settled and what this one would send, fingerprint the bytes;
+    keep a small file's screened rows for the run (see `screened`)."""
     source = _open(settings)
     source.digest = recorder = Recorder()
-    finder = CandidateFinder(run_source.estimated_lines())
+    expected = run_source.estimated_lines()
+    finder = CandidateFinder(expected)
+    keeper = Keeper(expected)
     rows = settled = proof = 0
     to_send: Counter[str] = Counter()
     by_line = prior if isinstance(prior, ByLine) else None
+    fresh = prior.rows == 0  # nothing reported yet: nothing settled, nothing to prove
     merchant, shard = settings.merchant, settings.shard
     try:
         for batch in source.batches():
             items, keys = screen_batch(batch, merchant, shard)
+            keeper.keep((items, keys), source.bytes_fed)
+            if fresh:
+                for item, key in zip(items, keys, strict=True):
+                    if item is not None:
+                        rows += 1
+                        if key is not None and not finder.offer(key):
+                            to_send[item.merchant] += 1
+                continue
             prior.prefetch(
                 [k for k in keys if k is not None], [i.line for i in items if i is not None]
             )
@@ -339,6 +357,7 @@ def _prepass(settings: Settings, run_source: Source, prior: PriorRows) -> Survey
         raise InputError(f"cannot read input {settings.input}: {exc}") from None
     finally:
         source.close()
+    screened = keeper.screened(source)
     return Survey(
         CandidateDeduper(finder.candidates),
         rows,
@@ -347,4 +366,5 @@ def _prepass(settings: Settings, run_source: Source, prior: PriorRows) -> Survey
         to_send,
         finder.candidates,
         proof & ((1 << 64) - 1),
+        screened,
     )

@@ -1,7 +1,9 @@
 """Reader: the input's rows, admitted, onto the workers' queue.
 
 It reads the input a chunk at a time (`input.source.read_batches`: through the event
-loop, so a slow pipe holds up nobody), has `Admission` decide each row, and puts the
+loop, so a slow pipe holds up nobody), or, for a small file, takes the chunks the
+pre-pass already read and screened (`input.screened`: such a file is read once), has
+`Admission` decide each row, and puts the
 references to send on a bounded `asyncio.Queue`; the bound (`READ_AHEAD`) is how far
 reading runs ahead of the workers, so what a stop leaves read but unsent is small (the
 rerun sends it). Rows not to send go to the writer: invalid and duplicate rows as
@@ -17,11 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 from worker.errors import InputError
 from worker.input.admission import Admission, Reported, Send
 from worker.input.parsed import Parsed
+from worker.input.screened import Batch, Screened
 from worker.input.source import Source, read_batches
 from worker.observe import logs
 from worker.run.summary import Reading
@@ -52,7 +55,10 @@ class Reader:
         workers: int,
         max_sends: int | None = None,
         on_cap: Callable[[str], None] = lambda reason: None,
+        screened: Screened | None = None,
     ) -> None:
+        """`screened`: the whole of `source` as the pre-pass screened it (then the
+        file is not read again)."""
         self._source = source
         self._admission = admission
         self._queue = queue
@@ -60,7 +66,10 @@ class Reader:
         self._workers = workers
         self._max_sends = max_sends
         self._on_cap = on_cap
-        self._batches: AsyncGenerator[list[Parsed], None] = read_batches(source)
+        self._screened = screened
+        self._batches: AsyncGenerator[Batch, None] = (
+            _kept(screened, source) if screened else self._screen(read_batches(source))
+        )
         self._rows = 0
         self._sends = 0
         self._done = False
@@ -79,8 +88,8 @@ class Reader:
 
     async def _read(self) -> None:
         queue, writer, cap = self._queue, self._writer, self._max_sends
-        async for batch in self._batches:
-            for admitted in self._admission.chunk(batch):
+        async for items, keys in self._batches:
+            for admitted in self._admission.decide(items, keys):
                 if admitted is None:  # another shard's row
                     continue
                 if isinstance(admitted, Send):
@@ -112,11 +121,26 @@ class Reader:
                 "and sent: the rest is for a rerun (with --allow-changed-input)",
             )
         source.close()
+        read = self._screened or source  # what counted the lines: the pre-pass, or this read
         return Reading(
             done=done,
             error=self._error,
             rows=self._rows,
-            lines=source.lines_seen,
-            lines_lost=source.lines_seen - source.lines_accounted if done else 0,
-            blank_rows=source.blank_rows,
+            lines=read.lines_seen,
+            lines_lost=read.lines_seen - read.lines_accounted if done else 0,
+            blank_rows=read.blank_rows,
+            rows_seen=read.rows_seen,
         )
+
+    async def _screen(self, batches: AsyncIterator[list[Parsed]]) -> AsyncGenerator[Batch, None]:
+        async for batch in batches:
+            yield self._admission.screen(batch)
+
+
+async def _kept(screened: Screened, source: Source) -> AsyncGenerator[Batch, None]:
+    """The pre-pass's chunks, each once the file's bytes it came from are checked to
+    be what was counted (InputChanged if not), with a turn of the loop after each."""
+    for batch, end in zip(screened.batches, screened.ends, strict=True):
+        source.check_to(end)
+        yield batch
+        await asyncio.sleep(0)

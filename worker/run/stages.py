@@ -88,6 +88,7 @@ async def run_stages(
                     workers=s.concurrency,
                     max_sends=s.max_references,
                     on_cap=lambda why: ledger.stop(Stop.guard(why, closes_gate=False)),
+                    screened=prepared.screened,
                 ),
                 queue=queue,
                 processor=sender.canceller,

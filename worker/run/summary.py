@@ -67,6 +67,7 @@ class Reading:
     lines: int = 0  # physical lines read
     lines_lost: int = 0  # lines that became neither header, row nor blank
     blank_rows: int = 0
+    rows_seen: int = 0  # rows parsed, of any shard: 0 after a whole read is a header alone
 
 
 @dataclass(frozen=True)

@@ -332,10 +332,10 @@ async def test_a_reader_that_breaks_stops_the_run_instead_of_leaving_workers_wai
     writer = FakeWriter()
     job = make_job(tmp_path, [f"r{i}" for i in range(10)], FakeProcessor(), writer)
 
-    def broken(batch: object) -> list[object]:
+    def broken(items: object, keys: object) -> list[object]:
         raise RuntimeError("a bug in admission")
 
-    job._reader._admission.chunk = broken  # type: ignore[method-assign]
+    job._reader._admission.decide = broken  # type: ignore[method-assign]
     read = await asyncio.wait_for(job.run(Quiet(), 60, None), 10)
     assert job.ledger.abort is not None and "a bug in admission" in job.ledger.abort.reason
     assert not read.done and writer.rows == []
