@@ -10,6 +10,8 @@ import hashlib
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.inprocess import run_job
 from tests.support import (
     cancel_requests,
@@ -20,6 +22,7 @@ from tests.support import (
     sandbox,
     write_csv,
 )
+from worker.input import screened
 
 FAST = ("--rate", "2000", "--concurrency", "8", "--log-format", "json")
 
@@ -31,6 +34,15 @@ QUOTE_THEN_QUOTE = (
     'Q-3,T1,a 5" screen\n'
     "Q-4,T1,fine\n"
 )
+
+
+@pytest.fixture(params=["read once", "read again"])
+def reads(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways a run reads a file: from the pre-pass's screened rows (a small file,
+    as these are) or a second read (a file past `READ_ONCE_ROWS`)."""
+    if request.param == "read again":
+        monkeypatch.setattr(screened, "READ_ONCE_ROWS", 0)
+    return str(request.param)
 
 
 def append(path: Path, text: str) -> None:
@@ -118,7 +130,7 @@ async def test_a_torn_last_row_inside_a_multiline_cell_is_repaired(tmp_path: Pat
 
 
 async def test_an_input_that_grows_during_the_run_sends_only_what_was_counted(
-    tmp_path: Path,
+    tmp_path: Path, reads: str
 ) -> None:
     src = write_csv(tmp_path / "grow.csv", [(f"grow-{i:03d}", "T1") for i in range(300)])
     counted = src.read_bytes()
@@ -224,7 +236,7 @@ def overwrite(path: Path, old: bytes, new: bytes) -> None:
 
 
 async def test_an_input_edited_in_place_during_the_run_stops_at_the_edit(
-    tmp_path: Path,
+    tmp_path: Path, reads: str
 ) -> None:
     # 1,000 rows of ~260 bytes: four 64 KiB blocks; row 650 lies in the third
     rows = [(f"ed-{i:05d}", "T1", "x" * 240) for i in range(1000)]

@@ -53,7 +53,8 @@ class Screened:
 class Keeper:
     """Keeps a pass's screened chunks while the file stays within `READ_ONCE_ROWS`."""
 
-    def __init__(self, expected_lines: int, limit: int = READ_ONCE_ROWS) -> None:
+    def __init__(self, expected_lines: int, limit: int | None = None) -> None:
+        limit = READ_ONCE_ROWS if limit is None else limit  # read now: tests lower it
         self._limit = limit
         self._batches: list[Batch] | None = [] if expected_lines <= limit else None
         self._ends: list[int] = []

@@ -7,7 +7,9 @@ from pathlib import Path
 
 from worker.input.admission import Admission, Send
 from worker.input.dedup import ExactDeduper
-from worker.input.source import open_input
+from worker.input.fingerprint import BLOCK, Recorder
+from worker.input.screened import Keeper, Screened
+from worker.input.source import Source, open_input
 from worker.keys import key_of
 from worker.model import Outcome, Result
 from worker.report.resume import RUN, ByLine, PriorRows
@@ -51,9 +53,14 @@ class Harness:
         prior: PriorRows | None = None,
         pending: set[bytes] | None = None,
         max_sends: int | None = None,
+        read_once: bool = False,
     ) -> None:
         path = tmp_path / "in.csv"
         path.write_text("payment_reference,merchant_number\n" + "".join(f"{x}\n" for x in lines))
+        self.path = path
+        self.source = open_input(str(path))
+        # read_once: as prepare does for a small file, a first pass screens and keeps
+        self.screened = _first_pass(path, self.source) if read_once else None
         admission = Admission(
             merchant=None,
             shard=Shard(),
@@ -66,13 +73,14 @@ class Harness:
         self.caps: list[str] = []
         self.queue = Watched(READ_AHEAD)
         self.reader = Reader(
-            open_input(str(path)),
+            self.source,
             admission,
             self.queue,
             self.writer,
             workers=WORKERS,
             max_sends=max_sends,
             on_cap=self.caps.append,
+            screened=self.screened,
         )
 
     async def drain(self) -> tuple[list[Send], Reading]:
@@ -90,6 +98,22 @@ class Harness:
         await reading
         await self.writer.close(writing)
         return sends, await self.reader.close()
+
+
+def _first_pass(path: Path, run: Source) -> Screened:
+    counted = open_input(str(path))
+    counted.digest = recorder = Recorder()
+    keeper = Keeper(counted.estimated_lines())
+    admission = Admission(
+        merchant=None, shard=Shard(), deduper=ExactDeduper(), prior=ByLine(RUN), pending=set()
+    )
+    for batch in counted.batches():
+        keeper.keep(admission.screen(batch), counted.bytes_fed)
+    counted.close()
+    run.expect(recorder.fingerprint())
+    kept = keeper.screened(counted)
+    assert kept is not None
+    return kept
 
 
 async def test_every_row_is_queued_once_in_order_then_one_end_per_worker(tmp_path: Path) -> None:
@@ -140,3 +164,42 @@ async def test_max_references_stops_reading_at_the_cap(tmp_path: Path) -> None:
     assert [s.row.reference for s in sends] == ["r0", "r1", "r2", "r3"]
     assert len(h.caps) == 1 and "--max-references 4" in h.caps[0]
     assert read.rows == 4 and not read.done
+
+
+async def test_a_small_file_is_admitted_from_the_first_pass_exactly_as_from_a_second_read(
+    tmp_path: Path,
+) -> None:
+    prior = ByLine(RUN)
+    prior.add(5, "T1", "done", Outcome.CANCELED)
+    lines = ["a,T1", ",T1", "a,T1", "done,T1", *(f"r{i},T1" for i in range(3000)), "b,T2"]
+    pending = {key_of("T1", "r7")}
+    runs = []
+    for read_once in (False, True):
+        h = Harness(tmp_path, lines, prior=prior, pending=pending, read_once=read_once)
+        sends, read = await h.drain()
+        runs.append(([(s.row, s.maybe_landed) for s in sends], h.report.rows, h.tally, read))
+        parsed_by_the_run = h.source.rows_seen
+    assert runs[0] == runs[1]
+    assert runs[1][3].rows_seen == len(lines) and runs[1][3].done
+    assert parsed_by_the_run == 0  # the run read the file's bytes to check them, no more
+
+
+async def test_a_kept_row_is_not_sent_once_its_block_changed_under_the_run(tmp_path: Path) -> None:
+    h = Harness(tmp_path, [f"row-{i:06d},T1" for i in range(20_000)], read_once=True)
+    data = h.path.read_bytes()
+    at = data.index(b"row-012000")  # in the third 64 KiB block
+    assert 2 * BLOCK <= at < 3 * BLOCK
+    with h.path.open("r+b") as f:  # edited in place after the count, before the run
+        f.seek(at)
+        f.write(b"row-000001")
+    sends, read = await h.drain()
+    assert read.error is not None and "changed during the run" in read.error
+    assert not read.done
+    header = data.index(b"\n") + 1
+
+    def rows_before(offset: int) -> int:  # rows whose bytes all lie before `offset`
+        return (offset - header) // len(b"row-000000,T1\n")
+
+    # nothing of the changed block went out; all of the first block did
+    assert rows_before(BLOCK) <= len(sends) <= rows_before(2 * BLOCK)
+    assert [s.row.reference for s in sends] == [f"row-{i:06d}" for i in range(len(sends))]
