@@ -15,8 +15,9 @@ way starts the pass again, keeping identities.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,8 @@ LISTED: tuple[Outcome, ...] = (
     Outcome.REJECTED,
     Outcome.FAILED,
 )
+#: Rows folded together (`_Gatherer.add_many`).
+CHUNK_ROWS = 4096
 #: Never followed by another row of the same reference (see the module docstring).
 _SETTLED = frozenset(o.value for o in (Outcome.CANCELED, Outcome.ALREADY_CANCELED, Outcome.CHECKED))
 _UNSENT = frozenset(o.value for o in UNSENT)
@@ -168,11 +171,7 @@ class _Gatherer:
             earlier = self._open.pop(ident, None)
             if earlier is not None:
                 self._take_back(ident, earlier)
-        if amount.__class__ is str:  # CSV text ("" when none); JSON Lines: an int or null
-            try:
-                amount = int(amount)
-            except ValueError:
-                amount = None
+        amount = _units(amount)
         currency = currency or ""
         if outcome == "canceled":
             night.minutes[minute] += 1
@@ -197,6 +196,35 @@ class _Gatherer:
                 as_text(state),
                 as_text(detail),
             )
+
+    def add_many(self, rows: list[Cells]) -> None:
+        """Rows in report order. In a report of one run (nothing kept per row), its
+        `canceled` rows, nearly all of a night, are only counted, so they are counted
+        together (C-level Counter updates): the card's pass over a night of a million
+        rows is mostly this. Every other row goes through `add`."""
+        one_run = self._one_run
+        if one_run is None:
+            for cells in rows:
+                self.add(cells)
+            return
+        canceled = [c for c in rows if c[0] == "canceled" and c[3] == one_run]
+        if len(canceled) < len(rows):
+            for cells in rows:
+                if cells[0] != "canceled" or cells[3] != one_run:
+                    self.add(cells)  # none of these touch what canceled rows count
+                    if self.other_run:
+                        return
+        night = self.night
+        minutes = [(c[4] or "")[:16] for c in canceled]
+        night.finished.update(minutes)
+        night.minutes.update(minutes)
+        for merchant, n in Counter([c[1] for c in canceled]).items():
+            self._cells[(merchant or "", "", "canceled")] += n
+        money = self._money
+        for c in canceled:
+            currency = c[6]
+            if currency and (amount := _units(c[5])) is not None:
+                money[(c[1] or "", "", currency)] += amount
 
     def _take_back(self, ident: Identity, row: _Open) -> None:
         """A later row replaces this one: it no longer counts anywhere."""
@@ -225,6 +253,16 @@ class _Gatherer:
                 _hold(night, row.amount, row.currency)
         night.lists = {o: list(rows.values()) for o, rows in self._listed.items()}
         return night
+
+
+def _units(amount: Any) -> Any:
+    """A row's amount: CSV text ("" when none) as an int; JSON Lines' value as it is."""
+    if amount.__class__ is str:
+        try:
+            return int(amount)
+        except ValueError:
+            return None
+    return amount
 
 
 def _hold(night: Night, amount: int | None, currency: str) -> None:
@@ -259,8 +297,13 @@ def _gather(
 ) -> Night | None:
     """One pass; None when `one_run` was wrong (a row of another run came)."""
     gatherer = _Gatherer(night, labels, one_run)
-    for cells in read_rows(report):
-        gatherer.add(cells)
+    for chunk in _chunks(read_rows(report)):
+        gatherer.add_many(chunk)
         if gatherer.other_run:
             return None
     return gatherer.finish()
+
+
+def _chunks(rows: Iterator[Cells]) -> Iterator[list[Cells]]:
+    while chunk := list(islice(rows, CHUNK_ROWS)):
+        yield chunk

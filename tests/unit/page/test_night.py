@@ -1,0 +1,101 @@
+"""Night: the card's one pass over a report. Its chunked fold (`add_many`, canceled
+rows of one run counted together) must give exactly what row-by-row `add` gives."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.unit.page.reports import end_record, row, write_report
+from worker.page import night as night_mod
+from worker.page.night import Night, _Gatherer, gather
+from worker.page.rows import read_rows
+from worker.page.runs import runs_of
+from worker.report.runs import read_runs
+
+OUTCOMES = ["canceled"] * 12 + [
+    "already_canceled",
+    "not_cancelable",
+    "not_found",
+    "failed",
+    "invalid",
+    "duplicate",
+    "rejected",
+]
+
+
+def _rows(rng: random.Random, n: int, run_ids: list[str]) -> list[dict[str, Any]]:
+    out = []
+    for i in range(n):
+        outcome = rng.choice(OUTCOMES)
+        out.append(
+            row(
+                i + 2,
+                f"ref-{rng.randrange(n)}",  # some references repeat: later rows replace
+                outcome,
+                merchant=rng.choice(["T1", "T2", ""]),
+                amount=rng.choice([None, rng.randrange(1, 10_000)]),
+                currency=rng.choice(["EUR", "EUR", "SEK", ""]),
+                detail=rng.choice(["", "a detail, with a comma", 'a "quoted" one']),
+                at=f"2026-11-27T01:{rng.randrange(60):02d}:10.000Z",
+                run_id=rng.choice(run_ids),
+            )
+        )
+    return out
+
+
+def _row_by_row(report: Path) -> Night:
+    """The reference: `gather`, with every row through `add`."""
+    runs, merged = runs_of(read_runs(report))
+    one_run = runs[0].run_id if merged is None and len(runs) == 1 else None
+    for keep in (one_run, None):
+        gatherer = _Gatherer(Night(report=report, runs=runs, merged=merged), {}, keep)
+        for cells in read_rows(report):
+            gatherer.add(cells)
+            if gatherer.other_run:
+                break
+        else:
+            return gatherer.finish()
+    raise AssertionError("unreachable")
+
+
+def _view(night: Night) -> dict[str, Any]:
+    return {k: v for k, v in asdict(night).items() if k != "report"}
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_the_chunked_fold_gives_what_the_row_by_row_fold_gives(
+    tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = random.Random(seed)
+    monkeypatch.setattr(night_mod, "CHUNK_ROWS", rng.choice([1, 7, 4096]))
+    run_ids = ["r1"] if seed % 2 == 0 else ["r1"] * 30 + ["r2"]  # odd: a second run's row
+    report = write_report(
+        tmp_path / "n.report.csv",
+        _rows(rng, 3_000, run_ids),
+        [end_record("r1")],
+    )
+    assert _view(gather(report)) == _view(_row_by_row(report))
+
+
+def test_a_night_of_one_run_counts_its_canceled_money_per_merchant_and_minute(
+    tmp_path: Path,
+) -> None:
+    rows = [
+        row(2, "a", "canceled", amount=100, currency="EUR", at="2026-11-27T01:05:00.000Z"),
+        row(3, "b", "canceled", merchant="T2", amount=250, currency="EUR"),
+        row(4, "c", "canceled", amount=None, currency="EUR"),
+        row(5, "d", "not_cancelable", amount=70, currency="SEK"),
+    ]
+    report = write_report(tmp_path / "m.report.csv", rows, [end_record("r1")])
+    got = gather(report)
+    assert got.released == {"EUR": 350}
+    assert got.merchants["T1"].released == {"EUR": 100}
+    assert got.merchants["T2"].released == {"EUR": 250}
+    assert got.minutes == {"2026-11-27T01:05": 1, "2026-11-27T01:00": 2}
+    assert got.outcomes == {"canceled": 3, "not_cancelable": 1}
+    assert got.held == {"SEK": 70}
