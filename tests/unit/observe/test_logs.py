@@ -48,6 +48,14 @@ def test_mask_hides_whatever_looks_like_a_credential(text: str, masked: str) -> 
     assert mask(text) == masked
 
 
+def test_a_known_secret_is_masked_in_text_of_letters_and_digits_alone() -> None:
+    redact = Redactor()
+    redact.add("Abc123secret")
+    assert redact.scrub("xAbc123secretY") == "x***Y"  # the word-only fast path
+    assert redact.scrub("Canceled") == "Canceled"
+    assert redact.scrub("eyJ0eXAi") == "eyJ0eXAi"  # no dot: not a JWT, and nothing known
+
+
 class Broken(io.StringIO):
     def __init__(self, fd: int) -> None:
         super().__init__()
