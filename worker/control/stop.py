@@ -2,8 +2,8 @@
 
 A stop is SIGTERM, SIGINT, a guard rail or an abort (`run/ledger.py` calls `stop`). From
 then on no request is sent, whoever is waiting for what: `with gate:`, entered right
-before a request is written (after its outage gate, its token, its rate slot and its
-journal line, with nothing awaited in between), raises `Stopped`. Waits that can be
+before a request is written (after its outage gate, its token, its journal line and its
+rate slot, with nothing awaited in between), raises `Stopped`. Waits that can be
 long (a rate slot, a token fetch, an outage's probe turn, a retry's backoff) are raced
 against the stop through `sleep` and `wait`, so a waiting worker leaves at once
 instead of sending late or holding up the shutdown. The gate also counts the requests

@@ -206,14 +206,16 @@ class Canceller:
                     row, exchange, Outcome.FAILED, "gave up: the API's answers do not agree"
                 )
             await self._admit()
-            # Token first, then the rate slot: a slot taken before waiting on a token
-            # fetch would be spent late, bunching requests past the rate at the API.
+            # The token and the intent's journal line first, the rate slot last: a slot
+            # taken before another wait (a token fetch, the journal's sync) is spent
+            # late, bunching requests past the rate at the API (measured with the sync
+            # after the slot: 202 requests in one second at --rate 200).
             token = await self._tokens.get()
-            await self._throttle.acquire()
             step = exchange.step
             if step.op is Op.CANCEL and not exchange.journaled and self._journal is not None:
                 await self._journal.journaled(row.merchant, row.reference)
                 exchange.journaled = True
+            await self._throttle.acquire()
             comment = row.comment or self._comment  # a row's own comment goes first
             with self._gate:  # Stopped after a stop; nothing awaits between it and the write
                 reply = await self._api.call(step.op, row.merchant, row.reference, token, comment)

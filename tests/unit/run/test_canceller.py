@@ -333,7 +333,7 @@ async def test_a_worker_held_behind_an_outage_leaves_at_the_stop() -> None:
 
 
 class StoppingJournal:
-    """The signal arrives while the intent is being journaled: the last wait before a send."""
+    """The signal arrives while the intent is being journaled."""
 
     def __init__(self, gate: StopGate) -> None:
         self.gate = gate
@@ -361,3 +361,37 @@ async def test_the_gate_is_checked_after_the_last_wait_before_the_send(
     with pytest.raises(Stopped):
         await c.process(ROW)
     assert api.calls == [] and gate.sent == 0
+
+
+class Steps:
+    """Records the waits before a send, in order."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    async def journaled(self, merchant: str, reference: str) -> None:
+        self.seen.append("journal")
+        await asyncio.sleep(0)
+
+
+class RecordingThrottle(Throttle):
+    def __init__(self, steps: Steps) -> None:
+        super().__init__(None)
+        self._steps = steps
+
+    async def acquire(self) -> None:
+        self._steps.seen.append("slot")
+        await super().acquire()
+
+
+async def test_the_rate_slot_is_the_last_wait_before_the_send(fake_time: FakeTime) -> None:
+    """A slot taken before the journal's sync would be spent late: requests would bunch
+    past the rate at the API."""
+    steps = Steps()
+    api = ScriptedApi([Reply(201, payment_state="Canceled")])
+    health = OutageGate(threshold=3, give_up_after=10_000, clock=fake_time)
+    throttle = RecordingThrottle(steps)
+    c = Canceller(api, OneToken(), throttle, health, max_attempts=3, journal=steps)
+    result = await c.process(ROW)
+    assert result.outcome is Outcome.CANCELED
+    assert steps.seen == ["journal", "slot"]
