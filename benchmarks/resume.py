@@ -101,13 +101,13 @@ def resume(n: int, after_first: float, timeout: float) -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="resume-bench-") as tmp:
             report = Path(tmp) / "night.report.csv"
             write_report(report, source, n)
-            env = os.environ | {
+            # the sandbox switch is left out, not emptied: an empty one is a usage error
+            env = {k: v for k, v in os.environ.items() if k != "CANCEL_WORKER_SANDBOX"} | {
                 "BAMBORA_API_URL": url,
                 "BAMBORA_AUTH_URL": f"{url}/connect/token",
                 "BAMBORA_CLIENT_ID": "resume-benchmark",
                 # not a word of any path: the log masker would star it out of the paths
                 "BAMBORA_CLIENT_SECRET": "s3cr3t-9f2c",
-                "CANCEL_WORKER_SANDBOX": "",
             }
             cmd = [*WORKER, "run", str(source), "--report", str(report), "--rate", "0"]
             cmd += ["--concurrency", "64", "--yes", "--log-format", "json"]
