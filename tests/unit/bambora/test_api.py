@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import pytest
@@ -35,10 +37,23 @@ NASTY = ["a/b", "q?x=1", "frag#1", "100%", "sp ace", ".", "..", "Zürich€", "a
         ("...", "..."),
         ("é", "%C3%A9"),
         ("plain-1_2.3~", "plain-1_2.3~"),
+        ("BENCH000123abc", "BENCH000123abc"),
+        ("Zürich1", "Z%C3%BCrich1"),  # a letter, yet not ASCII: encoded
+        ("٣٤", "%D9%A3%D9%A4"),  # digits, yet not ASCII: encoded
     ],
 )
 def test_segment(raw: str, encoded: str) -> None:
     assert segment(raw) == encoded
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_segment_is_what_quote_gives_for_any_text(seed: int) -> None:
+    rng = random.Random(seed)
+    alphabet = "aZ09-._~/?#%+;: éü€٣\t"
+    for _ in range(2000):
+        raw = "".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 8)))
+        expected = "%2E" * len(raw) if raw in (".", "..") else quote(raw, safe="")
+        assert segment(raw) == expected
 
 
 def test_payment_url_keeps_encoding_exactly() -> None:
