@@ -43,6 +43,7 @@ from tests.sim.world import (
     start_run,
 )
 from worker.access import Credentials
+from worker.input import screened
 from worker.model import Mode
 from worker.run.prepare import Prepared, UsageError, prepare
 from worker.settings import MAX_REFERENCE, Settings
@@ -88,6 +89,9 @@ class Plan:
     token_life: float
     runs: list[RunPlan]
     forbidden: frozenset[str] = frozenset()
+    #: odd seeds: the run reads the file again (as past `READ_ONCE_ROWS`), not the
+    #: pre-pass's screened rows; from the seed alone, so no other draw moves
+    reread: bool = False
 
     def describe(self) -> list[str]:
         merchants = len({m for _, m in self.rows})
@@ -98,6 +102,7 @@ class Plan:
             f"{s['max_attempts']}, rate {s['rate']}, grace {s['grace_seconds']} s, "
             f"token life {self.token_life:g} s"
             + "".join(f", no access to merchant {m}" for m in sorted(self.forbidden))
+            + (", the run reads the file again" if self.reread else ", the file read once")
         ]
         lines += [f"  run {i + 1} plan: {run}" for i, run in enumerate(self.runs)]
         return lines
@@ -153,7 +158,7 @@ def make_plan(seed: int) -> Plan:
         runs.append(RunPlan(faults, crash, signal_at, full_at))
     forbidden = frozenset({"T3"}) if len(merchants) == 3 and rng.random() < 0.2 else frozenset()
     life = rng.choice([30.0, 120.0, 600.0])
-    return Plan(seed, rows, payments, settings, life, runs, forbidden)
+    return Plan(seed, rows, payments, settings, life, runs, forbidden, reread=seed % 2 == 1)
 
 
 class SimLoop(looptime.make_event_loop_class(asyncio.SelectorEventLoop)):  # type: ignore[misc]
@@ -241,10 +246,13 @@ def run_history(seed: int, *, keep: Path | None = None) -> History:
     """Play the night of `seed`; its files go to `keep` when given (else removed)."""
     plan = make_plan(seed)
     folder = Path(tempfile.mkdtemp(prefix=f"sim-{seed}-", dir=SCRATCH)) if keep is None else keep
+    kept = screened.READ_ONCE_ROWS
+    screened.READ_ONCE_ROWS = 0 if plan.reread else kept
     try:
         with quiet_logs():
             return _night(plan, folder)
     finally:
+        screened.READ_ONCE_ROWS = kept
         if keep is None:
             shutil.rmtree(folder, ignore_errors=True)
 
