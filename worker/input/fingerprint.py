@@ -1,7 +1,9 @@
 """Fingerprint: what the first read of a file saw, so that the run reads exactly that.
 
 A regular file is read twice: the pre-pass counts its rows, finds its duplicates and
-hashes it (the hash binds the report to it); the run reads it again to send. If the
+hashes it (the hash binds the report to it); the run reads it again to send (a small
+file's rows are kept from the pre-pass, and the run reads only its bytes again, to
+check them: `Source.check_to`, `screened`). If the
 file grows in between (a producer still appending) or is edited in place, the run
 would send rows the pre-pass never counted, and a repeat the duplicate filter never
 saw would be cancelled twice. So the pre-pass records the file's size, its SHA-256,

@@ -1,6 +1,7 @@
 """Source: opening an input once per pass and reading its bytes into rows.
 
-A regular file can be read twice (the duplicate pre-pass, then the run); standard
+A regular file can be read twice (the duplicate pre-pass, then the run, which for a
+small file only checks the bytes: `check_to`, `screened`); standard
 input, a FIFO, a process substitution or a device are read once, as they arrive,
 through the event loop (`read_batches`), so a slow or never-closing producer can hold
 up neither the rows already written nor a signal. `open_input` checks what can be
