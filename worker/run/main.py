@@ -38,6 +38,7 @@ from worker.run.summary import (
     summary_fields,
 )
 from worker.run.wiring import open_sender, sandboxed
+from worker.run.writer import SyncThread
 from worker.settings import Settings, in_effect, run_kind
 
 #: A live bar can redraw often; log lines come every --progress-seconds.
@@ -79,14 +80,19 @@ async def _execute(prepared: Prepared, command: str, wait: WaitBaseT) -> int:
         )
         view = progress.choose(s.log_format)
         every = BAR_REDRAW_SECONDS if isinstance(view, progress.BarProgress) else s.progress_seconds
-        run = await run_stages(
-            prepared,
-            report,
-            journal,
-            lambda calls, journaled, gate: open_sender(s, calls, journaled, gate, wait=wait),
-            view=view,
-            every=every,
-        )
+        syncs = SyncThread()
+        try:
+            run = await run_stages(
+                prepared,
+                report,
+                journal,
+                lambda calls, journaled, gate: open_sender(s, calls, journaled, gate, wait=wait),
+                view=view,
+                every=every,
+                offload=syncs,
+            )
+        finally:
+            syncs.close()
         if run.reading.done and run.reading.rows_seen == 0:
             logs.log.warning(
                 "empty_input",

@@ -37,7 +37,7 @@ from worker.run.prepare import Prepared
 from worker.run.reader import READ_AHEAD, Reader
 from worker.run.summary import Calls, Reading, RunReport, Tally
 from worker.run.wiring import Sender
-from worker.run.writer import Writer
+from worker.run.writer import Offload, Writer, in_thread
 from worker.settings import Settings
 
 #: Opens the sending side of a run: `wiring.open_sender` with the settings bound.
@@ -56,11 +56,13 @@ async def run_stages(
     clock: Callable[[], float] = time.monotonic,
     hard_exit: Callable[[int], None] = hard_exit_soon,
     on_job: Callable[[Job], None] = lambda job: None,
+    offload: Offload = in_thread,
 ) -> RunReport:
     """Run `prepared` through the stages; the report is closed on return.
 
     `every`: seconds between progress updates of `view`; `on_job` sees the job before
-    it runs (a simulation sends it signals).
+    it runs (a simulation sends it signals); `offload` runs the journal's syncs off the
+    loop (a real run: `SyncThread`).
     """
     s = prepared.settings
     totals = prepared.prior.totals
@@ -71,6 +73,7 @@ async def run_stages(
         tally,
         journal,
         on_failure=lambda why: ledger.stop(Stop.abort(why, graceful=True)),
+        offload=offload,
     )
     calls = Calls()
     reading = Reading()

@@ -32,6 +32,9 @@ Usage::
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import queue
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -60,9 +63,73 @@ class IntentLog(Protocol):
     def sync(self) -> None: ...  # called through `offload`: in a worker thread
 
 
+#: Runs a blocking call off the event loop and returns when it is done (`offload`).
+Offload = Callable[[Callable[[], None]], Awaitable[None]]
+
+
 async def in_thread(fn: Callable[[], None]) -> None:
     """Run a blocking call in the loop's default thread pool."""
     await asyncio.get_running_loop().run_in_executor(None, fn)
+
+
+_Call = tuple[Callable[[], None], "asyncio.Future[None]", asyncio.AbstractEventLoop]
+
+
+class SyncThread:
+    """One thread that runs the journal's syncs, one at a time: a real run's `offload`.
+
+    The loop's default thread pool (`in_thread`) does the same through
+    `concurrent.futures`: a future, a work item and a callback chain run in the worker
+    thread, holding the GIL the loop wants. This thread only makes the call and hands
+    its outcome back with `call_soon_threadsafe`. Measured on the throughput benchmark
+    (about 1,600 syncs for 50,000 references): 0.2 s less wall time, 0.1 s less CPU.
+
+    Usage::
+
+        syncs = SyncThread()
+        await syncs(journal.sync)   # on the loop; the call runs in the thread
+        syncs.close()               # after the last call: the thread ends
+    """
+
+    def __init__(self) -> None:
+        self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    async def __call__(self, fn: Callable[[], None]) -> None:
+        loop = asyncio.get_running_loop()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._serve, name="journal-sync", daemon=True)
+            self._thread.start()
+        done: asyncio.Future[None] = loop.create_future()
+        self._calls.put((fn, done, loop))
+        await done
+
+    def close(self) -> None:
+        """End the thread once the calls handed to it are made."""
+        if self._thread is not None:
+            self._calls.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def _serve(self) -> None:
+        while (call := self._calls.get()) is not None:
+            fn, done, loop = call
+            failure: BaseException | None = None
+            try:
+                fn()
+            except BaseException as exc:  # handed to the awaiting task, which decides
+                failure = exc
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody awaits it
+                loop.call_soon_threadsafe(_settle, done, failure)
+
+
+def _settle(done: asyncio.Future[None], failure: BaseException | None) -> None:
+    if done.done():  # its awaiting task was cancelled
+        return
+    if failure is None:
+        done.set_result(None)
+    else:
+        done.set_exception(failure)
 
 
 class Writer:
@@ -75,7 +142,7 @@ class Writer:
         journal: IntentLog | None = None,
         *,
         on_failure: Callable[[str], None] = lambda reason: None,
-        offload: Callable[[Callable[[], None]], Awaitable[None]] = in_thread,
+        offload: Offload = in_thread,
     ) -> None:
         self._report = report
         self.tally = tally

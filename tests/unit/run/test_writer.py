@@ -18,7 +18,7 @@ from worker.model import Op, Outcome, Reply, Result, Row
 from worker.report.journal import IntentJournal
 from worker.run.canceller import Canceller
 from worker.run.summary import Tally
-from worker.run.writer import WRITE_BATCH, Writer
+from worker.run.writer import WRITE_BATCH, SyncThread, Writer
 
 
 class Report:
@@ -278,3 +278,66 @@ async def test_a_writer_task_that_dies_fails_its_waiters_and_every_later_intent(
     with pytest.raises(StorageError, match="the writer stopped"):
         await writer.journaled("T1", "b")  # and no later cancel goes out
     assert task.cancelled()
+
+
+async def test_the_sync_thread_runs_each_call_off_the_loop_in_order_and_hands_back_failures() -> (
+    None
+):
+    syncs = SyncThread()
+    seen: list[tuple[str, int]] = []
+
+    def call(name: str) -> None:
+        seen.append((name, threading.get_ident()))
+
+    def full() -> None:
+        raise StorageError("j.journal: No space left on device")
+
+    try:
+        await asyncio.gather(syncs(lambda: call("a")), syncs(lambda: call("b")))
+        with pytest.raises(StorageError, match="No space left"):
+            await syncs(full)
+        await syncs(lambda: call("c"))  # a failure does not end the thread
+    finally:
+        syncs.close()
+    assert [name for name, _ in seen] == ["a", "b", "c"]
+    assert len({ident for _, ident in seen}) == 1
+    assert seen[0][1] != threading.get_ident()
+    assert not [t for t in threading.enumerate() if t.name == "journal-sync"]
+
+
+async def test_a_sync_whose_awaiting_task_was_cancelled_leaves_the_next_ones_be() -> None:
+    syncs = SyncThread()
+    release = threading.Event()
+    try:
+        slow = asyncio.create_task(syncs(lambda: release.wait(5) and None))
+        await asyncio.sleep(0)
+        slow.cancel()
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await slow
+        ran: list[int] = []
+        await asyncio.wait_for(syncs(lambda: ran.append(1)), 5)
+        assert ran == [1]
+    finally:
+        syncs.close()
+
+
+async def test_a_writer_syncs_its_journal_through_the_offload_it_is_given(tmp_path: Path) -> None:
+    threads: list[int] = []
+
+    def durable(fd: int, path: Path) -> None:
+        threads.append(threading.get_ident())
+
+    syncs = SyncThread()
+    journal = IntentJournal(tmp_path / "r.csv.journal", durable=durable)
+    writer = Writer(Report(), Tally(), journal, offload=syncs)
+    task = started(writer)
+    try:
+        await asyncio.gather(*(writer.journaled("T1", f"r{i}") for i in range(50)))
+        await writer.close(task)
+        during_the_run = list(threads)
+    finally:
+        syncs.close()
+        journal.close()
+    assert len(list(IntentJournal.keys(tmp_path / "r.csv.journal"))) == 50
+    assert during_the_run and threading.get_ident() not in during_the_run
