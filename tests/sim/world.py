@@ -34,22 +34,20 @@ import orjson
 
 from tests.sim.disk import Disk, SimJournal, SimReportWriter
 from tests.sim.steps import Timeline, hang
-from worker.bambora.auth import ClientCredentials, basic_authorization
-from worker.control.outage import OutageGate
+from worker.bambora.auth import basic_authorization
 from worker.control.stop import StopGate
-from worker.control.throttle import Throttle
 from worker.model import Op, Reply
 from worker.observe.progress import Snapshot
 from worker.report.journal import journal_path
 from worker.report.resume import repair_torn_tail
 from worker.report.writer import Echo, utc_now
 from worker.run import main
-from worker.run.canceller import Canceller, Journal
+from worker.run.canceller import Journal
 from worker.run.job import Job
 from worker.run.prepare import Prepared
 from worker.run.stages import run_stages
 from worker.run.summary import Calls
-from worker.run.wiring import MAX_STREAK_WORKERS, Sender
+from worker.run.wiring import Sender, assemble_sender
 
 CLIENT_ID = "sim-client"
 #: Never written anywhere: the secrets invariant looks for it in every file.
@@ -380,35 +378,15 @@ async def start_run(prepared: Prepared, world: World, disk: Disk, run_id: str) -
     async def open_sender(
         calls: Calls, journaled: Journal | None, gate: StopGate
     ) -> AsyncIterator[Sender]:
-        health = OutageGate(
-            threshold=max(s.max_attempts, min(s.concurrency, MAX_STREAK_WORKERS)),
-            give_up_after=s.give_up_after,
-            clock=clock,
-        )
-        tokens = ClientCredentials(
-            FakeAuthSession(world),  # type: ignore[arg-type]
-            s.auth_url,
-            CLIENT_ID,
-            CLIENT_SECRET,
-            timeout=s.timeout,
-            give_up_after=s.give_up_after,
-            clock=clock,
-            watch=health,
-            stop=gate,
-        )
-        throttle = Throttle(s.rate, clock=clock, stop=gate)
-        canceller = Canceller(
+        yield assemble_sender(
+            s,
+            calls,
+            journaled,
+            gate,
             FakeApi(world, s.timeout),  # type: ignore[arg-type]
-            tokens,
-            throttle,
-            health,
-            max_attempts=s.max_attempts,
-            comment=s.comment,
-            journal=journaled,
-            calls=calls,
-            stop=gate,
+            FakeAuthSession(world),  # type: ignore[arg-type]
+            clock=clock,
         )
-        yield Sender(canceller, tokens, health, throttle)
 
     admission = prepared.admission()
     admit = admission.chunk

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import ssl
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 
 import aiohttp
@@ -75,45 +76,64 @@ async def open_sender(
         return
     async with contextlib.AsyncExitStack() as stack:
         session, token_session = await _sessions(s, stack)
-        # A streak of at least --max-attempts failures means "everyone is failing"
-        # (control/outage.py explains why); larger with more workers in flight.
-        health = OutageGate(
-            threshold=max(s.max_attempts, min(s.concurrency, MAX_STREAK_WORKERS)),
-            give_up_after=s.give_up_after,
-        )
-        creds = s.credentials
-        tokens: ClientCredentials | StaticToken
-        if creds.token:
-            tokens = StaticToken(creds.token)
-        else:
-            assert creds.client_id and creds.client_secret
-            tokens = ClientCredentials(
-                token_session,
-                s.auth_url,
-                creds.client_id,
-                creds.client_secret,
-                timeout=s.timeout,
-                give_up_after=s.give_up_after,
-                watch=health,
-                stop=stop,
-            )
-        throttle = Throttle(s.rate, stop=stop)
         deadlines = Deadlines(s.timeout)
         stack.callback(deadlines.close)
-        canceller = Canceller(
-            ApiClient(session, s.api_url, deadlines),
-            tokens,
-            throttle,
-            health,
-            max_attempts=s.max_attempts,
-            comment=s.comment,
-            check_only=s.mode is Mode.CHECK,
-            journal=journal,
-            calls=calls,
+        api = ApiClient(session, s.api_url, deadlines)
+        yield assemble_sender(s, calls, journal, stop, api, token_session, wait=wait)
+
+
+def assemble_sender(
+    s: Settings,
+    calls: Calls,
+    journal: Journal | None,
+    stop: StopGate,
+    api: ApiClient,
+    token_session: aiohttp.ClientSession,
+    *,
+    wait: WaitBaseT = BACKOFF,
+    clock: Callable[[], float] = time.monotonic,
+) -> Sender:
+    """The outage gate, tokens, throttle and canceller over an API client and a token
+    session: what `open_sender` opens, and the simulator hands fakes and its clock to."""
+    # A streak of at least --max-attempts failures means "everyone is failing"
+    # (control/outage.py explains why); larger with more workers in flight.
+    health = OutageGate(
+        threshold=max(s.max_attempts, min(s.concurrency, MAX_STREAK_WORKERS)),
+        give_up_after=s.give_up_after,
+        clock=clock,
+    )
+    creds = s.credentials
+    tokens: ClientCredentials | StaticToken
+    if creds.token:
+        tokens = StaticToken(creds.token)
+    else:
+        assert creds.client_id and creds.client_secret
+        tokens = ClientCredentials(
+            token_session,
+            s.auth_url,
+            creds.client_id,
+            creds.client_secret,
+            timeout=s.timeout,
+            give_up_after=s.give_up_after,
+            clock=clock,
+            watch=health,
             stop=stop,
-            wait=wait,
         )
-        yield Sender(canceller, tokens, health, throttle)
+    throttle = Throttle(s.rate, clock=clock, stop=stop)
+    canceller = Canceller(
+        api,
+        tokens,
+        throttle,
+        health,
+        max_attempts=s.max_attempts,
+        comment=s.comment,
+        check_only=s.mode is Mode.CHECK,
+        journal=journal,
+        calls=calls,
+        stop=stop,
+        wait=wait,
+    )
+    return Sender(canceller, tokens, health, throttle)
 
 
 async def _sessions(
