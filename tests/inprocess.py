@@ -1,5 +1,7 @@
 """A run of `run` or `check` inside the test's own event loop: the CLI's option parsing
-and `build_settings`, then `prepare` and `execute`, as `cli._job` calls them.
+and `build_settings`, then `prepare` and `execute`, as `cli._job` calls them. And
+`invoke`: the console entry point itself, in this process, for what ends before a run
+(help, usage errors).
 
 For tests whose subject is what a run does (the report, the requests, the exit code)
 rather than the process around it: no interpreter start-up per run, and the backoff
@@ -15,15 +17,18 @@ import contextlib
 import io
 import json
 import shlex
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 import structlog
 from tenacity import wait_fixed
 from tenacity.wait import wait_base
 
+from worker import cli as cli_module
 from worker.bambora.backoff import wait_retry_after
 from worker.cli import cli
 from worker.model import Mode
@@ -77,3 +82,19 @@ async def run_job(*args: str, env: Mapping[str, str], cwd: Path, wait: wait_base
         structlog.contextvars.clear_contextvars()
         logs.configure("json")  # back on sys.stderr for whatever runs next
     return Ran(code, stream.getvalue())
+
+
+def invoke(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """`cancel-worker ARGS` in-process, through the console entry point: its exit code
+    (a number: the CLI never exits with text), stdout and stderr."""
+    old = sys.argv
+    sys.argv = ["cancel-worker", *args]
+    try:
+        with pytest.raises(SystemExit) as stop:
+            cli_module.main()
+    finally:
+        sys.argv = old
+    out, err = capsys.readouterr()
+    code = stop.value.code
+    assert code is None or isinstance(code, int), code
+    return code or 0, out, err

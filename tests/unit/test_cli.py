@@ -3,29 +3,15 @@
 from __future__ import annotations
 
 import re
-import sys
 
 import click
 import pytest
 
+from tests.inprocess import invoke
 from worker import cli
 from worker.options import OTHER_PANEL, PANELS, env_name
 
 WIDTH = 80
-
-
-def invoke(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """`cancel-worker ARGS` in-process, through the console entry point."""
-    old = sys.argv
-    sys.argv = ["cancel-worker", *args]
-    try:
-        with pytest.raises(SystemExit) as stop:
-            cli.main()
-    finally:
-        sys.argv = old
-    out, err = capsys.readouterr()
-    code = stop.value.code
-    return (code if isinstance(code, int) else 0), out, err
 
 
 @pytest.fixture(autouse=True)

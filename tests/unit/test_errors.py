@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import ast
 import inspect
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.inprocess import invoke
 from tests.syntax import nodes
 from worker import cli, errors
 from worker.errors import (
@@ -68,19 +68,6 @@ def test_no_module_defines_an_exception_outside_the_tree() -> None:
     assert outside == []
 
 
-def invoke(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
-    old = sys.argv
-    sys.argv = ["cancel-worker", *args]
-    try:
-        with pytest.raises(SystemExit) as stop:
-            cli.main()
-    finally:
-        sys.argv = old
-    code = stop.value.code
-    assert isinstance(code, int)
-    return code, capsys.readouterr().err
-
-
 @pytest.mark.parametrize(
     ("error", "code"),
     [
@@ -100,7 +87,7 @@ def test_the_cli_maps_the_tree_to_one_line_and_the_class_s_exit_code(
         raise error
 
     monkeypatch.setattr(cli, "check_environment", fail)
-    got, err = invoke(capsys, "run", "in.csv")
+    got, _, err = invoke(capsys, "run", "in.csv")
     assert (got, err) == (code, f"Error: {error}\n")
 
 
@@ -111,5 +98,5 @@ def test_the_cli_masks_a_secret_in_an_error_message(
         raise UsageError("cannot use https://ops:hunter2@proxy.example")
 
     monkeypatch.setattr(cli, "check_environment", fail)
-    code, err = invoke(capsys, "check", "in.csv")
+    code, _, err = invoke(capsys, "check", "in.csv")
     assert (code, err) == (2, "Error: cannot use https://***@proxy.example\n")
