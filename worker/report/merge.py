@@ -76,16 +76,15 @@ def _suggested(reports: list[Path]) -> str:
 
 
 def _typed(path: Path, number: int, row: Rec) -> Rec:
-    """A row with JSON types, whether read from CSV (all text) or JSON Lines."""
+    """A row with JSON types, whether read from CSV (all text) or JSON Lines, whose
+    echoed values (numbers, booleans, lists, objects) are kept as they were read."""
     typed: Rec = {}
     for key, value in row.items():
         if value is None or value == "":
             typed[key] = None
         elif key not in INT_COLUMNS:
             # an edited CSV may hold bytes that are not UTF-8: shown as U+FFFD, as the writer does
-            typed[key] = printable(
-                value if isinstance(value, str) else orjson.dumps(value).decode()
-            )
+            typed[key] = printable(value) if isinstance(value, str) else value
         elif (isinstance(value, int) and not isinstance(value, bool)) or (
             isinstance(value, str) and _WHOLE.fullmatch(value)
         ):
@@ -223,8 +222,14 @@ def _encode(out: Path, columns: list[str], rows: list[Rec]) -> bytes:
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\r\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({k: _text(v) for k, v in r.items()} for r in rows)
     return text.getvalue().encode()
+
+
+def _text(value: object) -> object:
+    """A CSV cell: text and empty as they are, anything else (a JSON Lines shard's
+    number, boolean, list or object) as JSON, as the report writer writes it."""
+    return value if value is None or isinstance(value, str) else orjson.dumps(value).decode()
 
 
 def _publish(files: list[tuple[Path, bytes]]) -> None:

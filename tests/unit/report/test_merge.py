@@ -313,3 +313,16 @@ def test_a_doubled_reference_or_line_is_named_in_words(tmp_path: Path) -> None:
     with pytest.raises(MergeError) as caught:
         merge(tmp_path / "all.csv", [first, line])
     assert str(caught.value) == f"the row of line 5 appears in both {first} and {line}"
+
+
+def test_echoed_values_of_a_jsonl_shard_keep_their_json_types(tmp_path: Path) -> None:
+    echoed = {"n": 5, "b": True, "o": {"k": [1, 2]}, "s": "007", "f": 1.5}
+    shard = tmp_path / "r.shard-0-of-1.jsonl"
+    shard.write_text(json.dumps(row(2, "a", **echoed)) + "\n")
+    merge(tmp_path / "all.jsonl", [shard])
+    (got,) = jsonl(tmp_path / "all.jsonl")
+    assert {k: got[k] for k in echoed} == echoed
+    merge(tmp_path / "all.csv", [shard])
+    with open(tmp_path / "all.csv", newline="", encoding="utf-8") as f:
+        (cells,) = list(csv.DictReader(f))
+    assert [cells[k] for k in echoed] == ["5", "true", '{"k":[1,2]}', "007", "1.5"]
