@@ -260,7 +260,10 @@ class Canceller:
                 return self._result(row, exchange, decision.outcome, decision.detail)
             assert isinstance(decision, Next)
             if step.op is Op.CANCEL and decision.step.op is Op.QUERY and decision.step.maybe_landed:
-                exchange.unclear = reply.error_type or f"HTTP {reply.status}"
+                # the status, not the problem's `type` (Bambora's is often about:blank)
+                exchange.unclear = (
+                    f"HTTP {reply.status}" if reply.status is not None else reply.error_type
+                )
             if step.op is Op.CANCEL and decision.step.refusal is not None:
                 exchange.refusal = reply
             exchange.step = decision.step

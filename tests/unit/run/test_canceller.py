@@ -83,6 +83,24 @@ async def test_without_retry_after_the_wait_is_the_jittered_backoff(fake_time: F
     assert fake_time.sleeps == [0.5]  # full jitter's bound after the first try
 
 
+@pytest.mark.parametrize(
+    ("unclear", "after"),
+    [
+        (Reply(503, error_type="about:blank", title="Service Unavailable"), "HTTP 503"),
+        (Reply(500, error_type="https://api.bambora.com/definitions/x"), "HTTP 500"),
+        (Reply(None, error_type="timeout"), "timeout"),
+    ],
+)
+async def test_a_cancel_confirmed_by_query_says_after_what(
+    fake_time: FakeTime, unclear: Reply, after: str
+) -> None:
+    # the cancel may have landed; the query finds it Canceled: this run's doing
+    api = ScriptedApi([unclear, Reply(200, payment_state="Canceled")])
+    result = await canceller(api, fake_time).process(ROW)
+    assert result.outcome is Outcome.CANCELED
+    assert result.detail == f"confirmed by query after {after}"
+
+
 async def test_trouble_outlasting_max_attempts_is_failed_with_the_last_error(
     fake_time: FakeTime,
 ) -> None:
