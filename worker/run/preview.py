@@ -27,6 +27,8 @@ from worker.settings import is_loopback
 
 #: Up to this many references to send, `y` confirms; above it, the count must be typed.
 SMALL_RUN = 10
+#: The preview's API line with `--sandbox`.
+SANDBOX = "the embedded sandbox on loopback (no real payment is touched)"
 #: Merchants listed by name in the preview; the rest are summed up.
 MERCHANTS_SHOWN = 5
 
@@ -52,7 +54,8 @@ def render(prepared: Prepared) -> str:
         if s.rate:
             unit = "request/s" if s.rate == 1 else "requests/s"
             lines.append(f"  at most {s.rate:g} {unit}: {duration(total / s.rate)}")
-    lines.append(f"  API: {where(s.api_url)}")
+    # the sandbox starts with the run, on a port not known yet; its settings ignore the URL
+    lines.append(f"  API: {SANDBOX if s.sandbox else where(s.api_url)}")
     lines.append(f"  report: {s.report}")
     if s.dry_run:
         lines.append("  dry run: nothing is sent")

@@ -51,6 +51,12 @@ def test_standard_input_is_not_counted_and_ipv6_keeps_its_brackets() -> None:
     assert "  API: [2001:db8::1]:8443" in text
 
 
+def test_the_sandbox_is_named_whatever_api_url_the_environment_holds() -> None:
+    text = preview.render(prepared(Counter({"T1": 3}), sandbox=True, api_url="https://192.0.2.2"))
+    assert "  API: the embedded sandbox on loopback (no real payment is touched)" in text
+    assert "192.0.2.2" not in text and max(map(len, text.splitlines())) <= 80
+
+
 @pytest.mark.parametrize(
     ("total", "answer", "ok"),
     [(4212, "4212", True), (4212, "4,212", True), (4212, "4211", False), (3, "y", True)],
