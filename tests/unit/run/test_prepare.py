@@ -31,3 +31,33 @@ def test_a_symlinked_report_whose_target_folder_is_missing_is_refused(tmp_path: 
     with pytest.raises(UsageError, match=r"folder .*gone does not exist"):
         prepare(settings)
     assert not (tmp_path / "gone").exists()
+
+
+HEADER = "line,merchant_number,payment_reference,outcome,http_status,error_type,payment_state,"
+HEADER += "attempts,detail,finished_at\n"
+
+
+@pytest.mark.parametrize("changed", [False, True], ids=["by line", "by reference"])
+def test_a_repeat_the_report_already_has_is_not_left_to_do(tmp_path: Path, changed: bool) -> None:
+    src = tmp_path / "in.csv"
+    src.write_text("payment_reference,merchant_number\nA1,T1\nA2,T1\nA2,T1\nA3,T1\n")
+    (tmp_path / "r.csv").write_text(
+        HEADER
+        + "2,T1,A1,canceled,201,,,1,,2026-12-01T21:00:00Z\n"
+        + "3,T1,A2,failed,503,,,5,,2026-12-01T21:00:00Z\n"
+        + "4,T1,A2,duplicate,,,,0,duplicate of line 3,2026-12-01T21:00:00Z\n"
+    )
+    if changed:  # the report's rows no longer fit their lines: resumed by reference
+        src.write_text("payment_reference,merchant_number\nA0,T1\nA1,T1\nA2,T1\nA2,T1\nA3,T1\n")
+        (tmp_path / "r.csv").write_text(
+            (tmp_path / "r.csv").read_text().replace("\n4,T1,A2,dup", "\n5,T1,A2,dup")
+        )
+    settings = Settings(mode=Mode.RUN, input=str(src), report=tmp_path / "r.csv")
+    prepared = prepare(settings)
+    try:
+        # A2 (failed: again) and A3, and A0 when it was added; A1 and A2's repeat are done
+        assert prepared.left == (3 if changed else 2)
+        assert prepared.to_send == {"T1": 3 if changed else 2}
+    finally:
+        prepared.store.close()
+        prepared.lock.release()
