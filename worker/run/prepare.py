@@ -111,6 +111,7 @@ def _prepare(settings: Settings, lock: ReportLock, store: SpillStore) -> Prepare
         logs.log.warning("report_not_locked", report=str(settings.report), why=NO_LOCKS)
     source = _open(settings)
     try:
+        _check_echo(settings, source)
         policy = policy_for(settings.mode, settings.retry_outcomes)
         reading = _reading(settings)
         # A file's rerun is resumed by line; the pre-pass proves the fit (see resume).
@@ -202,6 +203,20 @@ def _open(settings: Settings) -> Source:
     return open_input(
         settings.input, settings.input_format, settings.delimiter, settings.multiline_cells
     )
+
+
+def _check_echo(settings: Settings, source: Source) -> None:
+    """`--echo-columns a,b` names columns of the CSV header (a typo would drop a column
+    from every row unseen). A JSON Lines input's names are only known row by row."""
+    choice, columns = settings.echo_columns, source.columns
+    if choice in ("all", "none") or columns is None:
+        return
+    unknown = [n for n in (n.strip() for n in choice.split(",")) if n not in columns.names]
+    if unknown:
+        raise UsageError(
+            f"--echo-columns names {', '.join(map(repr, unknown))}, which the header of "
+            f"{settings.input} does not have; its columns: {', '.join(columns.names)}"
+        )
 
 
 def _changed(runs: list[dict[str, Any]], sha256: str) -> bool:

@@ -61,3 +61,21 @@ def test_a_repeat_the_report_already_has_is_not_left_to_do(tmp_path: Path, chang
     finally:
         prepared.store.close()
         prepared.lock.release()
+        prepared.source.close()
+
+
+def test_echo_columns_must_name_columns_of_the_csv_header(tmp_path: Path) -> None:
+    src = tmp_path / "in.csv"
+    src.write_text("payment_reference,merchant_number,order_id,note\nA1,T1,o-1,x\n")
+
+    def settings(echo: str) -> Settings:
+        return Settings(mode=Mode.RUN, input=str(src), report=tmp_path / "r.csv", echo_columns=echo)
+
+    with pytest.raises(UsageError, match=r"names 'orderid', which the header .* order_id, note"):
+        prepare(settings("note,orderid"))
+    assert not (tmp_path / "r.csv").exists()
+    for fine in ("order_id, note", "all", "none"):
+        prepared = prepare(settings(fine))
+        prepared.store.close()
+        prepared.lock.release()
+        prepared.source.close()
