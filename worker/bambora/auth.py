@@ -2,7 +2,10 @@
 
 `ClientCredentials` fetches JWTs from the auth URL (OAuth2 client credentials,
 Basic auth, scope `cancel_payment read_payment`), caches one, and refreshes it
-shortly before it expires: at most 10 % of its lifetime and at most 60 s early.
+shortly before it expires: at most 10 % of its lifetime and at most 60 s early. A
+worker that held a token while it waited for its rate slot asks `sendable` before it
+sends, so a token is not sent in the last half of that margin (a slow rate, short
+tokens: the wait can outlast them).
 However many workers ask at once, one token request is in flight; when it fails,
 every waiter gets the error (nobody hangs). Transient trouble at the token endpoint
 (5xx, 429, timeouts, resets) is retried with `backoff.BACKOFF` (`Retry-After`
@@ -73,6 +76,11 @@ class TokenProvider(Protocol):
 
     def invalidate(self, token: str) -> None: ...
 
+    def sendable(self, token: str) -> str | None:
+        """The token to send now, without a wait, for one `get` gave before a wait for
+        a rate slot: it, or a fresher one; None if a new one must be fetched first."""
+        ...
+
 
 class StaticToken:
     """A ready JWT from the environment; a 401 with it is final."""
@@ -84,6 +92,10 @@ class StaticToken:
 
     async def get(self) -> str:
         return self._token
+
+    def sendable(self, token: str) -> str | None:
+        """Its expiry is not known, and it cannot be refreshed anyway: a 401 says so."""
+        return token
 
     def invalidate(self, token: str) -> None:
         raise CredentialsRefused(
@@ -125,6 +137,12 @@ def refresh_margin(lifetime: float) -> float:
     return min(0.1 * lifetime, 60.0)
 
 
+def send_margin(lifetime: float) -> float:
+    """A token this close to its expiry is not sent (`expired`): half the refresh
+    margin, for the request's way to the API and a server that rounds `exp` down."""
+    return refresh_margin(lifetime) / 2
+
+
 class ClientCredentials:
     """Fetches, caches and refreshes JWTs; single-flight."""
 
@@ -157,6 +175,9 @@ class ClientCredentials:
         self._watch = watch or _Unwatched()
         self._token: str | None = None
         self._refresh_at = 0.0
+        # token -> when it stops being sent (see `sendable`): the current one and the one
+        # before it, which workers that took it before the refresh may still hold
+        self._send_until: dict[str, float] = {}
         self._inflight: asyncio.Future[str] | None = None
         self.refreshes = 0
 
@@ -181,8 +202,18 @@ class ClientCredentials:
         if not future.cancelled():
             future.exception()  # mark retrieved: waiters re-raise it themselves
 
+    def sendable(self, token: str) -> str | None:
+        """`token` until it is within `send_margin` of its expiry (or refused with a
+        401), then the cached token if another worker's `get` has fetched a fresh one
+        meanwhile; else None: `get` must fetch one (a wait)."""
+        now = self._clock()
+        if now < self._send_until.get(token, 0.0):
+            return token
+        return self._token if self._token is not None and now < self._refresh_at else None
+
     def invalidate(self, token: str) -> None:
         """Forget `token` after a 401 so the next `get` fetches a new one."""
+        self._send_until.pop(token, None)
         if self._token == token:
             self._token = None
             self._refresh_at = 0.0
@@ -258,6 +289,9 @@ class ClientCredentials:
             raise RetryLater(reason="HTTP 200 without an access_token")
         now = self._clock()
         lifetime = _lifetime(doc.get("expires_in"), token)
+        if self._token is not None:
+            self._send_until = {self._token: self._send_until.get(self._token, 0.0)}
+        self._send_until[token] = now + lifetime - send_margin(lifetime)
         self._token = token
         self._refresh_at = now + lifetime - refresh_margin(lifetime)
         self.refreshes += 1

@@ -45,6 +45,8 @@ PRICED = frozenset(
 )
 #: 401s in a row for one reference before we call the credentials refused.
 MAX_REAUTH = 2
+#: Rate slots a request may let go because its token expired during the wait for one.
+STALE_TOKENS = 2
 #: Calls per reference are capped at CALLS_PER_TRY * --max-attempts + SPARE_CALLS,
 #: for an API whose answers never agree (a 2xx to the cancel, yet the query says
 #: Authorized, forever): that loop counts no try, so nothing else would end it. A
@@ -185,8 +187,7 @@ class Canceller:
         if good == (row.merchant, row.reference):
             return False
         await self._admit()
-        token = await self._tokens.get()
-        await self._throttle.acquire()
+        token = await self._slot(await self._tokens.get())
         with self._gate:  # Stopped after a stop; nothing awaits between it and the write
             reply = await self._api.call(Op.QUERY, good[0], good[1], token)
         self.calls.requests += 1
@@ -215,7 +216,7 @@ class Canceller:
             if step.op is Op.CANCEL and not exchange.journaled and self._journal is not None:
                 await self._journal.journaled(row.merchant, row.reference)
                 exchange.journaled = True
-            await self._throttle.acquire()
+            token = await self._slot(token)
             comment = row.comment or self._comment  # a row's own comment goes first
             with self._gate:  # Stopped after a stop; nothing awaits between it and the write
                 reply = await self._api.call(step.op, row.merchant, row.reference, token, comment)
@@ -280,6 +281,21 @@ class Canceller:
         state.attempt_number = tries
         state.set_exception((type(trouble), trouble, trouble.__traceback__))
         return self._wait(state)
+
+    async def _slot(self, token: str) -> str:
+        """The rate slot, then the token to send: the one taken before the wait, or a
+        fresher one if it came within its send margin of expiry meanwhile (short tokens
+        at a slow rate). With no fresh token at hand the slot goes unused and one is
+        fetched before the next slot, at most `STALE_TOKENS` times in a row; after that
+        the token is sent as it is, and a 401 tells."""
+        for _ in range(STALE_TOKENS):
+            await self._throttle.acquire()
+            ready = self._tokens.sendable(token)
+            if ready is not None:
+                return ready
+            token = await self._tokens.get()
+        await self._throttle.acquire()
+        return token
 
     async def _admit(self) -> None:
         """Pass the outage gate: at once unless an outage holds us (then raced against a

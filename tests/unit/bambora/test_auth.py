@@ -16,7 +16,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from tests.support import sandbox
-from worker.bambora.auth import ClientCredentials, StaticToken, jwt_lifetime, refresh_margin
+from worker.bambora.auth import (
+    ClientCredentials,
+    StaticToken,
+    jwt_lifetime,
+    refresh_margin,
+    send_margin,
+)
 from worker.control.stop import StopGate, Stopped
 from worker.errors import AuthUnavailable, CredentialsRefused
 
@@ -146,6 +152,26 @@ async def test_refreshes_before_expiry_not_after(endpoint: tuple[TokenEndpoint, 
     assert refresh_margin(100) == 10 and refresh_margin(3600) == 60
 
 
+async def test_a_token_held_through_a_wait_is_sent_until_its_send_margin(
+    endpoint: tuple[TokenEndpoint, str],
+) -> None:
+    ep, url = endpoint
+    ep.gate.set()
+    clock = Clock()
+    async with aiohttp.ClientSession() as session:
+        provider = ClientCredentials(session, url, "c", "s", clock=clock)
+        held = await provider.get()  # jwt-1, expires at +100, refreshed from +90
+        clock.now += 100 - send_margin(100) - 0.01
+        assert provider.sendable(held) == held  # in the refresh margin: still sent
+        clock.now += 0.02
+        assert provider.sendable(held) is None  # 5 s from expiry: fetch one first
+        assert await provider.get() == "jwt-2"
+        assert provider.sendable(held) == "jwt-2"  # a worker still holding jwt-1 sends jwt-2
+        provider.invalidate("jwt-2")  # a 401
+        assert provider.sendable("jwt-2") is None
+    assert send_margin(100) == 5 and send_margin(3600) == 30
+
+
 async def test_invalidate_forces_one_new_token(endpoint: tuple[TokenEndpoint, str]) -> None:
     ep, url = endpoint
     ep.gate.set()
@@ -236,6 +262,7 @@ async def test_cancelled_waiter_does_not_cancel_the_refresh(
 async def test_static_token_cannot_refresh() -> None:
     token = StaticToken("ready.jwt.value")
     assert await token.get() == "ready.jwt.value"
+    assert token.sendable("ready.jwt.value") == "ready.jwt.value"  # its expiry is unknown
     with pytest.raises(CredentialsRefused):
         token.invalidate("ready.jwt.value")
     assert "ready.jwt.value" not in repr(token)

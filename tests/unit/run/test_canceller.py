@@ -39,11 +39,13 @@ class ScriptedApi:
 
     replies: list[Reply]
     calls: list[Op] = field(default_factory=list)
+    tokens: list[str] = field(default_factory=list)
 
     async def call(
         self, op: Op, merchant: str, reference: str, token: str, comment: str | None = None
     ) -> Reply:
         self.calls.append(op)
+        self.tokens.append(token)
         return self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
 
 
@@ -52,6 +54,9 @@ class OneToken:
 
     async def get(self) -> str:
         return "jwt"
+
+    def sendable(self, token: str) -> str | None:
+        return token
 
     def invalidate(self, token: str) -> None:
         pass
@@ -132,6 +137,67 @@ async def test_the_ceiling_leaves_room_for_a_401_before_every_call(fake_time: Fa
     result = await canceller(api, fake_time, max_attempts=6).process(ROW)
     assert result.outcome is Outcome.CANCELED
     assert result.attempts == 22 <= CALLS_PER_TRY * 6 + SPARE_CALLS
+
+
+@dataclass
+class SlowSlots:
+    """A throttle whose slots take the next of `waits` seconds of fake time each."""
+
+    clock: FakeTime
+    waits: list[float]
+    taken: int = 0
+
+    async def acquire(self) -> None:
+        self.clock.now += self.waits[min(self.taken, len(self.waits) - 1)]
+        self.taken += 1
+
+    def on_success(self) -> None:
+        pass
+
+    def on_throttled(self, retry_after: float | None) -> None:
+        pass
+
+
+@dataclass
+class ShortTokens:
+    """Each `get` fetches a new token, sendable for `life` seconds of fake time."""
+
+    clock: FakeTime
+    life: float
+    issued: dict[str, float] = field(default_factory=dict)
+    refreshes: int = 0
+
+    async def get(self) -> str:
+        token = f"t{len(self.issued) + 1}"
+        self.issued[token] = self.clock.now
+        return token
+
+    def sendable(self, token: str) -> str | None:
+        return token if self.clock.now < self.issued[token] + self.life else None
+
+    def invalidate(self, token: str) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("waits", "life", "sent", "slots"),
+    [
+        ([5.0, 1.0], 4.0, "t2", 2),  # t1 went stale in the first wait: t2 in the next slot
+        ([5.0], 2.0, "t3", 3),  # every token goes stale in the wait: the third is sent
+        ([1.0], 4.0, "t1", 1),
+    ],
+)
+async def test_a_token_that_expires_while_waiting_for_a_slot_is_not_sent(
+    fake_time: FakeTime, waits: list[float], life: float, sent: str, slots: int
+) -> None:
+    api = ScriptedApi([Reply(201)])
+    throttle = SlowSlots(fake_time, waits)
+    health = OutageGate(threshold=3, give_up_after=10_000, clock=fake_time)
+    tokens = ShortTokens(fake_time, life)
+    c = Canceller(api, tokens, throttle, health, max_attempts=3)  # type: ignore[arg-type]
+    result = await c.process(ROW)
+    assert result.outcome is Outcome.CANCELED
+    assert api.tokens == [sent] and throttle.taken == slots == len(tokens.issued)
 
 
 @dataclass

@@ -203,6 +203,9 @@ class Token:
     async def get(self) -> str:
         return "jwt"
 
+    def sendable(self, token: str) -> str | None:
+        return token
+
     def invalidate(self, token: str) -> None:
         pass
 
