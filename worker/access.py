@@ -59,6 +59,13 @@ def check_url(name: str, value: str) -> str:
         url = yarl.URL(value)
     except (ValueError, TypeError):
         raise ConfigError(f"{name} is not a URL: {value!r}") from None
+    if url.user is not None or url.password is not None:
+        # not echoed: the part after '//' may be a password
+        raise ConfigError(
+            f"{name} holds a user name or password (https://user:password@host); the "
+            "API is reached with a bearer token and the token endpoint with "
+            "BAMBORA_CLIENT_ID and BAMBORA_CLIENT_SECRET: give the URL without them"
+        )
     if url.scheme not in ("http", "https") or not url.host:
         raise ConfigError(f"{name} must be an http(s) URL with a host, got {value!r}")
     if url.scheme == "http" and not is_loopback(url.host):

@@ -141,8 +141,9 @@ def build_settings(mode: Mode, kw: Mapping[str, Any], env: Mapping[str, str]) ->
     if comment is not None and len(comment) > MAX_COMMENT:
         raise ConfigError(f"--comment is {len(comment)} characters; at most {MAX_COMMENT}")
     timeout = kw.get("timeout") or (SANDBOX_TIMEOUT if sandbox else default("timeout"))
-    api_url = check_url("BAMBORA_API_URL", env.get("BAMBORA_API_URL") or default("api_url"))
-    auth_url = check_url("BAMBORA_AUTH_URL", env.get("BAMBORA_AUTH_URL") or default("auth_url"))
+    urls: Mapping[str, str] = {} if sandbox else env  # the sandbox's replace them: not read
+    api_url = check_url("BAMBORA_API_URL", urls.get("BAMBORA_API_URL") or default("api_url"))
+    auth_url = check_url("BAMBORA_AUTH_URL", urls.get("BAMBORA_AUTH_URL") or default("auth_url"))
     credentials = Credentials() if (sandbox or dry_run) else credentials_from_env(env)
     if not sandbox:  # the embedded sandbox is reached directly, never through a proxy
         _check_proxies(api_url, auth_url)

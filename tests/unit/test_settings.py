@@ -104,6 +104,16 @@ def test_not_an_http_url_with_a_host_is_refused(url: str) -> None:
         check_url("BAMBORA_AUTH_URL", url)
 
 
+@pytest.mark.parametrize(
+    "url",
+    ["https://bob:pwAPI999@api.example.com", "http://bob@127.0.0.1:8080", "ftp://:pwAPI999@x"],
+)
+def test_a_user_or_password_in_the_url_is_refused_without_echoing_it(url: str) -> None:
+    with pytest.raises(ConfigError, match="BAMBORA_API_URL holds a user name or password") as err:
+        check_url("BAMBORA_API_URL", url)
+    assert "pwAPI999" not in str(err.value) and "bob" not in str(err.value)
+
+
 def test_check_url_does_the_same_whatever_the_settings_name() -> None:
     url = "https://api.example.com/base/"
     assert check_url("BAMBORA_API_URL", url) == check_url("BAMBORA_AUTH_URL", url) == url
@@ -219,6 +229,13 @@ def test_sandbox_mode_names_the_api_settings_it_overrides() -> None:
     s = build_settings(Mode.RUN, {"input": "x.csv", "sandbox": True}, env)
     assert s.sandbox_overrides == ("BAMBORA_API_URL", "BAMBORA_CLIENT_ID", "BAMBORA_CLIENT_SECRET")
     assert build_settings(Mode.RUN, {"input": "x.csv"}, env).sandbox_overrides == ()
+    # ignored, so not checked either: plain http elsewhere, a password
+    for url in ("http://x", "https://bob:pw@api.example.com"):
+        bad = {**env, "BAMBORA_API_URL": url, "BAMBORA_AUTH_URL": url}
+        s = build_settings(Mode.RUN, {"input": "x.csv", "sandbox": True}, bad)
+        assert "BAMBORA_AUTH_URL" in s.sandbox_overrides and url not in (s.api_url, s.auth_url)
+        with pytest.raises(ConfigError):
+            build_settings(Mode.RUN, {"input": "x.csv"}, bad)
 
 
 def test_the_report_suggested_instead_is_free_and_tells_inputs_apart(
