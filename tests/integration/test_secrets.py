@@ -7,6 +7,7 @@ import base64
 from pathlib import Path
 
 import orjson
+import pytest
 from aiohttp import web
 
 from tests.support import answering, env_for, read_report, run_cli, sandbox, write_csv
@@ -19,14 +20,18 @@ JWT = (
 )
 
 
-async def test_a_token_quoted_in_a_403_reaches_no_report_log_or_output(tmp_path: Path) -> None:
+@pytest.mark.parametrize("token", [JWT, "opaqueTOKEN123xyz"], ids=["jwt", "opaque"])
+async def test_a_token_quoted_in_a_403_reaches_no_report_log_or_output(
+    tmp_path: Path, token: str
+) -> None:
     async def api(request: web.Request) -> web.Response:
         if request.path.endswith("/connect/token"):
-            return web.json_response({"access_token": JWT, "expires_in": 3600})
+            return web.json_response({"access_token": token, "expires_in": 3600})
         problem = {
             "type": "https://api.example/problems/forbidden",
             "title": f"Forbidden for {request.headers['Authorization']}",
-            "detail": f"scope missing; request had Authorization: Bearer {JWT} (token {JWT})",
+            # an opaque token quoted bare looks like no credential: only knowing it masks it
+            "detail": f"scope missing; request had Authorization: Bearer {token} (token {token})",
         }
         return web.Response(
             status=403, body=orjson.dumps(problem), content_type="application/problem+json"
@@ -46,11 +51,12 @@ async def test_a_token_quoted_in_a_403_reaches_no_report_log_or_output(tmp_path:
         )
     assert done.code == 1, done.stderr[-2000:]
     report = (tmp_path / "in.report.csv").read_text()
+    card = (tmp_path / "in.report.csv.html").read_text()
     rows = read_report(tmp_path / "in.report.csv")
     assert [r["outcome"] for r in rows] == ["rejected", "rejected"]
-    assert "Authorization: Bearer ***" in rows[0]["detail"]
-    for text in (report, done.stdout, done.stderr):
-        assert JWT not in text and JWT.split(".")[2] not in text
+    assert "Authorization: Bearer ***" in rows[0]["detail"] and "(token ***)" in rows[0]["detail"]
+    for text in (report, card, done.stdout, done.stderr):
+        assert token not in text and token.split(".")[-1] not in text
 
 
 async def test_a_pushgateway_password_is_basic_auth_and_never_printed(tmp_path: Path) -> None:

@@ -159,7 +159,10 @@ class ClientCredentials:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         watch: TokenWatch | None = None,
         stop: StopGate | None = None,
+        on_token: Callable[[str], None] = lambda token: None,
     ) -> None:
+        """`on_token` hears of each token fetched (the run masks it, `logs.REDACTOR`)."""
+        self._on_token = on_token
         self._session = session
         self._stop = stop
         self._url = auth_url
@@ -292,6 +295,7 @@ class ClientCredentials:
         if self._token is not None:
             self._send_until = {self._token: self._send_until.get(self._token, 0.0)}
         self._send_until[token] = now + lifetime - send_margin(lifetime)
+        self._on_token(token)
         self._token = token
         self._refresh_at = now + lifetime - refresh_margin(lifetime)
         self.refreshes += 1

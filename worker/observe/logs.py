@@ -22,6 +22,7 @@ import logging
 import os
 import re
 import sys
+from collections import deque
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any, TextIO, cast
 
@@ -48,21 +49,36 @@ def _masked(match: re.Match[str]) -> str:
     return f"{head}***@" if match.group("scheme") else f"{head}***"
 
 
+#: Tokens fetched during the run that `Redactor` masks: the current one and a few before.
+TOKENS_KEPT = 4
+
+
 class Redactor:
     """Masks secrets in text (`scrub`), and as a structlog processor in every field."""
 
     def __init__(self) -> None:
         self._secrets: set[str] = set()
+        self._tokens: deque[str] = deque(maxlen=TOKENS_KEPT)
+        self._known: tuple[str, ...] = ()  # both, as `scrub` looks for them
 
     def add(self, *secrets: str | None) -> None:
         for secret in secrets:
             # Very short values would mask innocent text and protect nothing.
             if secret and len(secret) >= 4:
                 self._secrets.add(secret)
+        self._known = (*self._secrets, *self._tokens)
+
+    def add_token(self, token: str) -> None:
+        """A token fetched during the run, masked as a secret (an opaque one looks like
+        no credential): the last `TOKENS_KEPT`, since an API quotes back the token it
+        was sent, and each one kept costs every mask a search."""
+        if len(token) >= 4:
+            self._tokens.append(token)
+        self._known = (*self._secrets, *self._tokens)
 
     def scrub(self, text: str) -> str:
         """`text` with every known secret and everything that looks like one masked."""
-        for secret in self._secrets:
+        for secret in self._known:
             if secret in text:
                 text = text.replace(secret, "***")
         if text.isalnum():  # every look-alike needs a space, `.`, `:` or `=`: none here

@@ -118,6 +118,7 @@ def assemble_sender(
             clock=clock,
             watch=health,
             stop=stop,
+            on_token=logs.REDACTOR.add_token,
         )
     throttle = Throttle(s.rate, clock=clock, stop=stop)
     canceller = Canceller(

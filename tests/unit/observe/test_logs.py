@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from worker.observe.logs import ConsoleLines, QuietOnError, Redactor, mask
+from worker.observe.logs import TOKENS_KEPT, ConsoleLines, QuietOnError, Redactor, mask
 
 
 def test_the_redactor_masks_secrets_wherever_they_appear() -> None:
@@ -163,3 +163,14 @@ def test_an_exception_follows_the_line() -> None:
     event = {"event": "internal_error", "line": 7, "exception": "Traceback ...\nValueError: x"}
     text = ConsoleLines(colors=False, width=lambda: 80)(None, "error", event)
     assert text == "error   internal_error line=7\nTraceback ...\nValueError: x"
+
+
+def test_the_last_tokens_fetched_are_masked_and_older_ones_let_go() -> None:
+    redactor = Redactor()
+    redactor.add("client-secret-1")
+    tokens = [f"opaque-token-{i}" for i in range(TOKENS_KEPT + 1)]
+    for token in tokens:
+        redactor.add_token(token)
+    text = " ".join(["client-secret-1", *tokens])
+    masked = redactor.scrub(text).split()
+    assert masked == ["***", tokens[0], *["***"] * TOKENS_KEPT]
