@@ -175,7 +175,7 @@ async def test_three_shards_and_merge_cover_the_file_exactly_once(tmp_path: Path
     )
     assert plain.code == 0, plain.stderr  # nothing missing or doubled: only --input sees it
     assert checked.code == 1 and len(checked.stderr.strip().splitlines()) == 1, checked.stderr
-    assert f"naming another merchant or reference (lines [{line}])" in checked.stderr
+    assert f"naming another merchant or reference (line {line})" in checked.stderr
     assert "bad.csv" not in files_in(edited)
 
 
@@ -249,7 +249,7 @@ async def test_merge_reports_keeps_run_records_and_sums_amounts_released(tmp_pat
     assert [r["run_id"] for r in read_report(tmp_path / "all.csv")] == ["r0", "r0", ""]
 
     other = await run_cli(*args, "--merchant", "T2", env=env, cwd=tmp_path)
-    assert other.code == 1 and "(lines [3])" in other.stderr, other.stderr
+    assert other.code == 1 and "(line 3)" in other.stderr, other.stderr
 
 
 async def test_merge_reports_writes_nothing_when_a_shard_is_unreadable(tmp_path: Path) -> None:

@@ -74,7 +74,7 @@ def test_no_module_defines_an_exception_outside_the_tree() -> None:
         (errors.ConfigError("--shard must look like I/N"), 2),
         (errors.ReportInUse("report r.csv is in use by another run"), 2),
         (errors.ApiUnreachable("no API request has succeeded for 300s"), 3),
-        (errors.MergeError("shard reports missing for shards [1] of 2"), 1),
+        (errors.MergeError("the report of shard 1 of 2 is missing"), 1),
     ],
 )
 def test_the_cli_maps_the_tree_to_one_line_and_the_class_s_exit_code(

@@ -29,6 +29,7 @@ from worker.input.source import open_input
 from worker.input.validate import validate
 from worker.model import REPORT_COLUMNS, UNSENT, Outcome, Row
 from worker.observe.report_card import money
+from worker.observe.words import count
 from worker.report.lock import same_file
 from worker.report.records import is_jsonl, read_records
 from worker.report.runs import read_runs, recorded_inputs, runs_path
@@ -149,7 +150,12 @@ def _check_shards(reports: list[Path]) -> None:
     for n, seen in counts.items():
         missing = sorted(set(range(n)) - seen)
         if missing:
-            raise MergeError(f"shard reports missing for shards {missing} of {n}")
+            which = ", ".join(map(str, missing))
+            one = len(missing) == 1
+            raise MergeError(
+                f"the {'report' if one else 'reports'} of {'shard' if one else 'shards'} "
+                f"{which} of {n} {'is' if one else 'are'} missing"
+            )
 
 
 def _check_input(input_path: Path, merchant: str | None, rows: list[Rec]) -> None:
@@ -175,16 +181,28 @@ def _check_input(input_path: Path, merchant: str | None, rows: list[Rec]) -> Non
     finally:
         source.close()
     problems = [
-        f"{len(lines)} {what} (lines {lines[:10]})"
-        for lines, what in (
-            (absent, "input rows have no report row"),
-            (other, "input rows have a report row naming another merchant or reference"),
-            (sorted(names), "report rows are on lines where the input has no row"),
+        f"{count(len(lines), noun)} {has if len(lines) == 1 else have}{what} ({_lines(lines)})"
+        for lines, noun, (has, have), what in (
+            (absent, "input row", ("has", "have"), " no report row"),
+            (
+                other,
+                "input row",
+                ("has", "have"),
+                " a report row naming another merchant or reference",
+            ),
+            (sorted(names), "report row", ("is", "are"), " on lines where the input has no row"),
         )
         if lines
     ]
     if problems:
         raise MergeError("; ".join(problems))
+
+
+def _lines(lines: list[int]) -> str:
+    """`line 5`, `lines 5, 9`, `lines 5, 9, ... (12 in all)`: the first ten."""
+    shown = ", ".join(map(str, lines[:10]))
+    more = f", ... ({len(lines):,} in all)" if len(lines) > 10 else ""
+    return f"line {shown}" if len(lines) == 1 else f"lines {shown}{more}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +285,7 @@ def merge(
     _check_shards(reports)
     columns = dict.fromkeys(REPORT_COLUMNS)
     latest: dict[Any, tuple[Path, Rec]] = {}
+    owner: dict[int, Path] = {}  # line -> the shard that reports it: only one may
     for path in reports:
         shard = _rows(path)
         columns.update((key, None) for row in shard for key in row)  # in the order first seen
@@ -275,6 +294,9 @@ def merge(
             if ident in latest:
                 raise MergeError(f"{_named(ident)} appears in both {latest[ident][0]} and {path}")
             latest[ident] = (path, row)
+            first = owner.setdefault(row["line"], path)
+            if first != path:  # shards run with different settings (--merchant, the file)
+                raise MergeError(f"line {row['line']} is reported in both {first} and {path}")
     rows = sorted((r for _, r in latest.values()), key=lambda r: int(r["line"]))
     if input_path is not None:
         _check_input(input_path, merchant, rows)
