@@ -30,13 +30,31 @@ def is_jsonl(path: Path) -> bool:
     return path.name.lower().endswith((".jsonl", ".ndjson"))
 
 
-def _whole_lines(f: IO[bytes], torn: list[int]) -> Iterator[bytes]:
+def _whole_lines(path: Path, f: IO[bytes], torn: list[int]) -> Iterator[bytes]:
     """The file's lines that end in a newline; the length of a torn last line goes to `torn`."""
+    first = True
     for raw in f:
         if not raw.endswith(b"\n"):
+            if first:
+                check_torn_start(path, raw)
             torn.append(len(raw))
             return
+        first = False
         yield raw
+
+
+def check_torn_start(path: Path, raw: bytes) -> None:
+    """A report whose first line has no newline: its header (or a JSON Lines report's
+    first row) cut short by a crash, and then forgiven as a torn tail, only if it is the
+    start of what the writer writes there. Any other file (`hello`, a binary) is not a
+    report, and must be neither read as an empty one nor cut."""
+    start = b'{"line":' if is_jsonl(path) else ",".join(REPORT_COLUMNS).encode()
+    text = raw.removeprefix(b"\xef\xbb\xbf")
+    if not (start.startswith(text) or text.startswith(start)):
+        raise ReportError(
+            f"{path} exists but is not a cancel-worker report: its only line, with no "
+            "newline, is not the start of one (it was left as it is)"
+        )
 
 
 def _records_csv(path: Path, f: IO[bytes], torn: list[int]) -> Iterator[dict[str, str]]:
@@ -48,6 +66,8 @@ def _records_csv(path: Path, f: IO[bytes], torn: list[int]) -> Iterator[dict[str
         nonlocal line_no
         for raw in f:
             if not raw.endswith(b"\n"):
+                if not line_no:
+                    check_torn_start(path, raw)
                 torn.append(len(raw))
                 cut.append(raw)
                 return
@@ -117,7 +137,7 @@ def _torn_cell(width: int, rest: list[bytes]) -> bool:
 
 
 def _records_jsonl(path: Path, f: IO[bytes], torn: list[int]) -> Iterator[dict[str, Any]]:
-    return _docs(path, _whole_lines(f, torn))
+    return _docs(path, _whole_lines(path, f, torn))
 
 
 def _docs(path: Path, lines: Iterator[bytes]) -> Iterator[dict[str, Any]]:
@@ -238,7 +258,7 @@ def scan_report(
     sums = totals if totals is not None else Totals()
     cut: list[bytes] = []
     with open(path, "rb") as f:
-        lines = _chunked_lines(f, torn, cut)
+        lines = _chunked_lines(path, f, torn, cut)
         scan = (
             _scan_jsonl(path, lines, sums)
             if is_jsonl(path)
@@ -250,16 +270,20 @@ def scan_report(
             yield brief
 
 
-def _chunked_lines(f: IO[bytes], torn: list[int], cut: list[bytes]) -> Iterator[bytes]:
+def _chunked_lines(path: Path, f: IO[bytes], torn: list[int], cut: list[bytes]) -> Iterator[bytes]:
     """Whole lines (newline kept) read in large chunks; a torn last line's length goes
     to `torn`, the line itself to `cut`."""
     tail = b""
+    whole = False
     while chunk := f.read(SCAN_CHUNK):
         parts = (tail + chunk).split(b"\n")
         tail = parts.pop()
+        whole = whole or bool(parts)
         for part in parts:
             yield part + b"\n"
     if tail:
+        if not whole:
+            check_torn_start(path, tail)
         torn.append(len(tail))
         cut.append(tail)
 

@@ -12,6 +12,7 @@ import pytest
 from worker.errors import ReportError, StorageError
 from worker.keys import key_of
 from worker.model import EXTRA_COLUMNS, REPORT_COLUMNS, Outcome, Rejected, Result
+from worker.page.rows import read_rows
 from worker.report.index import SpillStore
 from worker.report.journal import IntentJournal
 from worker.report.records import read_records
@@ -124,6 +125,28 @@ def test_torn_last_row_is_cut_off_and_appending_goes_on(tmp_path: Path, name: st
     write(path, result("b", Outcome.CANCELED, line=3))
     assert load(path, RUN).rows == 2
     assert final(load(path, RUN), "T1", "b") is Outcome.CANCELED
+
+
+@pytest.mark.parametrize("name", ["r.csv", "r.jsonl"])
+def test_a_file_whose_only_line_is_torn_is_a_report_only_if_it_starts_like_one(
+    tmp_path: Path, name: str
+) -> None:
+    path = tmp_path / name
+    write(path, result("a", Outcome.CANCELED))
+    first = path.read_bytes().split(b"\n", 1)[0]
+    for torn in (first[:9], b"\xef\xbb\xbf" + first[:5], first):  # a crash in the first write
+        path.write_bytes(torn)
+        prior = load(path, RUN)
+        assert prior.rows == 0 and prior.torn_bytes == len(torn)
+        assert list(read_rows(path)) == []  # the report card's reader
+    for other in (b"hello", b"\x7fELF\x02\x01", b"payment_reference,merchant"):
+        path.write_bytes(other)
+        for read in (lambda: load(path, RUN), lambda: list(read_rows(path))):
+            with pytest.raises(ReportError, match="its only line, with no newline, is not"):
+                read()
+        with pytest.raises(ReportError, match="is not the start of one"):
+            list(read_records(path, []))
+        assert path.read_bytes() == other
 
 
 def test_a_quote_that_never_closes_is_refused_not_cut(tmp_path: Path) -> None:
