@@ -79,6 +79,8 @@ async def run_job(*args: str, env: Mapping[str, str], cwd: Path, wait: wait_base
             code = await execute(prepared, shlex.join(["cancel-worker", *args]), wait=wait)
     finally:
         logs.REDACTOR._secrets = known
+        logs.REDACTOR._tokens.clear()  # and the tokens it fetched
+        logs.REDACTOR.add()
         structlog.contextvars.clear_contextvars()
         logs.configure("json")  # back on sys.stderr for whatever runs next
     return Ran(code, stream.getvalue())

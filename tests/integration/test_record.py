@@ -6,6 +6,7 @@ CLI for refusals (exit 2), the dry run, kills and signals; in-process
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 from pathlib import Path
 
@@ -165,3 +166,9 @@ async def test_a_report_without_a_run_record_resumes_with_a_warning(tmp_path: Pa
         assert again.code == 0 and "report_without_run_record" in again.log
         assert "resuming" in again.log
         assert cancel_requests(server) == 2
+    # every line of the run has its run_id, those that prepare logs before the start too
+    events = [json.loads(x) for x in again.log.splitlines() if x.startswith("{")]
+    (start,) = [e for e in events if e["event"] == "start"]
+    named = {e["event"] for e in events if e.get("run_id") == start["run_id"]}
+    assert {"report_without_run_record", "resuming", "start"} <= named
+    assert all(e.get("run_id") == start["run_id"] for e in events)

@@ -63,7 +63,7 @@ async def execute(
 
 
 async def _execute(prepared: Prepared, command: str, wait: WaitBaseT) -> int:
-    run_id = uuid.uuid4().hex[:12]
+    run_id = prepared.run_id or uuid.uuid4().hex[:12]
     structlog.contextvars.bind_contextvars(run_id=run_id)
     started_at = utc_now()
     async with sandboxed(prepared.settings) as (s, sandbox_url):

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+import structlog
 
 from worker.errors import InputError, ReportError, UsageError
 from worker.input.admission import Admission, screen_batch
@@ -58,6 +61,7 @@ class Prepared:
     counts: Counts | None = None  # references to send (files only), exact when asked
     binding: Binding | None = None  # what this run records before its first request
     screened: Screened | None = None  # a small file's rows, screened once (see screened)
+    run_id: str = ""  # on every log line from `prepare` on, in every row and record
 
     @property
     def to_send(self) -> Counter[str] | None:
@@ -83,6 +87,8 @@ def prepare(settings: Settings) -> Prepared:
     that a second run on the same report stops here, before reading anything.
     """
     s = settings
+    run_id = uuid.uuid4().hex[:12]
+    structlog.contextvars.bind_contextvars(run_id=run_id)  # `resuming` and the rest say it too
     if s.input != "-" and same_file(Path(s.input), s.report):
         kind = run_kind(s.mode, s.dry_run)
         raise UsageError(
@@ -99,7 +105,7 @@ def prepare(settings: Settings) -> Prepared:
     store = SpillStore(lock.real, settings.memory_budget)
     try:
         store.remove_stale()  # left by a killed run: never shared between runs
-        return _prepare(settings, lock, store)
+        return replace(_prepare(settings, lock, store), run_id=run_id)
     except BaseException:
         store.close()
         lock.release()
