@@ -250,9 +250,9 @@ def merge_reports(
     shards, companions = _reports_only([Path(r) for r in reports])
     merged = merge(Path(out), shards, Path(input_path) if input_path else None, merchant)
     for line in merged.lines():
-        click.echo(line)
+        _say(line)
     for path in companions:
-        click.echo(f"not a report, skipped: {path} (a file the run keeps beside its report)")
+        _say(f"not a report, skipped: {path} (a file the run keeps beside its report)")
     if not no_card:
         _card(Path(out), None, fatal=False)
 
@@ -287,7 +287,17 @@ def _card(report: Path, out: Path | None, *, fatal: bool = True) -> None:
         else:
             click.echo(f"Warning: report card of {report} not written: {why}", err=True)
         return
-    click.echo(f"report card: {page}")
+    _say(f"report card: {page}")
+
+
+def _say(line: str) -> None:
+    """A line on standard output. A reader that went away (`| head -1`) ends the output,
+    not the work: the rest goes nowhere and the exit code stays the work's (as the
+    Python documentation's note on SIGPIPE advises)."""
+    try:
+        click.echo(line)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 @cli.command("report-card")

@@ -262,3 +262,30 @@ async def test_merge_reports_writes_nothing_when_a_shard_is_unreadable(tmp_path:
     assert done.code == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "cut short" in done.stderr
     assert sorted(files_in(tmp_path)) == sorted([zero.name, one.name])  # no OUT, no temporary
+
+
+def test_merge_reports_whose_reader_goes_away_still_merges_and_exits_0(tmp_path: Path) -> None:
+    header = ",".join(REPORT_COLUMNS) + "\n"
+    shards = []
+    for i, ref in enumerate(("a", "b")):
+        shard = tmp_path / f"p.report.shard-{i}-of-2.csv"
+        shard.write_text(header + f"{i + 2},T1,{ref},canceled,201,,Canceled,1,,2026-12-01T21:00Z\n")
+        shards.append(str(shard))
+    read, write = os.pipe()
+    os.close(read)  # `| head -0`: nobody reads standard output
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "worker", "merge-reports", "all.csv", *shards],
+            cwd=tmp_path,
+            env=env_for(None),
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert [r["payment_reference"] for r in read_report(tmp_path / "all.csv")] == ["a", "b"]
+    assert (tmp_path / "all.csv.html").exists()  # the work after the first line went on
