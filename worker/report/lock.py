@@ -100,8 +100,12 @@ class ReportLock:
             "host": socket.gethostname(),
             "since": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         }
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, orjson.dumps(me) + b"\n", 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, orjson.dumps(me) + b"\n", 0)
+        except OSError as exc:  # a full disk: no lock file left behind, and its name said
+            self.release()
+            raise ReportError(f"cannot write lock file {self.path}: {exc.strerror}") from None
         try:
             self.cover()
         except BaseException:

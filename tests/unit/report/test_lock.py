@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -59,3 +60,17 @@ def test_a_report_created_after_the_lock_is_covered_when_the_run_creates_it(
     with pytest.raises(ReportInUse, match="another name of the same file"):
         ReportLock(tmp_path / "hard.csv").acquire()
     lock.release()
+
+
+def test_a_full_disk_names_the_lock_file_and_leaves_none_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(fd: int, data: bytes, offset: int) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "pwrite", full)
+    lock = ReportLock(tmp_path / "r.csv")
+    with pytest.raises(ReportError) as caught:
+        lock.acquire()
+    assert str(caught.value) == f"cannot write lock file {lock.path}: No space left on device"
+    assert list(tmp_path.iterdir()) == []
