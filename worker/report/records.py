@@ -57,7 +57,8 @@ def check_torn_start(path: Path, raw: bytes) -> None:
         )
 
 
-def _records_csv(path: Path, f: IO[bytes], torn: list[int]) -> Iterator[dict[str, str]]:
+def _records_csv(path: Path, f: IO[bytes], torn: list[int]) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line the record starts on, the record) for each row of a CSV report."""
     line_no = 0
     record: list[bytes] = []  # the physical lines of the record being read
     cut: list[bytes] = []  # the torn last line, if any
@@ -97,7 +98,7 @@ def _records_csv(path: Path, f: IO[bytes], torn: list[int]) -> Iterator[dict[str
             raise _unreadable(path, start, "a quoted field never closes") from None
         if len(fields) != len(header):
             raise _unreadable(path, start, f"{len(fields)} fields, the header has {len(header)}")
-        yield dict(zip(header, fields, strict=True))
+        yield start, dict(zip(header, fields, strict=True))
 
 
 def _header(path: Path, reader: Iterator[list[str]]) -> list[str] | None:
@@ -136,12 +137,14 @@ def _torn_cell(width: int, rest: list[bytes]) -> bool:
     return True
 
 
-def _records_jsonl(path: Path, f: IO[bytes], torn: list[int]) -> Iterator[dict[str, Any]]:
+def _records_jsonl(
+    path: Path, f: IO[bytes], torn: list[int]
+) -> Iterator[tuple[int, dict[str, Any]]]:
     return _docs(path, _whole_lines(path, f, torn))
 
 
-def _docs(path: Path, lines: Iterator[bytes]) -> Iterator[dict[str, Any]]:
-    """A JSON Lines report's rows, each an object with every report column."""
+def _docs(path: Path, lines: Iterator[bytes]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """A JSON Lines report's rows, each an object with every report column, and its line."""
     for number, raw in enumerate(lines, start=1):
         if not raw.strip():
             continue
@@ -151,7 +154,7 @@ def _docs(path: Path, lines: Iterator[bytes]) -> Iterator[dict[str, Any]]:
             raise _unreadable(path, number, f"not JSON ({exc.msg})") from None
         if not isinstance(doc, dict) or not _REQUIRED_KEYS.issubset(doc):
             raise _unreadable(path, number, "not a report row (a JSON object with its columns)")
-        yield doc
+        yield number, doc
 
 
 _REQUIRED_KEYS = frozenset(REPORT_COLUMNS)
@@ -174,19 +177,20 @@ def read_records(path: Path, torn: list[int] | None = None) -> Iterator[dict[str
     found: list[int] = [] if torn is None else torn
     with open(path, "rb") as f:
         records = _records_jsonl(path, f, found) if is_jsonl(path) else _records_csv(path, f, found)
-        for number, rec in enumerate(records, start=1):
-            yield _checked(path, number, rec)
+        for line, rec in records:
+            yield _checked(path, line, rec)
     if torn is None and found:
         raise ReportError(f"report {path}: its last line is cut short (no final newline)")
 
 
-def _checked(path: Path, number: int, rec: dict[str, Any]) -> dict[str, Any]:
+def _checked(path: Path, at: int, rec: dict[str, Any]) -> dict[str, Any]:
+    """`rec`, read from line `at` of the report, if its outcome and line can be used."""
     outcome = rec.get("outcome")
     if outcome not in _OUTCOMES:
-        raise ReportError(f"report {path}, row {number}: unknown outcome {str(outcome)[:40]!r}")
+        raise _unreadable(path, at, f"unknown outcome {str(outcome)[:40]!r}")
     line = rec.get("line")
     if isinstance(line, bool) or not (isinstance(line, int) or str(line).isdigit()):
-        raise ReportError(f"report {path}, row {number}: line is not a number: {str(line)[:40]!r}")
+        raise _unreadable(path, at, f"the line column is not a number: {str(line)[:40]!r}")
     return rec
 
 
@@ -307,8 +311,9 @@ def _scan_csv(
             currency = cells[currency_at] if currency_at is not None else None
             totals.add(brief, cells[state_at], amount, currency)
 
-    for number, raw in enumerate(pushback.source, start=1):
+    for raw in pushback.source:
         pushback.line += 1
+        start = pushback.line  # where the record starts (a quoted one may go on)
         if b'"' not in raw:
             cells = raw.decode("utf-8", "surrogateescape").rstrip("\r\n").split(",")
             if len(cells) != width:
@@ -321,7 +326,7 @@ def _scan_csv(
                 yield brief
                 continue
         else:
-            start, pushback.head, pushback.taken = pushback.line, raw, []
+            pushback.head, pushback.taken = raw, []
             try:
                 cells = next(reader)
             except (csv.Error, StopIteration) as exc:
@@ -335,7 +340,7 @@ def _scan_csv(
                 raise _unreadable(path, start, "a quoted field never closes") from None
             if len(cells) != width:
                 raise _unreadable(path, start, f"{len(cells)} fields, the header has {width}")
-        brief = _brief(path, number, cells[0], cells[1], cells[2], cells[3])
+        brief = _brief(path, start, cells[0], cells[1], cells[2], cells[3])
         sum_up(brief, cells)
         yield brief
 
@@ -363,10 +368,10 @@ class _Pushback:
 
 
 def _scan_jsonl(path: Path, lines: Iterator[bytes], totals: Totals) -> Iterator[Brief]:
-    for number, doc in enumerate(_docs(path, lines), start=1):
+    for at, doc in _docs(path, lines):
         brief = _brief(
             path,
-            number,
+            at,
             doc["line"],
             doc.get("merchant_number") or "",
             doc.get("payment_reference") or "",
@@ -377,12 +382,11 @@ def _scan_jsonl(path: Path, lines: Iterator[bytes], totals: Totals) -> Iterator[
         yield brief
 
 
-def _brief(
-    path: Path, number: int, line: Any, merchant: Any, reference: Any, outcome: Any
-) -> Brief:
+def _brief(path: Path, at: int, line: Any, merchant: Any, reference: Any, outcome: Any) -> Brief:
+    """What resume needs of the row read from line `at` of the report, checked."""
     found = _OUTCOME_OF.get(outcome) if isinstance(outcome, str) else None
     if found is None:
-        raise ReportError(f"report {path}, row {number}: unknown outcome {str(outcome)[:40]!r}")
+        raise _unreadable(path, at, f"unknown outcome {str(outcome)[:40]!r}")
     if isinstance(line, bool) or not (isinstance(line, int) or str(line).isdigit()):
-        raise ReportError(f"report {path}, row {number}: line is not a number: {str(line)[:40]!r}")
+        raise _unreadable(path, at, f"the line column is not a number: {str(line)[:40]!r}")
     return int(line), str(merchant), str(reference), found

@@ -239,7 +239,17 @@ def test_a_torn_intent_is_cut_off_before_the_next_run_appends(tmp_path: Path) ->
         ("r.jsonl", lambda b: b.replace(b'"b"', b'"b', 1), "line 2: not JSON"),
         ("r.jsonl", lambda b: b.replace(b'"outcome"', b'"outcom"', 1), "line 1: not a report row"),
         ("r.csv", lambda b: b.replace(b"T1,b,", b'T1,"b,', 1), "line 3"),
-        ("r.csv", lambda b: b.replace(b"T1,b,canceled", b"T1,b,cancelled", 1), "unknown outcome"),
+        (
+            "r.csv",
+            lambda b: b.replace(b"T1,b,canceled", b"T1,b,cancelled", 1),
+            "line 3: unknown outcome 'cancelled'",
+        ),
+        (
+            "r.jsonl",
+            lambda b: b.replace(b'"c","outcome":"canceled"', b'"c","outcome":"cancelled"', 1),
+            "line 3: unknown outcome 'cancelled'",
+        ),
+        ("r.csv", lambda b: b.replace(b"\n3,T1", b"\nthree,T1", 1), "line 3: the line column"),
         (
             "r.csv",
             lambda b: b.replace(b"T1,b,", b"T1,b,x,", 1),
@@ -257,6 +267,8 @@ def test_a_report_edited_in_the_middle_is_refused_and_left_alone(
     path.write_bytes(broken)
     with pytest.raises(ReportError, match=message):
         load(path, RUN)
+    with pytest.raises(ReportError, match=message):  # merge-reports' reader says the same
+        list(read_records(path, []))
     assert path.read_bytes() == broken
 
 
