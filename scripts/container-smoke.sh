@@ -6,9 +6,9 @@
 #   scripts/container-smoke.sh                          # podman (the default)
 #   CONTAINER_ENGINE=docker scripts/container-smoke.sh  # docker, python:3.12-slim base
 #
-# Expected: exit code 1 (samples/payments.csv deliberately holds rows that end
-# not_found, not_cancelable and invalid), a report with the contract's header and at
-# least one `canceled` row.
+# Expected: exit code 1 (samples/payments.csv deliberately holds invalid rows, which
+# need a person; its not_found and not_cancelable rows are follow-ups, exit 0 alone),
+# a report with the contract's header and at least one `canceled` row.
 #
 # Environment (all optional):
 #   CONTAINER_ENGINE  podman | docker                          (podman)
