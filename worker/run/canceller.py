@@ -189,8 +189,8 @@ class Canceller:
         await self._admit()
         token = await self._slot(await self._tokens.get())
         with self._gate:  # Stopped after a stop; nothing awaits between it and the write
+            self.calls.requests += 1  # counted as sent: one a hard stop abandons was sent
             reply = await self._api.call(Op.QUERY, good[0], good[1], token)
-        self.calls.requests += 1
         if is_api_trouble(reply):
             self._health.record_trouble(
                 -1, timeout=reply.error_type == "timeout", what=_what(reply)
@@ -219,8 +219,8 @@ class Canceller:
             token = await self._slot(token)
             comment = row.comment or self._comment  # a row's own comment goes first
             with self._gate:  # Stopped after a stop; nothing awaits between it and the write
+                self.calls.requests += 1  # counted as sent: one a hard stop abandons was sent
                 reply = await self._api.call(step.op, row.merchant, row.reference, token, comment)
-            self.calls.requests += 1
             exchange.attempts += 1
             exchange.last = reply
             if reply.payment_state:

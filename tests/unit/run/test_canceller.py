@@ -139,6 +139,26 @@ async def test_the_ceiling_leaves_room_for_a_401_before_every_call(fake_time: Fa
     assert result.attempts == 22 <= CALLS_PER_TRY * 6 + SPARE_CALLS
 
 
+async def test_a_request_a_hard_stop_abandons_on_the_wire_counts_as_sent(
+    fake_time: FakeTime,
+) -> None:
+    on_wire = asyncio.Event()
+
+    class Hanging(ScriptedApi):
+        async def call(self, *args: object, **kwargs: object) -> Reply:
+            on_wire.set()
+            await asyncio.Event().wait()  # no answer, ever
+            raise AssertionError
+
+    c = canceller(Hanging([]), fake_time)
+    task = asyncio.create_task(c.process(ROW))
+    await on_wire.wait()
+    task.cancel()  # what a second signal does to a worker
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert c.calls.requests == 1  # the summary's count: it went out
+
+
 @dataclass
 class SlowSlots:
     """A throttle whose slots take the next of `waits` seconds of fake time each."""
