@@ -55,6 +55,10 @@ class Echo:
     def keeps(self, name: str) -> bool:
         return self._all or name in self._only
 
+    def missing(self, names: Iterable[str]) -> list[str]:
+        """The names asked for that are not among `names` (a CSV header's)."""
+        return sorted(self._only.difference(names))
+
     @staticmethod
     def report_name(name: str) -> str:
         return f"input_{name}" if name in _RESERVED else name

@@ -36,7 +36,7 @@ from worker.report.journal import IntentJournal, journal_path
 from worker.report.lock import ReportLock, same_file
 from worker.report.resume import ByLine, PriorRows, Progress, load_report, policy_for
 from worker.report.runs import SANDBOX, Binding, check_binding, read_runs, run_count
-from worker.report.writer import check_report_path
+from worker.report.writer import Echo, check_report_path
 from worker.run.count import Counts
 from worker.settings import Settings, other_report, run_kind
 
@@ -212,13 +212,10 @@ def _open(settings: Settings) -> Source:
 
 
 def _check_echo(settings: Settings, source: Source) -> None:
-    """`--echo-columns a,b` names columns of the CSV header (a typo would drop a column
-    from every row unseen). A JSON Lines input's names are only known row by row."""
-    choice, columns = settings.echo_columns, source.columns
-    if choice in ("all", "none") or columns is None:
-        return
-    unknown = [n for n in (n.strip() for n in choice.split(",")) if n not in columns.names]
-    if unknown:
+    """`--echo-columns a,b` names columns of the CSV header: a typo would drop a column
+    from every row unseen. (A JSON Lines input's names are only known row by row.)"""
+    columns = source.columns
+    if columns and (unknown := Echo(settings.echo_columns).missing(columns.names)):
         raise UsageError(
             f"--echo-columns names {', '.join(map(repr, unknown))}, which the header of "
             f"{settings.input} does not have; its columns: {', '.join(columns.names)}"
