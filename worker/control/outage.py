@@ -130,6 +130,13 @@ class OutageGate:
         self.last_ok = self._clock()
         logs.log.warning("recovered", held_seconds=round(held, 1), what="token endpoint")
 
+    def until_give_up(self) -> float:
+        """Seconds until `check_give_up` would abort (infinite while nothing fails): a
+        retry's backoff is cut to it, so the abort comes on time, not a backoff late."""
+        if not self._streak:
+            return float("inf")
+        return max(self.last_ok + self._give_up_after - self._clock(), 0.0)
+
     def check_give_up(self) -> None:
         if not self._streak:  # the usual case, decided without reading the clock
             return

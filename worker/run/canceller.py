@@ -157,7 +157,9 @@ class Canceller:
             except RetryLater as trouble:
                 tries += 1
                 if tries < self._max_attempts:
-                    await self._sleep(self._backoff(tries, trouble))
+                    await self._sleep(
+                        min(self._backoff(tries, trouble), self._health.until_give_up())
+                    )
                 elif await self._everyone_failing(row, exchange):
                     self._health.declare_outage()  # the gate holds the next try
                 else:

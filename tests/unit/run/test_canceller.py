@@ -17,7 +17,7 @@ from tests.fakes import FakeTime, run_on
 from worker.control.outage import OutageGate
 from worker.control.stop import StopGate, Stopped
 from worker.control.throttle import Throttle
-from worker.errors import StorageError
+from worker.errors import ApiUnreachable, StorageError
 from worker.model import Op, Outcome, Reply, Result, Row
 from worker.run.canceller import CALLS_PER_TRY, SPARE_CALLS, Canceller
 
@@ -137,6 +137,18 @@ async def test_the_ceiling_leaves_room_for_a_401_before_every_call(fake_time: Fa
     result = await canceller(api, fake_time, max_attempts=6).process(ROW)
     assert result.outcome is Outcome.CANCELED
     assert result.attempts == 22 <= CALLS_PER_TRY * 6 + SPARE_CALLS
+
+
+async def test_backoff_is_cut_to_give_up_after_so_the_abort_comes_on_time(
+    fake_time: FakeTime,
+) -> None:
+    api = ScriptedApi([Reply(None, error_type="connection_error", maybe_sent=False)])
+    health = OutageGate(threshold=10, give_up_after=2.0, clock=fake_time)
+    c = Canceller(api, OneToken(), Throttle(None, clock=fake_time), health, max_attempts=10)
+    with pytest.raises(ApiUnreachable, match=r"for 2s \(--give-up-after 2\)"):
+        await c.process(ROW)
+    assert fake_time.sleeps == [0.5, 1.0, 0.5]  # the third backoff (2.0) ends at the deadline
+    assert fake_time.now == 2.0
 
 
 async def test_a_request_a_hard_stop_abandons_on_the_wire_counts_as_sent(
