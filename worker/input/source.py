@@ -239,7 +239,12 @@ def _check(
     raw, eof = _read_ahead(name, stream, fmt)
     gzipped = raw[:2] == GZIP_MAGIC
     try:
-        plain = Gunzip().feed(raw) if gzipped else raw
+        plain = raw
+        if gzipped:
+            gunzip = Gunzip()
+            plain = gunzip.feed(raw)
+            if eof:  # all of it read: a file cut short says so, not that its header is odd
+                gunzip.finish()
     except InputError as exc:
         raise InputError(f"cannot read input {name}: {exc}") from None
     if not plain.strip() and (eof or fmt != "csv"):  # a CSV's blank header: parse_header

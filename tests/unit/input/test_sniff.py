@@ -166,3 +166,11 @@ def test_a_csv_file_of_blank_lines_is_empty_not_headless(tmp_path: Path) -> None
     # the read-ahead stops after line 1 of a CSV; a regular file says it has no more
     with pytest.raises(InputError, match=r"blank\.csv is empty"):
         open_input(str(write(tmp_path, "blank.csv", "\n \r\n\t\n")))
+
+
+def test_a_small_gzip_file_cut_short_says_so_not_that_its_header_is_odd(tmp_path: Path) -> None:
+    packed = gzip.compress(b"payment_reference,merchant_number\nA,T1\n")
+    for cut in (25, len(packed) - 4):  # inside the header's data; only the trailer lost
+        with pytest.raises(InputError, match=r"cut\.csv\.gz: the gzip data ends early"):
+            open_input(str(write(tmp_path, "cut.csv.gz", packed[:cut])))
+    assert len(read(write(tmp_path, "whole.csv.gz", packed))) == 1
