@@ -110,9 +110,10 @@ def judge(night: Night, command: str | None = None) -> Verdict:
     if failed:
         # exit 5's meaning already says to rerun: said twice, it reads as a slip
         rerun = "" if "rerun" in code else " Rerun the same command to retry them."
+        rest = _left(0, person, follow) if person or follow else ""  # all that is left
         return Verdict(
             "left",
-            f"Complete, {_plural(failed, 'reference')} left to retry; {code}.{rerun}",
+            f"Complete, {_plural(failed, 'reference')} left to retry; {code}.{rerun}{rest}",
             again,
         )
     tone = "person" if person else ("follow-up" if follow else "done")

@@ -45,6 +45,14 @@ def test_failed_references_say_to_rerun_once(tmp_path: Path) -> None:
     assert v.tone == "left" and v.command == "cancel-worker run x"
     assert v.headline.startswith("Complete, 1 reference left to retry; the last run: exit 5")
     assert v.headline.lower().count("rerun the same command") == 1, v.headline
+    assert "person" not in v.headline and "Nothing left" not in v.headline
+    # and what else is left is said too, not hidden behind the retries
+    rows = [DONE, row(3, "B", "failed"), row(4, "C", "rejected"), row(5, "D", "not_cancelable")]
+    v = verdict(tmp_path, rows, records, command="cancel-worker run x")
+    assert v.headline.endswith(
+        "1 row needs a person (invalid or rejected); "
+        "1 follow-up for support (not cancelable, not found)."
+    ), v.headline
 
 
 @pytest.mark.parametrize("code", [3, 4, 130, 143])
