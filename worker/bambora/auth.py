@@ -138,7 +138,7 @@ def refresh_margin(lifetime: float) -> float:
 
 
 def send_margin(lifetime: float) -> float:
-    """A token this close to its expiry is not sent (`expired`): half the refresh
+    """A token this close to its expiry is not sent (`sendable`): half the refresh
     margin, for the request's way to the API and a server that rounds `exp` down."""
     return refresh_margin(lifetime) / 2
 
