@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import random
 from dataclasses import replace
 from pathlib import Path
 
@@ -287,13 +288,22 @@ def test_semicolon_and_tab_separated_files(tmp_path: Path) -> None:
         assert rows(path) == [Row(2, "T1", "A", None)]
 
 
-def test_truncated_and_corrupt_gzip(tmp_path: Path) -> None:
-    whole = gzip.compress(b"payment_reference\n" + b"".join(b"r%d\n" % i for i in range(20000)))
+@pytest.mark.parametrize("refs", [2_000, 40_000], ids=["read whole at open", "read later"])
+def test_truncated_and_corrupt_gzip(tmp_path: Path, refs: int) -> None:
+    rng = random.Random(refs)  # references that compress badly: a file of several reads
+    body = b"".join(b"r%d-%x\n" % (i, rng.getrandbits(48)) for i in range(refs))
+    whole = gzip.compress(b"payment_reference\n" + body)
     path = write(tmp_path, "in.csv.gz", whole[: len(whole) // 2])
-    source = open_input(str(path))
+
+    def read_all() -> None:
+        source = open_input(str(path))
+        try:
+            list(source.rows())
+        finally:
+            source.close()
+
     with pytest.raises(InputError, match="ends early"):
-        list(source.rows())
-    source.close()
+        read_all()
     # several gzip members one after the other (gzip -c a b) read as one file
     two = gzip.compress(b"payment_reference\nA\n") + gzip.compress(b"B\n")
     assert rows(write(tmp_path, "two.csv.gz", two)) == [
