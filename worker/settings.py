@@ -131,9 +131,14 @@ def build_settings(mode: Mode, kw: Mapping[str, Any], env: Mapping[str, str]) ->
 
     An option left out (None, or absent from `kw`) takes the `Settings` default.
     """
-    shard = (
-        Shard.parse(kw["shard_text"]) if kw.get("shard_text") else (shard_from_env(env) or Shard())
-    )
+    indexed = shard_from_env(env)  # an Indexed Job's pod
+    shard = Shard.parse(kw["shard_text"]) if kw.get("shard_text") else (indexed or Shard())
+    if indexed is not None and shard != indexed:  # every pod would run the same shard
+        raise ConfigError(
+            f"--shard {shard.index}/{shard.count} (or CANCEL_WORKER_SHARD) and "
+            f"JOB_COMPLETION_INDEX/SHARD_COUNT ({indexed.index}/{indexed.count}) disagree: "
+            "set one of them"
+        )
     sandbox, dry_run = bool(kw.get("sandbox")), bool(kw.get("dry_run"))
     kind = run_kind(mode, dry_run)
     report = Path(kw["report"]) if kw.get("report") else default_report(kw["input"], shard, kind)

@@ -196,6 +196,11 @@ def test_rate_zero_means_no_limit_and_the_kubernetes_shard_env_is_read() -> None
     s = build_settings(Mode.CHECK, {"input": "in.jsonl.gz", "rate": 0.0}, env)
     assert s.rate is None and s.shard == Shard(2, 4)
     assert s.report == Path("in.check.shard-2-of-4.csv")  # check has its own report
+    # an explicit shard in an Indexed Job's pod must be the pod's own
+    same = build_settings(Mode.RUN, {"input": "in.csv", "shard_text": "2/4"}, env)
+    assert same.shard == Shard(2, 4)
+    with pytest.raises(ConfigError, match=r"--shard 0/4 .* \(2/4\) disagree: set one of them"):
+        build_settings(Mode.RUN, {"input": "in.csv", "shard_text": "0/4"}, env)
 
 
 def test_a_comment_over_its_limit_is_refused() -> None:
