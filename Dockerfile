@@ -13,7 +13,8 @@
 # `useradd`: the default python:3.12-slim does, and so does Debian with python3-venv
 # (scripts/container-smoke.sh builds such a base where Docker Hub is out of reach).
 # Both stages must use the same base: the venv is copied from one to the other.
-# For byte-for-byte rebuilds pin it by digest: BASE_IMAGE=python:3.12-slim@sha256:...
+# The dependencies are pinned (constraints.txt, `make constraints` to refresh); for
+# byte-for-byte rebuilds pin the base too, by digest: BASE_IMAGE=python:3.12-slim@sha256:...
 ARG BASE_IMAGE=python:3.12-slim
 
 # ---------------------------------------------------------------------------
@@ -26,7 +27,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY worker/ ./worker/
 
 # The only step that reaches a package index. The CA secret, when given, is
@@ -36,7 +37,8 @@ RUN --mount=type=secret,id=pip_ca,required=false \
     if [ -f /run/secrets/pip_ca ]; then export PIP_CERT=/run/secrets/pip_ca; fi; \
     python3 -m venv /opt/venv; \
     /opt/venv/bin/pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .; \
-    /opt/venv/bin/pip wheel --no-cache-dir --wheel-dir /wheels /wheels/cancel_worker-*.whl
+    /opt/venv/bin/pip wheel --no-cache-dir --wheel-dir /wheels -c constraints.txt \
+        /wheels/cancel_worker-*.whl
 
 # Offline (--no-index): exactly the wheels above. pip compiles the .pyc files now,
 # so a read-only root filesystem costs nothing at start-up. pip itself (and the

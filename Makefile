@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: demo test lint typecheck check install clean bench sim
+.PHONY: demo test lint typecheck check install clean bench sim constraints
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ bench: $(STAMP)
 SEEDS ?= 10000
 sim: $(STAMP)
 	PYTHONPATH=. $(BIN)/python -m tests.sim --seeds $(SEEDS)
+
+## Pin the image's dependencies (constraints.txt) to what .venv runs: after an upgrade.
+constraints: $(STAMP)
+	$(BIN)/python scripts/pin-constraints.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
