@@ -185,7 +185,7 @@ def build_settings(mode: Mode, kw: Mapping[str, Any], env: Mapping[str, str]) ->
         max_references=kw.get("max_references"),
         stop_on_rejections=_given(kw, "stop_on_rejections"),
         retry_outcomes=parse_retry_outcomes(kw.get("retry_outcomes") or ""),
-        delimiter=kw.get("delimiter") or None,
+        delimiter=kw.get("delimiter"),  # "" is refused when the input is opened
         multiline_cells=bool(kw.get("multiline_cells")),
         ca_bundle=_checked_bundle(kw.get("ca_bundle")),
         card=not kw.get("no_card"),

@@ -69,6 +69,12 @@ def parse_header(line: str, name: str, delimiter: str | None = None, number: int
     line = line.removeprefix("\ufeff").rstrip("\r")
     if not line.strip():
         raise InputError(f"{name}: line {number} is blank: a CSV input needs a header row")
+    if "\r" in line:  # only LF ends a line: a CR-only file is one long "header"
+        raise InputError(
+            f"{name}: the header (line {number}) holds a carriage return (\\r) that does "
+            "not end it: is the file saved with old Mac line ends (CR alone)? Convert it "
+            "(tr '\\r' '\\n' < in > out) and run again"
+        )
     errors: dict[str, csv.Error] = {}
     for candidate in (delimiter,) if delimiter else DELIMITERS:
         try:

@@ -22,6 +22,11 @@ def _scalar(obj: dict[str, Any], keys: tuple[str, ...]) -> tuple[str | None, str
                 return value, None
             if isinstance(value, int):
                 return str(value), None
+            if isinstance(value, float):  # 1.5, 1e3, or a whole number past 64 bits
+                return None, (
+                    f"{key} must be a string or a whole number; {value!r} has a fraction or "
+                    "an exponent, or is too big to read exactly: write it as a string"
+                )
             return None, f"{key} must be a string, got {type(value).__name__}"
     return None, None
 

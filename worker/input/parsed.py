@@ -37,7 +37,12 @@ def printable(text: str | None) -> str:
     """Text safe to write anywhere: undecodable bytes shown as U+FFFD."""
     if text is None:
         return ""
-    return text.encode("utf-8", "replace").decode("utf-8") if has_surrogates(text) else text
+    if not has_surrogates(text):
+        return text
+    try:  # the bytes the input held, decoded again: each bad byte becomes U+FFFD
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a surrogate that stands for no byte (JSON's "\ud800")
+        return text.encode("utf-8", "replace").decode("utf-8")
 
 
 #: How much input an error message quotes: enough to find the line, never a screenful.

@@ -22,6 +22,37 @@ from worker.input.lines import MAX_LINE, TooLong
 from worker.input.parsed import Parsed, error_row, excerpt
 from worker.settings import MAX_COMMENT
 
+#: Why a CSV line with a carriage return of its own is `invalid`: only LF ends a line,
+#: so a file saved with old Mac line ends (CR alone) would hide rows inside a cell.
+LONE_CR = (
+    "a carriage return (\\r) inside the line, not before its line feed: lines that end "
+    "with CR alone (old Mac line ends?) are not read as lines; convert the file (tr '\\r' '\\n')"
+)
+
+
+def _quoted_cells(text: str, delimiter: str) -> list[bool]:
+    """For each cell of a CSV line the csv module parsed strictly: did it open with a
+    quote? A quoted cell runs to its closing quote (`""` inside it is one quote); in an
+    unquoted cell a quote is text, and the next delimiter ends it."""
+    quoted: list[bool] = []
+    at, end = 0, len(text)
+    while True:
+        opens = text[at : at + 1] == '"'
+        quoted.append(opens)
+        if opens:
+            at += 1
+            while at < end:
+                if text[at] == '"':
+                    if text[at + 1 : at + 2] != '"':
+                        at += 1
+                        break
+                    at += 1
+                at += 1
+        nxt = text.find(delimiter, at)
+        if nxt < 0:
+            return quoted
+        at = nxt + 1
+
 
 class RowParser:
     """Physical lines to `Parsed` rows, for one format; the header is already known."""
@@ -59,10 +90,11 @@ class RowParser:
                 # The common line, no quote in it: split it here, without the machinery
                 # for quotes that span lines (measured: most of the parser's time).
                 self.lines += 1
-                fields = (
-                    raw.decode("utf-8", "surrogateescape").removesuffix("\r").split(self._delimiter)
-                )
-                self._record(number, fields, None, out)
+                text = raw.decode("utf-8", "surrogateescape").removesuffix("\r")
+                if "\r" in text:
+                    self._record(number, [], LONE_CR, out)
+                else:
+                    self._record(number, text.split(self._delimiter), None, out)
             if todo and not self._pending:
                 self._drain(todo, out)
         self._drain(todo, out)
@@ -122,6 +154,15 @@ class RowParser:
                 if self._pending_chars > MAX_COMMENT:
                     self._stray(todo, out)  # not a comment: a stray quote
                 return
+            spans = self._spans
+            closed_late = (
+                len(fields[spans]) > MAX_COMMENT
+                if error is None and spans is not None and spans < len(fields)
+                else self._pending_chars > MAX_COMMENT  # closed, then not CSV: judged by lines
+            )
+            if closed_late:  # a quote that closes past a comment's length was no comment's
+                self._stray(todo, out)
+                return
             start, span = self._pending_start, len(self._pending)
             self._pending = []
             self.lines += span
@@ -129,8 +170,9 @@ class RowParser:
             return
         fields, error, open_col = self._split(text)
         if open_col is not None:
-            if open_col == self._spans:
-                self._pending, self._pending_start, self._pending_chars = [text], number, 0
+            if open_col == self._spans:  # the comment's characters count from its quote
+                self._pending, self._pending_start = [text], number
+                self._pending_chars = len(fields[open_col])
                 return
             self.lines += 1
             what, line = self._column_name(open_col), text.removesuffix("\r")
@@ -157,6 +199,8 @@ class RowParser:
     def _split(self, text: str) -> tuple[list[str], str | None, int | None]:
         """(fields, parse error, index of a quoted field still open at the end)."""
         text = text.removesuffix("\r")
+        if "\r" in text.replace("\r\n", ""):  # a CRLF inside a quoted comment is its line break
+            return [], LONE_CR, None
         delimiter = self._columns.delimiter if self._columns else ","
         if '"' not in text:
             return text.split(delimiter), None, None
@@ -172,17 +216,22 @@ class RowParser:
 
     def _bare_quote(self, text: str, fields: list[str]) -> str | None:
         """A `"` inside an unquoted reference or merchant cell: the other half of a
-        quote that opened on an earlier line, or a typo; never a value to send.
-
-        Inside a quoted cell a quote is written doubled, so a quote in the value with
-        no `""` anywhere on the line was bare.
+        quote that opened on an earlier line, or a typo; never a value to send. (The
+        csv module takes such a quote as text; a quoted cell writes its quotes doubled.)
         """
         columns = self._columns
-        if columns is None or '""' in text:
+        if columns is None:
             return None
-        for col in (columns.reference, columns.merchant):
-            if col is not None and col < len(fields) and '"' in fields[col]:
-                return f"stray quote in {self._column_name(col)}"
+        wanted = [
+            col
+            for col in (columns.reference, columns.merchant)
+            if col is not None and col < len(fields) and '"' in fields[col]
+        ]
+        if wanted:
+            quoted = _quoted_cells(text, columns.delimiter)
+            for col in wanted:
+                if col >= len(quoted) or not quoted[col]:
+                    return f"stray quote in {self._column_name(col)}"
         return None
 
     def _column_name(self, index: int) -> str:

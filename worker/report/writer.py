@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 
 from worker.errors import ReportError, StorageError
+from worker.input.parsed import printable
 from worker.model import EXTRA_COLUMNS, REPORT_COLUMNS, Result
 from worker.observe.logs import mask
 from worker.report.records import is_jsonl
@@ -64,10 +65,27 @@ class Echo:
         return f"input_{name}" if name in _RESERVED else name
 
     def names(self, input_names: Iterable[str]) -> list[str]:
-        return [self.report_name(n) for n in input_names if self.keeps(n)]
+        return _unique([self.report_name(n) for n in input_names if self.keeps(n)])
 
     def pick(self, extra: tuple[tuple[str, object], ...]) -> list[tuple[str, object]]:
-        return [(self.report_name(n), v) for n, v in extra if self.keeps(n)]
+        picked = [(self.report_name(n), v) for n, v in extra if self.keeps(n)]
+        if len(picked) > 1 and len({n for n, _ in picked}) < len(picked):
+            # a header that names a column twice (or `line` and `input_line`): as `names`
+            picked = list(zip(_unique([n for n, _ in picked]), [v for _, v in picked], strict=True))
+        return picked
+
+
+def _unique(names: list[str]) -> list[str]:
+    """Each name once, in order: one already taken (by an earlier column or a report
+    column) gets the prefix `input_` until it is free, so no echoed value hides another."""
+    taken: set[str] = set(_RESERVED)
+    out = []
+    for name in names:
+        while name in taken:
+            name = f"input_{name}"
+        taken.add(name)
+        out.append(name)
+    return out
 
 
 _RESERVED = frozenset(REPORT_COLUMNS + EXTRA_COLUMNS)
@@ -157,9 +175,7 @@ class ReportWriter:
 
     def _encode(self, results: list[Result], finished_at: str) -> bytes:
         if self._jsonl:
-            return b"".join(
-                orjson.dumps(self._as_dict(r, finished_at), default=str) + b"\n" for r in results
-            )
+            return b"".join(_json(self._as_dict(r, finished_at)) + b"\n" for r in results)
         columns = self._columns
         assert columns is not None
         ours = len(REPORT_COLUMNS) + len(EXTRA_COLUMNS)
@@ -187,7 +203,11 @@ class ReportWriter:
         buffer.seek(0)
         buffer.truncate()
         self._csv.writerows(rows)
-        return buffer.getvalue().encode("utf-8", "replace")
+        text = buffer.getvalue()
+        try:
+            return text.encode()
+        except UnicodeEncodeError:  # an input cell that was not UTF-8: shown as U+FFFD
+            return printable(text).encode()
 
     def sync(self) -> None:
         if self._fd is not None:
@@ -201,6 +221,16 @@ class ReportWriter:
             finally:
                 os.close(self._fd)
                 self._fd = None
+
+
+def _json(row: dict[str, Any]) -> bytes:
+    """A JSON Lines row. An echoed CSV cell that was not UTF-8 (read with
+    surrogateescape) is shown with U+FFFD, as a CSV report shows it, not refused."""
+    try:
+        return orjson.dumps(row, default=str)
+    except TypeError:
+        fixed = {k: printable(v) if isinstance(v, str) else v for k, v in row.items()}
+        return orjson.dumps(fixed, default=str)
 
 
 def _cell(value: object) -> str:

@@ -360,3 +360,74 @@ def test_an_excel_sep_line_before_a_header_without_references_names_line_2(
 ) -> None:
     with pytest.raises(InputError, match=r"the header \(line 2\) needs one of"):
         rows(write(tmp_path, "in.csv", "sep=,\nid,amount\n1,2\n"))
+
+
+def test_a_carriage_return_of_its_own_makes_its_line_invalid(tmp_path: Path) -> None:
+    # Only LF ends a line: a CR alone (old Mac line ends) would hide rows in a cell
+    data = (
+        "payment_reference,merchant_number,order_id\n"
+        "cr4-1,T1,o1\rcr4-2,T1,o2\rcr4-3,T1,o3\n"
+        'q-1,T1,"x"\r"y"\n'  # the same, on the quoted path
+        "ok-1,T1,o4\r\n"  # a CRLF line end is a line end
+    )
+    got, seen, accounted, _ = lines_of(write(tmp_path, "in.csv", data))
+    assert [g.line for g in got] == [2, 3, 4] and seen == accounted == 4
+    for bad in got[:2]:
+        assert isinstance(bad, Rejected) and "carriage return" in bad.detail
+    assert got[2] == Row(4, "T1", "ok-1", None)
+    with pytest.raises(InputError, match=r"header \(line 1\) holds a carriage return"):
+        open_input(str(write(tmp_path, "mac.csv", "payment_reference,m\rA,T1\rB,T1\r")))
+
+
+def test_with_multiline_cells_a_crlf_inside_a_quoted_comment_is_its_line_break(
+    tmp_path: Path,
+) -> None:
+    data = 'payment_reference,merchant_number,comment\r\na,T1,"two\r\nlines"\r\nb,T1,\r\n'
+    got, seen, accounted, _ = lines_of(write(tmp_path, "in.csv", data), multiline=True)
+    assert got == [Row(2, "T1", "a", "two\r\nlines"), Row(4, "T1", "b", None)]
+    assert seen == accounted == 4
+
+
+def test_a_stray_quote_in_a_reference_is_invalid_whatever_else_the_line_quotes(
+    tmp_path: Path,
+) -> None:
+    data = (
+        "payment_reference,merchant_number,comment\n"
+        'QB-2",T1,"he said ""ok"""\n'  # the other half of a quote, and a proper one after
+        'bq"1,T1,"say ""hi"""\n'
+        'M-1,T"1,"a ""b"""\n'
+        '"ab""c",T1,"say ""hi"""\n'  # a quoted reference holding a quote: written doubled
+    )
+    got = rows(write(tmp_path, "in.csv", data))
+    columns = ("payment_reference", "payment_reference", "merchant_number")
+    for bad, column in zip(got[:3], columns, strict=True):
+        assert isinstance(bad, Rejected) and bad.detail == f"stray quote in column '{column}'"
+    assert got[3] == Row(5, "T1", 'ab"c', 'say "hi"')
+
+
+def test_with_multiline_cells_the_comment_limit_counts_from_its_quote(tmp_path: Path) -> None:
+    data = (
+        "payment_reference,merchant_number,comment\n"
+        f'm8-1,T1,"{"a" * 250}\n'  # 250 characters on its first line alone
+        'm8-2,T1,5" screen\n'
+    )
+    got, seen, accounted, _ = lines_of(write(tmp_path, "in.csv", data), multiline=True)
+    assert isinstance(got[0], Rejected) and "never closes" in got[0].detail
+    assert got[1] == Row(3, "T1", "m8-2", '5" screen') and seen == accounted == 3
+
+
+def test_jsonl_numbers_that_are_not_whole_are_invalid_with_the_reason(tmp_path: Path) -> None:
+    data = (
+        '{"payment_reference": 1.5, "merchant_number": "T1"}\n'
+        '{"payment_reference": 123456789012345678901234567890, "merchant_number": "T1"}\n'
+        '{"payment_reference": 42, "merchant_number": 7}\n'
+    )
+    got = rows(write(tmp_path, "in.jsonl", data))
+    for bad in got[:2]:
+        assert isinstance(bad, Rejected) and "must be a string or a whole number" in bad.detail
+    assert got[2] == Row(3, "7", "42", None)
+
+
+def test_an_empty_delimiter_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="--delimiter must be one character"):
+        open_input(str(write(tmp_path, "in.csv", "payment_reference\nA\n")), delimiter="")

@@ -415,3 +415,41 @@ def test_the_report_sums_its_latest_canceled_amounts_and_checked_states(
         r.payment_state = state
     write(checked, *rows)
     assert load(checked, CHECK).totals.states == {"Authorized": 2, "Captured": 1}
+
+
+def test_echoed_columns_of_one_name_each_keep_their_value(tmp_path: Path) -> None:
+    # a header naming `x` twice, `line` (a report column) and `input_line` beside it
+    names = ["x", "x", "X", "line", "input_line"]
+    extra = tuple(zip(names, ["a", "b", "c", "d", "e"], strict=True))
+    row = Result(2, "T1", "r", Outcome.CANCELED, 201, extra=extra)
+    for name in ("r.csv", "r.jsonl"):
+        path = tmp_path / name
+        writer = ReportWriter(path, input_columns=names)
+        writer.open()
+        writer.write([row])
+        writer.close()
+        (got,) = list(read_records(path))
+        echoed = {k: got[k] for k in list(got)[len(REPORT_COLUMNS) + len(EXTRA_COLUMNS) :]}
+        if name.endswith("jsonl"):
+            echoed = {k: v for k, v in got.items() if k not in (*REPORT_COLUMNS, *EXTRA_COLUMNS)}
+        assert echoed == {
+            "x": "a",
+            "input_x": "b",
+            "X": "c",
+            "input_line": "d",
+            "input_input_line": "e",
+        }
+
+
+def test_a_cell_that_is_not_utf8_is_shown_with_a_replacement_in_a_jsonl_report(
+    tmp_path: Path,
+) -> None:
+    cell = b"Jos\xe9".decode("utf-8", "surrogateescape")  # as the input reader keeps it
+    row = Result(2, "T1", "r", Outcome.CANCELED, 201, extra=(("customer", cell),))
+    path = tmp_path / "r.jsonl"
+    writer = ReportWriter(path, input_columns=["customer"])
+    writer.open()
+    writer.write([row])  # raised TypeError (str is not valid UTF-8): the run aborted
+    writer.close()
+    (got,) = list(read_records(path))
+    assert got["customer"] == "Jos\ufffd" and got["outcome"] == "canceled"
