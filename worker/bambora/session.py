@@ -130,9 +130,14 @@ def make_session(
             extra["proxy"] = proxy.with_user(None)
             if proxy.user is not None or proxy.password is not None:
                 extra["proxy_auth"] = aiohttp.BasicAuth(proxy.user or "", proxy.password or "")
-        return aiohttp.ClientSession(
+        session = aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=None),  # see above: Deadlines keep it
             request_class=BodylessPost,
             **extra,
         )
+    # aiohttp sends a GET (a query) again, unseen, when a reused connection drops: a
+    # request nobody counts, outside the rate slot (docs/pitfalls.md). Every request is
+    # ours to count and retry; aiohttp's own test client turns it off the same way.
+    session._retry_connection = False
+    return session

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
 from aiohttp import ClientRequest
 from aiohttp.http import SERVER_SOFTWARE
@@ -122,3 +123,39 @@ async def test_the_api_and_token_requests_on_the_wire(
             body=form,
         ),
     ]
+
+
+async def test_a_query_on_a_dropped_connection_is_not_sent_again_unseen() -> None:
+    """aiohttp resends a GET once, itself, when a reused connection drops before the
+    answer: a request the run never counts nor paces. The session must not."""
+    heads: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        answered = 0
+        while True:
+            try:
+                heads.append(await reader.readuntil(b"\r\n\r\n"))
+            except asyncio.IncompleteReadError:
+                break
+            if answered:  # a second request on this connection: dropped, unanswered
+                break
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+            await writer.drain()
+            answered += 1
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/payments/p"
+    session = make_session(concurrency=1)
+    try:
+        async with session.get(url) as first:
+            assert first.status == 200
+            await first.read()
+        with pytest.raises(aiohttp.ServerDisconnectedError):
+            async with session.get(url):
+                pass
+        assert len(heads) == 2  # with aiohttp's retry: 3, the last one on a new connection
+    finally:
+        await session.close()
+        server.close()
+        await server.wait_closed()
