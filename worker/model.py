@@ -50,6 +50,10 @@ RUN_FINAL = frozenset(
 CHECK_FINAL = frozenset({Outcome.CHECKED, Outcome.NOT_FOUND, Outcome.REJECTED})
 #: Rows never sent; remembered by line so that a rerun does not report them twice.
 UNSENT = frozenset({Outcome.INVALID, Outcome.DUPLICATE})
+#: In the `detail` of a row that restates, on the line a changed input holds it on
+#: now, a final row an earlier run reported on another line (`admission.moved_detail`):
+#: the same reference, so readers count it once, and its money from the earlier row.
+RESTATED = " by an earlier run, reported on line "
 
 #: How much of an error message a report row's `detail` keeps.
 DETAIL_LIMIT = 300

@@ -21,7 +21,7 @@ from worker.input.parsed import Parsed
 from worker.input.shard import in_shard
 from worker.input.validate import validate
 from worker.keys import key_of
-from worker.model import Outcome, Rejected, Result, Row
+from worker.model import RESTATED, Outcome, Rejected, Result, Row
 from worker.settings import Shard
 
 DUPLICATE_DETAIL = "repeats an earlier row of the input"
@@ -82,8 +82,8 @@ def screen_batch(
 
 def moved_detail(outcome: Outcome, line: int) -> str:
     return (
-        f"{outcome.value} by an earlier run, reported on line {line}: the changed input "
-        "holds it on this line now; not sent again"
+        f"{outcome.value}{RESTATED}{line}: the changed input holds it on this line now; "
+        "not sent again"
     )
 
 

@@ -21,7 +21,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from worker.model import UNSENT, Outcome
+from worker.model import RESTATED, UNSENT, Outcome
 from worker.page.rows import Cells, read_rows
 from worker.page.runs import Run, as_int, as_text, runs_of
 from worker.report.runs import read_runs
@@ -162,15 +162,18 @@ class _Gatherer:
         minute = (finished_at or "")[:16]
         night = self.night
         night.finished[minute] += 1
-        self._cells[(merchant, shard, outcome)] += 1
-        if outcome in _UNSENT or not reference:
-            ident: Identity = ("line", as_int(cells[7]) or 0)
-        else:
-            ident = (merchant, reference)
+        on_line: Identity = ("line", as_int(cells[7]) or 0)
+        ident: Identity = on_line if outcome in _UNSENT or not reference else (merchant, reference)
         if self._open:
             earlier = self._open.pop(ident, None)
             if earlier is not None:
                 self._take_back(ident, earlier)
+            if ident != on_line and (unsent := self._open.pop(on_line, None)) is not None:
+                self._take_back(on_line, unsent)  # an unsent row's line holds another row now
+        detail = cells[9]
+        if one_run is None and detail and RESTATED in detail:
+            return  # its reference's earlier final row is counted, with its money
+        self._cells[(merchant, shard, outcome)] += 1
         amount = _units(amount)
         currency = currency or ""
         if outcome == "canceled":

@@ -27,7 +27,7 @@ from worker.errors import InputError, MergeError, OutRefused, UnreadableReport
 from worker.input.parsed import printable
 from worker.input.source import open_input
 from worker.input.validate import validate
-from worker.model import REPORT_COLUMNS, UNSENT, Outcome, Row
+from worker.model import REPORT_COLUMNS, RESTATED, UNSENT, Outcome, Row
 from worker.observe.report_card import money
 from worker.observe.words import count
 from worker.report.lock import same_file
@@ -134,11 +134,18 @@ def _latest_view(rows: list[Rec]) -> dict[Any, Rec]:
     (a line fixed under --allow-changed-input, or holding a moved row, is what it says
     now)."""
     last_on_line = {row["line"]: n for n, row in enumerate(rows)}
-    return {
-        _identity(row): row
-        for n, row in enumerate(rows)
-        if last_on_line[row["line"]] == n or Outcome(row["outcome"]) not in UNSENT
-    }
+    view: dict[Any, Rec] = {}
+    for n, row in enumerate(rows):
+        if last_on_line[row["line"]] != n and Outcome(row["outcome"]) in UNSENT:
+            continue
+        ident = _identity(row)
+        earlier = view.get(ident)
+        if earlier is not None and RESTATED in (row.get("detail") or ""):
+            # the reference's final row restated on the line the input holds it on now:
+            # the payment's amount is the earlier row's
+            row = {**row, "amount": earlier.get("amount"), "currency": earlier.get("currency")}
+        view[ident] = row
+    return view
 
 
 def _check_shards(reports: list[Path]) -> None:

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 
 from tests.unit.page.reports import end_record, row, write_report
+from worker.input.admission import moved_detail
+from worker.model import Outcome
 from worker.page import night as night_mod
 from worker.page.night import Night, _Gatherer, gather
 from worker.page.rows import read_rows
@@ -99,3 +101,20 @@ def test_a_night_of_one_run_counts_its_canceled_money_per_merchant_and_minute(
     assert got.minutes == {"2026-11-27T01:05": 1, "2026-11-27T01:00": 2}
     assert got.outcomes == {"canceled": 3, "not_cancelable": 1}
     assert got.held == {"SEK": 70}
+
+
+def test_a_changed_inputs_moved_rows_count_once_and_keep_their_money(tmp_path: Path) -> None:
+    """--allow-changed-input: R-3 canceled on line 4 moved to line 3, where an invalid
+    row had been; the rerun restated it there (no amount) and canceled R-2 anew."""
+    moved = moved_detail(Outcome.CANCELED, 4)
+    rows = [
+        row(2, "R-1", "canceled", amount=100, currency="EUR", run_id="a"),
+        row(3, "R-2", "invalid", merchant="", run_id="a"),
+        row(4, "R-3", "canceled", amount=250, currency="EUR", run_id="a"),
+        row(3, "R-3", "canceled", detail=moved, run_id="b"),
+        row(4, "R-2", "canceled", amount=40, currency="EUR", run_id="b"),
+    ]
+    records = [end_record("a"), end_record("b")]
+    night = gather(write_report(tmp_path / "r.csv", rows, records))
+    assert night.outcomes == {"canceled": 3}  # was canceled 4, invalid 1
+    assert night.released == {"EUR": 390}

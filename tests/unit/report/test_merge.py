@@ -22,7 +22,8 @@ from worker.errors import (
     UnreadableReport,
     UsageError,
 )
-from worker.model import REPORT_COLUMNS
+from worker.input.admission import moved_detail
+from worker.model import REPORT_COLUMNS, Outcome
 from worker.report import merge as merge_module
 from worker.report.merge import merge
 from worker.report.runs import runs_path
@@ -333,3 +334,18 @@ def test_echoed_values_of_a_jsonl_shard_keep_their_json_types(tmp_path: Path) ->
     with open(tmp_path / "all.csv", newline="", encoding="utf-8") as f:
         (cells,) = list(csv.DictReader(f))
     assert [cells[k] for k in echoed] == ["5", "true", '{"k":[1,2]}', "007", "1.5"]
+
+
+def test_a_row_restated_on_its_new_line_keeps_the_earlier_rows_money(tmp_path: Path) -> None:
+    # --allow-changed-input moved b from line 4 to line 3: the rerun restated its row
+    moved = moved_detail(Outcome.CANCELED, 4)
+    rows = [
+        row(2, "a", amount="100", currency="EUR"),
+        row(4, "b", amount="250", currency="EUR"),
+        row(3, "b", detail=moved),
+    ]
+    report = csv_report(tmp_path / "r.csv", rows, ("amount", "currency"))
+    merged = merge(tmp_path / "all.jsonl", [report])
+    assert merged.totals["released"] == {"EUR": 350}  # was 100: b's row had no amount
+    got = {r["payment_reference"]: r for r in jsonl(tmp_path / "all.jsonl")}
+    assert (got["b"]["line"], got["b"]["amount"], got["b"]["currency"]) == (3, 250, "EUR")
