@@ -270,3 +270,8 @@ async def test_an_input_edited_in_place_during_the_run_stops_at_the_edit(
         assert lines == list(range(2, 2 + len(lines))) and len(lines) < 650
         (record,) = runs_of(tmp_path / "ed.report.csv")
         assert record["input_complete"] is False
+        # what the operator is told: why it stopped, what to do, and the lines truly read
+        assert "changed during the run" in record["stopped_by"]
+        assert "--allow-changed-input" in record["fix"]
+        (summary,) = events(done.log, "summary")
+        assert len(lines) + 1 <= summary["lines_read"] < 650  # not the whole file's 1,001

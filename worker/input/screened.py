@@ -20,7 +20,7 @@ Usage::
 
     keeper = Keeper(source.estimated_lines())
     for batch in source.batches():
-        keeper.keep(screen_batch(batch, merchant, shard), source.bytes_fed)
+        keeper.keep(screen_batch(batch, merchant, shard), source.bytes_fed, source.lines_seen)
     kept = keeper.screened(source)   # None: read the file again
 """
 
@@ -44,6 +44,7 @@ class Screened:
 
     batches: list[Batch]
     ends: list[int]  # per batch: the input's bytes it was parsed from end here
+    lines_at: list[int]  # per batch: physical lines read once it was parsed
     rows_seen: int  # rows parsed, any shard: 0 is a header alone
     lines_seen: int
     lines_accounted: int
@@ -58,19 +59,22 @@ class Keeper:
         self._limit = limit
         self._batches: list[Batch] | None = [] if expected_lines <= limit else None
         self._ends: list[int] = []
+        self._lines: list[int] = []
         self._rows = 0
 
-    def keep(self, batch: Batch, end: int) -> None:
-        """A chunk's screened rows, parsed from the input's bytes up to `end`."""
+    def keep(self, batch: Batch, end: int, lines: int) -> None:
+        """A chunk's screened rows, parsed from the input's bytes up to `end`, which
+        hold `lines` physical lines."""
         if self._batches is None:
             return
         self._rows += len(batch[0])
         if self._rows > self._limit:
             self._batches = None  # too big after all: the run reads the file again
-            self._ends = []
+            self._ends, self._lines = [], []
             return
         self._batches.append(batch)
         self._ends.append(end)
+        self._lines.append(lines)
 
     def screened(self, source: Source) -> Screened | None:
         """Everything `source` held, screened (after its whole read), or None."""
@@ -79,6 +83,7 @@ class Keeper:
         return Screened(
             self._batches,
             self._ends,
+            self._lines,
             rows_seen=source.rows_seen,
             lines_seen=source.lines_seen,
             lines_accounted=source.lines_accounted,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from worker.exits import summary_line
+from worker.exits import Exit, summary_line
 from worker.observe import words
 
 #: Kubernetes reads at most 4096 bytes of a termination message.
@@ -49,7 +49,10 @@ def render(card: Card) -> str:
     width = max(
         [len(o) for o in card.outcomes] + [len(s) + 2 for s in card.states or {}], default=7
     )
-    lines = [f"cancel-worker: {summary_line(card.exit_code)} (exit {card.exit_code})"]
+    head = summary_line(card.exit_code)
+    if card.reason and card.exit_code == Exit.NEEDS_PERSON:  # the input, not its rows
+        head = "stopped before the end of the input (see the reason)"
+    lines = [f"cancel-worker: {head} (exit {card.exit_code})"]
     if card.reason:
         lines.append(f"  reason: {card.reason}")
     for outcome, count in sorted(card.outcomes.items(), key=lambda kv: (-kv[1], kv[0])):

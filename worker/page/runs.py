@@ -46,6 +46,7 @@ class Run:
     input: str | None
     stopped_by: str | None
     requests: int | None
+    fix: str | None = None  # what to do before a rerun can finish the night
 
     @property
     def killed(self) -> bool:
@@ -78,6 +79,7 @@ def runs_of(records: Iterable[Mapping[str, Any]]) -> tuple[list[Run], Mapping[st
             input=rec.get("input"),
             stopped_by=as_text(rec.get("stopped_by")) or None,
             requests=as_int(rec.get("requests")),
+            fix=as_text(rec.get("fix")) or None,
         )
         if start and earlier is not None:
             continue  # an end record came first: keep it

@@ -101,12 +101,14 @@ def judge(night: Night, command: str | None = None) -> Verdict:
         )
     code = f"the last run: exit {last.exit_code}, {meaning(last.exit_code)}"
     if last.complete is False or last.exit_code in _STOPPED_BY:
-        return Verdict(
-            "left",
-            f"Not finished; {code}. {rows} reported so far; rerun the same command to "
-            "resume: nothing is canceled twice.",
-            again,
+        if last.stopped_by:  # the record says what stopped it, rather than the code
+            code = f"the last run: exit {last.exit_code}, stopped: {last.stopped_by}"
+        then = (
+            f"to fix: {last.fix}."
+            if last.fix
+            else "rerun the same command to resume: nothing is canceled twice."
         )
+        return Verdict("left", f"Not finished; {code}. {rows} reported so far; {then}", again)
     if failed:
         # exit 5's meaning already says to rerun: said twice, it reads as a slip
         rerun = "" if "rerun" in code else " Rerun the same command to retry them."

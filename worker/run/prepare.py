@@ -344,7 +344,7 @@ def _prepass(settings: Settings, run_source: Source, prior: PriorRows) -> Survey
     try:
         for batch in source.batches():
             items, keys = screen_batch(batch, merchant, shard)
-            keeper.keep((items, keys), source.bytes_fed)
+            keeper.keep((items, keys), source.bytes_fed, source.lines_seen)
             if fresh:
                 for item, key in zip(items, keys, strict=True):
                     if item is not None:

@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
-from worker.errors import InputError
+from worker.errors import InputChanged, InputError
 from worker.input.admission import Admission, Reported, Send
 from worker.input.parsed import Parsed
 from worker.input.screened import Batch, Screened
@@ -33,6 +33,13 @@ from worker.run.writer import Writer
 #: References admitted ahead of the workers at most: what a stop leaves read but
 #: unsent (the rerun sends them).
 READ_AHEAD = 256
+
+
+#: What a run whose input changed under it tells a person to do (its rerun is refused).
+CHANGED_FIX = (
+    "the input changed during the run; if the change is meant, run the same command with "
+    "--allow-changed-input (what was done stays in the report and is not sent again)"
+)
 
 
 def over_cap(cap: int) -> str:
@@ -74,6 +81,8 @@ class Reader:
         self._sends = 0
         self._done = False
         self._error: str | None = None
+        self._fix: str | None = None
+        self._taken = 0  # kept chunks handed on (see `close`)
 
     async def run(self) -> None:
         """Read to the end (or the cap, or an input error), then end every worker."""
@@ -82,6 +91,8 @@ class Reader:
         except (OSError, InputError) as exc:
             why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             self._error = f"input became unreadable after {self._rows} rows: {why}"
+            if isinstance(exc, InputChanged):  # the rerun is refused, as for any changed input
+                self._fix = CHANGED_FIX
             logs.log.error("input_error", error=self._error)
         for _ in range(self._workers):
             await self._queue.put(None)
@@ -89,6 +100,7 @@ class Reader:
     async def _read(self) -> None:
         queue, writer, cap = self._queue, self._writer, self._max_sends
         async for items, keys in self._batches:
+            self._taken += 1
             for admitted in self._admission.decide(items, keys):
                 if admitted is None:  # another shard's row
                     continue
@@ -122,11 +134,15 @@ class Reader:
             )
         source.close()
         read = self._screened or source  # what counted the lines: the pre-pass, or this read
+        lines = read.lines_seen
+        if self._screened and not done:  # stopped early: the lines of the chunks handed on
+            lines = self._screened.lines_at[self._taken - 1] if self._taken else 0
         return Reading(
             done=done,
             error=self._error,
+            fix=self._fix,
             rows=self._rows,
-            lines=read.lines_seen,
+            lines=lines,
             lines_lost=read.lines_seen - read.lines_accounted if done else 0,
             blank_rows=read.blank_rows,
             rows_seen=read.rows_seen,

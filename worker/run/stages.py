@@ -133,7 +133,7 @@ async def run_stages(
         held_seconds=held,
         elapsed=clock() - started,
         abort_reason=ledger.abort.reason if ledger.abort else None,
-        fix=ledger.abort.fix if ledger.abort else None,
+        fix=ledger.abort.fix if ledger.abort else reading.fix,
         guard_reason=ledger.guard.reason if ledger.guard else None,
         signal_code=ledger.signal.code if ledger.signal else None,
     )

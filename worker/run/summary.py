@@ -63,6 +63,7 @@ class Reading:
 
     done: bool = False  # read to its end (or to what the pre-pass counted)
     error: str | None = None  # the input became unreadable part-way
+    fix: str | None = None  # what to do first when a rerun alone cannot finish it
     rows: int = 0  # rows taken: sent, reported unsent, or settled earlier
     lines: int = 0  # physical lines read
     lines_lost: int = 0  # lines that became neither header, row nor blank
@@ -137,7 +138,7 @@ class RunReport:
 
     @property
     def why_stopped(self) -> str | None:
-        return self.abort_reason or self.guard_reason
+        return self.abort_reason or self.guard_reason or self.reading.error
 
 
 def log_losses(r: RunReport) -> None:

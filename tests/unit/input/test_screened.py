@@ -13,7 +13,7 @@ from worker.settings import Shard
 def _keep(path: Path, keeper: Keeper) -> Keeper:
     source = open_input(str(path))
     for batch in source.batches():
-        keeper.keep(screen_batch(batch, None, Shard()), source.bytes_fed)
+        keeper.keep(screen_batch(batch, None, Shard()), source.bytes_fed, source.lines_seen)
     source.close()
     return keeper
 
@@ -30,7 +30,7 @@ def test_a_small_file_is_kept_whole_with_where_each_chunk_ends(tmp_path: Path) -
     source = open_input(str(path))
     keeper = Keeper(source.estimated_lines())
     for batch in source.batches():
-        keeper.keep(screen_batch(batch, None, Shard()), source.bytes_fed)
+        keeper.keep(screen_batch(batch, None, Shard()), source.bytes_fed, source.lines_seen)
     kept = keeper.screened(source)
     assert kept is not None
     rows = [item for items, _ in kept.batches for item in items]

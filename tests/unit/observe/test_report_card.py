@@ -61,6 +61,14 @@ def test_an_abort_says_why_under_the_first_line_and_a_fix_comes_last() -> None:
     assert f"reason: {REASON}" in line and line.endswith(f"to fix: {FIX}")
 
 
+def test_an_input_that_stopped_reading_is_not_called_rows_for_a_person() -> None:
+    why = "input became unreadable after 5954 rows: in.csv changed during the run"
+    lines = render(card(exit_code=1, reason=why, fix="run with --allow-changed-input"))
+    first, second = lines.splitlines()[:2]
+    assert first == "cancel-worker: stopped before the end of the input (see the reason) (exit 1)"
+    assert second == f"  reason: {why}" and "need a person" not in lines
+
+
 def test_without_a_reason_or_a_fix_the_card_is_as_before() -> None:
     lines = render(
         card(outcomes={}, released={}, exit_code=130, resume_command="cancel-worker run in.csv")

@@ -55,6 +55,16 @@ def test_failed_references_say_to_rerun_once(tmp_path: Path) -> None:
     ), v.headline
 
 
+def test_a_run_stopped_by_its_input_says_why_and_what_to_do(tmp_path: Path) -> None:
+    why = "input became unreadable after 2 rows: in.csv changed during the run"
+    fix = "if the change is meant, run the same command with --allow-changed-input"
+    records = [end_record("r", exit_code=1, complete=False, stopped_by=why, fix=fix)]
+    v = verdict(tmp_path, [DONE], records, command="cancel-worker run in.csv")
+    assert v.tone == "left"
+    assert v.headline.startswith(f"Not finished; the last run: exit 1, stopped: {why}.")
+    assert v.headline.endswith(f"to fix: {fix}.") and "rows need a person" not in v.headline
+
+
 @pytest.mark.parametrize("code", [3, 4, 130, 143])
 def test_a_run_that_stopped_early_is_not_finished(tmp_path: Path, code: int) -> None:
     records = [end_record("r", exit_code=code, complete=False)]

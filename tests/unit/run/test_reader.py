@@ -108,7 +108,7 @@ def _first_pass(path: Path, run: Source) -> Screened:
         merchant=None, shard=Shard(), deduper=ExactDeduper(), prior=ByLine(RUN), pending=set()
     )
     for batch in counted.batches():
-        keeper.keep(admission.screen(batch), counted.bytes_fed)
+        keeper.keep(admission.screen(batch), counted.bytes_fed, counted.lines_seen)
     counted.close()
     run.expect(recorder.fingerprint())
     kept = keeper.screened(counted)
