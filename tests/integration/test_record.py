@@ -42,6 +42,8 @@ async def test_a_report_refuses_another_input_unless_told(tmp_path: Path) -> Non
         refused = await run_cli("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
         assert refused.code == 2 and "--allow-changed-input" in refused.stderr
         assert "Traceback" not in refused.stderr
+        # the same file edited: fixing rows is offered first, a fresh report second
+        assert "Rerun with --allow-changed-input if you fixed rows of it, or run" in refused.stderr
         assert (len(server.state.requests), server.state.tokens_issued) == before
 
         allowed = await run_job(

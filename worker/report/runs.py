@@ -173,12 +173,23 @@ def check_binding(
             f"resuming {report} with a changed input (--allow-changed-input): rows "
             "already final are not sent again; changed lines are reported afresh"
         )
+    if this.input_path is not None and earlier.get("input_path") == this.input_path:
+        # the same file, edited: most likely rows fixed (a fresh report would send every
+        # reference again, each one already canceled answering 422)
+        todo = (
+            "Rerun with --allow-changed-input if you fixed rows of it, or run the same "
+            f"command with {instead(True)} if it is another night's file"
+        )
+    else:
+        todo = (
+            f"Run the same command with {instead(True)}, or rerun with "
+            "--allow-changed-input if you fixed rows of the same input"
+        )
     raise ReportError(
         f"report {report} belongs to input {_named(earlier.get('input'))} "
         f"({_fingerprint(earlier)}, {since}), not to {_named(this.input)} ("
         + (f"sha256 {this.input_sha256[:12]}..." if this.input_sha256 else "other first bytes")
-        + f"). Run the same command with {instead(True)}, or rerun with --allow-changed-input "
-        "if you fixed rows of the same input"
+        + f"). {todo}"
     )
 
 
