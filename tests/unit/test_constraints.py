@@ -33,3 +33,8 @@ def test_the_dockerfile_builds_with_the_pins() -> None:
     dockerfile = (REPO / "Dockerfile").read_text()
     assert "COPY pyproject.toml README.md constraints.txt ./" in dockerfile
     assert "-c constraints.txt" in dockerfile
+
+
+def test_the_build_context_lets_the_pins_in() -> None:
+    allowed = (REPO / ".dockerignore").read_text().splitlines()
+    assert "!constraints.txt" in allowed  # an allow-list: a file not named is not copied
