@@ -359,6 +359,10 @@ _UNITS = {
 }
 
 
+#: The largest `--memory-budget` taken (a terabyte): the index keeps sizes as integers.
+MAX_BUDGET = 1000**4
+
+
 def parse_size(text: str) -> int:
     """`64MB`, `512MiB`, `1GB`, `1000000` (bytes) -> bytes; ConfigError otherwise."""
     raw = text.strip().lower().replace(" ", "")
@@ -368,9 +372,11 @@ def parse_size(text: str) -> int:
         value = float(number)
     except ValueError:
         value = -1.0
-    if unit not in _UNITS or value < 0:
+    # nan and inf are floats too; past a terabyte is no budget but a typo
+    if unit not in _UNITS or not 0 <= value * _UNITS.get(unit, 1) <= MAX_BUDGET:
         raise ConfigError(
-            f"--memory-budget must be a size such as 64MB, 512MiB or 1GB, got {text!r}"
+            f"--memory-budget must be a size such as 64MB, 512MiB or 1GB (at most 1000GB), "
+            f"got {text!r}"
         )
     return int(value * _UNITS[unit])
 

@@ -273,7 +273,9 @@ def test_memory_budget_sizes(text: str, size: int) -> None:
     assert s.memory_budget == size
 
 
-@pytest.mark.parametrize("text", ["lots", "-1MB", "12TB", "MB"])
+@pytest.mark.parametrize(
+    "text", ["lots", "-1MB", "12TB", "MB", "nan", "inf", "1e400", "99999999999999999999GB"]
+)
 def test_a_memory_budget_that_is_not_a_size_is_a_config_error(text: str) -> None:
     with pytest.raises(ConfigError, match="--memory-budget must be a size"):
         parse_size(text)
