@@ -3,7 +3,8 @@
 Before every API request (token requests are not counted) a worker passes:
 
 1. a shared pause: a 429's `Retry-After` stops every worker until it has passed, once
-   for all (not once per worker);
+   for all (not once per worker), those already waiting for a slot too: a worker
+   checks the pause again once its slot comes;
 2. the pacer: requests get evenly spaced slots on an absolute schedule at the current
    rate, which is `--rate`, or less after a 429 (AIMD, as in the AWS SDKs' adaptive
    retry mode: each 429 halves it, each success adds a little back, never above
@@ -86,10 +87,22 @@ class Throttle:
     async def acquire(self) -> None:
         # `now` is read again only after a wait: the clock showed in the profile.
         now = self._clock()
-        # A loop, not one sleep: another 429 may push the pause further while we wait.
-        while (delay := self._paused_until - now) > 0:
-            await self._sleep(delay)
-            now = self._clock()
+        while True:
+            # A loop, not one sleep: another 429 may push the pause further while we wait.
+            while (delay := self._paused_until - now) > 0:
+                await self._sleep(delay)
+                now = self._clock()
+            now = await self._slot(now)
+            if self._paused_until <= now:
+                break
+            # A 429 came while this worker waited for its slot: the pause holds it too
+            # (the slot is let go, and another taken after the pause, at the new rate).
+        if self._sent is not None:
+            self._sent.append(now)
+        self._count(now)
+
+    async def _slot(self, now: float) -> float:
+        """Wait for the pacer's next slot and for room in the guard's window; the time."""
         rate = self.current_rate
         if rate is not None:
             slot = max(now, self._next_slot)
@@ -106,8 +119,7 @@ class Throttle:
                     break
                 await self._sleep(sent[0] + WINDOW - now)
                 now = self._clock()
-            sent.append(now)
-        self._count(now)
+        return now
 
     async def _sleep(self, seconds: float) -> None:
         if self._stop is None:

@@ -133,3 +133,24 @@ async def test_a_wait_for_a_slot_ends_at_the_stop() -> None:
     with pytest.raises(Stopped):
         await asyncio.wait_for(waiting, 10)  # a hang guard: it returns at the stop
     assert throttle.guard_size == 1  # the stopped wait took no send time
+
+
+@pytest.mark.looptime
+async def test_a_429_holds_the_workers_already_waiting_for_a_slot() -> None:
+    loop = asyncio.get_running_loop()  # looptime's: fake time, moved only when all wait
+    throttle = Throttle(2.0, clock=loop.time)
+    start = loop.time()
+    stamps: dict[int, float] = {}
+
+    async def worker(i: int) -> None:
+        await throttle.acquire()
+        stamps[i] = loop.time()
+        if i == 0:  # the others are waiting for their slots by now
+            await asyncio.sleep(0.1)  # the request's way there and back
+            throttle.on_throttled(5.0)  # the first answer is a 429 with Retry-After: 5
+
+    await asyncio.gather(*(worker(i) for i in range(4)))
+    # the others held slots at +0.5, +1.0, +1.5: the pause from +0.1 holds them all to +5.1
+    assert stamps[0] == start
+    assert min(stamps[i] for i in (1, 2, 3)) >= start + 5.1
+    assert max(stamps.values()) - start < 5.1 + 3 / 1.0 + 0.01  # then at the halved rate
