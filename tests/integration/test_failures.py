@@ -36,22 +36,16 @@ async def test_quarter_of_requests_faulty_every_payment_canceled_once(tmp_path: 
     refs = [(f"f{i:04d}", "T1") for i in range(2000)]
     src = write_csv(tmp_path / "in.csv", refs)
     async with sandbox(fault_rate=0.25, seed=7, slow_delay=1.0, retry_after="0") as server:
-        done = await run_job(
-            "run",
-            str(src),
-            "--rate",
-            "2000",
-            "--concurrency",
-            "32",
-            "--timeout",
-            "0.5",
-            "--max-attempts",
-            "8",
-            "--log-format",
-            "json",
-            env=env_for(server),
-            cwd=tmp_path,
-        )
+        args = ("--rate", "2000", "--concurrency", "32", "--timeout", "0.5", "--max-attempts", "8")
+        # A reference whose eight tries all meet a fault (the faults fall on requests in
+        # arrival order, which concurrency varies) ends `failed`, exit 5: the README's
+        # answer is to run the same command again, which retries only those.
+        for _ in range(3):
+            done = await run_job(
+                "run", str(src), *args, "--log-format", "json", env=env_for(server), cwd=tmp_path
+            )
+            if done.code != 5:
+                break
         view = latest(read_report(tmp_path / "in.report.csv"))
         assert done.code == 0, done.log[-3000:]
         assert len(view) == 2000
