@@ -131,9 +131,16 @@ def build_settings(mode: Mode, kw: Mapping[str, Any], env: Mapping[str, str]) ->
 
     An option left out (None, or absent from `kw`) takes the `Settings` default.
     """
-    indexed = shard_from_env(env)  # an Indexed Job's pod
-    shard = Shard.parse(kw["shard_text"]) if kw.get("shard_text") else (indexed or Shard())
-    if indexed is not None and shard != indexed:  # every pod would run the same shard
+    if kw.get("shard_text"):
+        shard = Shard.parse(kw["shard_text"])
+        # in an Indexed Job's pod it must be the pod's own, or every pod runs one shard;
+        # SHARD_COUNT alone (a copy of the Job run for one index) is no index to check
+        both = "JOB_COMPLETION_INDEX" in env and "SHARD_COUNT" in env
+        indexed = shard_from_env(env) if both else None
+    else:
+        indexed = shard_from_env(env)
+        shard = indexed or Shard()
+    if indexed is not None and shard != indexed:
         raise ConfigError(
             f"--shard {shard.index}/{shard.count} (or CANCEL_WORKER_SHARD) and "
             f"JOB_COMPLETION_INDEX/SHARD_COUNT ({indexed.index}/{indexed.count}) disagree: "

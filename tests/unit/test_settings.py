@@ -201,6 +201,11 @@ def test_rate_zero_means_no_limit_and_the_kubernetes_shard_env_is_read() -> None
     assert same.shard == Shard(2, 4)
     with pytest.raises(ConfigError, match=r"--shard 0/4 .* \(2/4\) disagree: set one of them"):
         build_settings(Mode.RUN, {"input": "in.csv", "shard_text": "0/4"}, env)
+    # the Job copied to rerun one index (samples/kubernetes/README.md): SHARD_COUNT alone
+    alone = build_settings(
+        Mode.RUN, {"input": "in.csv", "shard_text": "1/4"}, {**ENV, "SHARD_COUNT": "4"}
+    )
+    assert alone.shard == Shard(1, 4)
 
 
 def test_a_comment_over_its_limit_is_refused() -> None:

@@ -149,6 +149,9 @@ class _Gatherer:
         self._money: Counter[tuple[str, str, str]] = Counter()  # (merchant, shard, currency)
         self._open: dict[Identity, _Open] = {}
         self._listed: dict[str, dict[Identity, Listed]] = {o.value: {} for o in LISTED}
+        #: restated rows stand beside their earlier rows (a report of several runs, not
+        #: merged: merge-reports keeps one row per reference, the restated one)
+        self._restated = one_run is None and night.merged is None
 
     def add(self, cells: Cells) -> None:
         """One row's cells, in `rows.FIELDS` order."""
@@ -164,15 +167,17 @@ class _Gatherer:
         night.finished[minute] += 1
         on_line: Identity = ("line", as_int(cells[7]) or 0)
         ident: Identity = on_line if outcome in _UNSENT or not reference else (merchant, reference)
+        # A final row restated on the line a changed input holds it on now: its earlier
+        # row stands for the reference (counted, listed, with its money), and the line
+        # is taken. A merged report keeps one row per reference: that row, counted.
+        restated = self._restated and RESTATED in (cells[9] or "")
         if self._open:
-            earlier = self._open.pop(ident, None)
-            if earlier is not None:
+            if not restated and (earlier := self._open.pop(ident, None)) is not None:
                 self._take_back(ident, earlier)
             if ident != on_line and (unsent := self._open.pop(on_line, None)) is not None:
                 self._take_back(on_line, unsent)  # an unsent row's line holds another row now
-        detail = cells[9]
-        if one_run is None and detail and RESTATED in detail:
-            return  # its reference's earlier final row is counted, with its money
+        if restated:
+            return
         self._cells[(merchant, shard, outcome)] += 1
         amount = _units(amount)
         currency = currency or ""

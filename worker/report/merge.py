@@ -148,6 +148,15 @@ def _latest_view(rows: list[Rec]) -> dict[Any, Rec]:
     return view
 
 
+def _replaced(old: Rec, new: Rec) -> bool:
+    """Whether `old`, an unsent row, was written before `new`, a row sent on its line."""
+    return (
+        Outcome(old["outcome"]) in UNSENT
+        and Outcome(new["outcome"]) not in UNSENT
+        and str(old.get("finished_at") or "") < str(new.get("finished_at") or "")
+    )
+
+
 def _check_shards(reports: list[Path]) -> None:
     counts: dict[int, set[int]] = {}
     for path in reports:
@@ -292,7 +301,7 @@ def merge(
     _check_shards(reports)
     columns = dict.fromkeys(REPORT_COLUMNS)
     latest: dict[Any, tuple[Path, Rec]] = {}
-    owner: dict[int, Path] = {}  # line -> the shard that reports it: only one may
+    owner: dict[int, tuple[Path, Any]] = {}  # line -> the shard and identity reporting it
     for path in reports:
         shard = _rows(path)
         columns.update((key, None) for row in shard for key in row)  # in the order first seen
@@ -301,9 +310,20 @@ def merge(
             if ident in latest:
                 raise MergeError(f"{_named(ident)} appears in both {latest[ident][0]} and {path}")
             latest[ident] = (path, row)
-            first = owner.setdefault(row["line"], path)
-            if first != path:  # shards run with different settings (--merchant, the file)
-                raise MergeError(f"line {row['line']} is reported in both {first} and {path}")
+            held = owner.setdefault(row["line"], (path, ident))
+            if held[0] == path:
+                continue
+            # One line, two shards: an unsent row the other shard's later row replaced
+            # (its line fixed, the reference now hashes elsewhere) loses it, as within a
+            # report; anything else is shards run with different settings or files.
+            other = latest[held[1]][1]
+            if _replaced(other, row):
+                del latest[held[1]]
+                owner[row["line"]] = (path, ident)
+            elif _replaced(row, other):
+                del latest[ident]
+            else:
+                raise MergeError(f"line {row['line']} is reported in both {held[0]} and {path}")
     rows = sorted((r for _, r in latest.values()), key=lambda r: int(r["line"]))
     if input_path is not None:
         _check_input(input_path, merchant, rows)

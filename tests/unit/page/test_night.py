@@ -17,6 +17,7 @@ from worker.page import night as night_mod
 from worker.page.night import Night, _Gatherer, gather
 from worker.page.rows import read_rows
 from worker.page.runs import runs_of
+from worker.report.merge import merge
 from worker.report.runs import read_runs
 
 OUTCOMES = ["canceled"] * 12 + [
@@ -111,10 +112,26 @@ def test_a_changed_inputs_moved_rows_count_once_and_keep_their_money(tmp_path: P
         row(2, "R-1", "canceled", amount=100, currency="EUR", run_id="a"),
         row(3, "R-2", "invalid", merchant="", run_id="a"),
         row(4, "R-3", "canceled", amount=250, currency="EUR", run_id="a"),
+        row(5, "N-1", "not_found", run_id="a"),
+        row(6, "H-1", "not_cancelable", amount=70, currency="EUR", run_id="a"),
         row(3, "R-3", "canceled", detail=moved, run_id="b"),
         row(4, "R-2", "canceled", amount=40, currency="EUR", run_id="b"),
+        # the input moved N-1 and H-1 up by one line as well
+        row(6, "N-1", "not_found", detail=moved_detail(Outcome.NOT_FOUND, 5), run_id="b"),
+        row(7, "H-1", "not_cancelable", detail=moved_detail(Outcome.NOT_CANCELABLE, 6), run_id="b"),
     ]
     records = [end_record("a"), end_record("b")]
     night = gather(write_report(tmp_path / "r.csv", rows, records))
-    assert night.outcomes == {"canceled": 3}  # was canceled 4, invalid 1
-    assert night.released == {"EUR": 390}
+    # was canceled 4 and invalid 1: the restated rows twice, a replaced invalid row kept
+    assert night.outcomes == {"canceled": 3, "not_found": 1, "not_cancelable": 1}
+    assert night.released == {"EUR": 390} and night.held == {"EUR": 70}
+    assert [r.reference for r in night.lists["not_found"]] == ["N-1"]
+    # merge-reports keeps one row per reference (the restated ones, with their money):
+    # its card counts the same night
+    merge(tmp_path / "all.csv", [tmp_path / "r.csv"])
+    merged = gather(tmp_path / "all.csv")
+    assert (merged.outcomes, merged.released, merged.held) == (
+        night.outcomes,
+        night.released,
+        night.held,
+    )

@@ -321,6 +321,15 @@ def test_a_doubled_reference_or_line_is_named_in_words(tmp_path: Path) -> None:
     with pytest.raises(MergeError) as caught:
         merge(tmp_path / "all.csv", [first, merchant])
     assert str(caught.value) == f"line 5 is reported in both {first} and {merchant}"
+    # but line 5 fixed (a reference added) and both shards rerun with
+    # --allow-changed-input: the reference hashes to the other shard, whose later row
+    # replaces the stale invalid one, as a later row on a line does within one report
+    later = "2026-11-26T02:00:00.000Z"
+    fixed = csv_report(
+        tmp_path / "f.report.shard-1-of-2.csv", [row(5, "e", finished_at=later), row(3, "c")]
+    )
+    merged = merge(tmp_path / "fixed.csv", [first, fixed])
+    assert merged.totals["outcomes"] == {"canceled": 3}
 
 
 def test_echoed_values_of_a_jsonl_shard_keep_their_json_types(tmp_path: Path) -> None:
