@@ -30,6 +30,11 @@ LONE_CR = (
 )
 
 
+def _lone_cr(text: str) -> bool:
+    """A carriage return that is not the CR of a CRLF line break."""
+    return "\r" in text and "\r" in text.replace("\r\n", "")
+
+
 def _quoted_cells(text: str, delimiter: str) -> list[bool]:
     """For each cell of a CSV line the csv module parsed strictly: did it open with a
     quote? A quoted cell runs to its closing quote (`""` inside it is one quote); in an
@@ -147,7 +152,7 @@ class RowParser:
         text = raw if isinstance(raw, str) else raw.decode("utf-8", "surrogateescape")
         if self._pending:
             self._pending.append(text)
-            self._pending_chars += len(text) + 1
+            self._pending_chars += len(text) + 1  # as the comment counts: a CRLF is two
             record = "\n".join(self._pending)
             fields, error, open_col = self._split(record)
             if open_col is not None:
@@ -156,12 +161,12 @@ class RowParser:
                 return
             spans = self._spans
             closed_late = (
-                len(fields[spans]) > MAX_COMMENT
+                len(fields[spans]) > MAX_COMMENT  # as `validate` counts it
                 if error is None and spans is not None and spans < len(fields)
                 else self._pending_chars > MAX_COMMENT  # closed, then not CSV: judged by lines
             )
             if closed_late:  # a quote that closes past a comment's length was no comment's
-                self._stray(todo, out)
+                self._stray(todo, out, f"it does not close within {MAX_COMMENT} characters")
                 return
             start, span = self._pending_start, len(self._pending)
             self._pending = []
@@ -187,29 +192,36 @@ class RowParser:
         self.lines += 1
         self._record(number, fields, error, out)
 
-    def _stray(self, todo: deque[tuple[int, bytes | str | TooLong]], out: list[Parsed]) -> None:
+    def _stray(
+        self,
+        todo: deque[tuple[int, bytes | str | TooLong]],
+        out: list[Parsed],
+        why: str = "it never closes",
+    ) -> None:
         """The pending record's first line had a stray quote: report it, reread the rest."""
         start, rest = self._pending_start, self._pending[1:]
         self._pending = []
         self.lines += 1
-        out.append(error_row(start, "unbalanced quote in comment: it never closes"))
+        out.append(error_row(start, f"unbalanced quote in comment: {why}"))
         for offset, text in reversed(list(enumerate(rest, start=start + 1))):
             todo.appendleft((offset, text))
 
     def _split(self, text: str) -> tuple[list[str], str | None, int | None]:
         """(fields, parse error, index of a quoted field still open at the end)."""
         text = text.removesuffix("\r")
-        if "\r" in text.replace("\r\n", ""):  # a CRLF inside a quoted comment is its line break
-            return [], LONE_CR, None
         delimiter = self._columns.delimiter if self._columns else ","
         if '"' not in text:
-            return text.split(delimiter), None, None
+            return ([], LONE_CR, None) if "\r" in text else (text.split(delimiter), None, None)
+        # A quote still open is judged when it closes (a comment may span lines, its CRLF
+        # breaks with it); a complete record with a CR of its own is invalid, all of it.
         try:
             fields = next(csv.reader([text], delimiter=delimiter, strict=True))
         except csv.Error as exc:
             if "unexpected end of data" not in str(exc):
-                return [], f"cannot parse CSV: {exc}", None
+                return [], LONE_CR if _lone_cr(text) else f"cannot parse CSV: {exc}", None
         else:
+            if _lone_cr(text):
+                return [], LONE_CR, None
             return fields, self._bare_quote(text, fields), None
         fields = next(csv.reader([text], delimiter=delimiter))
         return fields, None, len(fields) - 1

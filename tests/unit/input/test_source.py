@@ -412,8 +412,31 @@ def test_with_multiline_cells_the_comment_limit_counts_from_its_quote(tmp_path: 
         'm8-2,T1,5" screen\n'
     )
     got, seen, accounted, _ = lines_of(write(tmp_path, "in.csv", data), multiline=True)
-    assert isinstance(got[0], Rejected) and "never closes" in got[0].detail
+    assert isinstance(got[0], Rejected) and "does not close within 256" in got[0].detail
     assert got[1] == Row(3, "T1", "m8-2", '5" screen') and seen == accounted == 3
+    # counted as the comment's length is: a CRLF line break inside it is two characters
+    for b, rows in ((54, [2, 4]), (55, [2, 3, 4])):
+        crlf = (
+            "payment_reference,merchant_number,comment\r\n"
+            f'm9-1,T1,"{"a" * 200}\r\n{"b" * b}"\r\n'  # 256, then 257 characters
+            "m9-2,T1,ok\r\n"
+        )
+        got, seen, accounted, _ = lines_of(write(tmp_path, "crlf.csv", crlf), multiline=True)
+        assert [g.line for g in got] == rows and seen == accounted == 4
+        assert isinstance(got[0], Row) == (b == 54)
+
+
+def test_with_multiline_cells_a_lone_cr_inside_a_comment_makes_the_whole_row_invalid(
+    tmp_path: Path,
+) -> None:
+    data = (
+        "payment_reference,merchant_number,comment\n"
+        'R1,T1,"first line\nsecond\rpart\nR9,T1,tail"\nR2,T1,ok\n'
+    )
+    got, seen, accounted, _ = lines_of(write(tmp_path, "in.csv", data), multiline=True)
+    # the comment's lines are one row, invalid; none of its text is read as a row (R9)
+    assert isinstance(got[0], Rejected) and got[0].line == 2 and "carriage return" in got[0].detail
+    assert got[1:] == [Row(5, "T1", "R2", "ok")] and seen == accounted == 5
 
 
 def test_jsonl_numbers_that_are_not_whole_are_invalid_with_the_reason(tmp_path: Path) -> None:
