@@ -87,39 +87,34 @@ class Throttle:
     async def acquire(self) -> None:
         # `now` is read again only after a wait: the clock showed in the profile.
         now = self._clock()
+        sent = self._sent
         while True:
             # A loop, not one sleep: another 429 may push the pause further while we wait.
             while (delay := self._paused_until - now) > 0:
                 await self._sleep(delay)
                 now = self._clock()
-            now = await self._slot(now)
+            rate = self.current_rate
+            if rate is not None:
+                slot = max(now, self._next_slot)
+                self._next_slot = slot + 1.0 / rate
+                if slot > now:
+                    await self._sleep(slot - now)
+                    now = self._clock()
+            if sent is not None:
+                while True:
+                    while sent and sent[0] + WINDOW <= now:
+                        sent.popleft()
+                    if len(sent) < self._limit:
+                        break
+                    await self._sleep(sent[0] + WINDOW - now)
+                    now = self._clock()
             if self._paused_until <= now:
                 break
             # A 429 came while this worker waited for its slot: the pause holds it too
             # (the slot is let go, and another taken after the pause, at the new rate).
-        if self._sent is not None:
-            self._sent.append(now)
-        self._count(now)
-
-    async def _slot(self, now: float) -> float:
-        """Wait for the pacer's next slot and for room in the guard's window; the time."""
-        rate = self.current_rate
-        if rate is not None:
-            slot = max(now, self._next_slot)
-            self._next_slot = slot + 1.0 / rate
-            if slot > now:
-                await self._sleep(slot - now)
-                now = self._clock()
-        sent = self._sent
         if sent is not None:
-            while True:
-                while sent and sent[0] + WINDOW <= now:
-                    sent.popleft()
-                if len(sent) < self._limit:
-                    break
-                await self._sleep(sent[0] + WINDOW - now)
-                now = self._clock()
-        return now
+            sent.append(now)
+        self._count(now)
 
     async def _sleep(self, seconds: float) -> None:
         if self._stop is None:

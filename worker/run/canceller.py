@@ -189,7 +189,10 @@ class Canceller:
         if good == (row.merchant, row.reference):
             return False
         await self._admit()
-        token = await self._slot(await self._tokens.get())
+        token = await self._tokens.get()
+        await self._throttle.acquire()
+        ready = self._tokens.sendable(token)
+        token = ready if ready is not None else await self._renewed()
         with self._gate:  # Stopped after a stop; nothing awaits between it and the write
             self.calls.requests += 1  # counted as sent: one a hard stop abandons was sent
             reply = await self._api.call(Op.QUERY, good[0], good[1], token)
@@ -218,7 +221,10 @@ class Canceller:
             if step.op is Op.CANCEL and not exchange.journaled and self._journal is not None:
                 await self._journal.journaled(row.merchant, row.reference)
                 exchange.journaled = True
-            token = await self._slot(token)
+            await self._throttle.acquire()
+            # the token may have expired during that wait (short tokens at a slow rate)
+            ready = self._tokens.sendable(token)
+            token = ready if ready is not None else await self._renewed()
             comment = row.comment or self._comment  # a row's own comment goes first
             with self._gate:  # Stopped after a stop; nothing awaits between it and the write
                 self.calls.requests += 1  # counted as sent: one a hard stop abandons was sent
@@ -284,19 +290,17 @@ class Canceller:
         state.set_exception((type(trouble), trouble, trouble.__traceback__))
         return self._wait(state)
 
-    async def _slot(self, token: str) -> str:
-        """The rate slot, then the token to send: the one taken before the wait, or a
-        fresher one if it came within its send margin of expiry meanwhile (short tokens
-        at a slow rate). With no fresh token at hand the slot goes unused and one is
-        fetched before the next slot, at most `STALE_TOKENS` times in a row; after that
-        the token is sent as it is, and a 401 tells."""
+    async def _renewed(self) -> str:
+        """The token expired while this worker waited for the slot it just took, and
+        no fresher one is at hand: the slot goes unused, a fresh token is fetched, and
+        the next slot taken, at most `STALE_TOKENS` times; after that the token is sent
+        as it is, and a 401 tells."""
         for _ in range(STALE_TOKENS):
+            token = await self._tokens.get()
             await self._throttle.acquire()
             ready = self._tokens.sendable(token)
             if ready is not None:
                 return ready
-            token = await self._tokens.get()
-        await self._throttle.acquire()
         return token
 
     async def _admit(self) -> None:

@@ -137,8 +137,8 @@ def _record_run(
         "requests": run.calls.requests,
         "exit_code": run.exit_code,
         "complete": run.complete,
-        **({"stopped_by": run.why_stopped} if run.why_stopped else {}),
-        **({"fix": run.fix} if run.fix else {}),
+        **({"stopped_by": logs.mask(run.why_stopped)} if run.why_stopped else {}),
+        **({"fix": logs.mask(run.fix)} if run.fix else {}),
         "version": __version__,
         "api_url": s.api_url,
     }
