@@ -100,6 +100,7 @@ def credentials_from_env(env: Mapping[str, str]) -> Credentials:
     if not client_id or not secret:
         raise ConfigError(
             "no credentials: set BAMBORA_CLIENT_ID and BAMBORA_CLIENT_SECRET "
-            "(or BAMBORA_CLIENT_SECRET_FILE), or BAMBORA_TOKEN; or use --sandbox or --dry-run"
+            "(or BAMBORA_CLIENT_SECRET_FILE), or BAMBORA_TOKEN; or use --sandbox (or, for run, "
+            "--dry-run)"
         )
     return Credentials(client_id=client_id, client_secret=secret)

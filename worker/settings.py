@@ -338,6 +338,10 @@ def other_report(
         names.append(report.with_name(_report_name(whole, shard, kind).name))
     names += [report.with_stem(f"{report.stem}-{n}") for n in range(2, 100)]
     same = os.path.realpath(report)
+    if not other_input and os.path.realpath(names[0]) != same:
+        # this kind's (and shard's) own default, even when it exists: for the same input
+        # it resumes; a fresh numbered one would send again what it settled
+        return names[0]
     return next(
         (p for p in names if os.path.realpath(p) != same and not os.path.lexists(p)), names[-1]
     )

@@ -263,6 +263,9 @@ def test_the_report_suggested_instead_is_free_and_tells_inputs_apart(
     assert other_report("night.csv", taken, "run", Shard(1, 2)) == Path(
         "night.report.shard-1-of-2.csv"
     )
+    # the kind's own default is named even when it exists: it resumes that kind's night
+    Path("night.check.csv").write_text("")
+    assert other_report("night.csv", taken, "check", one) == Path("night.check.csv")
     Path("report.csv").write_text("")
     Path("report-2.csv").symlink_to("elsewhere.csv")  # a name in use, even dangling
     assert other_report("-", Path("./report.csv"), "run", one) == Path("report-3.csv")

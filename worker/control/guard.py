@@ -21,8 +21,10 @@ WRONG_PLACE = frozenset({Outcome.NOT_FOUND, Outcome.REJECTED})
 class RejectionGuard:
     """`observe` every result in completion order; a reason to stop, or None."""
 
-    def __init__(self, first: int) -> None:
+    def __init__(self, first: int, *, check: bool = False) -> None:
+        """`check`: the run only queries (`check`), which has no --retry-outcomes."""
         self._first = first
+        self._check = check
         self._armed = first > 0
         self._seen = 0
         self._statuses: Counter[str] = Counter()
@@ -40,11 +42,15 @@ class RejectionGuard:
             return None
         self._armed = False
         seen = ", ".join(f"{what} x{n}" for what, n in self._statuses.most_common())
+        scope, then = (
+            ("read_payment", "run check again with a new --report (its rows are final)")
+            if self._check
+            else ("cancel_payment", "rerun with --retry-outcomes rejected,not_found")
+        )
         return (
             f"stopped by a guard rail: the first {self._first} references answered all ended "
             f"not_found or rejected ({seen}). Likely causes: a wrong merchant number, "
-            "credentials without the cancel_payment scope, or the wrong input file. No request "
+            f"credentials without the {scope} scope, or the wrong input file. No request "
             "is sent after this (the `stopped` event counts those in flight). Fix the cause, "
-            "then rerun with --retry-outcomes "
-            "rejected,not_found (--stop-on-rejections 0 turns this check off)"
+            f"then {then} (--stop-on-rejections 0 turns this check off)"
         )

@@ -26,7 +26,7 @@ from worker.control.guard import RejectionGuard
 from worker.control.stop import StopGate
 from worker.errors import AbortError, StorageError
 from worker.input.admission import Admission, Send
-from worker.model import Outcome
+from worker.model import Mode, Outcome
 from worker.observe.progress import View
 from worker.report.journal import IntentJournal
 from worker.report.writer import ReportWriter
@@ -99,7 +99,7 @@ async def run_stages(
                 ledger=ledger,
                 concurrency=s.concurrency,
                 grace_seconds=s.grace_seconds,
-                guard=RejectionGuard(s.stop_on_rejections),
+                guard=RejectionGuard(s.stop_on_rejections, check=s.mode is Mode.CHECK),
                 requests=lambda: calls.requests,
                 extras=lambda: _pace_and_hold(s, calls, sender),
                 hard_exit=hard_exit,

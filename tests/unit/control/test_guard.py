@@ -38,3 +38,15 @@ def test_failed_and_unsent_rows_neither_count_nor_disarm() -> None:
 def test_zero_turns_it_off() -> None:
     guard = RejectionGuard(0)
     assert all(guard.observe(answered(Outcome.NOT_FOUND)) is None for _ in range(50))
+
+
+def test_what_to_do_next_is_an_option_the_command_has() -> None:
+    for check, scope, then in (
+        (False, "cancel_payment", "rerun with --retry-outcomes rejected,not_found"),
+        (True, "read_payment", "run check again with a new --report"),
+    ):
+        guard = RejectionGuard(1, check=check)
+        reason = guard.observe(answered(Outcome.NOT_FOUND))
+        assert reason is not None and f"without the {scope} scope" in reason
+        assert f"then {then}" in reason
+        assert ("--retry-outcomes" in reason) is not check  # check has no such option
