@@ -133,8 +133,7 @@ def build_settings(mode: Mode, kw: Mapping[str, Any], env: Mapping[str, str]) ->
     """
     if kw.get("shard_text"):
         shard = Shard.parse(kw["shard_text"])
-        # in an Indexed Job's pod it must be the pod's own, or every pod runs one shard;
-        # SHARD_COUNT alone (a copy of the Job run for one index) is no index to check
+        # an Indexed Job pod's own, or all run one shard (SHARD_COUNT alone: no index)
         both = "JOB_COMPLETION_INDEX" in env and "SHARD_COUNT" in env
         indexed = shard_from_env(env) if both else None
     else:
@@ -328,10 +327,11 @@ def other_report(
     input_arg: str, report: Path, kind: str, shard: Shard, *, other_input: bool = False
 ) -> Path:
     """A report to suggest when `report` belongs to another kind of run, shard, target
-    or (`other_input`) input: the first that does not exist of this kind's and shard's
-    default, for another input the default spelled with the input's whole name
-    (`night.jsonl.report.csv`: different inputs of one folder never share it), then
-    numbered names (`report-2.csv`)."""
+    or (`other_input`) input. For the same input, this kind's and shard's default when
+    it is another file, even an existing one (it resumes that kind's night). Otherwise
+    the first that does not exist of: that default, for another input the default
+    spelled with the input's whole name (`night.jsonl.report.csv`: different inputs of
+    one folder never share it), then numbered names (`report-2.csv`)."""
     names = [default_report(input_arg, shard, kind)]
     if other_input and input_arg != "-":
         whole = Path(input_arg).name

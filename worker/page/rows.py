@@ -19,7 +19,7 @@ import orjson
 
 from worker.errors import ReportError
 from worker.model import REPORT_COLUMNS, Outcome
-from worker.report.records import check_torn_start, is_jsonl
+from worker.report.records import is_jsonl, whole_lines
 
 #: The cells of a row the page uses, in the order `read_rows` yields them.
 FIELDS = (
@@ -38,23 +38,12 @@ Cells = tuple[Any, ...]
 _OUTCOMES = frozenset(o.value for o in Outcome)
 
 
-def _whole_lines(path: Path, f: IO[bytes]) -> Iterator[str]:
-    first = True
-    for raw in f:
-        if not raw.endswith(b"\n"):
-            if first:
-                check_torn_start(path, raw)
-            return
-        first = False
-        yield raw.decode("utf-8", "replace")
-
-
 def _bad(path: Path, line: int, why: str) -> ReportError:
     return ReportError(f"report {path}, line {line}: {why}")
 
 
 def _csv(path: Path, f: IO[bytes]) -> Iterator[Cells]:
-    reader = csv.reader(_whole_lines(path, f))
+    reader = csv.reader(raw.decode("utf-8", "replace") for raw in whole_lines(path, f, []))
     try:
         header = [h.lstrip("\ufeff") for h in next(reader, [])]
     except csv.Error as exc:
@@ -82,11 +71,7 @@ def _csv(path: Path, f: IO[bytes]) -> Iterator[Cells]:
 
 
 def _jsonl(path: Path, f: IO[bytes]) -> Iterator[Cells]:
-    for number, raw in enumerate(f, start=1):
-        if not raw.endswith(b"\n"):
-            if number == 1:
-                check_torn_start(path, raw)
-            return
+    for number, raw in enumerate(whole_lines(path, f, []), start=1):
         if not raw.strip():
             continue
         try:

@@ -30,8 +30,9 @@ def is_jsonl(path: Path) -> bool:
     return path.name.lower().endswith((".jsonl", ".ndjson"))
 
 
-def _whole_lines(path: Path, f: IO[bytes], torn: list[int]) -> Iterator[bytes]:
-    """The file's lines that end in a newline; the length of a torn last line goes to `torn`."""
+def whole_lines(path: Path, f: IO[bytes], torn: list[int]) -> Iterator[bytes]:
+    """The file's lines that end in a newline; the length of a torn last line goes to
+    `torn` (a torn only line must start like a report: `check_torn_start`)."""
     first = True
     for raw in f:
         if not raw.endswith(b"\n"):
@@ -140,7 +141,7 @@ def _torn_cell(width: int, rest: list[bytes]) -> bool:
 def _records_jsonl(
     path: Path, f: IO[bytes], torn: list[int]
 ) -> Iterator[tuple[int, dict[str, Any]]]:
-    return _docs(path, _whole_lines(path, f, torn))
+    return _docs(path, whole_lines(path, f, torn))
 
 
 def _docs(path: Path, lines: Iterator[bytes]) -> Iterator[tuple[int, dict[str, Any]]]:
