@@ -8,6 +8,7 @@ report unreadable.
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from worker.input.parsed import Parsed, has_surrogates, printable
 from worker.model import Outcome, Rejected, Row
@@ -15,7 +16,17 @@ from worker.settings import MAX_COMMENT, MAX_MERCHANT, MAX_REFERENCE
 
 #: How much of an invalid row's reference or merchant the report echoes.
 ECHO_LIMIT = 200
-_CONTROL = frozenset(chr(c) for c in (*range(0x20), 0x7F))
+#: What is stripped from around a reference or merchant: spaces (any width) and tabs.
+#: Not every character `str.strip` takes: a control character at a cell's edge (VT,
+#: FF, the separators U+001C-U+001F, NEL) would otherwise go unseen, and `A1\x1e`
+#: would cancel `A1`. Such a cell is invalid, as it is with the character inside.
+#: (Unicode's space separators, category Zs, listed: a test checks the list.)
+BLANK = " \t\u00a0\u1680\u202f\u205f\u3000" + "".join(map(chr, range(0x2000, 0x200B)))
+#: Categories a reference or merchant may not hold: controls (C0 and C1), invisible
+#: formatting characters (zero-width space, BOM, direction marks), line and paragraph
+#: separators. None is typed in a reference; each is a copy-paste or export accident,
+#: and a cancel sent with one in it goes to another payment (or none).
+_FORBIDDEN = frozenset({"Cc", "Cf", "Zl", "Zp"})
 #: Printable ASCII only: no control character and nothing undecodable. Nearly every
 #: reference and merchant number is that, and one match settles both rules at once.
 _PLAIN = re.compile(r"[\x20-\x7e]+")
@@ -26,14 +37,18 @@ def _echo(text: str) -> str:
     return printable(text[:ECHO_LIMIT])
 
 
-def _control(text: str) -> bool:
-    return not _CONTROL.isdisjoint(text)
+def _forbidden(text: str) -> str | None:
+    """The first character of `text` a reference or merchant may not hold, if any."""
+    for char in text:
+        if unicodedata.category(char) in _FORBIDDEN:
+            return char
+    return None
 
 
 def validate(parsed: Parsed, default_merchant: str | None) -> Row | Rejected:
     """Apply the README's row rules; `Rejected` rows are reported and never sent."""
-    reference = (parsed.reference or "").strip()
-    merchant = (parsed.merchant or "").strip() or (default_merchant or "").strip()
+    reference = (parsed.reference or "").strip(BLANK)
+    merchant = (parsed.merchant or "").strip(BLANK) or (default_merchant or "").strip(BLANK)
     comment = parsed.comment if parsed.comment else None
     if (  # the common row, every rule passed at once; `_checked` says why a row fails
         parsed.error is None
@@ -68,9 +83,11 @@ def _checked(parsed: Parsed, reference: str, merchant: str, comment: str | None)
         )
     if len(merchant) > MAX_MERCHANT:
         return reject(f"merchant number is {len(merchant)} characters; at most {MAX_MERCHANT}")
-    if _control(reference) or _control(merchant):
+    if (char := _forbidden(reference) or _forbidden(merchant)) is not None:
+        kind = "an invisible formatting" if unicodedata.category(char) == "Cf" else "a control"
         return reject(
-            "payment reference or merchant number holds a line break or control character"
+            "payment reference or merchant number holds a line break or "
+            f"{kind} character (U+{ord(char):04X})"
         )
     if comment is not None and len(comment) > MAX_COMMENT:
         return reject(f"comment is {len(comment)} characters; at most {MAX_COMMENT}")
