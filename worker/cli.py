@@ -13,6 +13,7 @@ turns one into its "Error: " line and its code.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import shlex
@@ -37,8 +38,19 @@ from worker.settings import build_settings
 
 def _fail(exc: CancelWorkerError) -> NoReturn:
     """An error of the worker's tree: its one line, then its class's exit code."""
-    click.echo(f"Error: {logs.mask(str(exc))}", err=True)
+    _warn(f"Error: {logs.mask(str(exc))}")
     sys.exit(int(exc.exit_code))
+
+
+def _warn(line: str) -> None:
+    """A line on standard error. If it cannot be written (a closed pipe, a full disk
+    under `2>file`), the exit code still says what happened: a usage error is 2 even
+    when its line is lost, never the 1 of an uncaught write error."""
+    try:
+        click.echo(line, err=True)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())
 
 
 def _refusal(prepared: Prepared) -> str | None:
@@ -333,12 +345,12 @@ def main() -> None:
         _fail(exc)
     except click.UsageError as exc:
         where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
-        click.echo(f"Error: {logs.mask(exc.format_message())}{where}", err=True)
+        _warn(f"Error: {logs.mask(exc.format_message())}{where}")
         sys.exit(int(Exit.USAGE))
     except click.Abort:
-        click.echo("Aborted.", err=True)
+        _warn("Aborted.")
         sys.exit(int(Exit.SIGINT))
     except click.ClickException as exc:
-        exc.show()
+        _warn(f"Error: {logs.mask(exc.format_message())}")
         sys.exit(exc.exit_code)
     sys.exit(code if isinstance(code, int) else int(Exit.OK))

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -162,3 +164,22 @@ async def test_a_dry_run_report_echoes_the_input_columns(tmp_path: Path) -> None
     assert rows["2"]["outcome"] == "would_cancel"
     assert (rows["2"]["order_id"], rows["2"]["customer"]) == ("order-1", "Ann")
     assert (rows["3"]["order_id"], rows["3"]["customer"]) == ("order-2", "Bo")
+
+
+def test_a_usage_error_is_exit_2_even_when_standard_error_cannot_be_written(
+    tmp_path: Path,
+) -> None:
+    """`2>/dev/full`, a full disk under `2>log`, a closed pipe: the `Error:` line is
+    lost, and the exit code must still say what happened (an uncaught write error
+    made it 1, the code of a finished night with rows for a person)."""
+    cases = [
+        ["run", str(tmp_path / "missing.csv"), "--dry-run"],  # a CancelWorkerError
+        ["run", "--no-such-option"],  # click's own usage error
+        ["merge-reports", str(tmp_path / "out.csv"), str(tmp_path / "missing.csv")],
+    ]
+    for args in cases:
+        with open("/dev/full", "w") as full:
+            done = subprocess.run(
+                [sys.executable, "-m", "worker", *args], stderr=full, cwd=tmp_path, check=False
+            )
+        assert done.returncode == 2, args
