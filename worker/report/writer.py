@@ -195,7 +195,10 @@ class ReportWriter:
     def _as_dict(self, r: Result, finished_at: str) -> dict[str, Any]:
         row = _as_dict(r, finished_at)
         row.update(amount=r.amount, currency=r.currency, run_id=self._run_id or None)
-        row.update((k, mask(v) if isinstance(v, str) else v) for k, v in self._echo.pick(r.extra))
+        # an empty echoed cell is null, as every empty value of a JSON Lines row is
+        row.update(
+            (k, (mask(v) or None) if isinstance(v, str) else v) for k, v in self._echo.pick(r.extra)
+        )
         return row
 
     def _buffer_rows(self, rows: Iterable[Iterable[Any]]) -> bytes:

@@ -68,6 +68,20 @@ def test_jsonl_types(tmp_path: Path) -> None:
     assert row["error_type"] is None and row["finished_at"].endswith("Z")
 
 
+def test_an_empty_echoed_cell_is_null_in_a_jsonl_report(tmp_path: Path) -> None:
+    """Every empty value of a JSON Lines row is null, echoed ones too (an empty CSV cell
+    was written as "", and merge-reports wrote null for the same cell)."""
+    path = tmp_path / "r.jsonl"
+    extra = (("comment", ""), ("note", "n"), ("zero", 0), ("no", False))
+    writer = ReportWriter(path, run_id="x", input_columns=["comment", "note", "zero", "no"])
+    writer.open()
+    writer.write([Result(2, "T1", "a", Outcome.CANCELED, 201, extra=extra)])
+    writer.close()
+    row = json.loads(path.read_text())
+    assert row["comment"] is None and row["note"] == "n"
+    assert row["zero"] == 0 and row["no"] is False  # JSON values as read, not emptied
+
+
 @pytest.mark.parametrize("name", ["r.csv", "r.jsonl"])
 def test_every_text_cell_is_masked_but_the_keys(tmp_path: Path, name: str) -> None:
     token = "eyJhbGciOi.eyJzdWIi.c2lnbmF0dXJl"
