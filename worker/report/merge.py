@@ -32,7 +32,7 @@ from worker.observe.report_card import money
 from worker.observe.words import count
 from worker.report.lock import same_file
 from worker.report.records import is_jsonl, read_records
-from worker.report.runs import read_runs, recorded_inputs, runs_path
+from worker.report.runs import read_runs, recorded_inputs, runs_path, shown_target, target_of
 from worker.report.storage import FILE_MODE
 from worker.report.writer import check_report_path, utc_now
 
@@ -157,12 +157,51 @@ def _replaced(old: Rec, new: Rec) -> bool:
     )
 
 
-def _check_shards(reports: list[Path]) -> None:
+def _check_records(records: dict[Path, list[Rec] | None]) -> None:
+    """The shards' run records say one kind of run against one target: a `check` or a
+    sandbox rehearsal left under a shard's name is not that shard's night."""
+    for what, of, shown in (
+        ("kind of run", lambda rec: rec.get("mode"), lambda v: f"`{v}`"),
+        ("target", target_of, shown_target),
+    ):
+        seen: dict[str, Path] = {}
+        for path, recs in records.items():
+            for rec in recs or []:
+                value = of(rec)
+                if isinstance(value, str) and rec.get("mode") != "merge":
+                    seen.setdefault(value, path)
+        if len(seen) > 1:
+            (a, first), (b, second) = list(seen.items())[:2]
+            raise MergeError(
+                f"the reports are of more than one {what}: {first} is of {shown(a)}, "
+                f"{second} of {shown(b)}; merge the shards of one {what}"
+            )
+
+
+def _recorded_shard(recs: list[Rec] | None) -> tuple[int, int] | None:
+    """The shard `I/N` a report's run records name (their latest), if any."""
+    for rec in reversed(recs or []):
+        m = re.fullmatch(r"(\d+)/(\d+)", str(rec.get("shard") or ""))
+        if m:
+            return int(m.group(1)), int(m.group(2))
+    return None
+
+
+def _check_shards(reports: list[Path], records: dict[Path, list[Rec] | None]) -> None:
+    """Every shard of N is there: known from each report's run record, else its name."""
     counts: dict[int, set[int]] = {}
     for path in reports:
-        m = SHARD_NAME.search(path.name)
-        if m:
-            counts.setdefault(int(m.group(2)), set()).add(int(m.group(1)))
+        shard = _recorded_shard(records.get(path))
+        if shard is None and (m := SHARD_NAME.search(path.name)):
+            shard = int(m.group(1)), int(m.group(2))
+        if shard is not None:
+            counts.setdefault(shard[1], set()).add(shard[0])
+    if len(counts) > 1:
+        raise MergeError(
+            "the reports are of shards of different counts ("
+            + ", ".join(f"of {n}" for n in sorted(counts))
+            + "): merge the shards of one night"
+        )
     for n, seen in counts.items():
         missing = sorted(set(range(n)) - seen)
         if missing:
@@ -298,7 +337,8 @@ def merge(
     check_out(out, reports, input_path)
     records = {p: _run_records(p) for p in reports}
     check_out(out, reports, input_path, records)
-    _check_shards(reports)
+    _check_records(records)
+    _check_shards(reports, records)
     columns = dict.fromkeys(REPORT_COLUMNS)
     latest: dict[Any, tuple[Path, Rec]] = {}
     owner: dict[int, tuple[Path, Any]] = {}  # line -> the shard and identity reporting it

@@ -149,12 +149,12 @@ def check_binding(
             f"with {instead(False)} (each kind of run has its own default report)"
         )
     for r in runs:
-        theirs = _target(r)
+        theirs = target_of(r)
         older = "target" not in r  # only an older version's api_url may be the sandbox's
         if theirs is not None and not _same_target(theirs, this.target, older=older):
             raise ReportError(
-                f"report {report} was written against {_shown(theirs)} ({since}); this run "
-                f"targets {_shown(this.target)}, whose payments its rows say nothing about. "
+                f"report {report} was written against {shown_target(theirs)} ({since}); this run "
+                f"targets {shown_target(this.target)}, whose payments its rows say nothing about. "
                 f"Run the same command with {instead(False)}"
             )
         if r.get("shard") not in (None, this.shard):
@@ -193,7 +193,7 @@ def check_binding(
     )
 
 
-def _target(record: Mapping[str, Any]) -> str | None:
+def target_of(record: Mapping[str, Any]) -> str | None:
     target = record.get("target")
     if isinstance(target, str):
         return target
@@ -216,7 +216,7 @@ def _same_target(theirs: str, ours: str, *, older: bool) -> bool:
     )
 
 
-def _shown(target: str) -> str:
+def shown_target(target: str) -> str:
     return "the embedded sandbox (--sandbox)" if target == SANDBOX else f"the API at {target}"
 
 

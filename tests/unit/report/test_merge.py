@@ -358,3 +358,48 @@ def test_a_row_restated_on_its_new_line_keeps_the_earlier_rows_money(tmp_path: P
     assert merged.totals["released"] == {"EUR": 350}  # was 100: b's row had no amount
     got = {r["payment_reference"]: r for r in jsonl(tmp_path / "all.jsonl")}
     assert (got["b"]["line"], got["b"]["amount"], got["b"]["currency"]) == (3, 250, "EUR")
+
+
+def recorded(report: Path, **fields: str) -> Path:
+    """A start record beside `report`, as a run writes it."""
+    record = {"event": "start", "run_id": "r", "mode": "run", "target": "https://api", **fields}
+    runs_path(report).write_text(json.dumps(record) + "\n")
+    return report
+
+
+def test_a_shard_missing_is_found_from_the_run_records_whatever_the_names(
+    tmp_path: Path,
+) -> None:
+    """Shards run with their own --report names: the records say 0/3 and 1/3, so shard 2
+    is missing (the merge said "none missing or doubled")."""
+    zero = recorded(csv_report(tmp_path / "night-0.csv", [row(2, "a")]), shard="0/3")
+    one = recorded(csv_report(tmp_path / "night-1.csv", [row(3, "b")]), shard="1/3")
+    with pytest.raises(MergeError, match="shard 2 of 3 is missing"):
+        merge(tmp_path / "all.csv", [zero, one])
+    two = recorded(csv_report(tmp_path / "night-2.csv", [row(4, "c")]), shard="2/3")
+    assert merge(tmp_path / "all.csv", [zero, one, two]).totals["rows"] == 3
+    four = recorded(csv_report(tmp_path / "other.csv", [row(5, "d")]), shard="3/4")
+    with pytest.raises(MergeError, match="different counts"):
+        merge(tmp_path / "mixed.csv", [zero, one, two, four])
+    assert not (tmp_path / "mixed.csv").exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "theirs", "words"),
+    [
+        ("mode", "check", "kind of run: .* is of `run`, .* of `check`"),
+        ("target", "sandbox", "target: .* the API at https://api, .* the embedded sandbox"),
+    ],
+)
+def test_shards_of_another_kind_of_run_or_target_are_not_merged(
+    tmp_path: Path, shards: list[Path], field: str, theirs: str, words: str
+) -> None:
+    """A check, or a --sandbox rehearsal, left under a shard's name: its rows say nothing
+    of the night's cancels (the merge counted sandbox cancels as money released)."""
+    recorded(shards[0], shard="0/2")
+    recorded(shards[1], shard="1/2", **{field: theirs})
+    with pytest.raises(MergeError, match=words):
+        merge(tmp_path / "all.csv", shards)
+    assert not (tmp_path / "all.csv").exists()
+    recorded(shards[1], shard="1/2")
+    assert merge(tmp_path / "all.csv", shards).totals["rows"] == 3
