@@ -11,10 +11,13 @@ subprocess).
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import signal
 import time
 from pathlib import Path
+
+import pytest
 
 from tests.inprocess import run_job
 from tests.support import (
@@ -28,6 +31,9 @@ from tests.support import (
     write_csv,
 )
 from worker.bambora.backoff import BACKOFF
+from worker.errors import ReportError, StorageError
+from worker.input.admission import Admission
+from worker.report.index import SpillStore
 
 GOOD = {"canceled", "already_canceled"}
 
@@ -213,3 +219,57 @@ async def test_sigkill_at_random_moments_always_converges(tmp_path: Path) -> Non
         assert all(r["finished_at"] and r["outcome"] for r in rows)
         assert sum(1 for r in rows if r["outcome"] == "duplicate") == 1
         assert sum(1 for r in rows if r["outcome"] == "invalid") == 1
+
+
+async def test_a_full_disk_under_the_on_disk_index_aborts_3_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stage stopped by a storage failure (the index's disk full, found while the
+    reader admits a chunk) is an abort that names the file, not "a bug"."""
+    src = write_csv(tmp_path / "in.csv", [(f"x{i}", "T1") for i in range(20)])
+    why = f"the on-disk index {tmp_path}/in.report.csv.index.sqlite could not be written"
+
+    def full(self: Admission, *args: object) -> None:
+        raise StorageError(f"{why}: database or disk is full")
+
+    monkeypatch.setattr(Admission, "decide", full)
+    async with sandbox() as server:
+        run = await run_job(
+            "run", str(src), "--log-format", "json", env=env_for(server), cwd=tmp_path
+        )
+        assert cancel_requests(server) == 0
+    assert run.code == 3, run.log[-2000:]
+    events = [json.loads(x) for x in run.log.splitlines() if x.startswith("{")]
+    (aborted,) = [e for e in events if e.get("event") == "aborted"]
+    assert aborted["reason"] == f"{why}: database or disk is full"
+    assert "internal_error" not in run.log and "a bug" not in run.log
+
+
+async def test_a_full_disk_under_the_index_before_the_first_request_is_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Resuming by reference past the budget reads the report into the index before any
+    request: a full disk there is found before anything is sent, so exit 2 (ReportError)."""
+    src = write_csv(tmp_path / "in.csv", [("p1", "T1"), ("p2", "T1")])
+    async with sandbox() as server:
+        first = await run_job(
+            "run", str(src), "--log-format", "json", env=env_for(server), cwd=tmp_path
+        )
+        assert first.code == 0, first.log[-2000:]
+        write_csv(src, [("p2", "T1"), ("p1", "T1"), ("p3", "T1")])
+
+        def full(self: SpillStore) -> None:
+            raise StorageError(f"the on-disk index {self.path} could not be written: full")
+
+        monkeypatch.setattr(SpillStore, "table", full)
+        with pytest.raises(ReportError, match=r"index\.sqlite could not be written: full"):
+            await run_job(
+                "run",
+                str(src),
+                "--allow-changed-input",
+                "--memory-budget",
+                "0",
+                env=env_for(server),
+                cwd=tmp_path,
+            )
+        assert cancel_requests(server) == 2  # the first run's

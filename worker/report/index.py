@@ -11,6 +11,9 @@ end; a stale one left by a killed run is removed before use.
 Spilled lookups are batched: `prefetch` answers a whole chunk of keys with a few
 queries, and writes are buffered and applied with `executemany`, so the hot path does
 not pay a query per reference.
+
+A failure of the file (a full disk, an I/O error) is a `StorageError` naming it, as for
+the report: the run stops sending (exit 3), or, before the first request, exit 2.
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ import contextlib
 import itertools
 import os
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from worker.errors import StorageError
 from worker.report.storage import FILE_MODE
 
 #: What one in-memory entry costs, about: a dict slot, a 16-byte `bytes` key object
@@ -39,6 +43,16 @@ Key = bytes | int
 
 def index_path(report: Path) -> Path:
     return report.with_name(report.name + ".index.sqlite")
+
+
+@contextlib.contextmanager
+def _disk(path: Path) -> Iterator[None]:
+    """SQLite's and the OS's errors on the index file, as a StorageError naming it."""
+    try:
+        yield
+    except (sqlite3.Error, OSError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise StorageError(f"the on-disk index {path} could not be written: {why}") from None
 
 
 class SpillStore:
@@ -61,6 +75,10 @@ class SpillStore:
 
     def table(self) -> tuple[sqlite3.Connection, str]:
         """A new table `(k PRIMARY KEY, v INTEGER)`, opening the file if needed."""
+        with _disk(self.path):
+            return self._table()
+
+    def _table(self) -> tuple[sqlite3.Connection, str]:
         if self._db is None:
             self.remove_stale()
             os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
@@ -142,7 +160,8 @@ class KeyMap:
             return self._writes[key]
         if key in self._cache:
             return self._cache[key]
-        row = self._db.execute(f"SELECT v FROM {self._table} WHERE k = ?", (key,)).fetchone()
+        with _disk(self._store.path):
+            row = self._db.execute(f"SELECT v FROM {self._table} WHERE k = ?", (key,)).fetchone()
         return None if row is None else int(row[0])
 
     def __contains__(self, key: Key) -> bool:
@@ -159,7 +178,8 @@ class KeyMap:
             part = wanted[start : start + QUERY_KEYS]
             marks = ",".join("?" * len(part))
             query = f"SELECT k, v FROM {self._table} WHERE k IN ({marks})"
-            cache.update(self._db.execute(query, part).fetchall())
+            with _disk(self._store.path):
+                cache.update(self._db.execute(query, part).fetchall())
         self._cache = cache
 
     def flush(self) -> None:
@@ -173,12 +193,13 @@ class KeyMap:
         put = [(k, v) for k, v in writes if v is not None]
         gone = [(k,) for k, v in writes if v is None]
         db, table = self._db, self._table
-        db.execute("BEGIN")
-        if put:
-            db.executemany(f"INSERT OR REPLACE INTO {table} (k, v) VALUES (?, ?)", put)
-        if gone:
-            db.executemany(f"DELETE FROM {table} WHERE k = ?", gone)
-        db.execute("COMMIT")
+        with _disk(self._store.path):
+            db.execute("BEGIN")
+            if put:
+                db.executemany(f"INSERT OR REPLACE INTO {table} (k, v) VALUES (?, ?)", put)
+            if gone:
+                db.executemany(f"DELETE FROM {table} WHERE k = ?", gone)
+            db.execute("COMMIT")
         self._writes.clear()
 
     def _spill(self) -> None:
@@ -189,7 +210,8 @@ class KeyMap:
         mem, self._mem = self._mem, {}
         insert = f"INSERT OR REPLACE INTO {self._table} (k, v) VALUES (?, ?)"
         items = iter(mem.items())
-        self._db.execute("BEGIN")
-        while part := list(itertools.islice(items, FLUSH_EVERY)):
-            self._db.executemany(insert, part)
-        self._db.execute("COMMIT")
+        with _disk(self._store.path):
+            self._db.execute("BEGIN")
+            while part := list(itertools.islice(items, FLUSH_EVERY)):
+                self._db.executemany(insert, part)
+            self._db.execute("COMMIT")

@@ -215,6 +215,9 @@ class Job:
         """A stage that breaks (a bug) stops the run, loudly: a broken reader would leave
         the workers waiting forever, a broken worker its reference without a row."""
         if not task.cancelled() and (exc := task.exception()) is not None:
+            if isinstance(exc, AbortError):  # not a bug: a disk the on-disk index is on, full
+                self.ledger.stop(Stop.abort(str(exc), fix=exc.fix, graceful=True))
+                return
             logs.log.error("internal_error", where=where, error=repr(exc))
             self.ledger.stop(Stop.abort(f"a bug stopped {where}: {exc!r}", graceful=True))
 

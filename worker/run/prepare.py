@@ -20,7 +20,7 @@ from typing import Any
 
 import structlog
 
-from worker.errors import InputError, ReportError, UsageError
+from worker.errors import InputError, ReportError, StorageError, UsageError
 from worker.input.admission import Admission, screen_batch
 from worker.input.dedup import CandidateDeduper, CandidateFinder, Deduper, ExactDeduper
 from worker.input.fingerprint import Fingerprint, Recorder
@@ -106,9 +106,11 @@ def prepare(settings: Settings) -> Prepared:
     try:
         store.remove_stale()  # left by a killed run: never shared between runs
         return replace(_prepare(settings, lock, store), run_id=run_id)
-    except BaseException:
+    except BaseException as exc:
         store.close()
         lock.release()
+        if isinstance(exc, StorageError):  # the on-disk index, before any request: exit 2
+            raise ReportError(str(exc)) from None
         raise
 
 
@@ -205,10 +207,8 @@ def _prepare(settings: Settings, lock: ReportLock, store: SpillStore) -> Prepare
     )
 
 
-def _open(settings: Settings) -> Source:
-    return open_input(
-        settings.input, settings.input_format, settings.delimiter, settings.multiline_cells
-    )
+def _open(s: Settings) -> Source:
+    return open_input(s.input, s.input_format, s.delimiter, s.multiline_cells)
 
 
 def _check_echo(settings: Settings, source: Source) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from worker.errors import StorageError
 from worker.input.dedup import ExactDeduper
 from worker.keys import key_of
 from worker.report.index import ENTRY_BYTES, KeyMap, SpillStore, index_path
@@ -88,3 +89,23 @@ def test_flushes_inside_a_chunk_keep_answers_true(tmp_path: Path, budget: int) -
     seen.prefetch(keys)
     assert [seen.earlier(k, 0) for k in keys] == list(range(20_000))
     store.close()
+
+
+def test_a_full_index_is_a_storage_error_naming_its_file(tmp_path: Path) -> None:
+    """A full disk under the index (here SQLite's own page limit, which answers as a full
+    disk does) stops the run as a full report does, naming the file: it was reported as
+    "a bug stopped reading the input: OperationalError(...)"."""
+    report = tmp_path / "r.csv"
+    store = SpillStore(report, budget=0)
+    seen = KeyMap(store)
+    seen.set(key_of("T1", "r0"), 0)  # spills at once: the budget is 0
+    db, _ = store.table()
+    db.execute("PRAGMA max_page_count=" + str(db.execute("PRAGMA page_count").fetchone()[0]))
+    with pytest.raises(StorageError) as caught:
+        for n in range(1, 50_000):
+            seen.set(key_of("T1", f"r{n}"), n)
+        seen.flush()
+    assert str(index_path(report)) in str(caught.value)
+    assert "database or disk is full" in str(caught.value)
+    store.close()
+    assert not index_path(report).exists()
