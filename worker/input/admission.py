@@ -46,9 +46,20 @@ class Reported:
 Admitted = Send | Result | Reported | None
 
 
+class Torn(Protocol):
+    def may_be(self, line: int) -> bool:
+        """Whether a torn last row of the report may have been about this input line."""
+        ...
+
+
 class PriorRows(Protocol):
     """What admission asks of an earlier report's rows (`report.resume`'s `ByLine` or
     `ByKey`): a protocol, so that the input package does not import the report package."""
+
+    @property
+    def torn(self) -> Torn | None:
+        """The report's torn last row, cut off on resume (`report.resume.TornRow`)."""
+        ...
 
     def prefetch(self, keys: Iterable[bytes], lines: Iterable[int]) -> None:
         """Look up a chunk's keys and lines together (a few queries when on disk)."""
@@ -108,6 +119,9 @@ class Admission:
         self._deduper = deduper
         self._prior = prior
         self._pending = pending
+        # A killed run's journal names every cancel it sent, the cut row's too; without
+        # one (a finished run removed it), the rows a torn last row may be are queried.
+        self._torn = None if pending else prior.torn
 
     def __call__(self, parsed: Parsed) -> Admitted:
         return self.chunk([parsed])[0]
@@ -170,7 +184,8 @@ class Admission:
                 detail=moved_detail(outcome, line),
                 extra=item.extra,
             )
-        return Send(item, key in self._pending)
+        torn = self._torn
+        return Send(item, key in self._pending or (torn is not None and torn.may_be(item.line)))
 
     def _unsent(self, item: Rejected) -> Result | Reported:
         if self._prior.unsent_before(item):

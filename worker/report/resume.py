@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,7 @@ from worker.errors import ReportError
 from worker.keys import key_of
 from worker.model import CHECK_FINAL, RUN_FINAL, UNSENT, Mode, Outcome, Rejected
 from worker.report.index import KeyMap, SpillStore
-from worker.report.records import Brief, Totals, scan_report
+from worker.report.records import Brief, Totals, is_jsonl, scan_report
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,31 @@ def unsent_hash(outcome: Outcome, merchant: str, reference: str) -> int:
 
 #: (final outcome, the line it was reported on)
 Final = tuple[Outcome, int]
+
+
+@dataclass(frozen=True)
+class TornRow:
+    """The input lines a torn last row (cut off on resume) may have been about: their
+    references are queried before a cancel, since the cut row may have been an outcome
+    and a finished run removes its journal. A cut inside the line number matches every
+    line it may have been (`12` of `123`: 12, 120-129, 1200-...), a cut before it any."""
+
+    digits: str
+    whole: bool  # the line number is complete: that line only
+
+    @classmethod
+    def of(cls, fragment: bytes, jsonl: bool) -> TornRow:
+        start = rb'\{"line":\s*' if jsonl else rb'"?'
+        m = re.match(start + rb"(\d*)(\s*,|\s*\"?,)?", fragment)
+        if m is None:  # cut inside the key or before the number: any line
+            return cls("", False)
+        return cls(m.group(1).decode(), bool(m.group(2)) and bool(m.group(1)))
+
+    def may_be(self, line: int) -> bool:
+        text = str(line)
+        return text == self.digits if self.whole else text.startswith(self.digits)
+
+
 #: Called every so often while a report is read: (rows so far, bytes read, bytes in all).
 Progress = Callable[[int, int, int], None]
 
@@ -94,6 +120,7 @@ class ByLine:
         self.max_line = max_line
         self.rows = 0
         self.torn_bytes = 0
+        self.torn: TornRow | None = None  # what a torn last row may have been about
         # low nibble: CODE of the latest relevant row; high nibble: rows on the line mod 16
         self.cells = bytearray()
         # Sum of hash((line, merchant, reference)) over every row, mod 2**64: Python's
@@ -148,6 +175,7 @@ class ByKey:
         self.policy = policy
         self.rows = 0
         self.torn_bytes = 0
+        self.torn: TornRow | None = None  # what a torn last row may have been about
         self.done = KeyMap(store)  # key -> line << 4 | CODE of its final outcome
         self.unsent = KeyMap(store)  # line -> unsent_hash of what it said
         self.totals = Totals(repeat=self.repeats)
@@ -226,6 +254,10 @@ def load_report(
     if isinstance(prior, ByKey):
         prior.flush()
     prior.torn_bytes = sum(torn)
+    if prior.torn_bytes:
+        with open(path, "rb") as f:
+            f.seek(-prior.torn_bytes, os.SEEK_END)
+            prior.torn = TornRow.of(f.read(64), is_jsonl(path))
     return prior
 
 

@@ -11,7 +11,7 @@ from worker.input.shard import shard_of
 from worker.keys import key_of
 from worker.model import Outcome, Result, Row
 from worker.report.index import SpillStore
-from worker.report.resume import RUN, ByKey, PriorRows
+from worker.report.resume import RUN, ByKey, PriorRows, TornRow
 from worker.settings import Shard
 
 
@@ -62,3 +62,16 @@ def test_rows_of_another_shard_are_skipped() -> None:
     refs = [f"r{i}" for i in range(40)]
     kept = [r for r in refs if admit(Parsed(2, r, "T1", None)) is not None]
     assert kept == [r for r in refs if shard_of("T1", r, 2) == 0] and 0 < len(kept) < 40
+
+
+def test_the_rows_a_torn_last_row_may_be_are_queried_first_when_no_journal_says() -> None:
+    """A finished run removed its journal; a report row cut off since (by hand, or a
+    disk) may have been that reference's outcome: send it only after a query."""
+    prior = ByKey(RUN, SpillStore(Path("unused"), 1 << 20))
+    prior.torn = TornRow("3", True)
+    admit = admission(prior)
+    assert admit(Parsed(2, "a", "T1", None)) == Send(Row(2, "T1", "a"))
+    assert admit(Parsed(3, "b", "T1", None)) == Send(Row(3, "T1", "b"), maybe_landed=True)
+    # a killed run's journal names every cancel it sent: it alone says what to query
+    admit = admission(prior, pending={key_of("T1", "z")})
+    assert admit(Parsed(3, "b", "T1", None)) == Send(Row(3, "T1", "b"))

@@ -13,7 +13,7 @@ from worker.input.admission import Admitted, Reported, Send
 from worker.input.source import open_input
 from worker.model import EXTRA_COLUMNS, REPORT_COLUMNS, Mode, Outcome, Result
 from worker.report.index import ENTRY_BYTES, SpillStore
-from worker.report.resume import RUN, ByKey, ByLine, load_report
+from worker.report.resume import RUN, ByKey, ByLine, TornRow, load_report
 from worker.run.prepare import prepare
 from worker.settings import Settings
 
@@ -220,3 +220,31 @@ def test_a_changed_file_is_resumed_by_reference_even_when_its_reported_lines_mat
     kind, _, got = decisions(settings(src, report, allow_changed_input=True))
     assert kind is ByKey
     assert not [a for a in got if isinstance(a, Send)]  # c is final: never sent again
+
+
+@pytest.mark.parametrize(
+    ("fragment", "jsonl", "lines", "not_lines"),
+    [
+        (b"12,T1,ref-1,cance", False, [12], [1, 120, 121]),  # the number whole: that line
+        (b"12", False, [12, 120, 129, 1200], [1, 2, 13, 21]),  # cut inside it: 12...
+        (b"", False, [1, 7, 12345], []),  # nothing of it: any line
+        (b'{"line": 7, "merchant_number": "T', True, [7], [70, 8]),
+        (b'{"line": 7', True, [7, 70, 777], [8]),
+        (b'{"li', True, [1, 99], []),
+    ],
+)
+def test_a_torn_last_row_names_the_lines_it_may_have_been_about(
+    fragment: bytes, jsonl: bool, lines: list[int], not_lines: list[int]
+) -> None:
+    torn = TornRow.of(fragment, jsonl)
+    assert all(torn.may_be(n) for n in lines) and not any(torn.may_be(n) for n in not_lines)
+
+
+def test_load_report_keeps_what_its_torn_last_row_may_have_been(tmp_path: Path) -> None:
+    path = tmp_path / "r.csv"
+    path.write_text(",".join(REPORT_COLUMNS) + "\r\n2,T1,a,canceled,201,,,1,,x\r\n3,T1,b,canc")
+    prior = load_report(path, RUN, SpillStore(path, 1 << 20), by_line=True)
+    assert prior.torn is not None and prior.torn.may_be(3) and not prior.torn.may_be(2)
+    assert (
+        load_report(path.with_name("none.csv"), RUN, SpillStore(path, 0), by_line=True).torn is None
+    )
