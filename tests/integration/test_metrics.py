@@ -82,6 +82,24 @@ async def test_a_clean_night_sets_last_success_and_a_guard_rail_does_not(
     assert "cancel_worker_guard_rail_stops 1.0" in stopped
 
 
+async def test_a_check_or_dry_run_pushes_to_its_own_group_and_never_a_success(
+    tmp_path: Path, gateway: tuple[str, list[tuple[str, str, str]]]
+) -> None:
+    """They cancel nothing: a check the morning after must not overwrite the night's exit
+    code, nor a clean dry run stand in for a successful night (both did)."""
+    url, pushes = gateway
+    src = write_csv(tmp_path / "in.csv", [("a", "T1")])
+    async with sandbox() as server:
+        for args in (["check", str(src)], ["run", str(src), "--dry-run"]):
+            done = await run_cli(*args, "--pushgateway", url, env=env_for(server), cwd=tmp_path)
+            assert done.code == 0, done.stderr[-2000:]
+    (_, checked, body), (_, dry, dry_body) = pushes
+    assert checked == "/metrics/job/cancel-worker/mode/check/shard/0-of-1"
+    assert dry == "/metrics/job/cancel-worker/mode/dry-run/shard/0-of-1"
+    assert "cancel_worker_last_exit_code 0.0" in body and "cancel_worker_last_exit_code" in dry_body
+    assert "last_success" not in body and "last_success" not in dry_body
+
+
 async def test_unreachable_gateway_does_not_change_the_exit_code(tmp_path: Path) -> None:
     src = write_csv(tmp_path / "in.csv", [("a", "T1")])
     async with sandbox() as server:

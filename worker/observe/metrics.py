@@ -2,7 +2,10 @@
 
 Batch jobs do not live long enough to be scraped, so at the end of a run the worker
 push-adds its figures to a Pushgateway, grouped by job and shard, with no `instance`
-label (a rerun replaces its own group instead of piling up stale ones). A failed push
+label (a rerun replaces its own group instead of piling up stale ones). A `check` or a
+dry run pushes to a group of its own (`mode` added), and never a success timestamp:
+neither cancels anything, so neither may overwrite the night's exit code or stand in
+for its success. A failed push
 is logged and never changes the exit code: the report is the record, metrics are a view.
 
 Credentials in the URL (`http://user:password@host:9091`) are sent as HTTP Basic auth
@@ -35,6 +38,7 @@ def push(
     *,
     job: str,
     shard: str,
+    mode: str = "run",
     outcomes: Mapping[str, int],
     duration: float,
     released_total: Mapping[str, int] | None = None,
@@ -67,7 +71,7 @@ def push(
         "1 if a guard rail stopped the last run (exit 4), else 0.",
         1 if guard_rail else 0,
     )
-    if exit_code in SUCCESS_CODES:
+    if exit_code in SUCCESS_CODES and mode == "run":
         gauge(
             "cancel_worker_last_success_timestamp_seconds",
             "When a run last ended with exit 0.",
@@ -101,7 +105,7 @@ def push(
             gateway,
             job=job,
             registry=registry,
-            grouping_key={"shard": shard},
+            grouping_key={"shard": shard} | ({} if mode == "run" else {"mode": mode}),
             timeout=10,
             handler=handler,
         )

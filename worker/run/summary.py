@@ -17,7 +17,7 @@ from typing import Any
 from worker.exits import Exit
 from worker.model import FOLLOW_UP_OUTCOMES, NEEDS_PERSON_OUTCOMES, Mode, Outcome
 from worker.observe import logs
-from worker.settings import Settings
+from worker.settings import Settings, run_kind
 
 
 @dataclass
@@ -169,6 +169,7 @@ def push_metrics(s: Settings, r: RunReport) -> None:
         s.pushgateway,
         job=s.job_name,
         shard=f"{s.shard.index}-of-{s.shard.count}",
+        mode=run_kind(s.mode, s.dry_run),
         outcomes=r.outcomes,
         released_total=r.released_total,
         duration=r.elapsed,
