@@ -16,9 +16,11 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import re
 import shlex
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar, NoReturn
 
@@ -30,7 +32,7 @@ from worker.errors import CancelWorkerError, ReportError, UsageError
 from worker.exits import Exit, help_text
 from worker.model import Mode
 from worker.observe import logs
-from worker.options import OTHER_PANEL, check_environment, job_options
+from worker.options import OTHER_PANEL, check_environment, from_environment, job_options
 from worker.run import eventloop
 from worker.run.prepare import Prepared, prepare
 from worker.settings import build_settings
@@ -76,14 +78,30 @@ def _refusal(prepared: Prepared) -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def _naming_variables() -> Iterator[None]:
+    """An error about an option whose value came from the environment (`--shard 3/3:
+    ...` from CANCEL_WORKER_SHARD) names the variable, as click's own errors do."""
+    try:
+        yield
+    except UsageError as exc:
+        text = str(exc)
+        for flag, name in from_environment(click.get_current_context(), os.environ).items():
+            if re.match(rf"{flag}\b", text):
+                exc.args = (f"{flag} (from {name}){text[len(flag) :]}",)
+        raise
+
+
 def _job(mode: Mode, kw: dict[str, Any]) -> None:
     """Settings, prepare, ask, run; every error raised on the way is mapped by `main`."""
     check_environment(os.environ, _commands())
-    settings = build_settings(mode, kw, os.environ)
+    with _naming_variables():
+        settings = build_settings(mode, kw, os.environ)
     logs.configure(settings.log_format, settings.log_level)
     logs.REDACTOR.add(*settings.credentials.secrets())
     eventloop.tune_collector()
-    prepared = prepare(settings)
+    with _naming_variables():
+        prepared = prepare(settings)
     try:  # the preview's exact count reads the file once more: InputError
         refusal = _refusal(prepared)
         if refusal is not None:

@@ -305,6 +305,19 @@ def job_options(*, run: bool) -> Decorator:
     return apply
 
 
+def from_environment(ctx: click.Context, env: Mapping[str, str]) -> dict[str, str]:
+    """Option -> the variable its value came from, for the options the environment set:
+    an error found after parsing (a shard out of range) names it, as click's own do."""
+    found = {}
+    for param in ctx.command.params:
+        if param.name and ctx.get_parameter_source(param.name) is ParameterSource.ENVIRONMENT:
+            name = next((n for n in _envvars(param) if n in env), None)
+            flag = next((o for o in param.opts if o.startswith("--")), None)
+            if name and flag:
+                found[flag] = name
+    return found
+
+
 def _envvars(param: click.Parameter) -> list[str]:
     names = param.envvar
     if not names:
@@ -322,7 +335,9 @@ def check_environment(env: Mapping[str, str], commands: Iterable[click.Command])
     - a `CANCEL_WORKER_*` variable that no option of `commands` reads (a misspelling:
       `CANCEL_WORKER_RATES`, `CANCEL_WORKER_MERCHANT_NUMBER`), naming the closest name;
     - an empty value for a flag or a number (click reads it as unset, so a template
-      that leaves `CANCEL_WORKER_DRY_RUN` empty would run for real).
+      that leaves `CANCEL_WORKER_DRY_RUN` empty would run for real);
+    - two variables of one option set to different values (`BAMBORA_MERCHANT_NUMBER`
+      and `CANCEL_WORKER_MERCHANT`): click would take the first, silently.
 
     The known names come from the options themselves, so an option added later is known
     without a list to keep up to date. One pod template may serve `run` and `check`, so
@@ -333,6 +348,10 @@ def check_environment(env: Mapping[str, str], commands: Iterable[click.Command])
     for name in sorted(env):
         if name.startswith(ENV_PREFIX) and name not in owners:
             raise ConfigError(f"unknown environment variable {name}: {_hint(name, ours, owners)}")
+    for param in {id(p): p for p in owners.values()}.values():
+        values = {n: env[n].strip() for n in _envvars(param) if env.get(n, "").strip()}
+        if len(set(values.values())) > 1:
+            raise ConfigError(f"{' and '.join(values)} disagree: set one of them")
     for name, param in owners.items():
         if name not in env or env[name].strip() or not isinstance(param, click.Option):
             continue

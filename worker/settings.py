@@ -40,17 +40,17 @@ class Shard:
     count: int = 1
 
     @classmethod
-    def parse(cls, text: str) -> Shard:
+    def parse(cls, text: str, what: str = "--shard") -> Shard:  # what: its errors' name
         try:
             i_text, n_text = text.split("/")
             index, count = int(i_text), int(n_text)
         except ValueError:
-            raise ConfigError(f"--shard must look like I/N (e.g. 0/4), got {text!r}") from None
+            raise ConfigError(f"{what} must look like I/N (e.g. 0/4), got {text!r}") from None
         if count < 1:
-            raise ConfigError(f"--shard {text}: N must be 1 or more")
+            raise ConfigError(f"{what} {text}: N must be 1 or more")
         if not 0 <= index < count:  # Indexed Jobs number from 0, so N/N is one too far
             raise ConfigError(
-                f"--shard {text}: shards are numbered from 0: I must be 0..{count - 1}"
+                f"{what} {text}: shards are numbered from 0: I must be 0..{count - 1}"
             )
         return cls(index, count)
 
@@ -355,7 +355,7 @@ def shard_from_env(env: Mapping[str, str]) -> Shard | None:
         return None
     if index is None or count is None:
         raise ConfigError("JOB_COMPLETION_INDEX and SHARD_COUNT must be set together")
-    return Shard.parse(f"{index.strip()}/{count.strip()}")
+    return Shard.parse(f"{index.strip()}/{count.strip()}", "JOB_COMPLETION_INDEX/SHARD_COUNT")
 
 
 _UNITS = {

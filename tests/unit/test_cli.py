@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import click
 import pytest
@@ -119,3 +120,38 @@ def test_a_shard_past_the_last_says_shards_count_from_zero(
     code, _, err = invoke(capsys, "run", "in.csv", "--shard", "3/3")
     assert code == 2
     assert err.strip() == "Error: --shard 3/3: shards are numbered from 0: I must be 0..2"
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"CANCEL_WORKER_SHARD": "3/3"}, "--shard (from CANCEL_WORKER_SHARD) 3/3: shards are"),
+        ({"CANCEL_WORKER_COMMENT": "c" * 257}, "--comment (from CANCEL_WORKER_COMMENT) is 257"),
+        ({"CANCEL_WORKER_MEMORY_BUDGET": "lots"}, "--memory-budget (from CANCEL_WORKER_MEMORY"),
+        ({"CANCEL_WORKER_DELIMITER": "xx"}, "--delimiter (from CANCEL_WORKER_DELIMITER) must"),
+        (
+            {"JOB_COMPLETION_INDEX": "x", "SHARD_COUNT": "3"},
+            "JOB_COMPLETION_INDEX/SHARD_COUNT must",
+        ),
+        (
+            {"BAMBORA_MERCHANT_NUMBER": "B1", "CANCEL_WORKER_MERCHANT": "C1"},
+            "BAMBORA_MERCHANT_NUMBER and CANCEL_WORKER_MERCHANT disagree: set one of them",
+        ),
+    ],
+)
+def test_a_bad_value_from_the_environment_names_its_variable(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    env: dict[str, str],
+    expected: str,
+) -> None:
+    """In a container nobody typed `--shard`: an error checked after parsing named only
+    the option, and two variables of --merchant that disagree were taken silently."""
+    (tmp_path / "in.csv").write_text("payment_reference,merchant_number\na,T1\n")
+    monkeypatch.chdir(tmp_path)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    code, _, err = invoke(capsys, "run", "in.csv", "--dry-run")
+    assert code == 2 and err.startswith(f"Error: {expected}"), err
+    assert len(err.strip().splitlines()) == 1

@@ -65,7 +65,7 @@ def test_every_options_variable_and_its_older_names_are_known() -> None:
         if opt.startswith("--")
     }
     assert "CANCEL_WORKER_DRY_RUN" in env and "CANCEL_WORKER_SHARD" in env
-    check_environment({**env, "BAMBORA_MERCHANT_NUMBER": "T1", "OTHER": ""}, EVERY)
+    check_environment({**env, "BAMBORA_MERCHANT_NUMBER": "1", "OTHER": ""}, EVERY)
     check_environment({"CANCEL_WORKER_COMMENT": "", "BAMBORA_MERCHANT_NUMBER": ""}, EVERY)
 
 
