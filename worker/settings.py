@@ -7,7 +7,6 @@ lives here and raises `ConfigError` (`worker.errors`: exit 2).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from enum import Enum
@@ -25,6 +24,7 @@ from worker.access import credentials_from_env as credentials_from_env
 from worker.access import is_loopback as is_loopback
 from worker.errors import ConfigError
 from worker.model import Mode, Outcome
+from worker.names import default_report
 
 MAX_COMMENT = 256
 MAX_REFERENCE = 2000
@@ -297,54 +297,6 @@ def parse_retry_outcomes(text: str) -> frozenset[Outcome]:
 def run_kind(mode: Mode, dry_run: bool) -> str:
     """What a run does to payments, which decides its report: run, check or dry-run."""
     return "dry-run" if dry_run and mode is Mode.RUN else mode.value
-
-
-#: Each kind of run has its own default report, so that a `check` before the nightly
-#: `run` (or a dry run) can never be resumed by it: their rows mean other things.
-REPORT_NAMES = {"run": "report", "check": "check", "dry-run": "dry-run"}
-
-
-def default_report(input_arg: str, shard: Shard, kind: str = "run") -> Path:
-    """`<INPUT name without suffixes>.<report|check|dry-run>.csv` in the working directory.
-
-    Standard input has no name: `report.csv` (`check.csv`, `dry-run.csv`).
-    """
-    if input_arg == "-":
-        return _report_name("", shard, kind)
-    base = Path(input_arg).name
-    stem = base.split(".", 1)[0] if not base.startswith(".") else base
-    return _report_name(stem or "input", shard, kind)
-
-
-def _report_name(stem: str, shard: Shard, kind: str) -> Path:
-    name = f"{stem}.{REPORT_NAMES[kind]}" if stem else REPORT_NAMES[kind]
-    if shard.active:
-        name = f"{name}.shard-{shard.index}-of-{shard.count}"
-    return Path(f"{name}.csv")
-
-
-def other_report(
-    input_arg: str, report: Path, kind: str, shard: Shard, *, other_input: bool = False
-) -> Path:
-    """A report to suggest when `report` belongs to another kind of run, shard, target
-    or (`other_input`) input. For the same input, this kind's and shard's default when
-    it is another file, even an existing one (it resumes that kind's night). Otherwise
-    the first that does not exist of: that default, for another input the default
-    spelled with the input's whole name (`night.jsonl.report.csv`: different inputs of
-    one folder never share it), then numbered names (`report-2.csv`)."""
-    names = [default_report(input_arg, shard, kind)]
-    if other_input and input_arg != "-":
-        whole = Path(input_arg).name
-        names.append(report.with_name(_report_name(whole, shard, kind).name))
-    names += [report.with_stem(f"{report.stem}-{n}") for n in range(2, 100)]
-    same = os.path.realpath(report)
-    if not other_input and os.path.realpath(names[0]) != same:
-        # this kind's (and shard's) own default, even when it exists: for the same input
-        # it resumes; a fresh numbered one would send again what it settled
-        return names[0]
-    return next(
-        (p for p in names if os.path.realpath(p) != same and not os.path.lexists(p)), names[-1]
-    )
 
 
 def shard_from_env(env: Mapping[str, str]) -> Shard | None:

@@ -17,7 +17,6 @@ from worker.settings import (
     credentials_from_env,
     default,
     in_effect,
-    other_report,
     parse_size,
     shard_from_env,
 )
@@ -246,29 +245,6 @@ def test_sandbox_mode_names_the_api_settings_it_overrides() -> None:
         assert "BAMBORA_AUTH_URL" in s.sandbox_overrides and url not in (s.api_url, s.auth_url)
         with pytest.raises(ConfigError):
             build_settings(Mode.RUN, {"input": "x.csv"}, bad)
-
-
-def test_the_report_suggested_instead_is_free_and_tells_inputs_apart(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.chdir(tmp_path)
-    taken = Path("night.report.csv")  # the default of night.csv, night.jsonl, night.csv.gz
-    taken.write_text("")
-    one = Shard()
-    assert other_report("night.jsonl", taken, "run", one, other_input=True) == Path(
-        "night.jsonl.report.csv"
-    )
-    assert other_report("night.jsonl", taken, "run", one) == Path("night.report-2.csv")
-    assert other_report("night.csv", taken, "check", one) == Path("night.check.csv")
-    assert other_report("night.csv", taken, "run", Shard(1, 2)) == Path(
-        "night.report.shard-1-of-2.csv"
-    )
-    # the kind's own default is named even when it exists: it resumes that kind's night
-    Path("night.check.csv").write_text("")
-    assert other_report("night.csv", taken, "check", one) == Path("night.check.csv")
-    Path("report.csv").write_text("")
-    Path("report-2.csv").symlink_to("elsewhere.csv")  # a name in use, even dangling
-    assert other_report("-", Path("./report.csv"), "run", one) == Path("report-3.csv")
 
 
 @pytest.mark.parametrize(

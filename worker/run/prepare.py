@@ -29,6 +29,7 @@ from worker.input.lines import GZIP_MAGIC
 from worker.input.screened import Keeper, Screened
 from worker.input.source import Source, open_input
 from worker.model import Mode, Outcome, Rejected, Row
+from worker.names import other_report
 from worker.observe import logs
 from worker.observe.words import count
 from worker.report.index import KeyMap, SpillStore
@@ -38,7 +39,7 @@ from worker.report.resume import ByLine, PriorRows, Progress, load_report, polic
 from worker.report.runs import SANDBOX, Binding, check_binding, read_runs, run_count
 from worker.report.writer import Echo, check_report_path
 from worker.run.count import Counts
-from worker.settings import Settings, other_report, run_kind
+from worker.settings import Settings, run_kind
 
 NO_LOCKS = "this filesystem does not support locks: make sure no other run uses this report"
 
