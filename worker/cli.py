@@ -66,6 +66,8 @@ def _refusal(prepared: Prepared) -> str | None:
     person = sys.stdin is not None and sys.stdin.isatty()
     if not preview.should_ask(prepared, person):
         return None
+    if (counts := prepared.to_send) is not None and not sum(counts.values()):
+        return None  # nothing to send, nobody asked: no `confirmed` event either
     terminal = preview.Terminal.open()
     if terminal is None:  # only --confirm asks without a person at a terminal
         return "not confirmed: --confirm needs a terminal to ask on; nothing was sent"
@@ -73,7 +75,6 @@ def _refusal(prepared: Prepared) -> str | None:
         terminal.say(logs.mask(preview.render(prepared)))
         if not preview.confirmed(prepared, terminal.ask):
             return "not confirmed: nothing was sent"
-    counts = prepared.to_send
     logs.log.info("confirmed", references=sum(counts.values()) if counts is not None else None)
     return None
 

@@ -50,12 +50,21 @@ ON_ITS_TERMINAL = (
 
 
 def on_a_terminal(
-    args: list[str], cwd: Path, answer: bytes, env: dict[str, str], *, pipe_stderr: bool = False
+    args: list[str],
+    cwd: Path,
+    answer: bytes,
+    env: dict[str, str],
+    *,
+    pipe_stderr: bool = False,
+    typed_ahead: bytes = b"",
 ) -> tuple[int, str, str]:
     """Run the CLI with a pseudo-terminal as its terminal and standard input (and standard
     error, unless `pipe_stderr`, as `2>&1 | tee run.log` does); type `answer` at the
-    question. Returns the exit code, what the terminal showed, and the piped stderr."""
+    question (and `typed_ahead` before it shows). Returns the exit code, what the terminal
+    showed, and the piped stderr."""
     leader, follower = pty.openpty()
+    if typed_ahead:
+        os.write(leader, typed_ahead)
     proc = subprocess.Popen(
         [sys.executable, "-c", ON_ITS_TERMINAL, *args],
         stdin=follower,
@@ -123,6 +132,31 @@ def test_with_the_logs_piped_a_person_at_the_terminal_is_still_asked(tmp_path: P
     assert "[y/N]" not in err and "about to cancel" not in err
     assert code == 2 and "not confirmed: nothing was sent" in err
     assert '"start"' not in err and not (tmp_path / "in.report.csv").exists()
+
+
+def test_what_was_typed_before_the_question_is_not_its_answer(tmp_path: Path) -> None:
+    """A `y` typed (or pasted) while the file was read confirmed the run unseen."""
+    src = write_csv(tmp_path / "in.csv", [("p1", "T1"), ("p2", "T1")])
+    args = ["run", str(src), "--log-format", "json"]
+    code, screen, err = on_a_terminal(
+        args, tmp_path, b"n\n", clean_env(**FAR_AWAY), pipe_stderr=True, typed_ahead=b"y\n"
+    )
+    assert "cancel them? [y/N]" in screen
+    assert code == 2 and "not confirmed: nothing was sent" in err and '"confirmed"' not in err
+
+
+async def test_nothing_left_to_send_asks_nobody_and_logs_no_confirmation(tmp_path: Path) -> None:
+    src = write_csv(tmp_path / "in.csv", [("p1", "T1")])
+    args = ["run", str(src), "--confirm", "--log-format", "json"]
+    async with sandbox() as server:
+        first = await run_cli("run", str(src), env=env_for(server), cwd=tmp_path)
+        assert first.code == 0, first.stderr[-2000:]
+        got, screen, err = await asyncio.to_thread(
+            on_a_terminal, args, tmp_path, b"y\n", clean_env(**env_for(server)), pipe_stderr=True
+        )
+    assert got == 0, err[-2000:]
+    assert "[y/N]" not in screen and "type " not in screen
+    assert '"confirmed"' not in err  # it said confirmed references=0, nobody asked
 
 
 @pytest.mark.parametrize(("answer", "code", "cancels"), [(b"no\n", 2, 0), (b"y\n", 0, 1)])

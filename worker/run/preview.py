@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import termios
 from collections.abc import Callable
 from types import TracebackType
 
@@ -27,6 +28,8 @@ from worker.settings import is_loopback
 
 #: Up to this many references to send, `y` confirms; above it, the count must be typed.
 SMALL_RUN = 10
+#: What confirms a stream, whose count is not known before it is read (never `y`).
+STREAM_WORD = "cancel"
 #: The preview's API line with `--sandbox`.
 SANDBOX = "the embedded sandbox on loopback (no real payment is touched)"
 #: Merchants listed by name in the preview; the rest are summed up.
@@ -107,6 +110,9 @@ class Terminal:
 
     def ask(self, question: str) -> str:
         """The answer typed; "" for Ctrl-D or Ctrl-C (which must never mean yes)."""
+        with contextlib.suppress(OSError, termios.error):
+            # what was typed (or pasted) before the question was shown is not its answer
+            termios.tcflush(self._fd, termios.TCIFLUSH)
         self._write(question)
         try:
             # One read is one line: the terminal hands over a line once Enter is pressed.
@@ -138,7 +144,12 @@ def confirmed(prepared: Prepared, ask: Callable[[str], str]) -> bool:
     total = sum(counts.values()) if counts is not None else None
     if total == 0:
         return True  # nothing will be sent
-    if total is not None and total > SMALL_RUN:
+    if total is None:  # a stream: its count is known only once read, so a word, not y
+        answer = ask(
+            f"type {STREAM_WORD} to cancel every reference it holds, anything else stops: "
+        )
+        return answer.strip().lower() == STREAM_WORD
+    if total > SMALL_RUN:
         answer = ask(f"type {total:,} to cancel them, anything else stops: ")
         return answer.strip().replace(",", "") == str(total)
     return ask("cancel them? [y/N] ").strip().lower() in ("y", "yes")

@@ -75,3 +75,16 @@ def test_the_question_ends_in_one_colon_and_takes_the_count(
     assert question.count(":") <= 1 and not question.endswith(": : ")
     if total > preview.SMALL_RUN:
         assert question == "type 4,212 to cancel them, anything else stops: "
+
+
+@pytest.mark.parametrize(("answer", "ok"), [("y", False), ("yes", False), ("cancel", True)])
+def test_a_stream_of_unknown_count_is_never_confirmed_by_y(answer: str, ok: bool) -> None:
+    """`run <(psql ...)`: its count is known only once read; one `y` sent 40 cancels."""
+    asked: list[str] = []
+
+    def ask(question: str) -> str:
+        asked.append(question)
+        return answer
+
+    assert preview.confirmed(prepared(None), ask) is ok
+    assert asked == ["type cancel to cancel all it holds, anything else stops: "]
