@@ -8,15 +8,21 @@ before any request; no message ever quotes a secret.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote, quote_plus
 
 import yarl
 
 from worker.errors import ConfigError
 
+#: A bearer token as a header carries it: printable ASCII, no space (RFC 6750 b64token
+#: is narrower; an opaque token may use more, but never a control character).
+_HEADER_SAFE = re.compile(r"[\x21-\x7e]+")
 DEFAULT_API_URL = "https://api.bambora.com"
 DEFAULT_AUTH_URL = "https://auth.bambora.com/connect/token"
 SCOPE = "cancel_payment read_payment"
@@ -34,7 +40,23 @@ class Credentials:
     token: str | None = field(default=None, repr=False)
 
     def secrets(self) -> tuple[str, ...]:
-        return tuple(s for s in (self.client_secret, self.token) if s)
+        """What must never be written: the secret and the token, and the secret in the
+        forms it goes on the wire (form-encoded, and the Basic header's base64 of
+        `id:secret`), which a token endpoint may quote back in its refusal."""
+        found = [self.client_secret, self.token]
+        if self.client_secret:
+            found += [quote_plus(self.client_secret, safe=""), quote(self.client_secret, safe="")]
+            basic = basic_credentials(self.client_id or "", self.client_secret)
+            found += [basic, basic.rstrip("=")]
+        return tuple(dict.fromkeys(s for s in found if s))
+
+
+def basic_credentials(client_id: str, client_secret: str) -> str:
+    """Client credentials as RFC 6749 2.3.1 sends them in Basic auth: each part
+    form-urlencoded, so an id or secret holding ':', '%', '+', spaces or non-ASCII
+    reaches the server intact, then joined with ':' and base64'd."""
+    pair = f"{quote_plus(client_id, safe='')}:{quote_plus(client_secret, safe='')}"
+    return base64.b64encode(pair.encode("ascii")).decode("ascii")
 
 
 def is_loopback(host: str | None) -> bool:
@@ -96,6 +118,11 @@ def credentials_from_env(env: Mapping[str, str]) -> Credentials:
     if secret is not None:
         secret = secret.rstrip("\r\n")
     if token:
+        if not _HEADER_SAFE.fullmatch(token):  # not echoed: it is a credential
+            raise ConfigError(
+                "BAMBORA_TOKEN holds a character an Authorization header cannot carry "
+                "(a space, a line break, a control or non-ASCII character): check its value"
+            )
         return Credentials(token=token, client_id=client_id, client_secret=secret)
     if not client_id or not secret:
         raise ConfigError(

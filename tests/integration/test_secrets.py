@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 from pathlib import Path
+from urllib.parse import quote_plus
 
 import orjson
 import pytest
@@ -57,6 +58,45 @@ async def test_a_token_quoted_in_a_403_reaches_no_report_log_or_output(
     assert "Authorization: Bearer ***" in rows[0]["detail"] and "(token ***)" in rows[0]["detail"]
     for text in (report, card, done.stdout, done.stderr):
         assert token not in text and token.split(".")[-1] not in text
+
+
+def texts_in(folder: Path) -> list[str]:
+    """Every file the run left in `folder`: report, run record, card, journal."""
+    return [p.read_text(errors="replace") for p in folder.iterdir() if p.is_file()]
+
+
+@pytest.mark.parametrize("log_format", ["json", "console"])
+async def test_a_secret_echoed_as_it_was_sent_by_a_refusing_token_endpoint_is_masked(
+    tmp_path: Path, log_format: str
+) -> None:
+    """The secret goes on the wire form-encoded inside the Basic header's base64: a token
+    endpoint quoting either form back in its refusal leaked the secret into the logs, the
+    run record and the report card, which masked only the raw secret."""
+    secret = "s3cr3t+with/odd=chars@ and!"
+
+    async def auth(request: web.Request) -> web.Response:
+        header = request.headers["Authorization"]
+        sent = header.removeprefix("Basic ")
+        encoded = base64.b64decode(sent).decode().split(":", 1)[1]
+        body = {"error": f"invalid_client: refused {header} ({sent}); secret {encoded}"}
+        return web.json_response(body, status=401)
+
+    src = write_csv(tmp_path / "in.csv", [("r1", "T1")])
+    async with answering(auth) as url:
+        env = env_for(
+            None,
+            BAMBORA_API_URL=url,
+            BAMBORA_AUTH_URL=f"{url}/connect/token",
+            BAMBORA_CLIENT_ID="client-1",
+            BAMBORA_CLIENT_SECRET=secret,
+        )
+        done = await run_cli("run", str(src), "--log-format", log_format, env=env, cwd=tmp_path)
+    assert done.code == 3, done.stderr[-2000:]
+    basic = base64.b64encode(b"client-1:" + quote_plus(secret, safe="").encode()).decode()
+    forms = [secret, quote_plus(secret, safe=""), basic, basic.rstrip("=")]
+    for text in [done.stdout, done.stderr, *texts_in(tmp_path)]:
+        for form in forms:
+            assert form not in text, form
 
 
 async def test_a_pushgateway_password_is_basic_auth_and_never_printed(tmp_path: Path) -> None:

@@ -268,3 +268,12 @@ def test_a_memory_budget_that_is_not_a_size_is_a_config_error(text: str) -> None
 def test_the_memory_budget_default_lives_in_settings() -> None:
     s = build_settings(Mode.RUN, {"input": "x.csv", "dry_run": True}, {})
     assert s.memory_budget == default("memory_budget") == 16_000_000
+
+
+@pytest.mark.parametrize("token", ["tok\x07en", "tok en", "tok\nen", "tokén"])
+def test_a_token_no_header_can_carry_is_refused_before_any_request(token: str) -> None:
+    """It made every reference fail (exit 5) on every rerun; now exit 2, never echoed."""
+    with pytest.raises(ConfigError, match="BAMBORA_TOKEN holds a character") as caught:
+        credentials_from_env({"BAMBORA_TOKEN": token})
+    assert token not in str(caught.value)
+    assert credentials_from_env({"BAMBORA_TOKEN": "eyJ.a-b_c~d+e/f="}).token == "eyJ.a-b_c~d+e/f="

@@ -23,19 +23,17 @@ leaves with `Stopped` when the run stops (`control.stop`): it sends nothing afte
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
-from urllib.parse import quote_plus
 
 import aiohttp
 import jwt
 import orjson
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
-from worker.access import SCOPE
+from worker.access import SCOPE, basic_credentials
 from worker.bambora.api import parse_retry_after
 from worker.bambora.backoff import BACKOFF, RetryLater
 from worker.control.stop import StopGate
@@ -122,14 +120,9 @@ def jwt_lifetime(token: str, now: float) -> float | None:
 
 
 def basic_authorization(client_id: str, client_secret: str) -> str:
-    """The `Authorization` header for client credentials, as RFC 6749 2.3.1 says.
-
-    Each part is form-urlencoded before they are joined with ':' and base64'd, so an
-    id or secret holding ':', '%', '+', spaces or non-ASCII reaches the server intact
-    (plain Basic auth cannot carry a ':' in the user name at all).
-    """
-    pair = f"{quote_plus(client_id, safe='')}:{quote_plus(client_secret, safe='')}"
-    return "Basic " + base64.b64encode(pair.encode("ascii")).decode("ascii")
+    """The `Authorization` header for client credentials, as RFC 6749 2.3.1 says (see
+    `access.basic_credentials`: plain Basic auth cannot carry a ':' in the user name)."""
+    return "Basic " + basic_credentials(client_id, client_secret)
 
 
 def refresh_margin(lifetime: float) -> float:
