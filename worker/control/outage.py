@@ -205,13 +205,23 @@ class OutageGate:
             self._tokens = max(self._tokens, self._capacity // 2)
             self._closed.set()
 
-    def record_trouble(self, ref: int = 0, *, timeout: bool = False, what: str = "") -> bool:
+    def record_trouble(
+        self,
+        ref: int = 0,
+        *,
+        timeout: bool = False,
+        what: str = "",
+        retry_after: float | None = None,
+    ) -> bool:
         """A transient failure of reference `ref` (any stable id, e.g. its line); `what`
-        the API did (`HTTP 503`, `timeout`), for the warnings.
+        the API did (`HTTP 503`, `timeout`), for the warnings; `retry_after` its
+        `Retry-After`, the earliest next probe if an outage holds everyone.
 
         True if it counts against that reference's tries.
         """
         self.last_trouble = what or self.last_trouble
+        if retry_after:
+            self._next_probe = max(self._next_probe, self._clock() + retry_after)
         self._streak += 1
         if len(self._streak_refs) < MIN_DISTINCT:
             self._streak_refs.add(ref)
@@ -231,7 +241,8 @@ class OutageGate:
             return
         self._open = True
         self.held_since = self._clock()
-        self._next_probe = self._clock() + self._probe_interval
+        # not before a Retry-After the API asked for (see `record_trouble`)
+        self._next_probe = max(self._next_probe, self._clock() + self._probe_interval)
         self._closed.clear()
         logs.log.warning(
             "holding",

@@ -17,7 +17,9 @@ Before every API request (token requests are not counted) a worker passes:
    not `--rate` (a million-entry ring at `--rate 1000000` would cost ~32 MB).
 
 Every wait here is cut short by a stop (`stop.StopGate`, when given): a worker waiting
-for its slot then leaves with `Stopped` instead of sending after the stop.
+for its slot then leaves with `Stopped` instead of sending after the stop. The pause
+is also cut at `--give-up-after` (`deadline`, the outage gate): a `Retry-After: 60`
+must not hold a run past the moment it was to abort (it then aborts, and sends nothing).
 
 Why not aiolimiter: `AsyncLimiter(R, 1)` starts with a full bucket of R and refills it
 while it drains, so the first second lets through ~2R; and `AsyncLimiter(1, 1/R)`
@@ -34,8 +36,19 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Protocol
 
 from worker.control.stop import StopGate
+
+
+class Deadline(Protocol):
+    """When the run gives up (`outage.OutageGate`)."""
+
+    def until_give_up(self) -> float: ...
+
+    def check_give_up(self) -> None:
+        """Raises ApiUnreachable once nothing has succeeded for `--give-up-after`."""
+
 
 #: The guard's window: a second plus a margin for what happens between taking a slot
 #: and the bytes reaching the API (a busy event loop, the network). Measured: with a
@@ -59,10 +72,12 @@ class Throttle:
         rate: float | None,
         clock: Callable[[], float] = time.monotonic,
         stop: StopGate | None = None,
+        deadline: Deadline | None = None,
     ) -> None:
         self._ceiling = rate
         self._clock = clock
         self._stop = stop
+        self._deadline = deadline
         self._paused_until = 0.0
         self._adaptive_rate: float | None = None
         self._next_slot = 0.0
@@ -91,6 +106,9 @@ class Throttle:
         while True:
             # A loop, not one sleep: another 429 may push the pause further while we wait.
             while (delay := self._paused_until - now) > 0:
+                if self._deadline is not None:  # the pause ends at the give-up, by an abort
+                    self._deadline.check_give_up()
+                    delay = min(delay, max(self._deadline.until_give_up(), 0.001))
                 await self._sleep(delay)
                 now = self._clock()
             rate = self.current_rate

@@ -255,7 +255,10 @@ class Canceller:
                 if exchange.trouble_since is None:
                     exchange.trouble_since = self._health.successes
                 counted = self._health.record_trouble(
-                    row.line, timeout=reply.error_type == "timeout", what=_what(reply)
+                    row.line,
+                    timeout=reply.error_type == "timeout",
+                    what=_what(reply),
+                    retry_after=decision.after if isinstance(decision, Next) else None,
                 )
             else:
                 self._health.record_ok()

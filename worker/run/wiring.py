@@ -120,7 +120,7 @@ def assemble_sender(
             stop=stop,
             on_token=logs.REDACTOR.add_token,
         )
-    throttle = Throttle(s.rate, clock=clock, stop=stop)
+    throttle = Throttle(s.rate, clock=clock, stop=stop, deadline=health)
     canceller = Canceller(
         api,
         tokens,

@@ -153,3 +153,21 @@ def test_token_trouble_holds_at_once_says_so_once_and_its_end_too() -> None:
         ("recovered", None),
     ]
     assert logged[1]["held_seconds"] == 7.0
+
+
+@pytest.mark.looptime
+async def test_probes_wait_for_the_retry_after_the_failing_api_asked_for() -> None:
+    """A 503 with `Retry-After: 4` during an outage: probes came 0.5 s, 1 s, 2 s apart
+    (the API in maintenance asked for 4 s between tries)."""
+    loop = asyncio.get_running_loop()
+    gate = OutageGate(threshold=2, give_up_after=60.0, clock=loop.time)
+    for ref in range(3):
+        gate.record_trouble(ref, what="HTTP 503", retry_after=4.0)
+    assert gate.is_open
+    start = loop.time()
+    await gate.admit()  # the first probe: not before the Retry-After
+    first = loop.time() - start
+    gate.record_trouble(0, what="HTTP 503", retry_after=4.0)  # the probe's answer
+    await gate.admit()
+    second = loop.time() - start
+    assert first >= 4.0 and second - first >= 4.0

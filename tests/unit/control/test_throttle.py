@@ -9,8 +9,10 @@ from collections.abc import Iterator
 import pytest
 
 from tests.fakes import FakeTime, run_on
+from worker.control.outage import OutageGate
 from worker.control.stop import StopGate, Stopped
 from worker.control.throttle import MIN_RATE, WINDOW, Throttle
+from worker.errors import ApiUnreachable
 
 
 @pytest.fixture
@@ -154,3 +156,18 @@ async def test_a_429_holds_the_workers_already_waiting_for_a_slot() -> None:
     assert stamps[0] == start
     assert min(stamps[i] for i in (1, 2, 3)) >= start + 5.1
     assert max(stamps.values()) - start < 5.1 + 3 / 1.0 + 0.01  # then at the halved rate
+
+
+@pytest.mark.looptime
+async def test_a_429_pause_ends_at_the_give_up_with_an_abort_not_a_send() -> None:
+    """A `Retry-After: 60` with `--give-up-after 5`: the run aborted 55 s late, after
+    one more cancel (a worker woke a hair before the deadline and waited out the pause)."""
+    loop = asyncio.get_running_loop()
+    health = OutageGate(threshold=5, give_up_after=5.0, clock=loop.time)
+    throttle = Throttle(20.0, clock=loop.time, deadline=health)
+    start = loop.time()
+    health.record_trouble(1, what="HTTP 429")  # nothing has succeeded since the start
+    throttle.on_throttled(60.0)
+    with pytest.raises(ApiUnreachable, match="--give-up-after 5"):
+        await throttle.acquire()
+    assert loop.time() - start == pytest.approx(5.0, abs=0.01)

@@ -87,4 +87,4 @@ def test_a_stream_of_unknown_count_is_never_confirmed_by_y(answer: str, ok: bool
         return answer
 
     assert preview.confirmed(prepared(None), ask) is ok
-    assert asked == ["type cancel to cancel all it holds, anything else stops: "]
+    assert asked == ["type cancel to cancel every reference it holds, anything else stops: "]
