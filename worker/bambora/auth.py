@@ -49,6 +49,10 @@ FIX_CLIENT = (
     "correct BAMBORA_CLIENT_ID and BAMBORA_CLIENT_SECRET (or BAMBORA_CLIENT_SECRET_FILE); "
     "a rerun with them resumes from the report"
 )
+FIX_URL = (
+    "check BAMBORA_AUTH_URL: it must be the token endpoint (for example "
+    "https://auth.bambora.com/connect/token); a rerun with it resumes from the report"
+)
 
 
 class TokenWatch(Protocol):
@@ -272,11 +276,15 @@ class ClientCredentials:
         except aiohttp.ClientError as exc:
             raise RetryLater(reason=_failure(exc)) from None
         doc = _json(body)
-        if status == 429 or status >= 500:
+        if status in (408, 429) or status >= 500:  # a timeout, a throttle, a failure: again
             raise RetryLater(retry_after, f"HTTP {status}")
         if status != 200:
             error = doc.get("error") if isinstance(doc.get("error"), str) else None
             reason = f"{status} {error}" if error else str(status)
+            if status in (404, 405):  # nothing there takes tokens: the URL, not the client
+                raise CredentialsRefused(
+                    f"the token endpoint {self._url} answered {reason}", fix=FIX_URL
+                )
             raise CredentialsRefused(
                 f"the auth server refused the client credentials ({reason})", fix=FIX_CLIENT
             )

@@ -204,11 +204,25 @@ async def test_refused_client_is_final_and_releases_all_waiters(
 async def test_5xx_is_retried_then_succeeds(endpoint: tuple[TokenEndpoint, str]) -> None:
     ep, url = endpoint
     ep.gate.set()
-    ep.answers = [(503, {}), (500, {}), (429, {})]
+    ep.answers = [(503, {}), (500, {}), (429, {}), (408, {})]  # 408: a timeout, not a no
     async with aiohttp.ClientSession() as session:
         provider = ClientCredentials(session, url, "c", "s", give_up_after=30)
         assert await provider.get() == "jwt-1"
-    assert len(ep.requests) == 4
+    assert len(ep.requests) == 5
+
+
+async def test_a_404_names_the_token_endpoints_url_not_the_credentials(
+    endpoint: tuple[TokenEndpoint, str],
+) -> None:
+    """Nothing there takes tokens: it said 'correct BAMBORA_CLIENT_ID ...'."""
+    ep, url = endpoint
+    ep.gate.set()
+    ep.answers = [(404, {})]
+    async with aiohttp.ClientSession() as session:
+        provider = ClientCredentials(session, url, "c", "s")
+        with pytest.raises(CredentialsRefused, match="answered 404") as caught:
+            await provider.get()
+    assert caught.value.fix is not None and "BAMBORA_AUTH_URL" in caught.value.fix
 
 
 @pytest.mark.parametrize(("retry_after", "jittered"), [("0", 0), (None, 2)])
