@@ -66,6 +66,7 @@ class _Exchange:
     attempts: int = 0
     counted_calls: int = 0  # calls made outside an outage: what the call cap limits
     last: Reply | None = None
+    status: int | None = None  # the last HTTP status seen (a timeout after it keeps it)
     state: str | None = None
     journaled: bool = False
     trouble_since: int | None = None  # the run's count of good answers at its first failure
@@ -231,6 +232,8 @@ class Canceller:
                 reply = await self._api.call(step.op, row.merchant, row.reference, token, comment)
             exchange.attempts += 1
             exchange.last = reply
+            if reply.status is not None:
+                exchange.status = reply.status
             if reply.payment_state:
                 exchange.state = reply.payment_state
             if reply.amount is not None:
@@ -323,15 +326,17 @@ class Canceller:
         if outcome is Outcome.CANCELED and exchange.step.op is Op.QUERY and exchange.unclear:
             detail = f"confirmed by query after {exchange.unclear}"
         priced = outcome in PRICED
+        status = exchange.status  # the last seen, even if the last try got no answer
         if outcome is Outcome.NOT_CANCELABLE and exchange.refusal is not None:
             # The answer that matters is the cancel's refusal; the query only said why.
             last = exchange.refusal
+            status = last.status
         return Result(
             line=row.line,
             merchant=row.merchant,
             reference=row.reference,
             outcome=outcome,
-            http_status=last.status if last else None,
+            http_status=status,
             error_type=last.error_type if last else None,
             payment_state=exchange.state,
             attempts=exchange.attempts,

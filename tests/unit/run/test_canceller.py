@@ -117,6 +117,17 @@ async def test_trouble_outlasting_max_attempts_is_failed_with_the_last_error(
     assert fake_time.sleeps == [0.5, 1.0, 2.0]  # three waits between four tries
 
 
+async def test_a_failed_row_keeps_the_last_http_status_seen_when_the_last_try_timed_out(
+    fake_time: FakeTime,
+) -> None:
+    """The contract's http_status is the last status *seen*: a 503, then timeouts, left
+    the cell empty."""
+    api = ScriptedApi([Reply(503), Reply(None, "timeout"), Reply(None, "timeout")] * 3)
+    result = await canceller(api, fake_time, max_attempts=3).process(ROW)
+    assert result.outcome is Outcome.FAILED
+    assert result.http_status == 503 and result.error_type == "timeout"
+
+
 async def test_an_api_whose_answers_never_agree_meets_the_call_ceiling(
     fake_time: FakeTime,
 ) -> None:
