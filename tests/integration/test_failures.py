@@ -132,7 +132,16 @@ async def test_api_gone_past_give_up_aborts_3_and_rerun_finishes(tmp_path: Path)
         assert first.code == 3, first.log[-2000:]
         assert "give-up-after" in first.log
         written = read_report(tmp_path / "in.report.csv")
-        assert all(r["outcome"] == "canceled" for r in written)  # held, never failed
+        # held, never failed for their own trouble; those the abort caught between two
+        # requests end failed, saying so (the rerun queries them before any cancel)
+        stopped = "the run stopped before its next request"
+        assert all(
+            r["outcome"] == "canceled" or (r["outcome"] == "failed" and stopped in r["detail"])
+            for r in written
+        )
+        # every reference a cancel went out for has its row (the abort left them none)
+        sent = {f"g{i}" for i in range(200) if cancel_requests(server, f"g{i}")}
+        assert sent <= {r["payment_reference"] for r in written}
         server.start_outage(0)
         second = await run_job(
             "run",

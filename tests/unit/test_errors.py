@@ -26,7 +26,7 @@ TREE = [
     c for _, c in inspect.getmembers(errors, inspect.isclass) if c.__module__ == errors.__name__
 ]
 #: Signals inside a run that never reach the CLI (errors.py says why they stay out).
-SIGNALS = {"Stopped", "RetryLater"}
+SIGNALS = {"Stopped", "RetryLater", "Unfinished"}
 
 
 def test_every_class_of_the_tree_descends_from_the_one_root_and_has_an_exit_code() -> None:

@@ -28,6 +28,15 @@ class Stopped(Exception):
     """The run stopped before this request went on the wire: it is not sent."""
 
 
+class Unfinished(Exception):
+    """An abort (`cause`: the outage given up on, refused credentials) caught a reference
+    between two of its requests: `result` is its row (`failed`), the abort stops the run."""
+
+    def __init__(self, cause: Exception, result: Any) -> None:
+        super().__init__(str(cause))
+        self.cause, self.result = cause, result
+
+
 class StopGate:
     """Shared by the workers and the job of one run; single-threaded (asyncio)."""
 

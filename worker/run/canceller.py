@@ -15,7 +15,8 @@ the writer, one sync per batch).
 After a stop no request is written (`control.stop`: checked after every wait, which
 a stop ends). A reference not sent yet raises `Stopped` (no row: its rerun sends it);
 one with requests sent ends `failed` (its journal line makes the rerun query it before
-any cancel). Not even a query settles an unclear answer after a stop: the rerun does.
+any cancel), also when an abort stops it (`Unfinished` carries its row). Not even a
+query settles an unclear answer after a stop: the rerun does.
 """
 
 from __future__ import annotations
@@ -31,10 +32,10 @@ from worker.bambora.api import ApiClient
 from worker.bambora.auth import TokenProvider
 from worker.bambora.backoff import BACKOFF, RetryLater
 from worker.control.outage import OutageGate
-from worker.control.stop import StopGate, Stopped
+from worker.control.stop import StopGate, Stopped, Unfinished
 from worker.control.throttle import Throttle
 from worker.decide import Final, Next, Reauth, Step, decide, is_api_trouble
-from worker.errors import CredentialsRefused
+from worker.errors import AbortError, CredentialsRefused
 from worker.model import Op, Outcome, Reply, Result, Row
 from worker.run.summary import Calls
 
@@ -139,12 +140,15 @@ class Canceller:
             exchange.unclear = "an interrupted earlier run"
         try:
             return await self._settle(row, exchange)
-        except Stopped:
+        except (Stopped, AbortError) as stop:
             if exchange.attempts == 0:
                 raise  # never sent: no row, the rerun sends it
             last = _what(exchange.last or Reply(None))
             detail = f"the run stopped before its next request (last: {last})"
-            return self._result(row, exchange, Outcome.FAILED, detail)
+            result = self._result(row, exchange, Outcome.FAILED, detail)
+            if isinstance(stop, AbortError):  # the row, and the abort for the run
+                raise Unfinished(stop, result) from stop
+            return result
 
     async def _settle(self, row: Row, exchange: _Exchange) -> Result:
         """The one retry loop: a try, then (on transient trouble) the policy's wait and

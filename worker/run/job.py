@@ -27,7 +27,7 @@ from functools import partial
 from typing import Any, Protocol
 
 from worker.control.guard import RejectionGuard
-from worker.control.stop import Stopped
+from worker.control.stop import Stopped, Unfinished
 from worker.errors import AbortError, StorageError
 from worker.input.admission import Send
 from worker.model import DETAIL_LIMIT, Outcome, Result, Row
@@ -130,7 +130,13 @@ class Job:
             self.ledger.not_sent += 1
         except StorageError:  # the writer failed before this cancel: it was not sent
             self.ledger.stop(Stop.abort(self.writer.failure or "the report failed", graceful=True))
+        except Unfinished as unfinished:  # an abort between two of its requests: its row
+            cause = unfinished.cause
+            fix = cause.fix if isinstance(cause, AbortError) else None
+            self.ledger.stop(Stop.abort(str(cause), fix=fix))
+            return unfinished.result  # type: ignore[no-any-return]
         except AbortError as exc:  # refused credentials, no token, an outage given up on
+            self.ledger.not_sent += 1  # caught before its first request: the rerun sends it
             self.ledger.stop(Stop.abort(str(exc), fix=exc.fix))
         except Exception as exc:  # a bug must cost one row's outcome, never the row
             logs.log.exception("internal_error", line=row.line)

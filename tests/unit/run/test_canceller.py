@@ -15,7 +15,7 @@ import tenacity.wait
 
 from tests.fakes import FakeTime, run_on
 from worker.control.outage import OutageGate
-from worker.control.stop import StopGate, Stopped
+from worker.control.stop import StopGate, Stopped, Unfinished
 from worker.control.throttle import Throttle
 from worker.errors import ApiUnreachable, StorageError
 from worker.model import Op, Outcome, Reply, Result, Row
@@ -156,10 +156,14 @@ async def test_backoff_is_cut_to_give_up_after_so_the_abort_comes_on_time(
     api = ScriptedApi([Reply(None, error_type="connection_error", maybe_sent=False)])
     health = OutageGate(threshold=10, give_up_after=2.0, clock=fake_time)
     c = Canceller(api, OneToken(), Throttle(None, clock=fake_time), health, max_attempts=10)
-    with pytest.raises(ApiUnreachable, match=r"for 2s \(--give-up-after 2\)"):
+    with pytest.raises(Unfinished, match=r"for 2s \(--give-up-after 2\)") as caught:
         await c.process(ROW)
     assert fake_time.sleeps == [0.5, 1.0, 0.5]  # the third backoff (2.0) ends at the deadline
     assert fake_time.now == 2.0
+    # the abort stops the run; the reference it caught between two requests keeps a row
+    assert isinstance(caught.value.cause, ApiUnreachable)
+    assert caught.value.result.outcome is Outcome.FAILED and caught.value.result.attempts == 3
+    assert caught.value.result.detail.startswith("the run stopped before its next request")
 
 
 async def test_a_request_a_hard_stop_abandons_on_the_wire_counts_as_sent(
