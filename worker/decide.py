@@ -31,6 +31,7 @@ class Step:
     maybe_landed: bool = False  # an earlier cancel (this run or a killed one) may have applied
     refusal: int | None = None  # 402/422 that made us query, if any
     check_only: bool = False  # `check`: query, never cancel
+    disputed: bool = False  # the cancel answered 2xx (not 201): a query must confirm it
 
 
 @dataclass(slots=True)
@@ -88,7 +89,7 @@ def _after_cancel(step: Step, reply: Reply, status: int) -> Decision:
         return Final(Outcome.CANCELED)
     if 200 <= status < 300:
         # Not the documented answer: believe the payment's state, not the status.
-        return Next(Step(Op.QUERY, maybe_landed=True))
+        return Next(Step(Op.QUERY, maybe_landed=True, disputed=True))
     if status in (402, 422):
         return Next(Step(Op.QUERY, maybe_landed=step.maybe_landed, refusal=status))
     if status == 404:
@@ -125,10 +126,11 @@ def _from_state(step: Step, state: str | None) -> Decision:
     if state != AUTHORIZED_STATE or step.refusal == 402:
         return Final(Outcome.NOT_CANCELABLE, not_cancelable_detail(state, step.refusal))
     # Authorized: nothing landed yet (or a 422 raced another change). Send the cancel;
-    # after a refusal that counts as a failed try, so a disagreeing API cannot loop us.
+    # after a refusal, or a 2xx the payment contradicts, that counts as a failed try,
+    # so a disagreeing API cannot loop us past --max-attempts.
     return Next(
         Step(Op.CANCEL, maybe_landed=step.maybe_landed),
-        transient=step.refusal is not None,
+        transient=step.refusal is not None or step.disputed,
     )
 
 

@@ -27,7 +27,7 @@ def state(name: str) -> Reply:
 CASES = [
     # cancel answers
     (CANCEL, Reply(201, payment_state="Canceled"), Final(Outcome.CANCELED)),
-    (CANCEL, Reply(200), Next(Step(Op.QUERY, maybe_landed=True))),
+    (CANCEL, Reply(200), Next(Step(Op.QUERY, maybe_landed=True, disputed=True))),
     (CANCEL, Reply(400), Final(Outcome.REJECTED)),
     (CANCEL, Reply(401), Reauth()),
     (CANCEL, Reply(402), Next(QUERY_AFTER_402)),
@@ -75,6 +75,13 @@ CASES = [
         ),
     ),
     (QUERY_AFTER_422, state("Authorized"), Next(CANCEL, transient=True)),
+    # a 2xx to the cancel that the payment contradicts: a failed try, not a free loop
+    (
+        Step(Op.QUERY, maybe_landed=True, disputed=True),
+        state("Authorized"),
+        Next(Step(Op.CANCEL, maybe_landed=True), transient=True),
+    ),
+    (Step(Op.QUERY, maybe_landed=True, disputed=True), state("Canceled"), Final(Outcome.CANCELED)),
     (QUERY, Reply(200), Final(Outcome.REJECTED, "the payment query answered 200 without a state")),
     (QUERY, Reply(400), Final(Outcome.REJECTED)),
     (QUERY, Reply(401), Reauth()),

@@ -48,9 +48,9 @@ PRICED = frozenset(
 MAX_REAUTH = 2
 #: Rate slots a request may let go because its token expired during the wait for one.
 STALE_TOKENS = 2
-#: Calls per reference are capped at CALLS_PER_TRY * --max-attempts + SPARE_CALLS,
-#: for an API whose answers never agree (a 2xx to the cancel, yet the query says
-#: Authorized, forever): that loop counts no try, so nothing else would end it. A
+#: Calls per reference are capped at CALLS_PER_TRY * --max-attempts + SPARE_CALLS, a
+#: last guard for an API whose answers never agree in a way no rule counts as a try
+#: (a 2xx to the cancel that the query contradicts is one: `decide`'s `disputed`). A
 #: counted try takes one or two calls (the cancel, and the query that explains its
 #: answer); twice that leaves room for a 401 and a fresh token before each. The spare
 #: is for calls that count no try, such as the query of a journaled reference before
