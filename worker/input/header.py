@@ -85,6 +85,7 @@ def parse_header(line: str, name: str, delimiter: str | None = None, number: int
             continue
         columns = _columns_for(header, candidate, number)
         if columns is not None:
+            _check_unique(header, columns, name)
             return columns
     _refuse_json(line, name)
     looks = _looks_separated(line)
@@ -95,6 +96,22 @@ def parse_header(line: str, name: str, delimiter: str | None = None, number: int
         f"{name}: no reference column; the header (line {number}) needs one of "
         f"{', '.join(REFERENCE_KEYS)}; found {excerpt(line)}{_separator_hint(delimiter, looks)}"
     )
+
+
+def _check_unique(header: list[str], columns: Columns, name: str) -> None:
+    """A reference, merchant or comment column named twice: which one holds the value
+    to send is a guess (the first was taken, silently). Named once each: exit 2."""
+    names = [norm(h) for h in header]
+    for index in (columns.reference, columns.merchant, columns.comment):
+        if index is None:
+            continue
+        where = [i + 1 for i, n in enumerate(names) if n == names[index]]
+        if len(where) > 1:
+            raise InputError(
+                f"{name}: the header (line {columns.header_line}) names "
+                f"{header[index].strip()!r} twice (columns {where[0]} and {where[1]}): "
+                "rename or remove one, so that it is clear which to send"
+            )
 
 
 def _looks_separated(line: str) -> str | None:

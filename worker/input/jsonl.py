@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -40,6 +41,9 @@ def parse_json_object(number: int, data: bytes) -> Parsed:
     if not isinstance(obj, dict):
         return error_row(number, "line is not a JSON object")
     named = {norm(k): v for k, v in obj.items()}
+    twice = _named_twice(data, obj, named)
+    if twice is not None:
+        return error_row(number, f"names {twice!r} twice: which one to send is a guess")
     reference, ref_err = _scalar(named, REFERENCE_KEYS)
     merchant, merchant_err = _scalar(named, MERCHANT_KEYS)
     comment, comment_err = _scalar(named, COMMENT_KEYS)
@@ -52,6 +56,28 @@ def parse_json_object(number: int, data: bytes) -> Parsed:
         error=ref_err or merchant_err or comment_err,
         extra=tuple((k, v) for k, v in obj.items() if norm(k) not in used),
     )
+
+
+_KNOWN = frozenset((*REFERENCE_KEYS, *MERCHANT_KEYS, *COMMENT_KEYS))
+
+
+def _named_twice(data: bytes, obj: dict[str, Any], named: dict[str, Any]) -> str | None:
+    """A known key given twice (`{"payment_reference": "A", "payment_reference": "B"}`,
+    or two spellings of it): JSON readers keep the last, a CSV reader the first. The
+    usual row costs one count per known key it holds."""
+    if len(named) < len(obj):  # two keys that normalize alike (case, spaces)
+        seen: set[str] = set()
+        for key in obj:
+            if (n := norm(key)) in seen and n in _KNOWN:
+                return key
+            seen.add(n)
+    for key in obj:
+        if norm(key) in _KNOWN and data.count(orjson.dumps(key)) > 1:
+            pairs = json.loads(data, object_pairs_hook=list)  # rare: the key text recurs
+            keys = [norm(k) for k, _ in pairs]
+            if keys.count(norm(key)) > 1:
+                return key
+    return None
 
 
 def _first(named: dict[str, Any], keys: tuple[str, ...]) -> str | None:

@@ -82,3 +82,27 @@ def test_a_quoted_header_with_another_separator_is_detected(tmp_path: Path) -> N
     assert read(path) == [Row(2, "T1", "A", None), Row(3, "T2", "B", None)]
     message = refusal(write(tmp_path, "bad.csv", '"payment_reference"x,merchant\n'))
     assert re.search(r"cannot read the CSV header \(line 1\): ',' expected", message)
+
+
+@pytest.mark.parametrize(
+    ("header", "named"),
+    [
+        ("payment_reference,merchant_number,payment_reference", "'payment_reference' twice"),
+        ("Payment_Reference,merchant_number,payment_reference ", "'Payment_Reference' twice"),
+        ("payment_reference,merchant,merchant", "'merchant' twice"),
+        ("payment_reference,comment,merchant_number,comment", "'comment' twice"),
+    ],
+)
+def test_a_known_column_named_twice_is_refused(tmp_path: Path, header: str, named: str) -> None:
+    """Which of the two holds the reference to cancel was a guess (the first was sent)."""
+    path = write(tmp_path, "in.csv", f"{header}\nA,1,B,C\n")
+    message = refusal(path)
+    assert named in message and "rename or remove one" in message
+
+
+def test_an_alias_beside_the_canonical_name_is_only_echoed(tmp_path: Path) -> None:
+    """`payment_reference` is the reference column; `reference` is accepted in its
+    absence only (the contract's order), so beside it it is another input column."""
+    path = write(tmp_path, "in.csv", "reference,payment_reference,merchant_number\nR,P,T1\n")
+    (row,) = read(path)
+    assert isinstance(row, Row) and row.reference == "P"

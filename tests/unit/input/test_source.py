@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from worker.errors import InputError
+from worker.input.jsonl import parse_json_object
 from worker.input.lines import MAX_LINE, Lines, TooLong
 from worker.input.source import open_input
 from worker.input.validate import validate
@@ -454,3 +455,23 @@ def test_jsonl_numbers_that_are_not_whole_are_invalid_with_the_reason(tmp_path: 
 def test_an_empty_delimiter_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="--delimiter must be one character"):
         open_input(str(write(tmp_path, "in.csv", "payment_reference\nA\n")), delimiter="")
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"payment_reference": "FIRST", "merchant_number": "1", "payment_reference": "LAST"}',
+        b'{"payment_reference": "P2", "merchant_number": "111", "merchant_number": "222"}',
+        b'{"Payment_Reference": "A", "payment_reference": "B", "merchant_number": "1"}',
+    ],
+)
+def test_a_json_row_naming_a_known_key_twice_is_invalid(line: bytes) -> None:
+    """JSON readers keep the last value, the CSV reader the first: a guess either way."""
+    parsed = parse_json_object(3, line)
+    assert parsed.error is not None and "twice" in parsed.error
+
+
+def test_a_key_text_inside_a_value_is_not_a_second_key() -> None:
+    line = b'{"payment_reference": "A", "merchant_number": "1", "note": "\\"payment_reference\\""}'
+    parsed = parse_json_object(3, line)
+    assert parsed.error is None and parsed.reference == "A"
