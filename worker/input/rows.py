@@ -19,7 +19,7 @@ from collections import deque
 from worker.input.header import Columns
 from worker.input.jsonl import parse_json_object
 from worker.input.lines import MAX_LINE, TooLong
-from worker.input.parsed import Parsed, error_row, excerpt
+from worker.input.parsed import Parsed, error_row, excerpt, norm
 from worker.settings import MAX_COMMENT
 
 #: Why a CSV line with a carriage return of its own is `invalid`: only LF ends a line,
@@ -73,6 +73,10 @@ class RowParser:
             (columns.reference, columns.merchant, columns.comment) if columns else (0, None, None)
         )
         self._header = columns.header_line if columns else 1  # Excel's `sep=;` line first
+        # the header's reference name as a row's cell holds it when the header comes again
+        # (`cat a.csv b.csv`: the same export's spelling, maybe after the next file's BOM)
+        name = columns.names[columns.reference] if columns else None
+        self._ref_names = frozenset({name, "\ufeff" + name}) if name else frozenset()
         self._next = 1  # number of the next physical line
         self._pending: list[str] = []  # lines of a CSV record whose comment spans lines
         self._pending_start = 0
@@ -246,6 +250,13 @@ class RowParser:
                     return f"stray quote in {self._column_name(col)}"
         return None
 
+    def _repeats(self, fields: list[str]) -> bool:
+        """Whether a row is the header again (`cat a.csv b.csv`): every cell its name."""
+        names = self._columns.names if self._columns else ()
+        return len(fields) == len(names) and all(
+            norm(f) == norm(n) for f, n in zip(fields, names, strict=True)
+        )
+
     def _column_name(self, index: int) -> str:
         columns = self._columns
         if columns is not None and index < len(columns.names):
@@ -256,6 +267,8 @@ class RowParser:
         ref, merchant, comment = self._cells
         n = len(fields)
         first = fields[ref] if ref < n else ""
+        if first in self._ref_names and error is None and self._repeats(fields):
+            error = "repeats the header row (files joined together?): not a payment"
         if error is not None:
             out.append(error_row(number, error))
         elif (not first or first.isspace()) and not "".join(fields).strip():

@@ -106,3 +106,16 @@ def test_an_alias_beside_the_canonical_name_is_only_echoed(tmp_path: Path) -> No
     path = write(tmp_path, "in.csv", "reference,payment_reference,merchant_number\nR,P,T1\n")
     (row,) = read(path)
     assert isinstance(row, Row) and row.reference == "P"
+
+
+def test_the_header_row_again_is_invalid_not_a_payment(tmp_path: Path) -> None:
+    """`cat a.csv b.csv`: the second header was sent as reference `payment_reference`
+    of merchant `merchant_number` (a BOM before it too)."""
+    header = "payment_reference,merchant_number"
+    path = write(
+        tmp_path, "in.csv", f"{header}\nA1,T1\n\ufeff{header}\nA2,T1\nPayment_Reference,T1\n"
+    )
+    rows = read(path)
+    assert [type(r).__name__ for r in rows] == ["Row", "Rejected", "Row", "Row"]
+    bad = rows[1]
+    assert isinstance(bad, Rejected) and bad.line == 3 and "repeats the header row" in bad.detail
