@@ -124,6 +124,12 @@ def refuse_not_json(name: str, look: Look) -> None:
     """JSON Lines whose first non-blank line is not JSON, nor even opens an object:
     another format (CSV, most likely), not a file of invalid rows."""
     line = look.line.strip()
+    if b"\r" in line:  # only LF ends a line: a CR-only file is one long first line
+        raise InputError(
+            f"{name}: line {look.number} holds a carriage return (\\r) that does not end "
+            "it: is the file saved with old Mac line ends (CR alone)? Convert it "
+            "(tr '\\r' '\\n' < in > out) and run again"
+        )
     if not look.complete or line.startswith(b"{"):
         return  # an overlong line, or an object with a typo: that row is `invalid`
     try:

@@ -174,3 +174,22 @@ def test_a_small_gzip_file_cut_short_says_so_not_that_its_header_is_odd(tmp_path
         with pytest.raises(InputError, match=r"cut\.csv\.gz: the gzip data ends early"):
             open_input(str(write(tmp_path, "cut.csv.gz", packed[:cut])))
     assert len(read(write(tmp_path, "whole.csv.gz", packed))) == 1
+
+
+def test_a_json_lines_file_with_old_mac_line_ends_is_refused_at_its_first_line(
+    tmp_path: Path,
+) -> None:
+    """CR-only: one long line, one invalid row, its references never counted (exit 1);
+    now exit 2 with the command that converts it, as for a CSV. CRLF still reads."""
+    rows = [b'{"payment_reference": "C%d", "merchant_number": "1"}' % i for i in range(3)]
+    cr = tmp_path / "cr.jsonl"
+    cr.write_bytes(b"\r".join(rows) + b"\r")
+    with pytest.raises(InputError, match=r"carriage return .* \(tr "):
+        open_input(str(cr), None, None)
+    crlf = tmp_path / "crlf.jsonl"
+    crlf.write_bytes(b"\r\n".join(rows) + b"\r\n")
+    source = open_input(str(crlf), None, None)
+    try:
+        assert [p.reference for p in source.rows()] == ["C0", "C1", "C2"]
+    finally:
+        source.close()
