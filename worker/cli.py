@@ -88,8 +88,8 @@ def _naming_variables() -> Iterator[None]:
     except UsageError as exc:
         text = str(exc)
         for flag, name in from_environment(click.get_current_context(), os.environ).items():
-            if re.match(rf"{flag}\b", text):
-                exc.args = (f"{flag} (from {name}){text[len(flag) :]}",)
+            if re.match(rf"{flag}\b", text):  # said last: the message itself stays as it is
+                exc.args = (f"{text} ({flag} came from {name})",)
         raise
 
 

@@ -125,10 +125,10 @@ def test_a_shard_past_the_last_says_shards_count_from_zero(
 @pytest.mark.parametrize(
     ("env", "expected"),
     [
-        ({"CANCEL_WORKER_SHARD": "3/3"}, "--shard (from CANCEL_WORKER_SHARD) 3/3: shards are"),
-        ({"CANCEL_WORKER_COMMENT": "c" * 257}, "--comment (from CANCEL_WORKER_COMMENT) is 257"),
-        ({"CANCEL_WORKER_MEMORY_BUDGET": "lots"}, "--memory-budget (from CANCEL_WORKER_MEMORY"),
-        ({"CANCEL_WORKER_DELIMITER": "xx"}, "--delimiter (from CANCEL_WORKER_DELIMITER) must"),
+        ({"CANCEL_WORKER_SHARD": "3/3"}, "--shard 3/3: shards are numbered from 0: I must be"),
+        ({"CANCEL_WORKER_COMMENT": "c" * 257}, "--comment is 257 characters; at most 256"),
+        ({"CANCEL_WORKER_MEMORY_BUDGET": "lots"}, "--memory-budget must be a size"),
+        ({"CANCEL_WORKER_DELIMITER": "xx"}, "--delimiter must be one character"),
         (
             {"JOB_COMPLETION_INDEX": "x", "SHARD_COUNT": "3"},
             "JOB_COMPLETION_INDEX/SHARD_COUNT must",
@@ -155,3 +155,7 @@ def test_a_bad_value_from_the_environment_names_its_variable(
     code, _, err = invoke(capsys, "run", "in.csv", "--dry-run")
     assert code == 2 and err.startswith(f"Error: {expected}"), err
     assert len(err.strip().splitlines()) == 1
+    flag, *_ = expected.split()
+    if flag.startswith("--"):  # the variable is named after the message, which stays whole
+        (name,) = env
+        assert err.rstrip().endswith(f"({flag} came from {name})"), err
