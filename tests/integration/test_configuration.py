@@ -44,9 +44,7 @@ async def test_the_start_event_shows_every_setting_in_effect_and_no_secret(tmp_p
             "4",
             "--rate",
             "50",
-            "--log-format",
-            "json",
-            env=env,
+            env=env,  # no --log-format: standard error is a pipe, so json is decided
             cwd=tmp_path,
         )
         secret, client, auth_url = (
@@ -61,3 +59,5 @@ async def test_the_start_event_shows_every_setting_in_effect_and_no_secret(tmp_p
     assert start["mode"] == "run" and start["client_id"] == client
     assert start["client_secret"] == "***" and start["auth_url"] == auth_url
     assert secret not in done.stderr
+    # what the worker decided is shown as decided, not as the option's None
+    assert (start["input_format"], start["delimiter"], start["log_format"]) == ("csv", ",", "json")

@@ -284,12 +284,13 @@ def _terminal_width(stream: Any) -> Callable[[], int]:
 
 def configure(log_format: str | None, level: str = "info", stream: Any = None) -> None:
     """Set up structlog for this process; `log_format` None means: decide by the terminal."""
-    global _level, _out, _person
+    global _level, _out, _person, _format
     _level = LEVELS.get(level, logging.INFO)
     target = stream if stream is not None else CurrentStderr()
     out = _out = QuietOnError(target)
     use_json = log_format == "json" or (log_format is None and not out.isatty())
     _person = not use_json and out.isatty()
+    _format = "json" if use_json else "console"
     renderer: Any = (
         structlog.processors.JSONRenderer(serializer=_orjson_dumps)
         if use_json
@@ -330,3 +331,9 @@ def is_debug() -> bool:
 log = structlog.get_logger("cancel-worker")
 _out = QuietOnError(sys.stderr)
 _person = False
+_format = "json"  # what `configure` chose: json, or console on a terminal
+
+
+def log_format() -> str:
+    """The log format in effect (`--log-format`, or what the terminal decided)."""
+    return _format

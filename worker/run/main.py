@@ -67,7 +67,7 @@ async def _execute(prepared: Prepared, command: str, wait: WaitBaseT) -> int:
     structlog.contextvars.bind_contextvars(run_id=run_id)
     started_at = utc_now()
     async with sandboxed(prepared.settings) as (s, sandbox_url):
-        logs.log.info("start", **start_fields(s, sandbox_url))
+        logs.log.info("start", **(start_fields(s, sandbox_url) | _decided(prepared)))
         report = _open_report(prepared, run_id)
         try:
             _record_start(prepared, s, run_id, started_at)
@@ -229,6 +229,18 @@ def _open_report(prepared: Prepared, run_id: str) -> ReportWriter:
     except OSError as exc:  # the writer's and the lock's own errors are ReportErrors
         raise ReportError(str(exc)) from None
     return writer
+
+
+def _decided(prepared: Prepared) -> dict[str, Any]:
+    """Settings left to the worker, as it decided them (the start event shows what is in
+    effect, not None): the input's format and separator, the log format."""
+    source = prepared.source
+    columns = source.columns
+    return {
+        "input_format": source.format,
+        "delimiter": columns.delimiter if columns else None,
+        "log_format": logs.log_format(),
+    }
 
 
 def start_fields(s: Settings, sandbox_url: str | None) -> dict[str, Any]:
