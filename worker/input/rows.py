@@ -185,11 +185,19 @@ class RowParser:
                 return
             self.lines += 1
             what, line = self._column_name(open_col), text.removesuffix("\r")
+            why = (
+                f"unbalanced quote in {what}: a quoted field is not closed on this line "
+                f"(the line: {excerpt(line)})"
+            )
+            # the cells before the open quote are whole: the report names the payment
+            ref, merchant, _ = self._cells
             out.append(
-                error_row(
+                Parsed(
                     number,
-                    f"unbalanced quote in {what}: a quoted field is not closed on this line "
-                    f"(the line: {excerpt(line)})",
+                    fields[ref] if ref < open_col else None,
+                    fields[merchant] if merchant is not None and merchant < open_col else None,
+                    None,
+                    error=why,
                 )
             )
             return

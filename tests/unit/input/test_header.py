@@ -119,3 +119,15 @@ def test_the_header_row_again_is_invalid_not_a_payment(tmp_path: Path) -> None:
     assert [type(r).__name__ for r in rows] == ["Row", "Rejected", "Row", "Row"]
     bad = rows[1]
     assert isinstance(bad, Rejected) and bad.line == 3 and "repeats the header row" in bad.detail
+
+
+def test_a_line_with_an_open_quote_names_the_payment_its_whole_cells_hold(tmp_path: Path) -> None:
+    """The cells before the open quote are whole: the invalid row names its reference
+    and merchant (the report showed them empty, and --merchant's default for merchant)."""
+    path = write(tmp_path, "in.csv", 'payment_reference,merchant_number,comment\nQ-1,T1,"open\n')
+    (bad,) = read(path)
+    assert isinstance(bad, Rejected) and (bad.reference, bad.merchant) == ("Q-1", "T1")
+    assert bad.detail is not None and "unbalanced quote" in bad.detail
+    path = write(tmp_path, "ref.csv", 'payment_reference,merchant_number\n"Q-2,T1\n')
+    (bad,) = read(path)
+    assert isinstance(bad, Rejected) and bad.reference == ""  # the quote opened in it
