@@ -36,8 +36,10 @@ def parse_json_object(number: int, data: bytes) -> Parsed:
     try:
         obj = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        # orjson counts lines and chars inside the one line it saw: only the column helps.
-        return error_row(number, f"cannot parse JSON: {exc.msg} at column {exc.colno}")
+        obj = _not_utf8(data)
+        if obj is None:
+            # orjson counts lines and chars inside the one line it saw: only the column helps.
+            return error_row(number, f"cannot parse JSON: {exc.msg} at column {exc.colno}")
     if not isinstance(obj, dict):
         return error_row(number, "line is not a JSON object")
     named = {norm(k): v for k, v in obj.items()}
@@ -58,6 +60,18 @@ def parse_json_object(number: int, data: bytes) -> Parsed:
     )
 
 
+def _not_utf8(data: bytes) -> Any:
+    """A line that is JSON but for bytes that are not UTF-8, read as a CSV line is: such
+    a byte in an ignored key is echoed (as U+FFFD), in the reference, merchant or
+    comment it makes the row invalid (`validate`). None: not JSON either way."""
+    if data.isascii():
+        return None
+    try:
+        return json.loads(data.decode("utf-8", "surrogateescape"))
+    except ValueError:
+        return None
+
+
 _KNOWN = frozenset((*REFERENCE_KEYS, *MERCHANT_KEYS, *COMMENT_KEYS))
 
 
@@ -73,7 +87,8 @@ def _named_twice(data: bytes, obj: dict[str, Any], named: dict[str, Any]) -> str
             seen.add(n)
     for key in obj:
         if norm(key) in _KNOWN and data.count(orjson.dumps(key)) > 1:
-            pairs = json.loads(data, object_pairs_hook=list)  # rare: the key text recurs
+            text = data.decode("utf-8", "surrogateescape")  # as read (see `_not_utf8`)
+            pairs = json.loads(text, object_pairs_hook=list)  # rare: the key text recurs
             keys = [norm(k) for k, _ in pairs]
             if keys.count(norm(key)) > 1:
                 return key

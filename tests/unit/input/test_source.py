@@ -475,3 +475,19 @@ def test_a_key_text_inside_a_value_is_not_a_second_key() -> None:
     line = b'{"payment_reference": "A", "merchant_number": "1", "note": "\\"payment_reference\\""}'
     parsed = parse_json_object(3, line)
     assert parsed.error is None and parsed.reference == "A"
+
+
+def test_a_json_row_with_bytes_that_are_not_utf8_is_read_as_a_csv_row_is() -> None:
+    """In an ignored key it is echoed (the CSV row was sent, the JSON row was invalid);
+    in the reference the row is invalid, in both formats."""
+    echoed = parse_json_object(
+        1, b'{"payment_reference": "OK", "merchant_number": "1", "x": "caf\xe9"}'
+    )
+    assert echoed.error is None and echoed.reference == "OK"
+    assert validate(echoed, None) == Row(1, "1", "OK", None, echoed.extra)
+    bad = parse_json_object(2, b'{"payment_reference": "B\xe9", "merchant_number": "1"}')
+    rejected = validate(bad, None)
+    assert isinstance(rejected, Rejected) and rejected.detail == "row is not valid UTF-8"
+    twice = b'{"payment_reference": "A\xe9", "merchant_number": "1", "payment_reference": "B"}'
+    assert "twice" in (parse_json_object(3, twice).error or "")
+    assert parse_json_object(4, b'{"payment_reference": "A", \xe9}').error is not None
