@@ -74,7 +74,12 @@ class ReportLock:
 
     def acquire(self) -> None:
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+            except OSError as exc:  # a folder that takes no new file (/proc, read-only)
+                raise ReportError(
+                    f"cannot create the report's lock file {self.path}: {exc.strerror}"
+                ) from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

@@ -74,3 +74,23 @@ def test_a_full_disk_names_the_lock_file_and_leaves_none_behind(
         lock.acquire()
     assert str(caught.value) == f"cannot write lock file {lock.path}: No space left on device"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_lock_file_that_cannot_be_created_is_named_with_the_os_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--report /proc/version`: the error was Python's `[Errno 2] ...: '/proc/...'`."""
+    real_open = os.open
+
+    def refusing(path: object, flags: int, *args: int) -> int:
+        if str(path).endswith(".lock"):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        return real_open(path, flags, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", refusing)
+    lock = ReportLock(tmp_path / "r.csv")
+    with pytest.raises(ReportError) as caught:
+        lock.acquire()
+    assert str(caught.value) == (
+        f"cannot create the report's lock file {lock.path}: Read-only file system"
+    )
