@@ -335,6 +335,12 @@ def merge(
 ) -> Merged:
     """Merge `reports` into `out` (and `<out>.runs.jsonl`); raises before writing anything."""
     check_out(out, reports, input_path)
+    for i, path in enumerate(reports):  # by file, not by spelling (a shard with no rows too)
+        if (first := next((o for o in reports[:i] if same_file(path, o)), None)) is not None:
+            raise MergeError(
+                f"the report {path} appears in both {first} and {path} (given twice): "
+                "merge each shard's report once"
+            )
     records = {p: _run_records(p) for p in reports}
     check_out(out, reports, input_path, records)
     _check_records(records)

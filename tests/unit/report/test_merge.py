@@ -403,3 +403,11 @@ def test_shards_of_another_kind_of_run_or_target_are_not_merged(
     assert not (tmp_path / "all.csv").exists()
     recorded(shards[1], shard="1/2")
     assert merge(tmp_path / "all.csv", shards).totals["rows"] == 3
+
+
+def test_a_report_given_twice_is_refused_even_without_rows(tmp_path: Path) -> None:
+    """An empty shard given twice passed as 'none missing or doubled'."""
+    empty = csv_report(tmp_path / "p.report.shard-1-of-2.csv", [])
+    full = csv_report(tmp_path / "p.report.shard-0-of-2.csv", [row(2, "a")])
+    with pytest.raises(MergeError, match="given twice"):
+        merge(tmp_path / "all.csv", [full, empty, tmp_path / "." / empty.name])
