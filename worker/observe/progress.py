@@ -47,7 +47,10 @@ class Snapshot:
 
     @property
     def requests_per_second(self) -> float:
-        return self.requests / self.elapsed if self.elapsed > 0 else 0.0
+        """Over the run, and over one whole second for a run shorter than that: two
+        requests in 0.06 s showed 34/20 req/s, as if past `--rate 20`; they are 2 in
+        that second."""
+        return self.requests / max(self.elapsed, 1.0)
 
     @property
     def eta_seconds(self) -> float | None:

@@ -54,6 +54,8 @@ def test_snapshot_rate_and_eta() -> None:
     assert snap.eta_seconds == 30.0  # 750 left at 25 rows/s
     assert Snapshot(0, None, {}, 0, 0.0).eta_seconds is None
     assert Snapshot(5, 3, {}, 5, 1.0).eta_seconds == 0.0
+    # a run shorter than a second: its requests in that second, never above the cap's look
+    assert Snapshot(2, 2, {}, 2, 0.06).requests_per_second == 2.0
     assert Snapshot(5, 10, {}, 5, 1.0, holding="API failing (503)").eta_seconds is None
 
 
