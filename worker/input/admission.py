@@ -22,7 +22,7 @@ from worker.input.shard import in_shard
 from worker.input.validate import validate
 from worker.keys import key_of
 from worker.model import RESTATED, Outcome, Rejected, Result, Row
-from worker.settings import Shard
+from worker.settings import RETRYABLE, Shard
 
 DUPLICATE_DETAIL = "repeats an earlier row of the input"
 
@@ -122,6 +122,10 @@ class Admission:
         # A killed run's journal names every cancel it sent, the cut row's too; without
         # one (a finished run removed it), the rows a torn last row may be are queried.
         self._torn = None if pending else prior.torn
+        #: rows settled here whose reference the journal names with a final outcome that
+        #: `--retry-outcomes` reopens: a killed retry run's cancel, not settled by this
+        #: run, so the journal must outlive it (see `run.stages`)
+        self.open_intents = 0
 
     def __call__(self, parsed: Parsed) -> Admitted:
         return self.chunk([parsed])[0]
@@ -173,6 +177,8 @@ class Admission:
         if done is not None:
             outcome, line = done
             if line == item.line:
+                if self._pending and outcome.value in RETRYABLE and key in self._pending:
+                    self.open_intents += 1
                 return Reported(outcome)
             # A changed input moved it: a row on its new line keeps the latest-row view
             # whole (one final row per reference, each line's row naming what it holds).

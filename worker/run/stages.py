@@ -79,13 +79,14 @@ async def run_stages(
     reading = Reading()
     refreshes, held = 0, 0.0
     started = clock()
+    admission = admission or prepared.admission()
     try:
         async with open_sender(calls, writer if journal else None, ledger.gate) as sender:
             queue: asyncio.Queue[Send | None] = asyncio.Queue(READ_AHEAD)
             job = Job(
                 reader=Reader(
                     prepared.source,
-                    admission or prepared.admission(),
+                    admission,
                     queue,
                     writer,
                     workers=s.concurrency,
@@ -115,7 +116,7 @@ async def run_stages(
             report.close()
         except StorageError as exc:
             ledger.stop(Stop.abort(f"the report could not be written: {exc}"))
-    _settle_journal(journal, ledger, reading, tally, writer.unwritten)
+    _settle_journal(journal, ledger, reading, tally, writer.unwritten, admission.open_intents)
     return RunReport(
         mode=s.mode,
         strict=s.strict,
@@ -140,16 +141,24 @@ async def run_stages(
 
 
 def _settle_journal(
-    journal: IntentJournal | None, ledger: Ledger, reading: Reading, tally: Tally, unwritten: int
+    journal: IntentJournal | None,
+    ledger: Ledger,
+    reading: Reading,
+    tally: Tally,
+    unwritten: int,
+    open_intents: int = 0,
 ) -> None:
     """A complete run whose every row is in the report, none `failed`, needs no journal;
     otherwise it is kept (a rerun queries what it names before any cancel), and one that
-    cannot be kept stops the run (exit 3: the rerun cannot trust it)."""
+    cannot be kept stops the run (exit 3: the rerun cannot trust it). Kept too when it
+    names references this run took as settled that a `--retry-outcomes` run reopens
+    (`open_intents`): a killed retry run's cancels, which a later retry must query."""
     if journal is None:
         return
     stopped = ledger.abort or ledger.guard or ledger.signal
     every_row = not unwritten and tally.rows_written + tally.rows_already_reported == reading.rows
-    if reading.done and not stopped and every_row and not tally.outcomes.get(Outcome.FAILED.value):
+    clean = not tally.outcomes.get(Outcome.FAILED.value) and not open_intents
+    if reading.done and not stopped and every_row and clean:
         journal.discard()
         return
     try:

@@ -75,3 +75,15 @@ def test_the_rows_a_torn_last_row_may_be_are_queried_first_when_no_journal_says(
     # a killed run's journal names every cancel it sent: it alone says what to query
     admit = admission(prior, pending={key_of("T1", "z")})
     assert admit(Parsed(3, "b", "T1", None)) == Send(Row(3, "T1", "b"))
+
+
+def test_a_settled_row_the_journal_names_with_a_reopenable_outcome_is_an_open_intent() -> None:
+    """A killed `--retry-outcomes rejected` run sent cancels for rejected rows; a plain
+    rerun takes them as settled, and must not let the journal that names them go."""
+    prior = ByKey(RUN, SpillStore(Path("unused"), 1 << 20))
+    prior.add(2, "T1", "a", Outcome.REJECTED)
+    prior.add(3, "T1", "b", Outcome.CANCELED)
+    admit = admission(prior, pending={key_of("T1", "a"), key_of("T1", "b")})
+    assert admit(Parsed(2, "a", "T1", None)) == Reported(Outcome.REJECTED)
+    assert admit(Parsed(3, "b", "T1", None)) == Reported(Outcome.CANCELED)
+    assert admit.open_intents == 1  # canceled is never sent again: only `a` stays open
