@@ -84,6 +84,31 @@ async def test_a_torn_last_line_is_repaired_and_logged(tmp_path: Path) -> None:
         assert sum("confirmed by query" in v["detail"] for v in view.values()) == 1
 
 
+async def test_a_torn_rows_query_first_outlives_a_rerun_that_stops_before_it(
+    tmp_path: Path,
+) -> None:
+    """The first rerun cuts the torn row off, then stops before reaching its line (its
+    credentials refused): the next rerun must still query that reference first, since
+    the cut row is gone and no journal said anything (it sent a second cancel, unqueried)."""
+    src = write_csv(tmp_path / "in.csv", [(f"t{i}", "T1") for i in range(5)])
+    report = tmp_path / "in.report.csv"
+    async with sandbox() as server:
+        first = await run_job("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
+        assert first.code == 0, first.log[-2000:]
+        whole = report.read_bytes()
+        cut_ref = whole[whole.rindex(b"\n", 0, len(whole) - 1) + 1 :].split(b",")[2].decode()
+        report.write_bytes(whole[:-9])  # cut in the row's last cells: its reference is whole
+        refused = env_for(server, BAMBORA_CLIENT_SECRET="not-the-secret")
+        stopped = await run_job("run", str(src), *FAST, env=refused, cwd=tmp_path)
+        assert stopped.code == 3, stopped.log[-2000:]
+        again = await run_job("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
+        assert again.code == 0, again.log[-2000:]
+        assert [cancel_requests(server, f"t{i}") for i in range(5)] == [1] * 5
+    view = latest(read_report(report))
+    assert view[("T1", cut_ref)]["outcome"] == "canceled"
+    assert "confirmed by query" in view[("T1", cut_ref)]["detail"]
+
+
 async def test_an_oversized_reference_never_makes_the_report_unreadable(tmp_path: Path) -> None:
     src = tmp_path / "in.jsonl"
     big, huge = "x" * (500 << 10), "y" * (2 << 20)  # under and over the line limit

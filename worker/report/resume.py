@@ -23,7 +23,9 @@ sure to start.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import json
 import os
 import re
 from collections.abc import Callable, Iterable
@@ -259,6 +261,27 @@ def load_report(
             f.seek(-prior.torn_bytes, os.SEEK_END)
             prior.torn = TornRow.of(f.read(64), is_jsonl(path))
     return prior
+
+
+def torn_pair(path: Path, torn_bytes: int) -> tuple[str, str] | None:
+    """The (merchant, reference) a torn last row names whole, if it got that far: the
+    run journals it before cutting the row off, so that a rerun that stops before that
+    line leaves the next one the same query-first (`TornRow` lasts one run)."""
+    with open(path, "rb") as f:
+        f.seek(-torn_bytes, os.SEEK_END)
+        fragment = f.read(torn_bytes).decode("utf-8", "surrogateescape")
+    if is_jsonl(path):
+        m = _JSON_PAIR.match(fragment)
+        return None if m is None else (json.loads(m["merchant"]), json.loads(m["reference"]))
+    cells = next(csv.reader([fragment.split("\n", 1)[0]]), [])
+    # whole only when a separator follows the reference (a later cell was begun)
+    return (cells[1], cells[2]) if len(cells) > 3 else None
+
+
+_JSON_PAIR = re.compile(
+    r'\{"line":\s*\d+,\s*"merchant_number":\s*(?P<merchant>"(?:[^"\\]|\\.)*"),'
+    r'\s*"payment_reference":\s*(?P<reference>"(?:[^"\\]|\\.)*"),'
+)
 
 
 def repair_torn_tail(path: Path, torn_bytes: int) -> None:

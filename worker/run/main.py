@@ -26,7 +26,7 @@ from worker.model import Mode
 from worker.observe import logs, progress
 from worker.observe.report_card import Card, render, termination_line
 from worker.report.journal import IntentJournal, journal_path
-from worker.report.resume import repair_torn_tail
+from worker.report.resume import repair_torn_tail, torn_pair
 from worker.report.runs import append_run
 from worker.report.writer import Echo, ReportWriter, utc_now
 from worker.run.prepare import Prepared
@@ -208,8 +208,16 @@ def _tell(s: Settings, run: RunReport, command: str) -> None:
 
 def _open_report(prepared: Prepared, run_id: str) -> ReportWriter:
     report, torn = prepared.settings.report, prepared.prior.torn_bytes
+    s = prepared.settings
     try:
         if torn:
+            pair = torn_pair(report, torn) if s.mode is Mode.RUN and not s.dry_run else None
+            if pair is not None:  # its query-first outlives this run if it stops early
+                intents = IntentJournal(journal_path(prepared.lock.real))
+                try:
+                    intents.record([pair])
+                finally:
+                    intents.close()
             repair_torn_tail(report, torn)
             logs.log.warning(
                 "report_repaired",

@@ -13,7 +13,7 @@ from worker.input.admission import Admitted, Reported, Send
 from worker.input.source import open_input
 from worker.model import EXTRA_COLUMNS, REPORT_COLUMNS, Mode, Outcome, Result
 from worker.report.index import ENTRY_BYTES, SpillStore
-from worker.report.resume import RUN, ByKey, ByLine, TornRow, load_report
+from worker.report.resume import RUN, ByKey, ByLine, TornRow, load_report, torn_pair
 from worker.run.prepare import prepare
 from worker.settings import Settings
 
@@ -248,3 +248,25 @@ def test_load_report_keeps_what_its_torn_last_row_may_have_been(tmp_path: Path) 
     assert (
         load_report(path.with_name("none.csv"), RUN, SpillStore(path, 0), by_line=True).torn is None
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "tail", "pair"),
+    [
+        ("r.csv", b'7,T1,"a,b",canceled,20', ("T1", "a,b")),  # the reference whole
+        ("r.csv", b"7,T1,ref-", None),  # cut inside the reference: unknown
+        ("r.csv", b"7,T1", None),
+        (
+            "r.jsonl",
+            b'{"line": 7, "merchant_number": "T1", "payment_reference": "r\\"1", "o',
+            ("T1", 'r"1'),
+        ),
+        ("r.jsonl", b'{"line": 7, "merchant_number": "T1", "payment_reference": "r1', None),
+    ],
+)
+def test_a_torn_row_names_its_payment_only_when_its_cells_are_whole(
+    tmp_path: Path, name: str, tail: bytes, pair: tuple[str, str] | None
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(b"whole first line\n" + tail)
+    assert torn_pair(path, len(tail)) == pair
