@@ -29,19 +29,17 @@ REPORT_NAMES = {"run": "report", "check": "check", "dry-run": "dry-run"}
 
 
 def default_report(input_arg: str, shard: Shard, kind: str = "run") -> Path:
-    """`<INPUT name without suffixes>.<report|check|dry-run>.csv` in the working directory.
-
-    The suffixes are the format's: `.gz`, then one more (`.csv`, `.jsonl`, `.txt`), so
-    that dated names of one folder do not share a report (`night.2026-12-01.csv` ->
-    `night.2026-12-01.report.csv`). Standard input has no name: `report.csv`.
+    """`<INPUT name without suffixes>.<report|check|dry-run>.csv` in the working directory:
+    the name up to its first dot, so `payments.csv.gz` and `payments.jsonl` both give
+    `payments.report.csv`. Dated names of one folder (`night.2026-12-01.csv`) share it
+    too: the second night is refused, naming its own `--report` (a rule that kept the
+    date would move the report of every such night already run, and its journal, on an
+    upgrade). Standard input has no name: `report.csv`.
     """
     if input_arg == "-":
         return _report_name("", shard, kind)
-    stem = Path(input_arg).name
-    if stem.lower().endswith(".gz"):
-        stem = stem[:-3]
-    if "." in stem.lstrip("."):
-        stem = stem.rsplit(".", 1)[0]
+    base = Path(input_arg).name
+    stem = base.split(".", 1)[0] if not base.startswith(".") else base
     return _report_name(stem or "input", shard, kind)
 
 
