@@ -196,6 +196,7 @@ class OutageGate:
         if self._open:
             self._open = False
             self._probe_interval = PROBE_FIRST
+            self._next_probe = 0.0  # a Retry-After of this outage does not delay the next
             since = self.held_since if self.held_since is not None else self._clock()
             held = self._clock() - since
             self.held_seconds += held
@@ -220,20 +221,19 @@ class OutageGate:
         True if it counts against that reference's tries.
         """
         self.last_trouble = what or self.last_trouble
-        if retry_after:
-            self._next_probe = max(self._next_probe, self._clock() + retry_after)
         self._streak += 1
         if len(self._streak_refs) < MIN_DISTINCT:
             self._streak_refs.add(ref)
-        if self._open:
-            return False
-        cost = TIMEOUT_COST if timeout else RETRY_COST
-        everyone = self._streak >= self._threshold and len(self._streak_refs) >= MIN_DISTINCT
-        if everyone or self._tokens < cost:
+        if not self._open:
+            cost = TIMEOUT_COST if timeout else RETRY_COST
+            everyone = self._streak >= self._threshold and len(self._streak_refs) >= MIN_DISTINCT
+            if not everyone and self._tokens >= cost:
+                self._tokens -= cost
+                return True  # its own retry waits for its Retry-After (the canceller's)
             self.declare_outage()
-            return False
-        self._tokens -= cost
-        return True
+        if retry_after:  # the hold's next probe waits for it (never an old one: see record_ok)
+            self._next_probe = max(self._next_probe, self._clock() + retry_after)
+        return False
 
     def declare_outage(self) -> None:
         """Open the gate: hold everyone, let one probe through at a time."""

@@ -64,12 +64,19 @@ def _not_utf8(data: bytes) -> Any:
     """A line that is JSON but for bytes that are not UTF-8, read as a CSV line is: such
     a byte in an ignored key is echoed (as U+FFFD), in the reference, merchant or
     comment it makes the row invalid (`validate`). None: not JSON either way."""
-    if data.isascii():
-        return None
     try:
-        return json.loads(data.decode("utf-8", "surrogateescape"))
-    except ValueError:
+        data.decode("utf-8")
+        return None  # valid UTF-8: orjson's refusal stands
+    except UnicodeDecodeError:
+        pass
+    try:  # as strict as orjson but for the bytes: no NaN, no Infinity, no deep nesting
+        return json.loads(data.decode("utf-8", "surrogateescape"), parse_constant=_refuse)
+    except (ValueError, RecursionError):
         return None
+
+
+def _refuse(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
 
 
 _KNOWN = frozenset((*REFERENCE_KEYS, *MERCHANT_KEYS, *COMMENT_KEYS))
@@ -88,7 +95,10 @@ def _named_twice(data: bytes, obj: dict[str, Any], named: dict[str, Any]) -> str
     for key in obj:
         if norm(key) in _KNOWN and data.count(orjson.dumps(key)) > 1:
             text = data.decode("utf-8", "surrogateescape")  # as read (see `_not_utf8`)
-            pairs = json.loads(text, object_pairs_hook=list)  # rare: the key text recurs
+            try:  # rare: the key's text recurs in the line
+                pairs = json.loads(text, object_pairs_hook=list)
+            except (ValueError, RecursionError):  # orjson read it: nothing more to learn
+                return None
             keys = [norm(k) for k, _ in pairs]
             if keys.count(norm(key)) > 1:
                 return key

@@ -171,3 +171,20 @@ async def test_probes_wait_for_the_retry_after_the_failing_api_asked_for() -> No
     await gate.admit()
     second = loop.time() - start
     assert first >= 4.0 and second - first >= 4.0
+
+
+@pytest.mark.looptime
+async def test_a_retry_after_outside_an_outage_does_not_delay_a_later_outages_probes() -> None:
+    """One reference's 429 with Retry-After: 60 is its own wait; it delayed the first
+    probe of a later outage by a minute (past a shorter --give-up-after)."""
+    loop = asyncio.get_running_loop()
+    gate = OutageGate(threshold=3, give_up_after=30.0, clock=loop.time)
+    gate.record_trouble(9, what="HTTP 429", retry_after=60.0)  # counted: the gate stays closed
+    assert not gate.is_open
+    gate.record_ok()
+    for ref in range(3):
+        gate.record_trouble(ref, what="HTTP 503")
+    assert gate.is_open
+    start = loop.time()
+    await gate.admit()
+    assert loop.time() - start <= 0.5 + 0.01

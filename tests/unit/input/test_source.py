@@ -491,3 +491,16 @@ def test_a_json_row_with_bytes_that_are_not_utf8_is_read_as_a_csv_row_is() -> No
     twice = b'{"payment_reference": "A\xe9", "merchant_number": "1", "payment_reference": "B"}'
     assert "twice" in (parse_json_object(3, twice).error or "")
     assert parse_json_object(4, b'{"payment_reference": "A", \xe9}').error is not None
+
+
+def test_odd_json_lines_stay_one_invalid_row_each() -> None:
+    """The fallback for bytes that are not UTF-8 must not read what orjson refuses for
+    other reasons (NaN, nesting deeper than it allows), nor crash on it."""
+    deep = b'{"payment_reference": "A", "merchant_number": "1", "x": ' + b"[" * 100_000
+    deep += b"]" * 100_000 + b', "x\\xe9": 1}'
+    nan = b'{"payment_reference": "A", "merchant_number": "1", "x": NaN, "y": "caf\\xc3\\xa9"}'
+    nan_latin = b'{"payment_reference": "A", "merchant_number": "1", "x": NaN, "y": "caf\\xe9"}'
+    for line in (deep, nan, nan_latin):
+        assert parse_json_object(1, line).error is not None, line[:60]
+    twice = b'{"payment_reference": "A", "merchant_number": "1", "payment_reference": '
+    assert parse_json_object(2, twice + b"[" * 100_000 + b"]" * 100_000 + b"}").error
