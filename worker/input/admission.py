@@ -176,9 +176,9 @@ class Admission:
         done = self._prior.final(item.line, key)
         if done is not None:
             outcome, line = done
+            if self._pending and outcome.value in RETRYABLE and key in self._pending:
+                self.open_intents += 1  # on its own line or moved: settled here either way
             if line == item.line:
-                if self._pending and outcome.value in RETRYABLE and key in self._pending:
-                    self.open_intents += 1
                 return Reported(outcome)
             # A changed input moved it: a row on its new line keeps the latest-row view
             # whole (one final row per reference, each line's row naming what it holds).

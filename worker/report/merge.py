@@ -16,6 +16,7 @@ import os
 import re
 import secrets
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from worker.observe.report_card import money
 from worker.observe.words import count
 from worker.report.lock import same_file
 from worker.report.records import is_jsonl, read_records
-from worker.report.runs import read_runs, recorded_inputs, runs_path, shown_target, target_of
+from worker.report.runs import read_runs, recorded_inputs, runs_path, shown_target
 from worker.report.storage import FILE_MODE
 from worker.report.writer import check_report_path, utc_now
 
@@ -160,14 +161,17 @@ def _replaced(old: Rec, new: Rec) -> bool:
 def _check_records(records: dict[Path, list[Rec] | None]) -> None:
     """The shards' run records say one kind of run against one target: a `check` or a
     sandbox rehearsal left under a shard's name is not that shard's night."""
-    for what, of, shown in (
-        ("kind of run", lambda rec: rec.get("mode"), lambda v: f"`{v}`"),
-        ("target", target_of, shown_target),
+    # an older version's record has no `target` (its `api_url` named a sandbox by a new
+    # loopback port each run): only records that say their target are compared
+    shown: Callable[[str], str]
+    for what, field, shown in (
+        ("kind of run", "mode", lambda v: f"`{v}`"),
+        ("target", "target", shown_target),
     ):
         seen: dict[str, Path] = {}
         for path, recs in records.items():
             for rec in recs or []:
-                value = of(rec)
+                value = rec.get(field)
                 if isinstance(value, str) and rec.get("mode") != "merge":
                     seen.setdefault(value, path)
         if len(seen) > 1:

@@ -204,7 +204,8 @@ def summary_fields(s: Settings, r: RunReport) -> dict[str, Any]:
         "throttled": r.calls.throttled,
         "token_refreshes": r.token_refreshes,
         "elapsed_seconds": round(elapsed, 3),
-        "requests_per_second": round(requests / elapsed, 1) if elapsed > 0 else 0.0,
+        # over one whole second at least: 5 requests in 0.2 s are 5 in that second
+        "requests_per_second": round(requests / max(elapsed, 1.0), 1),
         "report": str(s.report),
         "exit_code": r.exit_code,
         "complete": r.complete,

@@ -87,3 +87,12 @@ def test_a_settled_row_the_journal_names_with_a_reopenable_outcome_is_an_open_in
     assert admit(Parsed(2, "a", "T1", None)) == Reported(Outcome.REJECTED)
     assert admit(Parsed(3, "b", "T1", None)) == Reported(Outcome.CANCELED)
     assert admit.open_intents == 1  # canceled is never sent again: only `a` stays open
+
+
+def test_an_open_intent_counts_on_a_moved_line_too() -> None:
+    prior = ByKey(RUN, SpillStore(Path("unused"), 1 << 20))
+    prior.add(2, "T1", "a", Outcome.REJECTED)
+    admit = admission(prior, pending={key_of("T1", "a")})
+    moved = admit(Parsed(5, "a", "T1", None))  # a changed input holds it on line 5 now
+    assert isinstance(moved, Result) and moved.outcome is Outcome.REJECTED
+    assert admit.open_intents == 1

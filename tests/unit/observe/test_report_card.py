@@ -84,3 +84,8 @@ def test_one_request_is_singular_and_thousands_are_separated() -> None:
     assert "2.0 s, 1 request (0.5/s); report: night.report.csv" in text(1)
     assert "2.0 s, 4,190 requests (2,095.0/s); report: night.report.csv" in text(4_190)
     assert "  canceled      1,078" in text(1)
+
+
+def test_a_run_under_a_second_shows_its_requests_in_that_second() -> None:
+    """5 requests in 0.2 s read 24.2/s, as if past the default --rate 20."""
+    assert "0.2 s, 5 requests (5.0/s)" in render(card(elapsed=0.2, requests=5))

@@ -411,3 +411,13 @@ def test_a_report_given_twice_is_refused_even_without_rows(tmp_path: Path) -> No
     full = csv_report(tmp_path / "p.report.shard-0-of-2.csv", [row(2, "a")])
     with pytest.raises(MergeError, match="given twice"):
         merge(tmp_path / "all.csv", [full, empty, tmp_path / "." / empty.name])
+
+
+def test_records_of_an_older_version_without_a_target_still_merge(
+    tmp_path: Path, shards: list[Path]
+) -> None:
+    """Its sandbox runs recorded only their loopback api_url, a new port each run."""
+    for n, (shard, port) in enumerate(zip(shards, (37363, 43089), strict=True)):
+        record = {"mode": "run", "api_url": f"http://127.0.0.1:{port}", "shard": f"{n}/2"}
+        runs_path(shard).write_text(json.dumps(record) + "\n")
+    assert merge(tmp_path / "all.csv", shards).totals["rows"] == 3
