@@ -26,6 +26,7 @@ from typing import Any, ClassVar, NoReturn
 
 import click
 import rich_click
+from click.core import ParameterSource
 
 from worker import __version__
 from worker.errors import CancelWorkerError, ReportError, UsageError
@@ -95,7 +96,9 @@ def _naming_variables() -> Iterator[None]:
 
 def _job(mode: Mode, kw: dict[str, Any]) -> None:
     """Settings, prepare, ask, run; every error raised on the way is mapped by `main`."""
-    check_environment(os.environ, _commands())
+    ctx = click.get_current_context()
+    typed = {n for n in ctx.params if ctx.get_parameter_source(n) is ParameterSource.COMMANDLINE}
+    check_environment(os.environ, _commands(), typed)
     with _naming_variables():
         settings = build_settings(mode, kw, os.environ)
     logs.configure(settings.log_format, settings.log_level)

@@ -19,7 +19,7 @@ a panel still shows, under "Other options", and a test fails until it is given o
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from typing import Any
 
 import click
@@ -329,7 +329,9 @@ def _takes_number(param: click.Parameter) -> bool:
     return isinstance(param.type, click.types.IntParamType | click.types.FloatParamType)
 
 
-def check_environment(env: Mapping[str, str], commands: Iterable[click.Command]) -> None:
+def check_environment(
+    env: Mapping[str, str], commands: Iterable[click.Command], typed: Container[str] = ()
+) -> None:
     """Refuse (ConfigError, exit 2) what the environment would otherwise do silently.
 
     - a `CANCEL_WORKER_*` variable that no option of `commands` reads (a misspelling:
@@ -337,7 +339,8 @@ def check_environment(env: Mapping[str, str], commands: Iterable[click.Command])
     - an empty value for a flag or a number (click reads it as unset, so a template
       that leaves `CANCEL_WORKER_DRY_RUN` empty would run for real);
     - two variables of one option set to different values (`BAMBORA_MERCHANT_NUMBER`
-      and `CANCEL_WORKER_MERCHANT`): click would take the first, silently.
+      and `CANCEL_WORKER_MERCHANT`): click would take the first, silently; unless the
+      option is `typed` on the command line, which wins over both.
 
     The known names come from the options themselves, so an option added later is known
     without a list to keep up to date. One pod template may serve `run` and `check`, so
@@ -349,6 +352,8 @@ def check_environment(env: Mapping[str, str], commands: Iterable[click.Command])
         if name.startswith(ENV_PREFIX) and name not in owners:
             raise ConfigError(f"unknown environment variable {name}: {_hint(name, ours, owners)}")
     for param in {id(p): p for p in owners.values()}.values():
+        if param.name in typed:
+            continue
         values = {n: env[n].strip() for n in _envvars(param) if env.get(n, "").strip()}
         if len(set(values.values())) > 1:
             raise ConfigError(f"{' and '.join(values)} disagree: set one of them")

@@ -159,3 +159,17 @@ def test_a_bad_value_from_the_environment_names_its_variable(
     if flag.startswith("--"):  # the variable is named after the message, which stays whole
         (name,) = env
         assert err.rstrip().endswith(f"({flag} came from {name})"), err
+
+
+def test_merchant_variables_that_disagree_are_fine_when_merchant_is_typed(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The command line wins over both: a platform-wide BAMBORA_MERCHANT_NUMBER beside a
+    worker's own CANCEL_WORKER_MERCHANT is no conflict then."""
+    (tmp_path / "in.csv").write_text("payment_reference\na\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BAMBORA_MERCHANT_NUMBER", "B1")
+    monkeypatch.setenv("CANCEL_WORKER_MERCHANT", "C1")
+    code, _, err = invoke(capsys, "run", "in.csv", "--dry-run", "--merchant", "T9")
+    assert code == 0, err
+    assert (tmp_path / "in.dry-run.csv").read_text().splitlines()[1].startswith("2,T9,a,")

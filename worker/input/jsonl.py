@@ -80,20 +80,24 @@ def _refuse(constant: str) -> Any:
 
 
 _KNOWN = frozenset((*REFERENCE_KEYS, *MERCHANT_KEYS, *COMMENT_KEYS))
+#: Each known key as it stands in a line, quoted: a second one there may be a second key.
+_QUOTED = {key: orjson.dumps(key) for key in _KNOWN}
 
 
 def _named_twice(data: bytes, obj: dict[str, Any], named: dict[str, Any]) -> str | None:
     """A known key given twice (`{"payment_reference": "A", "payment_reference": "B"}`,
     or two spellings of it): JSON readers keep the last, a CSV reader the first. The
-    usual row costs one count per known key it holds."""
+    usual row costs one count of `":` (a key written `"key" :` is not seen)."""
     if len(named) < len(obj):  # two keys that normalize alike (case, spaces)
         seen: set[str] = set()
         for key in obj:
             if (n := norm(key)) in seen and n in _KNOWN:
                 return key
             seen.add(n)
-    for key in obj:
-        if norm(key) in _KNOWN and data.count(orjson.dumps(key)) > 1:
+    if data.count(b'":') <= len(obj):  # no more keys in the text than in the object
+        return None
+    for key, quoted in _QUOTED.items():  # some `":` is a second key, or inside a value
+        if key in obj and data.count(quoted) > 1:
             text = data.decode("utf-8", "surrogateescape")  # as read (see `_not_utf8`)
             try:  # rare: the key's text recurs in the line
                 pairs = json.loads(text, object_pairs_hook=list)

@@ -120,11 +120,20 @@ def _binary(line: bytes) -> bool:
     return False
 
 
+def _parses(line: bytes) -> bool:
+    """Whether a line is JSON (a CR between its tokens is whitespace there)."""
+    try:
+        orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
 def refuse_not_json(name: str, look: Look) -> None:
     """JSON Lines whose first non-blank line is not JSON, nor even opens an object:
     another format (CSV, most likely), not a file of invalid rows."""
     line = look.line.strip()
-    if b"\r" in line:  # only LF ends a line: a CR-only file is one long first line
+    if b"\r" in line and not _parses(line):  # a CR-only file is one long first line
         raise InputError(
             f"{name}: line {look.number} holds a carriage return (\\r) that does not end "
             "it: is the file saved with old Mac line ends (CR alone)? Convert it "

@@ -193,3 +193,13 @@ def test_a_json_lines_file_with_old_mac_line_ends_is_refused_at_its_first_line(
         assert [p.reference for p in source.rows()] == ["C0", "C1", "C2"]
     finally:
         source.close()
+
+
+def test_a_carriage_return_between_json_tokens_is_whitespace(tmp_path: Path) -> None:
+    path = tmp_path / "ws.jsonl"
+    path.write_bytes(b'{"payment_reference": "A",\r"merchant_number": "1"}\n')
+    source = open_input(str(path), None, None)
+    try:
+        assert [p.reference for p in source.rows()] == ["A"]
+    finally:
+        source.close()
