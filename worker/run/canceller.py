@@ -35,7 +35,7 @@ from worker.control.outage import OutageGate
 from worker.control.stop import StopGate, Stopped, Unfinished
 from worker.control.throttle import Throttle
 from worker.decide import Final, Next, Reauth, Step, decide, is_api_trouble
-from worker.errors import AbortError, CredentialsRefused
+from worker.errors import AbortError, CredentialsRefused, StorageError
 from worker.model import Op, Outcome, Reply, Result, Row
 from worker.run.summary import Calls
 
@@ -141,8 +141,8 @@ class Canceller:
         try:
             return await self._settle(row, exchange)
         except (Stopped, AbortError) as stop:
-            if exchange.attempts == 0:
-                raise  # never sent: no row, the rerun sends it
+            if exchange.attempts == 0 or isinstance(stop, StorageError):
+                raise  # never sent: no row, the rerun sends it; or the writer's own failure
             last = _what(exchange.last or Reply(None))
             detail = f"the run stopped before its next request (last: {last})"
             result = self._result(row, exchange, Outcome.FAILED, detail)

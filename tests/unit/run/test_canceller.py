@@ -333,6 +333,20 @@ async def test_a_cancel_whose_intent_cannot_be_journaled_is_not_sent(fake_time: 
     with pytest.raises(StorageError):
         await c.process(ROW)
     assert api.calls == []
+    # after a query first (a journaled reference): the writer's failure stays its own
+    # stop, not an abort carrying a row the failed report cannot take
+    api = ScriptedApi([Reply(200, payment_state="Authorized")])
+    c = Canceller(
+        api,
+        OneToken(),
+        Throttle(None, clock=fake_time),
+        health,
+        max_attempts=3,
+        journal=FullJournal(),
+    )
+    with pytest.raises(StorageError):
+        await c.process(ROW, maybe_landed=True)
+    assert api.calls == [Op.QUERY]
 
 
 class CountingJournal:
