@@ -341,8 +341,9 @@ def merge(
     check_out(out, reports, input_path)
     for i, path in enumerate(reports):  # by file, not by spelling (a shard with no rows too)
         if (first := next((o for o in reports[:i] if same_file(path, o)), None)) is not None:
+            also = "" if str(first) == str(path) else f" (also as {first})"
             raise MergeError(
-                f"the report {path} appears in both {first} and {path} (given twice): "
+                f"the report {path} is given twice{also}: each of its rows appears in both; "
                 "merge each shard's report once"
             )
     records = {p: _run_records(p) for p in reports}
