@@ -24,7 +24,7 @@ def _scalar(obj: dict[str, Any], keys: tuple[str, ...]) -> tuple[str | None, str
             if isinstance(value, int):
                 return str(value), None
             if isinstance(value, float):  # 1.5, 1e3, or a whole number past 64 bits
-                return None, (
+                return str(value), (  # shown in the invalid row (not --merchant's default)
                     f"{key} must be a string or a whole number; {value!r} has a fraction or "
                     "an exponent, or is too big to read exactly: write it as a string"
                 )

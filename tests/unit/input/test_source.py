@@ -504,3 +504,9 @@ def test_odd_json_lines_stay_one_invalid_row_each() -> None:
         assert parse_json_object(1, line).error is not None, line[:60]
     twice = b'{"payment_reference": "A", "merchant_number": "1", "payment_reference": '
     assert parse_json_object(2, twice + b"[" * 100_000 + b"]" * 100_000 + b"}").error
+
+
+def test_an_invalid_json_number_is_shown_as_written_not_as_the_default_merchant() -> None:
+    parsed = parse_json_object(1, b'{"payment_reference": "X", "merchant_number": 1.0}')
+    bad = validate(parsed, "77")
+    assert isinstance(bad, Rejected) and bad.merchant == "1.0" and bad.reference == "X"
