@@ -84,8 +84,9 @@ async def test_a_torn_last_line_is_repaired_and_logged(tmp_path: Path) -> None:
         assert sum("confirmed by query" in v["detail"] for v in view.values()) == 1
 
 
+@pytest.mark.parametrize("cut", ["in its last cells", "inside its reference"])
 async def test_a_torn_rows_query_first_outlives_a_rerun_that_stops_before_it(
-    tmp_path: Path,
+    tmp_path: Path, cut: str
 ) -> None:
     """The first rerun cuts the torn row off, then stops before reaching its line (its
     credentials refused): the next rerun must still query that reference first, since
@@ -96,8 +97,12 @@ async def test_a_torn_rows_query_first_outlives_a_rerun_that_stops_before_it(
         first = await run_job("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
         assert first.code == 0, first.log[-2000:]
         whole = report.read_bytes()
-        cut_ref = whole[whole.rindex(b"\n", 0, len(whole) - 1) + 1 :].split(b",")[2].decode()
-        report.write_bytes(whole[:-9])  # cut in the row's last cells: its reference is whole
+        start = whole.rindex(b"\n", 0, len(whole) - 1) + 1
+        cut_ref = whole[start:].split(b",")[2].decode()
+        if cut == "in its last cells":  # its payment is whole: journaled before the cut
+            report.write_bytes(whole[:-9])
+        else:  # only its line is known: the run record carries it to the next run
+            report.write_bytes(whole[: whole.index(cut_ref.encode(), start) + 1])
         refused = env_for(server, BAMBORA_CLIENT_SECRET="not-the-secret")
         stopped = await run_job("run", str(src), *FAST, env=refused, cwd=tmp_path)
         assert stopped.code == 3, stopped.log[-2000:]

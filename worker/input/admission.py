@@ -11,7 +11,7 @@ decisions over the resume and duplicate state: the job does the queueing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Protocol
@@ -55,11 +55,6 @@ class Torn(Protocol):
 class PriorRows(Protocol):
     """What admission asks of an earlier report's rows (`report.resume`'s `ByLine` or
     `ByKey`): a protocol, so that the input package does not import the report package."""
-
-    @property
-    def torn(self) -> Torn | None:
-        """The report's torn last row, cut off on resume (`report.resume.TornRow`)."""
-        ...
 
     def prefetch(self, keys: Iterable[bytes], lines: Iterable[int]) -> None:
         """Look up a chunk's keys and lines together (a few queries when on disk)."""
@@ -113,15 +108,16 @@ class Admission:
         deduper: Deduper,
         prior: PriorRows,
         pending: KeyIndex | AbstractSet[bytes],
+        torn: Sequence[Torn] = (),
     ) -> None:
+        """`torn`: report rows cut off whose lines are queried before any cancel
+        (`report.resume.torn_rows`)."""
         self._merchant = merchant
         self._shard = shard
         self._deduper = deduper
         self._prior = prior
         self._pending = pending
-        # A killed run's journal names every cancel it sent, the cut row's too; without
-        # one (a finished run removed it), the rows a torn last row may be are queried.
-        self._torn = None if pending else prior.torn
+        self._torn = tuple(torn)
         #: rows settled here whose reference the journal names with a final outcome that
         #: `--retry-outcomes` reopens: a killed retry run's cancel, not settled by this
         #: run, so the journal must outlive it (see `run.stages`)
@@ -191,7 +187,7 @@ class Admission:
                 extra=item.extra,
             )
         torn = self._torn
-        return Send(item, key in self._pending or (torn is not None and torn.may_be(item.line)))
+        return Send(item, key in self._pending or any(t.may_be(item.line) for t in torn))
 
     def _unsent(self, item: Rejected) -> Result | Reported:
         if self._prior.unsent_before(item):

@@ -69,10 +69,17 @@ def _not_utf8(data: bytes) -> Any:
         return None  # valid UTF-8: orjson's refusal stands
     except UnicodeDecodeError:
         pass
-    try:  # as strict as orjson but for the bytes: no NaN, no Infinity, no deep nesting
-        return json.loads(data.decode("utf-8", "surrogateescape"), parse_constant=_refuse)
+    try:  # as orjson reads it but for the bytes: no NaN, no Infinity, no deep nesting,
+        # and a whole number past 64 bits is a float (made invalid), as orjson gives it
+        text = data.decode("utf-8", "surrogateescape")
+        return json.loads(text, parse_constant=_refuse, parse_int=_int64)
     except (ValueError, RecursionError):
         return None
+
+
+def _int64(text: str) -> int | float:
+    value = int(text)
+    return value if -(2**63) <= value < 2**64 else float(value)
 
 
 def _refuse(constant: str) -> Any:

@@ -76,7 +76,9 @@ class RowParser:
         # the header's reference name as a row's cell holds it when the header comes again
         # (`cat a.csv b.csv`: the same export's spelling, maybe after the next file's BOM)
         name = columns.names[columns.reference] if columns else None
-        self._ref_names = frozenset({name, "\ufeff" + name}) if name else frozenset()
+        # any case; its length first, a cheap test for the one row in millions it is
+        self._ref_lens = frozenset({len(name), len(name) + 1}) if name else frozenset()
+        self._ref_name = norm(name) if name else None
         self._next = 1  # number of the next physical line
         self._pending: list[str] = []  # lines of a CSV record whose comment spans lines
         self._pending_start = 0
@@ -275,8 +277,11 @@ class RowParser:
         ref, merchant, comment = self._cells
         n = len(fields)
         first = fields[ref] if ref < n else ""
-        if first in self._ref_names and error is None and self._repeats(fields):
-            error = "repeats the header row (files joined together?): not a payment"
+        if len(first) in self._ref_lens and error is None and norm(first) == self._ref_name:
+            if self._repeats(fields):
+                error = "repeats the header row (files joined together?): not a payment"
+        elif first == "sep=" and error is None and not "".join(fields[1:]):
+            error = "an Excel sep= line inside the file (files joined together?): not a payment"
         if error is not None:
             out.append(error_row(number, error))
         elif (not first or first.isspace()) and not "".join(fields).strip():

@@ -28,9 +28,10 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from worker.errors import ReportError
 from worker.keys import key_of
@@ -101,6 +102,38 @@ class TornRow:
     def may_be(self, line: int) -> bool:
         text = str(line)
         return text == self.digits if self.whole else text.startswith(self.digits)
+
+    @property
+    def text(self) -> str:
+        """As the run record keeps it (`torn_row`): `7`, or `12*` for 12, 120-129, ..."""
+        return self.digits if self.whole else f"{self.digits}*"
+
+    @classmethod
+    def parse(cls, text: str) -> TornRow:
+        return cls(text.removesuffix("*"), not text.endswith("*"))
+
+
+def torn_rows(
+    prior: PriorRows, runs: Iterable[Mapping[str, Any]], journaled: bool
+) -> tuple[TornRow, ...]:
+    """The torn rows whose lines this run queries before any cancel: this report's
+    (unless the journal of the killed run that tore it names every cancel it sent: the
+    run records end with that run's `start`), and those earlier runs cut off and did not
+    see through (a `torn_row` in a `start` record after the last complete `end`)."""
+    records = list(runs)
+    carried: list[TornRow] = []
+    for record in records:
+        if record.get("event", "end") == "end" and record.get("complete"):
+            carried = []  # a complete run saw every line through
+        elif record.get("event") == "start" and isinstance(text := record.get("torn_row"), str):
+            carried.append(TornRow.parse(text))
+    current = prior.torn
+    if current is not None and journaled and records and records[-1].get("event") == "start":
+        current = None  # a kill mid-run tore it: its journal names every cancel it sent
+    found = (*carried, *([current] if current is not None else []))
+    if found and not prior.by_line:  # a changed input may have moved the lines: every one
+        return (TornRow("", False),)
+    return found
 
 
 #: Called every so often while a report is read: (rows so far, bytes read, bytes in all).

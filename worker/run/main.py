@@ -176,6 +176,8 @@ def _record_start(prepared: Prepared, s: Settings, run_id: str, started_at: str)
         "version": __version__,
         "api_url": s.api_url,
     }
+    if prepared.prior.torn is not None:  # cut off by this run: see resume.torn_rows
+        record["torn_row"] = prepared.prior.torn.text
     try:
         append_run(prepared.lock.real, record)
     except (StorageError, OSError) as exc:

@@ -35,7 +35,7 @@ from worker.observe.words import count
 from worker.report.index import KeyMap, SpillStore
 from worker.report.journal import IntentJournal, journal_path
 from worker.report.lock import ReportLock, same_file
-from worker.report.resume import ByLine, PriorRows, Progress, load_report, policy_for
+from worker.report.resume import ByLine, PriorRows, Progress, load_report, policy_for, torn_rows
 from worker.report.runs import SANDBOX, Binding, check_binding, read_runs, run_count
 from worker.report.writer import Echo, check_report_path
 from worker.run.count import Counts
@@ -71,13 +71,13 @@ class Prepared:
         return self.counts.exact() if self.counts is not None else None
 
     def admission(self) -> Admission:
-        s = self.settings
         return Admission(
-            merchant=s.merchant,
-            shard=s.shard,
+            merchant=self.settings.merchant,
+            shard=self.settings.shard,
             deduper=self.deduper,
             prior=self.prior,
             pending=self.pending,
+            torn=torn_rows(self.prior, self.runs, journaled=bool(self.pending)),
         )
 
 

@@ -64,17 +64,20 @@ def test_rows_of_another_shard_are_skipped() -> None:
     assert kept == [r for r in refs if shard_of("T1", r, 2) == 0] and 0 < len(kept) < 40
 
 
-def test_the_rows_a_torn_last_row_may_be_are_queried_first_when_no_journal_says() -> None:
-    """A finished run removed its journal; a report row cut off since (by hand, or a
-    disk) may have been that reference's outcome: send it only after a query."""
-    prior = ByKey(RUN, SpillStore(Path("unused"), 1 << 20))
-    prior.torn = TornRow("3", True)
-    admit = admission(prior)
+def test_the_rows_torn_report_rows_may_be_are_queried_first() -> None:
+    """A report row cut off after its run finished (by hand, or a disk) may have been
+    that reference's outcome: send it only after a query."""
+    admit = Admission(
+        merchant="M0",
+        shard=Shard(),
+        deduper=ExactDeduper(),
+        prior=ByKey(RUN, SpillStore(Path("unused"), 1 << 20)),
+        pending=set(),
+        torn=(TornRow("3", True), TornRow("1", False)),
+    )
     assert admit(Parsed(2, "a", "T1", None)) == Send(Row(2, "T1", "a"))
     assert admit(Parsed(3, "b", "T1", None)) == Send(Row(3, "T1", "b"), maybe_landed=True)
-    # a killed run's journal names every cancel it sent: it alone says what to query
-    admit = admission(prior, pending={key_of("T1", "z")})
-    assert admit(Parsed(3, "b", "T1", None)) == Send(Row(3, "T1", "b"))
+    assert admit(Parsed(12, "c", "T1", None)) == Send(Row(12, "T1", "c"), maybe_landed=True)
 
 
 def test_a_settled_row_the_journal_names_with_a_reopenable_outcome_is_an_open_intent() -> None:

@@ -131,3 +131,17 @@ def test_a_line_with_an_open_quote_names_the_payment_its_whole_cells_hold(tmp_pa
     path = write(tmp_path, "ref.csv", 'payment_reference,merchant_number\n"Q-2,T1\n')
     (bad,) = read(path)
     assert isinstance(bad, Rejected) and bad.reference == ""  # the quote opened in it
+
+
+def test_a_repeated_header_in_another_case_or_excels_sep_line_again_is_invalid(
+    tmp_path: Path,
+) -> None:
+    """`cat` of two exports: the second's header in its own case, or its `sep=;` line,
+    was sent as payment `Payment_Reference` or `sep=`."""
+    data = (
+        "sep=;\npayment_reference;merchant_number\nA1;T1\n"
+        "sep=;\nPayment_Reference;Merchant_Number\nA2;T1\n"
+    )
+    rows = read(write(tmp_path, "in.csv", data))
+    assert [type(r).__name__ for r in rows] == ["Row", "Rejected", "Rejected", "Row"]
+    assert "sep= line" in (rows[1].detail or "") and "repeats the header" in (rows[2].detail or "")

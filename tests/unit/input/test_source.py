@@ -510,3 +510,9 @@ def test_an_invalid_json_number_is_shown_as_written_not_as_the_default_merchant(
     parsed = parse_json_object(1, b'{"payment_reference": "X", "merchant_number": 1.0}')
     bad = validate(parsed, "77")
     assert isinstance(bad, Rejected) and bad.merchant == "1.0" and bad.reference == "X"
+
+
+def test_the_fallback_reads_a_number_past_64_bits_as_orjson_does() -> None:
+    line = b'{"payment_reference": 123456789012345678901234567890, "merchant_number": "1", '
+    line += b'"x": "\xe9"}'
+    assert parse_json_object(1, line).error is not None  # orjson: a float, made invalid

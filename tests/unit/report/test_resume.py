@@ -13,7 +13,7 @@ from worker.input.admission import Admitted, Reported, Send
 from worker.input.source import open_input
 from worker.model import EXTRA_COLUMNS, REPORT_COLUMNS, Mode, Outcome, Result
 from worker.report.index import ENTRY_BYTES, SpillStore
-from worker.report.resume import RUN, ByKey, ByLine, TornRow, load_report, torn_pair
+from worker.report.resume import RUN, ByKey, ByLine, TornRow, load_report, torn_pair, torn_rows
 from worker.run.prepare import prepare
 from worker.settings import Settings
 
@@ -270,3 +270,31 @@ def test_a_torn_row_names_its_payment_only_when_its_cells_are_whole(
     path = tmp_path / name
     path.write_bytes(b"whole first line\n" + tail)
     assert torn_pair(path, len(tail)) == pair
+
+
+def test_which_torn_rows_a_run_queries_first(tmp_path: Path) -> None:
+    """This report's torn row, unless a killed run tore it and its journal covers it; and
+    rows earlier runs cut off but did not see through (a complete run ends them)."""
+    prior = ByLine(RUN)
+    prior.torn = TornRow("7", True)
+    start, ended = {"event": "start"}, {"event": "end", "complete": True}
+    # torn after a finished run (by hand): queried, a journal kept by that run or not
+    assert torn_rows(prior, [start, ended], journaled=True) == (TornRow("7", True),)
+    # torn by a kill mid-run whose journal names every cancel it sent
+    assert torn_rows(prior, [ended, start], journaled=True) == ()
+    assert torn_rows(prior, [ended, start], journaled=False) == (TornRow("7", True),)
+    # cut off by a run that stopped before that line, then not seen through: carried
+    cut = {"event": "start", "torn_row": "12*"}
+    stopped = {"event": "end", "complete": False}
+    prior.torn = None
+    assert torn_rows(prior, [ended, cut, stopped], journaled=False) == (TornRow("12", False),)
+    assert torn_rows(prior, [cut, stopped, start, ended], journaled=False) == ()
+    assert TornRow.parse(TornRow("12", False).text) == TornRow("12", False)
+
+
+def test_under_a_resume_by_reference_a_torn_row_may_be_any_line() -> None:
+    """A changed input moves lines: the torn row's line number names another row now."""
+    prior = ByKey(RUN, SpillStore(Path("unused"), 1 << 20))
+    prior.torn = TornRow("13", True)
+    (torn,) = torn_rows(prior, [{"event": "end", "complete": True}], journaled=False)
+    assert torn.may_be(13) and torn.may_be(14) and torn.may_be(2)
