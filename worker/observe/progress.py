@@ -24,7 +24,7 @@ from rich.progress_bar import ProgressBar
 from rich.segment import Segment
 from rich.text import Text
 
-from worker.observe import logs
+from worker.observe import logs, words
 from worker.observe.live import Reflowing
 
 
@@ -47,10 +47,7 @@ class Snapshot:
 
     @property
     def requests_per_second(self) -> float:
-        """Over the run, and over one whole second for a run shorter than that: two
-        requests in 0.06 s showed 34/20 req/s, as if past `--rate 20`; they are 2 in
-        that second."""
-        return self.requests / max(self.elapsed, 1.0)
+        return words.per_second(self.requests, self.elapsed)
 
     @property
     def eta_seconds(self) -> float | None:

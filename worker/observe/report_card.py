@@ -66,7 +66,7 @@ def render(card: Card) -> str:
         for state, count in sorted(card.states.items(), key=lambda kv: (-kv[1], kv[0])):
             lines.append(f"    {state:<{width - 2}}  {count:>9,}")
     lines.extend(_released(card))
-    rate = card.requests / max(card.elapsed, 1.0)  # a run under a second: its requests
+    rate = words.per_second(card.requests, card.elapsed)
     lines.append(
         f"  {card.elapsed:,.1f} s, {words.count(card.requests, 'request')} ({rate:,.1f}/s); "
         f"report: {card.report}"

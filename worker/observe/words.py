@@ -14,6 +14,12 @@ def count(n: int, noun: str) -> str:
     return f"{n:,} {noun if n == 1 else noun + 's'}"
 
 
+def per_second(n: int, seconds: float) -> float:
+    """A run's rate, over one whole second at least: 2 requests in 0.06 s are 2 in
+    that second, not 34/s (which reads as past a `--rate 20`)."""
+    return n / max(seconds, 1.0)
+
+
 def duration(seconds: float) -> str:
     """A rough duration for a person: `under a second`, `about 12 s`, `about 4 min`,
     `about 1.5 h`."""

@@ -16,7 +16,7 @@ from typing import Any
 
 from worker.exits import Exit
 from worker.model import FOLLOW_UP_OUTCOMES, NEEDS_PERSON_OUTCOMES, Mode, Outcome
-from worker.observe import logs
+from worker.observe import logs, words
 from worker.settings import Settings, run_kind
 
 
@@ -204,8 +204,7 @@ def summary_fields(s: Settings, r: RunReport) -> dict[str, Any]:
         "throttled": r.calls.throttled,
         "token_refreshes": r.token_refreshes,
         "elapsed_seconds": round(elapsed, 3),
-        # over one whole second at least: 5 requests in 0.2 s are 5 in that second
-        "requests_per_second": round(requests / max(elapsed, 1.0), 1),
+        "requests_per_second": round(words.per_second(requests, elapsed), 1),
         "report": str(s.report),
         "exit_code": r.exit_code,
         "complete": r.complete,
