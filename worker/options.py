@@ -93,8 +93,7 @@ class EnvOption(click.Option):
             return hint
         if ctx.get_parameter_source(self.name) is not ParameterSource.ENVIRONMENT:
             return hint
-        names = [self.envvar] if isinstance(self.envvar, str) else list(self.envvar or [])
-        return f"{hint} (from {' or '.join(names)})"
+        return f"{hint} (from {' or '.join(_envvars(self))})"
 
 
 def _opt(flag: str, *decls: str, env: tuple[str, ...] = (), **kw: Any) -> Decorator:

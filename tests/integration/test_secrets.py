@@ -21,6 +21,17 @@ JWT = (
 )
 
 
+def fake_env(url: str, secret: str) -> dict[str, str]:
+    """The environment of a run against a fake answering at `url` (API and tokens)."""
+    return env_for(
+        None,
+        BAMBORA_API_URL=url,
+        BAMBORA_AUTH_URL=f"{url}/connect/token",
+        BAMBORA_CLIENT_ID="client-1",
+        BAMBORA_CLIENT_SECRET=secret,
+    )
+
+
 @pytest.mark.parametrize("token", [JWT, "opaqueTOKEN123xyz"], ids=["jwt", "opaque"])
 async def test_a_token_quoted_in_a_403_reaches_no_report_log_or_output(
     tmp_path: Path, token: str
@@ -40,13 +51,7 @@ async def test_a_token_quoted_in_a_403_reaches_no_report_log_or_output(
 
     src = write_csv(tmp_path / "in.csv", [("r1", "T1"), ("r2", "T1")])
     async with answering(api) as url:
-        env = env_for(
-            None,
-            BAMBORA_API_URL=url,
-            BAMBORA_AUTH_URL=f"{url}/connect/token",
-            BAMBORA_CLIENT_ID="client-1",
-            BAMBORA_CLIENT_SECRET="client-secret-1",
-        )
+        env = fake_env(url, "client-secret-1")
         done = await run_cli(
             "run", str(src), "--log-level", "debug", "--log-format", "json", env=env, cwd=tmp_path
         )
@@ -83,13 +88,7 @@ async def test_a_secret_echoed_as_it_was_sent_by_a_refusing_token_endpoint_is_ma
 
     src = write_csv(tmp_path / "in.csv", [("r1", "T1")])
     async with answering(auth) as url:
-        env = env_for(
-            None,
-            BAMBORA_API_URL=url,
-            BAMBORA_AUTH_URL=f"{url}/connect/token",
-            BAMBORA_CLIENT_ID="client-1",
-            BAMBORA_CLIENT_SECRET=secret,
-        )
+        env = fake_env(url, secret)
         done = await run_cli("run", str(src), "--log-format", log_format, env=env, cwd=tmp_path)
     assert done.code == 3, done.stderr[-2000:]
     basic = base64.b64encode(b"client-1:" + quote_plus(secret, safe="").encode()).decode()

@@ -320,32 +320,21 @@ class FullJournal:
 
 
 async def test_a_cancel_whose_intent_cannot_be_journaled_is_not_sent(fake_time: FakeTime) -> None:
-    api = ScriptedApi([Reply(201)])
     health = OutageGate(threshold=3, give_up_after=10_000, clock=fake_time)
-    c = Canceller(
-        api,
-        OneToken(),
-        Throttle(None, clock=fake_time),
-        health,
-        max_attempts=3,
-        journal=FullJournal(),
-    )
+
+    def full_journal(api: ScriptedApi) -> Canceller:
+        throttle = Throttle(None, clock=fake_time)
+        return Canceller(api, OneToken(), throttle, health, max_attempts=3, journal=FullJournal())
+
+    api = ScriptedApi([Reply(201)])
     with pytest.raises(StorageError):
-        await c.process(ROW)
+        await full_journal(api).process(ROW)
     assert api.calls == []
     # after a query first (a journaled reference): the writer's failure stays its own
     # stop, not an abort carrying a row the failed report cannot take
     api = ScriptedApi([Reply(200, payment_state="Authorized")])
-    c = Canceller(
-        api,
-        OneToken(),
-        Throttle(None, clock=fake_time),
-        health,
-        max_attempts=3,
-        journal=FullJournal(),
-    )
     with pytest.raises(StorageError):
-        await c.process(ROW, maybe_landed=True)
+        await full_journal(api).process(ROW, maybe_landed=True)
     assert api.calls == [Op.QUERY]
 
 
