@@ -16,7 +16,6 @@ import os
 import re
 import secrets
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,11 +32,11 @@ from worker.observe.report_card import money
 from worker.observe.words import count
 from worker.report.lock import same_file
 from worker.report.records import is_jsonl, read_records
-from worker.report.runs import read_runs, recorded_inputs, runs_path, shown_target
+from worker.report.runs import read_runs, recorded_inputs, runs_path
+from worker.report.shards import SHARD_NAME, check_shards
 from worker.report.storage import FILE_MODE
 from worker.report.writer import check_report_path, utc_now
 
-SHARD_NAME = re.compile(r"\.shard-(\d+)-of-(\d+)\.")
 #: Columns that hold whole numbers; every other non-empty value is text (README, Report).
 INT_COLUMNS = frozenset({"line", "http_status", "attempts", "amount"})
 _WHOLE = re.compile(r"-?[0-9]+")
@@ -156,65 +155,6 @@ def _replaced(old: Rec, new: Rec) -> bool:
         and Outcome(new["outcome"]) not in UNSENT
         and str(old.get("finished_at") or "") < str(new.get("finished_at") or "")
     )
-
-
-def _check_records(records: dict[Path, list[Rec] | None]) -> None:
-    """The shards' run records say one kind of run against one target: a `check` or a
-    sandbox rehearsal left under a shard's name is not that shard's night."""
-    # an older version's record has no `target` (its `api_url` named a sandbox by a new
-    # loopback port each run): only records that say their target are compared
-    shown: Callable[[str], str]
-    for what, field, shown in (
-        ("kind of run", "mode", lambda v: f"`{v}`"),
-        ("target", "target", shown_target),
-    ):
-        seen: dict[str, Path] = {}
-        for path, recs in records.items():
-            for rec in recs or []:
-                value = rec.get(field)
-                if isinstance(value, str) and rec.get("mode") != "merge":
-                    seen.setdefault(value, path)
-        if len(seen) > 1:
-            (a, first), (b, second) = list(seen.items())[:2]
-            raise MergeError(
-                f"the reports are of more than one {what}: {first} is of {shown(a)}, "
-                f"{second} of {shown(b)}; merge the shards of one {what}"
-            )
-
-
-def _recorded_shard(recs: list[Rec] | None) -> tuple[int, int] | None:
-    """The shard `I/N` a report's run records name (their latest), if any."""
-    for rec in reversed(recs or []):
-        m = re.fullmatch(r"(\d+)/(\d+)", str(rec.get("shard") or ""))
-        if m:
-            return int(m.group(1)), int(m.group(2))
-    return None
-
-
-def _check_shards(reports: list[Path], records: dict[Path, list[Rec] | None]) -> None:
-    """Every shard of N is there: known from each report's run record, else its name."""
-    counts: dict[int, set[int]] = {}
-    for path in reports:
-        shard = _recorded_shard(records.get(path))
-        if shard is None and (m := SHARD_NAME.search(path.name)):
-            shard = int(m.group(1)), int(m.group(2))
-        if shard is not None:
-            counts.setdefault(shard[1], set()).add(shard[0])
-    if len(counts) > 1:
-        raise MergeError(
-            "the reports are of shards of different counts ("
-            + ", ".join(f"of {n}" for n in sorted(counts))
-            + "): merge the shards of one night"
-        )
-    for n, seen in counts.items():
-        missing = sorted(set(range(n)) - seen)
-        if missing:
-            which = ", ".join(map(str, missing))
-            one = len(missing) == 1
-            raise MergeError(
-                f"the {'report' if one else 'reports'} of {'shard' if one else 'shards'} "
-                f"{which} of {n} {'is' if one else 'are'} missing"
-            )
 
 
 def _check_input(input_path: Path, merchant: str | None, rows: list[Rec]) -> None:
@@ -348,8 +288,7 @@ def merge(
             )
     records = {p: _run_records(p) for p in reports}
     check_out(out, reports, input_path, records)
-    _check_records(records)
-    _check_shards(reports, records)
+    check_shards(reports, records)
     columns = dict.fromkeys(REPORT_COLUMNS)
     latest: dict[Any, tuple[Path, Rec]] = {}
     owner: dict[int, tuple[Path, Any]] = {}  # line -> the shard and identity reporting it

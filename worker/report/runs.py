@@ -228,7 +228,7 @@ def _identified(record: Mapping[str, Any]) -> bool:
     return bool(record.get("input_sha256") or record.get("input_head_sha256"))
 
 
-def _whole_hash(record: Mapping[str, Any]) -> str | None:
+def whole_hash(record: Mapping[str, Any]) -> str | None:
     """The record's hash of its whole input: a file's, or a stream's read to its end."""
     sha = record.get("input_sha256")
     if not sha or (record.get("input_kind") == "stream" and not record.get("input_complete")):
@@ -238,7 +238,7 @@ def _whole_hash(record: Mapping[str, Any]) -> str | None:
 
 def _same_input(record: Mapping[str, Any], this: Binding) -> bool | None:
     """Whether the record's input is this one; None when nothing can tell."""
-    whole = _whole_hash(record)
+    whole = whole_hash(record)
     if whole and this.input_sha256:
         return whole == this.input_sha256
     size, head = record.get("input_head_bytes"), record.get("input_head_sha256")
@@ -248,7 +248,7 @@ def _same_input(record: Mapping[str, Any], this: Binding) -> bool | None:
 
 
 def _fingerprint(record: Mapping[str, Any]) -> str:
-    whole = _whole_hash(record)
+    whole = whole_hash(record)
     if whole:
         return f"sha256 {whole[:12]}..."
     head = str(record.get("input_head_sha256"))[:12]

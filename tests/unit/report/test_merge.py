@@ -360,10 +360,15 @@ def test_a_row_restated_on_its_new_line_keeps_the_earlier_rows_money(tmp_path: P
     assert (got["b"]["line"], got["b"]["amount"], got["b"]["currency"]) == (3, 250, "EUR")
 
 
-def recorded(report: Path, **fields: str) -> Path:
-    """A start record beside `report`, as a run writes it."""
-    record = {"event": "start", "run_id": "r", "mode": "run", "target": "https://api", **fields}
-    runs_path(report).write_text(json.dumps(record) + "\n")
+def recorded(report: Path, *, finished: bool | None = True, **fields: Any) -> Path:
+    """The run records beside `report` of a run that ended complete (`finished`), ended
+    stopped (False), or was killed (None: its start record alone)."""
+    start = {"event": "start", "run_id": "r", "mode": "run", "target": "https://api", **fields}
+    records = [start]
+    if finished is not None:
+        end = {**start, "event": "end", "complete": finished, "exit_code": 0 if finished else 143}
+        records.append(end)
+    runs_path(report).write_text("".join(json.dumps(r) + "\n" for r in records))
     return report
 
 
@@ -420,4 +425,44 @@ def test_records_of_an_older_version_without_a_target_still_merge(
     for n, (shard, port) in enumerate(zip(shards, (37363, 43089), strict=True)):
         record = {"mode": "run", "api_url": f"http://127.0.0.1:{port}", "shard": f"{n}/2"}
         runs_path(shard).write_text(json.dumps(record) + "\n")
+    assert merge(tmp_path / "all.csv", shards).totals["rows"] == 3
+
+
+@pytest.mark.parametrize(
+    ("finished", "how"),
+    [
+        (None, "was killed before its end"),
+        (False, r"stopped before the end of its input \(exit 143\)"),
+    ],
+)
+def test_a_shard_whose_last_run_did_not_finish_is_not_merged(
+    tmp_path: Path, shards: list[Path], finished: bool | None, how: str
+) -> None:
+    """A shard killed (or aborted) part-way holds only the rows it reached: merged, its
+    missing references passed as "none missing or doubled"."""
+    recorded(shards[0], shard="0/2")
+    recorded(shards[1], shard="1/2", finished=finished)
+    with pytest.raises(MergeError, match=f"{re.escape(str(shards[1]))} is not finished: .*{how}"):
+        merge(tmp_path / "all.csv", shards)
+    assert not (tmp_path / "all.csv").exists()
+    recorded(shards[1], shard="1/2")  # rerun to its end
+    assert merge(tmp_path / "all.csv", shards).totals["rows"] == 3
+
+
+def test_two_reports_of_one_shard_are_not_merged(tmp_path: Path) -> None:
+    """A set of shard indexes let shard 0 twice (of two nights) pass, shard 1 missing."""
+    zero = recorded(csv_report(tmp_path / "a-0.csv", [row(2, "a")]), shard="0/2")
+    one = recorded(csv_report(tmp_path / "a-1.csv", [row(3, "b")]), shard="1/2")
+    again = recorded(csv_report(tmp_path / "b-0.csv", [row(12, "y")]), shard="0/2")
+    with pytest.raises(MergeError, match=r"a-0\.csv and .*b-0\.csv are both the report of shard 0"):
+        merge(tmp_path / "all.csv", [zero, one, again])
+
+
+def test_shards_of_two_inputs_are_not_merged(tmp_path: Path, shards: list[Path]) -> None:
+    """The shards' latest runs read files with different SHA-256s: two nights."""
+    recorded(shards[0], shard="0/2", input_sha256="a" * 64)
+    recorded(shards[1], shard="1/2", input_sha256="b" * 64)
+    with pytest.raises(MergeError, match=r"more than one input: .* aaaaaaaaaaaa.*bbbbbbbbbbbb"):
+        merge(tmp_path / "all.csv", shards)
+    recorded(shards[1], shard="1/2", input_sha256="a" * 64)
     assert merge(tmp_path / "all.csv", shards).totals["rows"] == 3
