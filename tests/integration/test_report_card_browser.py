@@ -18,7 +18,7 @@ import pytest
 
 from tests.support import REPO, env_for, run_cli
 from tests.unit.page.parse import body_rows, read_page
-from worker.page.money import money
+from worker.money import money
 from worker.page.night import gather
 from worker.page.verdict import judge
 

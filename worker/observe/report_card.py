@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from worker.exits import Exit, summary_line
+from worker.money import money
 from worker.observe import words
 
 #: Kubernetes reads at most 4096 bytes of a termination message.
@@ -36,13 +37,6 @@ class Card:
 
 
 FOLLOW_UPS = ("not_cancelable", "not_found")
-
-
-def money(minor: int, currency: str) -> str:
-    """Minor units as an amount; two decimals, which most currencies use."""
-    sign = "-" if minor < 0 else ""
-    whole, cents = divmod(abs(minor), 100)
-    return f"{sign}{whole:,}.{cents:02d} {currency}"
 
 
 def render(card: Card) -> str:

@@ -16,8 +16,8 @@ from pathlib import Path
 import jinja2
 
 from worker import __version__
+from worker.money import exponent, money
 from worker.page import charts
-from worker.page.money import exponent, money
 from worker.page.night import GROUP_OF, GROUPS, LIST_LIMIT, LISTED, Breakdown, Listed, Night
 from worker.page.verdict import Verdict, meaning, stopped_by
 

@@ -28,7 +28,7 @@ from worker.input.parsed import printable
 from worker.input.source import open_input
 from worker.input.validate import validate
 from worker.model import REPORT_COLUMNS, RESTATED, UNSENT, Outcome, Row
-from worker.observe.report_card import money
+from worker.money import money
 from worker.observe.words import count
 from worker.report.lock import same_file
 from worker.report.records import is_jsonl, read_records

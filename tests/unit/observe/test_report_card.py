@@ -31,6 +31,17 @@ def test_a_resumed_run_shows_this_runs_release_and_the_whole_reports() -> None:
     assert "released this run 12.50 EUR; whole report 1,012.50 EUR" in line
 
 
+def test_amounts_are_shown_in_each_currencys_own_decimals() -> None:
+    """The summary showed 150000 JPY as 1,500.00 and 1500 KWD as 15.00 (the report
+    card of the same run said 150,000 JPY and 1.500 KWD)."""
+    released = {"JPY": 150_000, "KWD": 1_500, "EUR": 12_50}
+    text = render(card(released=released, released_total=released))
+    assert "released, this run               150,000 JPY" in text
+    assert "released, this run                 1.500 KWD" in text
+    line = termination_line(card(released=released))
+    assert "released this run 12.50 EUR 150,000 JPY 1.500 KWD" in line
+
+
 def test_check_lists_the_payment_states() -> None:
     text = render(
         card(outcomes={"checked": 5}, released={}, states={"Authorized": 4, "Captured": 1})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker.page.money import EXPONENTS, amount, exponent, money
+from worker.money import EXPONENTS, amount, exponent, money
 
 
 @pytest.mark.parametrize(
