@@ -1,4 +1,5 @@
-"""--pushgateway: one push-add per run, grouped by job and shard, no instance label."""
+"""--pushgateway: each run replaces its group (job and shard, no instance label); a
+success also replaces the success group, which failed nights leave standing."""
 
 from __future__ import annotations
 
@@ -49,13 +50,16 @@ async def test_run_pushes_its_metrics(
             cwd=tmp_path,
         )
     assert done.code == 0  # not_found is a follow-up, not a failure
-    [(method, path, body)] = pushes
-    assert method == "POST"  # push-add, not a replacing PUT
+    [(method, path, body), (success_method, success_path, success)] = pushes
+    # replacing PUTs: a push-add left series this night did not push (yesterday's money)
+    assert (method, success_method) == ("PUT", "PUT")
     assert path == "/metrics/job/nightly-voids/shard/0-of-1"
     assert 'cancel_worker_references{outcome="canceled"} 1.0' in body
     assert 'cancel_worker_references{outcome="not_found"} 1.0' in body
     # a night whose only trouble is follow-ups is a success: no page the next day
-    assert "cancel_worker_last_success_timestamp_seconds" in body
+    assert success_path == "/metrics/job/nightly-voids/kind/success/shard/0-of-1"
+    assert "cancel_worker_last_success_timestamp_seconds" in success
+    assert "last_success" not in body
     assert "cancel_worker_last_exit_code 0.0" in body
     assert "cancel_worker_guard_rail_stops 0.0" in body
     assert "instance" not in body
@@ -75,8 +79,9 @@ async def test_a_clean_night_sets_last_success_and_a_guard_rail_does_not(
             "run", str(wrong), "--pushgateway", url, env=env_for(server), cwd=tmp_path
         )
     assert (first.code, second.code) == (0, 4)
-    clean, stopped = pushes[0][2], pushes[1][2]
-    assert "cancel_worker_last_success_timestamp_seconds" in clean
+    assert ["/kind/success/" in path for _, path, _ in pushes] == [False, True, False]
+    success, stopped = pushes[1][2], pushes[2][2]
+    assert "cancel_worker_last_success_timestamp_seconds" in success
     assert "cancel_worker_last_success_timestamp_seconds" not in stopped
     assert "cancel_worker_last_exit_code 4.0" in stopped
     assert "cancel_worker_guard_rail_stops 1.0" in stopped
@@ -191,3 +196,20 @@ async def test_a_real_pushgateway_holds_every_metric_the_readme_lists(
     canceled = [r for r in read_report(tmp_path / "in.report.csv") if r["outcome"] == "canceled"]
     released = value("cancel_worker_released_minor_units", currency="EUR")
     assert released == sum(int(r["amount"]) for r in canceled) > 0
+    # The next night stops at the guard rail, canceling and releasing nothing: the
+    # night before's counts and money are gone (a push-add left them standing), its
+    # success timestamp stays (the alert on it counts from there).
+    wrong = write_csv(tmp_path / "wrong.csv", [(f"forbidden-{i}", "T1") for i in range(30)])
+    async with sandbox() as server:
+        stopped = await run_cli(
+            "run", str(wrong), "--pushgateway", real_gateway, env=env_for(server), cwd=tmp_path
+        )
+        assert stopped.code == 4, stopped.stderr[-2000:]
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{real_gateway}/metrics") as response,
+        ):
+            after = await response.text()
+    assert "cancel_worker_last_exit_code{" in after and 'outcome="canceled"' not in after
+    assert "cancel_worker_released_minor_units{" not in after
+    assert re.search(r"^cancel_worker_last_success_timestamp_seconds\{.*\} \S+$", after, re.M)

@@ -1,11 +1,14 @@
 """Metrics: optional Prometheus push for batch jobs (`--pushgateway URL`).
 
 Batch jobs do not live long enough to be scraped, so at the end of a run the worker
-push-adds its figures to a Pushgateway, grouped by job and shard, with no `instance`
-label (a rerun replaces its own group instead of piling up stale ones). A `check` or a
-dry run pushes to a group of its own (`mode` added), and never a success timestamp:
-neither cancels anything, so neither may overwrite the night's exit code or stand in
-for its success. A failed push
+pushes its figures to a Pushgateway, grouped by job and shard, with no `instance`
+label. The push replaces the whole group (PUT): a push-add (POST) replaced only the
+series it held, so a night that canceled nothing, or released no JPY, left the night
+before's counts and money standing. The success timestamp must outlive failed nights
+(the alert on it fires when none comes), so it has a group of its own (`kind="success"`),
+pushed only on success. A `check` or a dry run pushes to a group of its own (`mode`
+added), and never a success timestamp: neither cancels anything, so neither may
+overwrite the night's exit code or stand in for its success. A failed push
 is logged and never changes the exit code: the report is the record, metrics are a view.
 
 Credentials in the URL (`http://user:password@host:9091`) are sent as HTTP Basic auth
@@ -20,7 +23,7 @@ from collections.abc import Callable, Mapping
 from urllib.parse import unquote
 
 import yarl
-from prometheus_client import CollectorRegistry, Gauge, pushadd_to_gateway
+from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
 from prometheus_client.exposition import basic_auth_handler, default_handler
 
 from worker.exits import Exit
@@ -71,12 +74,6 @@ def push(
         "1 if a guard rail stopped the last run (exit 4), else 0.",
         1 if guard_rail else 0,
     )
-    if exit_code in SUCCESS_CODES and mode == "run":
-        gauge(
-            "cancel_worker_last_success_timestamp_seconds",
-            "When a run last ended with exit 0.",
-            time.time(),
-        )
     per_outcome = Gauge(
         "cancel_worker_references",
         "References per outcome in the last run.",
@@ -99,21 +96,32 @@ def push(
     )
     for currency, minor in (released_total or {}).items():
         released.labels(currency=currency).set(minor)
+    group = {"shard": shard} | ({} if mode == "run" else {"mode": mode})
+    pushes = [(group, registry)]
+    if exit_code in SUCCESS_CODES and mode == "run":
+        success = CollectorRegistry()
+        Gauge(
+            "cancel_worker_last_success_timestamp_seconds",
+            "When a run last ended with exit 0.",
+            registry=success,
+        ).set(time.time())
+        pushes.append(({**group, "kind": "success"}, success))
     gateway, handler = with_credentials(url)
-    try:
-        pushadd_to_gateway(
-            gateway,
-            job=job,
-            registry=registry,
-            grouping_key={"shard": shard} | ({} if mode == "run" else {"mode": mode}),
-            timeout=10,
-            handler=handler,
-        )
-    except Exception as exc:
-        logs.log.warning(
-            "metrics_push_failed", pushgateway=gateway, error=f"{type(exc).__name__}: {exc}"
-        )
-        return False
+    for grouping_key, figures in pushes:
+        try:
+            push_to_gateway(
+                gateway,
+                job=job,
+                registry=figures,
+                grouping_key=grouping_key,
+                timeout=10,
+                handler=handler,
+            )
+        except Exception as exc:
+            logs.log.warning(
+                "metrics_push_failed", pushgateway=gateway, error=f"{type(exc).__name__}: {exc}"
+            )
+            return False
     return True
 
 
