@@ -3,8 +3,9 @@
 `<report>.html` by default. The page names merchants and payments like the report
 it shows, so it gets the report's own file mode; it is written to a temporary name
 and renamed into place, so a reader never opens half a page. It never replaces the
-report, its run record, journal or lock, or an input its runs read (`--out` names
-any file): the report is the night's record, and losing it loses what was sent.
+report, its run record, journal or lock, or an input its runs read, nor any existing
+file that is not a page (`--out` names any file: another shard's report, say): the
+report is the night's record, and losing it loses what was sent.
 """
 
 from __future__ import annotations
@@ -45,6 +46,27 @@ def check_target(report: Path, target: Path) -> None:
                 f"--out {target} is {what}: writing the page would overwrite it; "
                 f"choose another --out, e.g. {card_path(report)}"
             )
+    if _other_file(target):
+        raise ReportError(
+            f"--out {target} exists and is not a web page (another shard's report, an "
+            "input?): writing the page would overwrite it; choose another --out, e.g. "
+            f"{card_path(report)}, or remove {target} first"
+        )
+
+
+def _other_file(target: Path) -> bool:
+    """An existing file that an older page cannot be: not named `.html`/`.htm`, and
+    not starting as one does. Another night's files are not all beside this report."""
+    if target.suffix.lower() in (".html", ".htm"):
+        return False
+    try:
+        with open(target, "rb") as f:
+            start = f.read(64)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # unreadable, or not a file: not ours to replace
+    return not start.lstrip(b"\xef\xbb\xbf \t\r\n").lower().startswith(b"<!doctype html")
 
 
 def write_card(report: Path, out: Path | None = None, command: str | None = None) -> Path:

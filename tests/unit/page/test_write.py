@@ -57,3 +57,18 @@ def test_a_report_named_through_a_symlink_shows_its_run_records(tmp_path: Path) 
     shown = read_page(written.read_text(encoding="utf-8"))
     assert [r[0] for r in body_rows(shown.tables["runs"])] == ["r1"]
     assert "no run record" not in shown.texts["verdict"]
+
+
+@pytest.mark.parametrize("name", ["p.report.shard-1-of-3.csv", "night.csv", "notes"])
+def test_out_never_replaces_a_file_that_is_not_a_page(tmp_path: Path, name: str) -> None:
+    """`--out` over another shard's report (or an input) turned it into HTML; its next
+    run was refused as "not a cancel-worker report"."""
+    report = write_report(tmp_path / "p.report.shard-0-of-3.csv", [row(2, "A", "canceled")])
+    other = write_report(tmp_path / name, [row(3, "B", "canceled")])
+    before = other.read_bytes()
+    with pytest.raises(ReportError, match="exists and is not a web page"):
+        write_card(report, other)
+    assert other.read_bytes() == before
+    page = tmp_path / "old-page"
+    page.write_text("<!DOCTYPE html>\n<p>an older page</p>")
+    assert write_card(report, page) == page  # a page of any name is replaced
