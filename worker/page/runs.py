@@ -47,6 +47,7 @@ class Run:
     stopped_by: str | None
     requests: int | None
     fix: str | None = None  # what to do before a rerun can finish the night
+    target: str | None = None  # the API's URL, or `sandbox` (an older record: None)
 
     @property
     def killed(self) -> bool:
@@ -80,6 +81,7 @@ def runs_of(records: Iterable[Mapping[str, Any]]) -> tuple[list[Run], Mapping[st
             stopped_by=as_text(rec.get("stopped_by")) or None,
             requests=as_int(rec.get("requests")),
             fix=as_text(rec.get("fix")) or None,
+            target=as_text(rec.get("target")) or None,
         )
         if start and earlier is not None:
             continue  # an end record came first: keep it

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from worker.exits import MEANINGS, Exit
 from worker.page.night import Night
 from worker.page.runs import Run
+from worker.report.runs import SANDBOX
 
 #: Who or what ends a run early, by its exit code: the codes of a night not finished.
 _STOPPED_BY: dict[int, str] = {
@@ -66,6 +67,8 @@ def _rebuilt(night: Night, run: Run) -> str:
         words += ["--shard", run.shard]
     if kind == "dry-run":
         words.append("--dry-run")
+    if run.target == SANDBOX:  # without it, the rerun is refused: another target
+        words.append("--sandbox")
     return shlex.join(words) + "  (plus the other options the first run had)"
 
 

@@ -103,3 +103,13 @@ def test_a_sharded_check_run_is_rebuilt_with_its_shard(tmp_path: Path) -> None:
     assert v.command is not None
     assert v.command.startswith(f"cancel-worker check payments.csv --report {tmp_path / 'v.csv'}")
     assert "--shard 1/4" in v.command and "plus the other options" in v.command
+
+
+def test_a_killed_sandbox_run_is_rebuilt_with_sandbox(tmp_path: Path) -> None:
+    """Without `--sandbox` the command the page gave was refused (another target)."""
+    start = {"event": "start", "run_id": "r", "started_at": "x", "target": "sandbox"}
+    v = verdict(tmp_path, [DONE], [start])
+    assert v.command is not None and " --sandbox" in v.command
+    api = {**start, "target": "https://api.example"}
+    v = verdict(tmp_path, [DONE], [api])
+    assert v.command is not None and "--sandbox" not in v.command
