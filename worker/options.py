@@ -19,6 +19,7 @@ a panel still shows, under "Other options", and a test fails until it is given o
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Callable, Container, Iterable, Mapping
 from typing import Any
 
@@ -31,6 +32,19 @@ from worker.settings import MAX_COMMENT, RETRYABLE, SANDBOX_TIMEOUT, default, si
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 ENV_PREFIX = "CANCEL_WORKER_"
+
+
+class FiniteRange(click.FloatRange):
+    """click's FloatRange, less `nan` and `inf`: both pass its bounds (a NaN compares
+    false with everything), and then turn a rate, a timeout or a give-up off unseen."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(
+                f"{value!r} is not a finite number (range: {self._describe_range()}).", param, ctx
+            )
+        return number
 
 
 def env_name(flag: str) -> str:
@@ -151,7 +165,7 @@ def _common(run: bool) -> list[Decorator]:
         _tuned("--concurrency", click.IntRange(1, 1024), "Requests in flight at most."),
         _tuned(
             "--rate",
-            click.FloatRange(0),
+            FiniteRange(0),
             "API requests per second, all workers together; 0: no limit.",
             "R",
         ),
@@ -160,22 +174,22 @@ def _common(run: bool) -> list[Decorator]:
         ),
         _opt(
             "--timeout",
-            type=click.FloatRange(0.1),
+            type=FiniteRange(0.1),
             default=None,
             metavar="S",
             help=f"Seconds per HTTP request. [default: {default('timeout'):g}; {SANDBOX_TIMEOUT:g} with --sandbox]",
         ),
         _tuned(
             "--give-up-after",
-            click.FloatRange(1),
+            FiniteRange(1),
             "Abort (exit 3) after this many seconds without a successful request (or of a failing token endpoint).",
         ),
         _tuned(
             "--grace-seconds",
-            click.FloatRange(0),
+            FiniteRange(0),
             "On SIGTERM/SIGINT, seconds in-flight requests may finish.",
         ),
-        _tuned("--progress-seconds", click.FloatRange(0.1), "Seconds between progress log lines."),
+        _tuned("--progress-seconds", FiniteRange(0.1), "Seconds between progress log lines."),
         _opt(
             "--max-references",
             type=click.IntRange(0),

@@ -114,6 +114,20 @@ def test_a_bad_value_on_the_command_line_is_not_blamed_on_the_environment(
     assert "'--rate' (from CANCEL_WORKER_RATE)" in err
 
 
+@pytest.mark.parametrize(
+    "option", ["--rate", "--timeout", "--give-up-after", "--grace-seconds", "--progress-seconds"]
+)
+@pytest.mark.parametrize("value", ["nan", "inf", "1e400"])
+def test_nan_and_infinity_are_usage_errors(
+    capsys: pytest.CaptureFixture[str], option: str, value: str
+) -> None:
+    """They passed the ranges: `--rate inf` was a traceback (exit 1) after the report
+    was made, `--timeout nan` no timeout, `--give-up-after nan` never giving up."""
+    code, _, err = invoke(capsys, "run", "in.csv", option, value)
+    assert code == 2, err
+    assert f"'{option}': '{value}' is not a finite number" in err
+
+
 def test_a_shard_past_the_last_says_shards_count_from_zero(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
