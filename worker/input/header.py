@@ -34,7 +34,7 @@ class Columns:
         return tuple(i for i in range(len(self.names)) if i not in (self.reference, self.merchant))
 
 
-def _columns_for(header: list[str], delimiter: str, number: int) -> Columns | None:
+def columns_for(header: list[str], delimiter: str, number: int) -> Columns | None:
     names = [norm(h) for h in header]
     ref = next((names.index(k) for k in REFERENCE_KEYS if k in names), None)
     if ref is None:
@@ -83,7 +83,7 @@ def parse_header(line: str, name: str, delimiter: str | None = None, number: int
             # `"a";"b"` is broken CSV with `,` and fine with `;`: try the others first.
             errors[candidate] = exc
             continue
-        columns = _columns_for(header, candidate, number)
+        columns = columns_for(header, candidate, number)
         if columns is not None:
             _check_unique(header, columns, name)
             return columns

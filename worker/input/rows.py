@@ -16,10 +16,19 @@ import codecs
 import csv
 from collections import deque
 
-from worker.input.header import Columns
+from worker.errors import InputError
+from worker.input.header import Columns, columns_for
 from worker.input.jsonl import parse_json_object
 from worker.input.lines import MAX_LINE, TooLong
-from worker.input.parsed import Parsed, error_row, excerpt, norm
+from worker.input.parsed import (
+    COMMENT_KEYS,
+    MERCHANT_KEYS,
+    REFERENCE_KEYS,
+    Parsed,
+    error_row,
+    excerpt,
+    norm,
+)
 from worker.settings import MAX_COMMENT
 
 #: Why a CSV line with a carriage return of its own is `invalid`: only LF ends a line,
@@ -59,6 +68,28 @@ def _quoted_cells(text: str, delimiter: str) -> list[bool]:
         at = nxt + 1
 
 
+#: A cell that names a column, as a header repeated mid-file holds it.
+_HEADER_WORDS = frozenset((*REFERENCE_KEYS, *MERCHANT_KEYS, *COMMENT_KEYS))
+#: What such a cell can start with (any case, after spaces, a BOM or a quote): a cheap
+#: first test for the one row in millions it is.
+_HEADER_START = frozenset('prmcPRMC \t\ufeff"')
+
+
+def _header_word(cell: str) -> bool:
+    """A column's name, alone or first in a header of another separator
+    (`payment_reference;merchant_number` read with `,`)."""
+    return norm(cell).strip('"') in _HEADER_WORDS or _other_separator(cell)
+
+
+def _other_separator(cell: str) -> bool:
+    """`payment_reference;merchant_number`: a header cut by another separator."""
+    word = norm(cell).strip('"')
+    for sep in ";\t|,":
+        if sep in word:
+            return norm(word.split(sep, 1)[0]).strip('"') in _HEADER_WORDS
+    return False
+
+
 class RowParser:
     """Physical lines to `Parsed` rows, for one format; the header is already known."""
 
@@ -73,12 +104,6 @@ class RowParser:
             (columns.reference, columns.merchant, columns.comment) if columns else (0, None, None)
         )
         self._header = columns.header_line if columns else 1  # Excel's `sep=;` line first
-        # the header's reference name as a row's cell holds it when the header comes again
-        # (`cat a.csv b.csv`: the same export's spelling, maybe after the next file's BOM)
-        name = columns.names[columns.reference] if columns else None
-        # any case; its length first, a cheap test for the one row in millions it is
-        self._ref_lens = frozenset({len(name), len(name) + 1}) if name else frozenset()
-        self._ref_name = norm(name) if name else None
         self._next = 1  # number of the next physical line
         self._pending: list[str] = []  # lines of a CSV record whose comment spans lines
         self._pending_start = 0
@@ -260,11 +285,25 @@ class RowParser:
                     return f"stray quote in {self._column_name(col)}"
         return None
 
-    def _repeats(self, fields: list[str]) -> bool:
-        """Whether a row is the header again (`cat a.csv b.csv`): every cell its name."""
-        names = self._columns.names if self._columns else ()
-        return len(fields) == len(names) and all(
-            norm(f) == norm(n) for f, n in zip(fields, names, strict=True)
+    def _header_again(self, number: int, fields: list[str]) -> str | None:
+        """A row whose reference cell is a column's name may be a header again (`cat
+        a.csv b.csv`), in any case, spacing or alias: invalid when it puts the columns
+        where the first header did. One that names two columns in other places, or a
+        header of another separator, would have the rows after it read in the wrong
+        columns (a merchant number sent as a reference): InputError, exit 2 before any
+        request. A lone name beside other cells (`Payment_Reference,T1`) is a payment."""
+        again = columns_for(fields, self._delimiter, number)
+        layout = None if again is None else (again.reference, again.merchant, again.comment)
+        if layout == self._cells:
+            return "repeats the header row (files joined together?): not a payment"
+        named = sum(norm(f).strip('"') in _HEADER_WORDS for f in fields)
+        if named < 2 and not _other_separator(fields[0]):
+            return None
+        raise InputError(
+            f"line {number} is another header, {excerpt(self._delimiter.join(fields))}, with "
+            "its columns in other places than the first header's (files joined together?): "
+            "the rows after it would be read in the wrong columns; join only files with the "
+            "same header, or run each file on its own"
         )
 
     def _column_name(self, index: int) -> str:
@@ -277,9 +316,8 @@ class RowParser:
         ref, merchant, comment = self._cells
         n = len(fields)
         first = fields[ref] if ref < n else ""
-        if len(first) in self._ref_lens and error is None and norm(first) == self._ref_name:
-            if self._repeats(fields):
-                error = "repeats the header row (files joined together?): not a payment"
+        if first[:1] in _HEADER_START and error is None and _header_word(first):
+            error = self._header_again(number, fields)
         elif first == "sep=" and error is None and not "".join(fields[1:]):
             error = "an Excel sep= line inside the file (files joined together?): not a payment"
         if error is not None:

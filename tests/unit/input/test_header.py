@@ -145,3 +145,38 @@ def test_a_repeated_header_in_another_case_or_excels_sep_line_again_is_invalid(
     rows = read(write(tmp_path, "in.csv", data))
     assert [type(r).__name__ for r in rows] == ["Row", "Rejected", "Rejected", "Row"]
     assert "sep= line" in (rows[1].detail or "") and "repeats the header" in (rows[2].detail or "")
+
+
+def test_a_repeated_header_in_its_quoting_spacing_or_aliases_is_invalid(tmp_path: Path) -> None:
+    """Only the header spelled as the first was caught: ` payment_reference ,
+    merchant_number ` was sent as payment `payment_reference` of merchant
+    `merchant_number`, and so was `Payment,Merchant`."""
+    header = "payment_reference,merchant_number"
+    data = f'{header}\nA1,T1\n"payment_reference","merchant_number"\n'
+    data += " payment_reference , merchant_number \nPayment,Merchant\nA2,T1\n"
+    rows = read(write(tmp_path, "in.csv", data))
+    assert [type(r).__name__ for r in rows] == ["Row", "Rejected", "Rejected", "Rejected", "Row"]
+    assert all("repeats the header row" in r.detail for r in rows if isinstance(r, Rejected))
+
+
+@pytest.mark.parametrize(
+    "again",
+    ["merchant_number,payment_reference", "payment_reference;merchant_number", "merchant,payment"],
+)
+def test_a_second_header_with_its_columns_elsewhere_stops_the_file(
+    tmp_path: Path, again: str
+) -> None:
+    """`cat` of two exports whose columns differ: every row after the second header was
+    read in the first one's places (`T1,A2` sent as reference T1 of merchant A2)."""
+    data = f"payment_reference,merchant_number\nA1,T1\n{again}\nT1,A2\n"
+    with pytest.raises(InputError, match=r"line 3 is another header, .* other places"):
+        read(write(tmp_path, "in.csv", data))
+
+
+def test_a_lone_column_name_beside_other_cells_is_still_a_payment(tmp_path: Path) -> None:
+    data = "payment_reference,merchant_number\nPayment_Reference,T1\nmerchant,T2\n"
+    rows = read(write(tmp_path, "in.csv", data))
+    assert [(r.reference, r.merchant) for r in rows] == [
+        ("Payment_Reference", "T1"),
+        ("merchant", "T2"),
+    ]
