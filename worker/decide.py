@@ -118,7 +118,9 @@ def _after_query(step: Step, reply: Reply, status: int) -> Decision:
 
 def _from_state(step: Step, state: str | None) -> Decision:
     if not state:
-        return Final(Outcome.REJECTED, "the payment query answered 200 without a state")
+        # A garbled answer, not a refusal: the next query may well say (a `rejected` row
+        # is final, and a payment whose cancel landed would never be reported canceled).
+        return Next(step, transient=True)
     if step.check_only:
         return Final(Outcome.CHECKED)
     if state == CANCELED_STATE:

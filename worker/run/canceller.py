@@ -86,6 +86,10 @@ class Journal(Protocol):
     async def journaled(self, merchant: str, reference: str) -> None: ...
 
 
+#: Why a reference whose queries all answered 200 without a readable state failed.
+NO_STATE = "the payment query answered 200 without a state"
+
+
 def _what(reply: Reply) -> str:
     """What went wrong, as people say it: `HTTP 503`, `timeout`, `connection_error`."""
     return f"HTTP {reply.status}" if reply.status is not None else (reply.error_type or "no answer")
@@ -171,6 +175,8 @@ class Canceller:
                     break
         last = exchange.last
         why = (last.detail or last.title or last.error_type) if last else None
+        if last and last.status == 200 and not last.payment_state and not why:
+            why = NO_STATE
         status = (
             f"HTTP {last.status}" if last and last.status else (last.error_type if last else "")
         )

@@ -19,7 +19,7 @@ from worker.control.stop import StopGate, Stopped, Unfinished
 from worker.control.throttle import Throttle
 from worker.errors import ApiUnreachable, StorageError
 from worker.model import Op, Outcome, Reply, Result, Row
-from worker.run.canceller import CALLS_PER_TRY, SPARE_CALLS, Canceller
+from worker.run.canceller import CALLS_PER_TRY, NO_STATE, SPARE_CALLS, Canceller
 
 ROW = Row(line=2, merchant="T1", reference="order-1")
 
@@ -139,6 +139,21 @@ async def test_a_2xx_cancel_the_payment_contradicts_is_a_failed_try(
     assert result.detail is not None and result.detail.startswith("gave up after 3 tries")
     assert api.calls == [Op.CANCEL, Op.QUERY] * 3
     assert len(fake_time.sleeps) == 2  # the backoff between the three tries
+
+
+async def test_a_query_answering_200_without_a_state_is_asked_again(
+    fake_time: FakeTime,
+) -> None:
+    """A 500 after the cancel applied, then a garbled 200 to the query: the payment
+    was final `rejected` (and never reported canceled); the next query tells."""
+    api = ScriptedApi([Reply(500), Reply(200), Reply(200, payment_state="Canceled")])
+    result = await canceller(api, fake_time).process(ROW)
+    assert result.outcome is Outcome.CANCELED
+    assert api.calls == [Op.CANCEL, Op.QUERY, Op.QUERY]
+    garbled = ScriptedApi([Reply(500), Reply(200)])
+    result = await canceller(garbled, fake_time, max_attempts=3).process(ROW)
+    assert result.outcome is Outcome.FAILED  # a rerun asks again
+    assert result.detail == "gave up after 3 tries; last: HTTP 200 (" + NO_STATE + ")"
 
 
 async def test_the_ceiling_leaves_room_for_a_401_before_every_call(fake_time: FakeTime) -> None:
