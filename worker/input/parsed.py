@@ -80,7 +80,10 @@ def excerpt(text: str, limit: int = EXCERPT_LIMIT) -> str:
 
 
 def norm(name: str) -> str:
-    return name.strip().lstrip("\ufeff").strip().lower()
+    """A column name or JSON key as matched: any case, spaces around it or a BOM before
+    it, and a space or hyphen for `_` (`Merchant Number` is `merchant_number`: unmatched,
+    its rows took `--merchant`'s default merchant)."""
+    return name.strip().lstrip("\ufeff").strip().lower().replace(" ", "_").replace("-", "_")
 
 
 def error_row(number: int, reason: str) -> Parsed:

@@ -180,3 +180,10 @@ def test_a_lone_column_name_beside_other_cells_is_still_a_payment(tmp_path: Path
         ("Payment_Reference", "T1"),
         ("merchant", "T2"),
     ]
+
+
+def test_a_space_or_hyphen_in_a_column_name_counts_as_an_underscore(tmp_path: Path) -> None:
+    """`Merchant Number` was no merchant column: both rows went to --merchant's T5."""
+    path = write(tmp_path, "in.csv", "Payment-Reference,Merchant Number\nA1,T1\nA2,T2\n")
+    rows = [validate(p, "T5") for p in open_input(str(path)).rows()]
+    assert [(r.reference, r.merchant) for r in rows] == [("A1", "T1"), ("A2", "T2")]
