@@ -77,5 +77,5 @@ async def test_the_resume_line_counts_one_way(tmp_path: Path) -> None:
         if line.startswith("{") and (event := json.loads(line))["event"] == "resuming"
     ]  # fmt: skip
     assert resuming["message"] == (
-        "resuming in.report.csv: 1,200 rows from 1 earlier run; 0 references left, 1,200 settled"
+        "resuming in.report.csv: 1,200 rows from 1 earlier run, 0 references left, 1,200 settled"
     )

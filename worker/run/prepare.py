@@ -186,7 +186,7 @@ def _prepare(settings: Settings, lock: ReportLock, store: SpillStore) -> Prepare
             earlier_runs=run_count(runs),
             references_left=left,
             message=f"resuming {settings.report}: {count(prior.rows, 'row')} from "
-            f"{count(run_count(runs), 'earlier run')}; "
+            f"{count(run_count(runs), 'earlier run')}, "
             + ("? references left" if left is None else f"{count(left, 'reference')} left")
             + ("" if done is None else f", {done:,} settled"),
         )

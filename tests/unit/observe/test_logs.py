@@ -137,7 +137,7 @@ def test_a_long_mapping_wraps_inside_its_own_block() -> None:
 def test_a_text_longer_than_a_line_wraps_between_words_not_inside_one() -> None:
     # the resume line of a run at 80 columns: the terminal cut "referen|ces"
     message = (
-        "resuming payments.report.csv: 174 rows from 2 earlier runs; "
+        "resuming payments.report.csv: 174 rows from 2 earlier runs, "
         "1,826 references left, 174 settled"
     )
     event = {"event": "resuming", "rows": 174, "references_left": 1826, "message": message}
