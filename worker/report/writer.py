@@ -278,8 +278,9 @@ def _cells(r: Result, finished_at: str, run_id: str) -> list[Any]:
 def _as_dict(r: Result, finished_at: str) -> dict[str, Any]:
     return {
         "line": r.line,
-        "merchant_number": r.merchant,
-        "payment_reference": r.reference,
+        # empty (an invalid row's missing cell) is null, as every empty JSON Lines value
+        "merchant_number": r.merchant or None,
+        "payment_reference": r.reference or None,
         "outcome": r.outcome.value,
         "http_status": r.http_status,
         "error_type": mask(r.error_type) if r.error_type else None,

@@ -82,6 +82,20 @@ def test_an_empty_echoed_cell_is_null_in_a_jsonl_report(tmp_path: Path) -> None:
     assert row["zero"] == 0 and row["no"] is False  # JSON values as read, not emptied
 
 
+def test_an_invalid_rows_missing_merchant_or_reference_is_null_in_a_jsonl_report(
+    tmp_path: Path,
+) -> None:
+    """The contract: empty values are null. An invalid row with no reference or no
+    merchant wrote "" (and the rerun still matches it: no second invalid row)."""
+    path = tmp_path / "r.jsonl"
+    write(path, Result(2, "", "", Outcome.INVALID, detail="cannot parse JSON"))
+    row = json.loads(path.read_text())
+    assert row["merchant_number"] is None and row["payment_reference"] is None
+    prior = load_report(path, RUN, SpillStore(path, 1 << 30), by_line=True)
+    again = Rejected(2, "", "", Outcome.INVALID, "cannot parse JSON")
+    assert prior.unsent_before(again)
+
+
 @pytest.mark.parametrize("name", ["r.csv", "r.jsonl"])
 def test_every_text_cell_is_masked_but_the_keys(tmp_path: Path, name: str) -> None:
     token = "eyJhbGciOi.eyJzdWIi.c2lnbmF0dXJl"
