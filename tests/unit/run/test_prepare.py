@@ -79,3 +79,16 @@ def test_echo_columns_must_name_columns_of_the_csv_header(tmp_path: Path) -> Non
         prepared.store.close()
         prepared.lock.release()
         prepared.source.close()
+
+
+@pytest.mark.parametrize("merchant", ["T\x01", "T\u200b1", "x" * 2001])
+def test_a_merchant_option_no_row_could_hold_is_a_usage_error(
+    tmp_path: Path, merchant: str
+) -> None:
+    """It made every row that names no merchant `invalid` (exit 1), not exit 2."""
+    src = tmp_path / "in.csv"
+    src.write_text("payment_reference\nA1\n")
+    settings = Settings(mode=Mode.RUN, input=str(src), report=tmp_path / "r.csv", merchant=merchant)
+    with pytest.raises(UsageError, match=r"--merchant .* is not a merchant number: "):
+        prepare(settings)
+    assert not (tmp_path / "r.csv").exists()
