@@ -73,11 +73,14 @@ _HEADER_WORDS = frozenset((*REFERENCE_KEYS, *MERCHANT_KEYS, *COMMENT_KEYS))
 #: What such a cell can start with (any case, after spaces, a BOM or a quote): a cheap
 #: first test for the one row in millions it is.
 _HEADER_START = frozenset('prmcPRMC \t\ufeff"')
+_HEADER_PREFIXES = ("payment", "reference", "merchant", "comment")
 
 
 def _header_word(cell: str) -> bool:
     """A column's name, alone or first in a header of another separator
     (`payment_reference;merchant_number` read with `,`)."""
+    if not cell.strip(' \t\ufeff"').lower().startswith(_HEADER_PREFIXES):
+        return False  # the usual reference, `pay_0042` too, cheaply
     return norm(cell).strip('"') in _HEADER_WORDS or _other_separator(cell)
 
 
