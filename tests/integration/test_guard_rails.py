@@ -18,10 +18,12 @@ import time
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from tests.inprocess import run_job
 from tests.support import (
     REPO,
+    answering,
     cancel_requests,
     env_for,
     latest,
@@ -263,6 +265,33 @@ async def test_a_wrong_merchant_stops_the_run_with_exit_4(
     rail = next(json.loads(x) for x in done.log.splitlines() if '"guard_rail"' in x)
     assert f"HTTP {status}" in rail["reason"] and "merchant" in rail["reason"]
     assert len(read_report(tmp_path / "in.report.csv")) == sent  # in flight finished, written
+
+
+async def test_an_endpoint_answering_200_html_to_everything_stops_at_the_guard_rail(
+    tmp_path: Path,
+) -> None:
+    """A wrong BAMBORA_API_URL (a web server's page): retrying its stateless 200s made a
+    run of 200 references 1,200 requests and exit 5, a code the Kubernetes samples
+    retry; each answer is `rejected`, and the rail stops the run (exit 4)."""
+    calls: list[str] = []
+
+    async def page(request: web.Request) -> web.Response:
+        calls.append(request.method)
+        return web.Response(text="<html>hello</html>", content_type="text/html")
+
+    src = write_csv(tmp_path / "in.csv", [(f"r-{i}", "T1") for i in range(200)])
+    async with answering(page) as url:
+        env = env_for(None, BAMBORA_API_URL=url, BAMBORA_TOKEN="abc")
+        done = await run_cli(
+            "run", str(src), *FAST, "--stop-on-rejections", "20", env=env, cwd=tmp_path
+        )
+    assert done.code == 4, done.stderr[-2000:]
+    assert len(calls) <= 2 * (20 + 4)  # a cancel and its query each, K + --concurrency
+    rows = read_report(tmp_path / "in.report.csv")
+    assert sum(r["outcome"] == "rejected" for r in rows) >= 20
+    # a reference the rail caught between its cancel and its query
+    stopped = [r for r in rows if r["outcome"] != "rejected"]
+    assert all(r["detail"].startswith("the run stopped before its next request") for r in stopped)
 
 
 async def test_retry_outcomes_sends_chosen_final_outcomes_again(tmp_path: Path) -> None:

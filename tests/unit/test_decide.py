@@ -82,9 +82,18 @@ CASES = [
         Next(Step(Op.CANCEL, maybe_landed=True), transient=True),
     ),
     (Step(Op.QUERY, maybe_landed=True, disputed=True), state("Canceled"), Final(Outcome.CANCELED)),
-    # a garbled 200 is no refusal: asked again (it made a voided payment `rejected`)
+    # a garbled 200 where the query settles the money (after an unclear answer or a
+    # refusal) is asked again: final `rejected` hid a landed cancel ...
     (QUERY, Reply(200), Next(QUERY, transient=True)),
-    (CHECK, Reply(200), Next(CHECK, transient=True)),
+    (QUERY_AFTER_422, Reply(200), Next(QUERY_AFTER_422, transient=True)),
+    # ... but a 2xx without a state to the cancel and to its query too is a wrong
+    # endpoint, and a check has nothing to settle: rejected, for the guard rail to see
+    (
+        Step(Op.QUERY, maybe_landed=True, disputed=True),
+        Reply(200),
+        Final(Outcome.REJECTED, "the payment query answered 200 without a state"),
+    ),
+    (CHECK, Reply(200), Final(Outcome.REJECTED, "the payment query answered 200 without a state")),
     (QUERY, Reply(400), Final(Outcome.REJECTED)),
     (QUERY, Reply(401), Reauth()),
     (QUERY, Reply(403), Final(Outcome.REJECTED)),

@@ -34,7 +34,7 @@ from worker.bambora.backoff import BACKOFF, RetryLater
 from worker.control.outage import OutageGate
 from worker.control.stop import StopGate, Stopped, Unfinished
 from worker.control.throttle import Throttle
-from worker.decide import Final, Next, Reauth, Step, decide, is_api_trouble
+from worker.decide import NO_STATE, Final, Next, Reauth, Step, decide, is_api_trouble
 from worker.errors import AbortError, CredentialsRefused, StorageError
 from worker.model import Op, Outcome, Reply, Result, Row
 from worker.run.summary import Calls
@@ -84,10 +84,6 @@ class Journal(Protocol):
     """
 
     async def journaled(self, merchant: str, reference: str) -> None: ...
-
-
-#: Why a reference whose queries all answered 200 without a readable state failed.
-NO_STATE = "the payment query answered 200 without a state"
 
 
 def _what(reply: Reply) -> str:

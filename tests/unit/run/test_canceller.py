@@ -17,9 +17,10 @@ from tests.fakes import FakeTime, run_on
 from worker.control.outage import OutageGate
 from worker.control.stop import StopGate, Stopped, Unfinished
 from worker.control.throttle import Throttle
+from worker.decide import NO_STATE
 from worker.errors import ApiUnreachable, StorageError
 from worker.model import Op, Outcome, Reply, Result, Row
-from worker.run.canceller import CALLS_PER_TRY, NO_STATE, SPARE_CALLS, Canceller
+from worker.run.canceller import CALLS_PER_TRY, SPARE_CALLS, Canceller
 
 ROW = Row(line=2, merchant="T1", reference="order-1")
 
