@@ -272,8 +272,10 @@ def merge_reports(
 ) -> None:
     """Combine shard reports into OUT; no reference may be missing or doubled.
 
-    Every shard of the night must be there (each report's shard I/N from its run
-    record, else its name *.shard-I-of-N.*), all of one kind of run and one target.
+    Every shard of the night must be there, once (each report's shard I/N from its
+    run record, else its name *.shard-I-of-N.*), finished (its last run read its whole
+    input and was not stopped), all of one kind of run, one target and (without
+    --input) one input.
 
     OUT may not be one of the reports (or a run record, or the input); it is written
     whole or not at all, with OUT.runs.jsonl beside it: every shard's run records, then

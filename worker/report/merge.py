@@ -288,7 +288,7 @@ def merge(
             )
     records = {p: _run_records(p) for p in reports}
     check_out(out, reports, input_path, records)
-    check_shards(reports, records)
+    check_shards(reports, records, by_input=input_path is not None)
     columns = dict.fromkeys(REPORT_COLUMNS)
     latest: dict[Any, tuple[Path, Rec]] = {}
     owner: dict[int, tuple[Path, Any]] = {}  # line -> the shard and identity reporting it

@@ -24,14 +24,16 @@ Rec = dict[str, Any]
 Records = dict[Path, list[Rec] | None]
 
 
-def check_shards(reports: list[Path], records: Records) -> None:
-    """Raise MergeError unless the reports are every shard of one finished night."""
-    _check_one_night(records)
+def check_shards(reports: list[Path], records: Records, *, by_input: bool = False) -> None:
+    """Raise MergeError unless the reports are every shard of one finished night.
+    `by_input`: `--input` was given, and its row check proves every line, so a shard
+    rerun alone on a changed input (a fixed invalid line) is not another night."""
+    _check_one_night(records, by_input)
     _check_every_shard_once(reports, records)
     _check_finished(records)
 
 
-def _check_one_night(records: Records) -> None:
+def _check_one_night(records: Records, by_input: bool) -> None:
     """One kind of run, one target, one input: a `check` or a sandbox rehearsal left
     under a shard's name, or another night's shard, is not this night's."""
     # an older version's record has no `target` (its `api_url` named a sandbox by a new
@@ -48,6 +50,8 @@ def _check_one_night(records: Records) -> None:
                 if isinstance(value, str) and rec.get("mode") != "merge":
                     seen.setdefault(value, path)
         _refuse_two(seen, what, shown, f"merge the shards of one {what}")
+    if by_input:
+        return
     inputs: dict[str, Path] = {}
     for path, recs in records.items():
         latest = [r for r in recs or [] if r.get("mode") != "merge" and whole_hash(r)]
@@ -57,8 +61,8 @@ def _check_one_night(records: Records) -> None:
         inputs,
         "input",
         lambda sha: f"an input with SHA-256 {sha[:12]}...",
-        "merge the shards of one night (a shard rerun on a changed input: rerun the "
-        "others on it too, with --allow-changed-input)",
+        "merge the shards of one night (a shard rerun on a changed input: give the "
+        "input with --input, which checks every line, or rerun the others on it too)",
     )
 
 

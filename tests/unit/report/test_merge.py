@@ -466,3 +466,14 @@ def test_shards_of_two_inputs_are_not_merged(tmp_path: Path, shards: list[Path])
         merge(tmp_path / "all.csv", shards)
     recorded(shards[1], shard="1/2", input_sha256="a" * 64)
     assert merge(tmp_path / "all.csv", shards).totals["rows"] == 3
+
+
+def test_with_the_input_a_shard_rerun_on_a_changed_input_still_merges(tmp_path: Path) -> None:
+    """docs/kubernetes.md's way: fix an invalid line, rerun the shard that now holds it
+    with --allow-changed-input, merge with --input (which checks every line)."""
+    src, one, two = input_and_shards(tmp_path)
+    recorded(one, shard="0/2", input_sha256="a" * 64)
+    recorded(two, shard="1/2", input_sha256="b" * 64)
+    with pytest.raises(MergeError, match="more than one input"):
+        merge(tmp_path / "all.csv", [one, two])
+    assert merge(tmp_path / "all.csv", [one, two], src, "T1").totals["rows"] == 4
