@@ -57,15 +57,17 @@ def check_target(report: Path, target: Path) -> None:
 def _other_file(target: Path) -> bool:
     """An existing file that an older page cannot be: not named `.html`/`.htm`, and
     not starting as one does. Another night's files are not all beside this report."""
-    if target.suffix.lower() in (".html", ".htm"):
-        return False
     try:
+        if not stat.S_ISREG(os.stat(target).st_mode):
+            return True  # a FIFO (opening it would wait for a writer), a device: not ours
+        if target.suffix.lower() in (".html", ".htm"):
+            return False
         with open(target, "rb") as f:
             start = f.read(64)
     except FileNotFoundError:
         return False
     except OSError:
-        return True  # unreadable, or not a file: not ours to replace
+        return True  # unreadable: not ours to replace
     return not start.lstrip(b"\xef\xbb\xbf \t\r\n").lower().startswith(b"<!doctype html")
 
 

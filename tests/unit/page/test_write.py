@@ -72,3 +72,11 @@ def test_out_never_replaces_a_file_that_is_not_a_page(tmp_path: Path, name: str)
     page = tmp_path / "old-page"
     page.write_text("<!DOCTYPE html>\n<p>an older page</p>")
     assert write_card(report, page) == page  # a page of any name is replaced
+
+
+def test_out_refuses_a_fifo_instead_of_waiting_for_a_writer(tmp_path: Path) -> None:
+    report = write_report(tmp_path / "r.csv", [row(2, "A", "canceled")])
+    fifo = tmp_path / "pipe.html"
+    os.mkfifo(fifo)
+    with pytest.raises(ReportError, match="exists and is not a web page"):
+        write_card(report, fifo)
