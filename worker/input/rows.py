@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import re
 from collections import deque
 
 from worker.errors import InputError
@@ -86,11 +87,32 @@ def _header_word(cell: str) -> bool:
 
 def _other_separator(cell: str) -> bool:
     """`payment_reference;merchant_number`: a header cut by another separator."""
+    return bool(_split_header(cell))
+
+
+def _split_header(cell: str) -> list[str]:
+    """The names of a header cut by another separator, first a column's; else []."""
     word = norm(cell).strip('"')
     for sep in ";\t|,":
         if sep in word:
-            return norm(word.split(sep, 1)[0]).strip('"') in _HEADER_WORDS
-    return False
+            names = [norm(part).strip('"') for part in word.split(sep)]
+            return names if names[0] in _HEADER_WORDS else []
+    return []
+
+
+#: A header's cell once matched (`norm`: spaces and hyphens are `_`): letters and `_`.
+_NAME = re.compile(r"[a-z_]+")
+
+
+def _a_header(names: list[str]) -> bool:
+    """Cells only a header holds: two at least, all names, one a known column's
+    (`T1,reference,payment` is a payment: `t1` is no name)."""
+    given = [n for n in names if n]
+    return (
+        len(given) >= 2
+        and any(n in _HEADER_WORDS for n in given)
+        and all(_NAME.fullmatch(n) for n in given)
+    )
 
 
 class RowParser:
@@ -291,16 +313,17 @@ class RowParser:
     def _header_again(self, number: int, fields: list[str]) -> str | None:
         """A row whose reference cell is a column's name may be a header again (`cat
         a.csv b.csv`), in any case, spacing or alias: invalid when it puts the columns
-        where the first header did. One that names two columns in other places, or a
-        header of another separator, would have the rows after it read in the wrong
-        columns (a merchant number sent as a reference): InputError, exit 2 before any
-        request. A lone name beside other cells (`Payment_Reference,T1`) is a payment."""
+        where the first header did. One that is a header by every cell (`_a_header`) but
+        puts them elsewhere, or uses another separator, would have the rows after it
+        read in the wrong columns (a merchant number sent as a reference): InputError,
+        exit 2 before any request. Anything else (`Payment_Reference,T1`) is a payment."""
         again = columns_for(fields, self._delimiter, number)
         layout = None if again is None else (again.reference, again.merchant, again.comment)
         if layout == self._cells:
             return "repeats the header row (files joined together?): not a payment"
-        named = sum(norm(f).strip('"') in _HEADER_WORDS for f in fields)
-        if named < 2 and not _other_separator(fields[0]):
+        ref = self._cells[0]
+        names = [norm(f).strip('"') for f in fields]
+        if not (_a_header(names) or _a_header(_split_header(fields[ref]))):
             return None
         raise InputError(
             f"line {number} is another header, {excerpt(self._delimiter.join(fields))}, with "

@@ -187,3 +187,20 @@ def test_a_space_or_hyphen_in_a_column_name_counts_as_an_underscore(tmp_path: Pa
     path = write(tmp_path, "in.csv", "Payment-Reference,Merchant Number\nA1,T1\nA2,T2\n")
     rows = [validate(p, "T5") for p in open_input(str(path)).rows()]
     assert [(r.reference, r.merchant) for r in rows] == [("A1", "T1"), ("A2", "T2")]
+
+
+@pytest.mark.parametrize(
+    ("header", "row"),
+    [
+        ("payment_reference,merchant_number", '"payment;2024-001",T1'),
+        ("merchant_number,payment_reference,note", "T1,reference,payment"),
+        ("payment_reference,merchant_number", "payment,T1"),
+    ],
+)
+def test_a_payment_that_only_starts_like_a_header_is_sent(
+    tmp_path: Path, header: str, row: str
+) -> None:
+    """A reference `payment;2024-001`, or cells that are column names beside a merchant
+    number, stopped the whole file (exit 2): a header is names in every cell."""
+    (item,) = read(write(tmp_path, "in.csv", f"{header}\n{row}\n"))
+    assert isinstance(item, Row)
