@@ -87,8 +87,6 @@ def _refuse(constant: str) -> Any:
 
 
 _KNOWN = frozenset((*REFERENCE_KEYS, *MERCHANT_KEYS, *COMMENT_KEYS))
-#: Each known key as it stands in a line, quoted: a second one there may be a second key.
-_QUOTED = {key: orjson.dumps(key) for key in _KNOWN}
 
 
 def _named_twice(data: bytes, obj: dict[str, Any], named: dict[str, Any]) -> str | None:
@@ -103,8 +101,10 @@ def _named_twice(data: bytes, obj: dict[str, Any], named: dict[str, Any]) -> str
             seen.add(n)
     if data.count(b'":') <= len(obj):  # no more keys in the text than in the object
         return None
-    for key, quoted in _QUOTED.items():  # some `":` is a second key, or inside a value
-        if key in obj and data.count(quoted) > 1:
+    for key in obj:  # some `":` is a second key, or inside a value
+        if norm(key) not in _KNOWN:
+            continue
+        if data.count(orjson.dumps(key)) > 1:  # as written, `Payment Reference` too
             text = data.decode("utf-8", "surrogateescape")  # as read (see `_not_utf8`)
             try:  # rare: the key's text recurs in the line
                 pairs = json.loads(text, object_pairs_hook=list)

@@ -463,6 +463,9 @@ def test_an_empty_delimiter_is_refused(tmp_path: Path) -> None:
         b'{"payment_reference": "FIRST", "merchant_number": "1", "payment_reference": "LAST"}',
         b'{"payment_reference": "P2", "merchant_number": "111", "merchant_number": "222"}',
         b'{"Payment_Reference": "A", "payment_reference": "B", "merchant_number": "1"}',
+        # the same spelling twice, other than the canonical one (sent B)
+        b'{"payment reference": "A", "payment reference": "B", "merchant": "1"}',
+        b'{"Payment_Reference": "A", "Payment_Reference": "B", "merchant": "1"}',
     ],
 )
 def test_a_json_row_naming_a_known_key_twice_is_invalid(line: bytes) -> None:
