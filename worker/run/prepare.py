@@ -26,7 +26,7 @@ from worker.input.dedup import CandidateDeduper, CandidateFinder, Deduper, Exact
 from worker.input.fingerprint import Fingerprint, Recorder
 from worker.input.head import fresh_head, head_digest
 from worker.input.lines import GZIP_MAGIC
-from worker.input.parsed import Parsed
+from worker.input.parsed import Parsed, excerpt
 from worker.input.screened import Keeper, Screened
 from worker.input.source import Source, open_input
 from worker.input.validate import validate
@@ -217,7 +217,7 @@ def _check_merchant(merchant: str | None) -> None:
     if merchant is not None:
         checked = validate(Parsed(0, "reference", None, None), merchant)
         if isinstance(checked, Rejected):
-            raise UsageError(f"--merchant {merchant!r} is not a merchant number: {checked.detail}")
+            raise UsageError(f"--merchant {excerpt(merchant)} is not a merchant number: {checked.detail}")
 
 
 def _open(s: Settings) -> Source:
