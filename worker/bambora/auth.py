@@ -305,6 +305,10 @@ class ClientCredentials:
 
 def _failure(exc: aiohttp.ClientError) -> str:
     """What went wrong, as people say it: `connection refused`, else the error's kind."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        # its errno is OpenSSL's 1, which os.strerror calls "operation not permitted"
+        why = getattr(exc.certificate_error, "verify_message", None) or "verify failed"
+        return f"TLS certificate not trusted ({why}): for a private CA, give --ca-bundle"
     cause = getattr(exc, "os_error", None)
     errno = getattr(cause, "errno", None) or getattr(exc, "errno", None)
     if errno:

@@ -118,3 +118,20 @@ async def test_the_default_context_trusts_SSL_CERT_FILE(pki: Pki, tmp_path: Path
         await server.close()
     assert trusted == "200 hello"
     assert untrusted == "untrusted CERTIFICATE_VERIFY_FAILED"
+
+
+async def test_an_untrusted_token_endpoint_is_named_a_certificate_problem(pki: Pki) -> None:
+    """A token endpoint behind a private CA, without --ca-bundle: the holding and the
+    abort said "operation not permitted" (OpenSSL's errno 1 read as EPERM)."""
+    from worker.bambora.auth import _failure
+
+    server = await tls_server(pki)
+    try:
+        async with make_session(concurrency=2, tls=None) as session:
+            with pytest.raises(aiohttp.ClientConnectorCertificateError) as caught:
+                await session.post(str(server.make_url("/connect/token")))
+    finally:
+        await server.close()
+    said = _failure(caught.value)
+    assert said.startswith("TLS certificate not trusted (") and "--ca-bundle" in said
+    assert "operation not permitted" not in said
