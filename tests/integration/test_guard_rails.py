@@ -248,6 +248,24 @@ async def test_max_references_on_standard_input_stops_at_the_cap(tmp_path: Path)
         _, err = await proc.communicate(f"payment_reference,merchant_number\n{rows}".encode())
         assert proc.returncode == 4, err.decode()[-2000:]
         assert cancel_requests(server) == 5
+        assert "the first 5 were sent, the rest not read" in err.decode()
+
+
+async def test_a_dry_run_over_the_cap_on_standard_input_says_nothing_was_sent(
+    tmp_path: Path,
+) -> None:
+    """It said "the first 3 were sent" under a preview saying nothing is sent."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "worker", "run", "-", "--max-references", "3", "--dry-run",
+        env=env_for(None), cwd=tmp_path, stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    rows = "".join(f"z{i},T1\n" for i in range(5))
+    _, raw = await proc.communicate(f"payment_reference,merchant_number\n{rows}".encode())
+    err = raw.decode()
+    assert proc.returncode == 4, err[-2000:]
+    assert "the first 3 would have been sent (a dry run sends nothing)" in err
+    assert "were sent" not in err
 
 
 @pytest.mark.parametrize(("prefix", "status"), [("forbidden-", "403"), ("unknown-", "404")])

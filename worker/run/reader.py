@@ -42,10 +42,11 @@ CHANGED_FIX = (
 )
 
 
-def over_cap(cap: int) -> str:
+def over_cap(cap: int, dry_run: bool = False) -> str:
+    taken = "would have been sent (a dry run sends nothing)" if dry_run else "were sent"
     return (
         f"stopped by a guard rail: the input holds more than --max-references {cap} "
-        f"references to send; the first {cap} were sent, the rest not read"
+        f"references to send; the first {cap} {taken}, the rest not read"
     )
 
 
@@ -63,9 +64,10 @@ class Reader:
         max_sends: int | None = None,
         on_cap: Callable[[str], None] = lambda reason: None,
         screened: Screened | None = None,
+        dry_run: bool = False,
     ) -> None:
         """`screened`: the whole of `source` as the pre-pass screened it (then the
-        file is not read again)."""
+        file is not read again); `dry_run`: the cap's message says nothing was sent."""
         self._source = source
         self._admission = admission
         self._queue = queue
@@ -74,6 +76,7 @@ class Reader:
         self._max_sends = max_sends
         self._on_cap = on_cap
         self._screened = screened
+        self._dry_run = dry_run
         self._batches: AsyncGenerator[Batch, None] = (
             _kept(screened, source) if screened else self._screen(read_batches(source))
         )
@@ -106,7 +109,7 @@ class Reader:
                     continue
                 if isinstance(admitted, Send):
                     if cap is not None and self._sends == cap:
-                        self._on_cap(over_cap(cap))  # this row is not taken: not read
+                        self._on_cap(over_cap(cap, self._dry_run))  # this row is not taken: not read
                         return
                     await queue.put(admitted)  # a stop while it waits: not taken
                     self._sends += 1

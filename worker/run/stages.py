@@ -93,6 +93,7 @@ async def run_stages(
                     max_sends=s.max_references,
                     on_cap=lambda why: ledger.stop(Stop.guard(why, closes_gate=False)),
                     screened=prepared.screened,
+                    dry_run=s.dry_run,
                 ),
                 queue=queue,
                 processor=sender.canceller,
