@@ -49,7 +49,7 @@ def validate(parsed: Parsed, default_merchant: str | None) -> Row | Rejected:
     """Apply the README's row rules; `Rejected` rows are reported and never sent."""
     reference = (parsed.reference or "").strip(BLANK)
     merchant = (parsed.merchant or "").strip(BLANK) or (default_merchant or "").strip(BLANK)
-    comment = parsed.comment if parsed.comment else None
+    comment = parsed.comment if parsed.comment and not parsed.comment.isspace() else None
     if (  # the common row, every rule passed at once; `_checked` says why a row fails
         parsed.error is None
         and 0 < len(reference) <= MAX_REFERENCE

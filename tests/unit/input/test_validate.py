@@ -34,7 +34,16 @@ REFERENCES = [
     None,
 ]
 MERCHANTS = ["T1", "", " T2 ", "9" * MAX_MERCHANT, "9" * (MAX_MERCHANT + 1), "M\x01", "Ü", None]
-COMMENTS = [None, "", "end of day", "c" * MAX_COMMENT, "c" * (MAX_COMMENT + 1), "é", "x\udcfe"]
+COMMENTS = [
+    None,
+    "",
+    "  ",
+    "end of day",
+    "c" * MAX_COMMENT,
+    "c" * (MAX_COMMENT + 1),
+    "é",
+    "x\udcfe",
+]
 
 
 @pytest.mark.parametrize("default", [None, "D1"])
@@ -45,7 +54,8 @@ def test_the_fast_path_agrees_with_every_rule(default: str | None) -> None:
         parsed = Parsed(7, ref, merchant, comment, error=error, extra=(("id", "1"),))
         stripped_ref = (ref or "").strip(BLANK)
         stripped_merchant = (merchant or "").strip(BLANK) or (default or "").strip(BLANK)
-        expected = _checked(parsed, stripped_ref, stripped_merchant, comment or None)
+        blank = not comment or comment.isspace()
+        expected = _checked(parsed, stripped_ref, stripped_merchant, None if blank else comment)
         assert validate(parsed, default) == expected, (ref, merchant, comment, error)
 
 
@@ -90,3 +100,9 @@ def test_a_control_separator_or_invisible_character_anywhere_is_invalid(
 def test_spaces_of_any_width_and_tabs_around_a_cell_are_stripped() -> None:
     parsed = Parsed(2, "\u00a0\tr1\u2003 ", "\u3000T1\t", None)
     assert validate(parsed, None) == Row(2, "T1", "r1")
+
+
+def test_a_comment_cell_of_only_spaces_is_empty_so_the_default_comment_applies() -> None:
+    """`k3,"  "` was sent with comment "  " instead of --comment's."""
+    row = validate(Parsed(2, "k3", "T1", "  "), None)
+    assert isinstance(row, Row) and row.comment is None
