@@ -116,19 +116,11 @@ def _after_query(step: Step, reply: Reply, status: int) -> Decision:
     )
 
 
-#: A 200 to the payment query that names no state.
-NO_STATE = "the payment query answered 200 without a state"
-
-
 def _from_state(step: Step, state: str | None) -> Decision:
     if not state:
-        if step.disputed or step.check_only:
-            # 2xx with no state to a cancel and its query alike (a wrong endpoint answering
-            # HTML), or a check's own question: no retry changes it, and the guard rail
-            # must see it (exit 4, not a night of retries ending `failed`)
-            return Final(Outcome.REJECTED, NO_STATE)
-        # After an unclear answer or a refusal the query settles what happened to the
-        # money: a garbled 200 there is asked again (final `rejected` hid a landed cancel).
+        # A garbled, empty or HTML 200 settles nothing: asked again, a try each time (a
+        # final `rejected` hid a cancel that landed). A wrong endpoint answering web
+        # pages ends each reference `failed`, which the guard rail counts.
         return Next(step, transient=True)
     if step.check_only:
         return Final(Outcome.CHECKED)

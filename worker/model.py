@@ -127,6 +127,12 @@ class Op(StrEnum):
     QUERY = "query"
 
 
+#: `error_type` of a payment query answered 200 without a payment state (a web page, an
+#: empty or garbled body): asked again (`decide`), and counted by the guard rail when a
+#: reference ends `failed` on it.
+NO_PAYMENT_STATE = "no_payment_state"
+
+
 @dataclass(slots=True)
 class Reply:
     """What one HTTP exchange produced.

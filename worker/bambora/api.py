@@ -23,7 +23,7 @@ import yarl
 from multidict import CIMultiDict
 
 from worker.bambora.deadline import Deadlines
-from worker.model import DETAIL_LIMIT, Op, Reply
+from worker.model import DETAIL_LIMIT, NO_PAYMENT_STATE, Op, Reply
 
 API_VERSION = "1"
 MAX_RETRY_AFTER = 60.0
@@ -130,7 +130,7 @@ class ApiClient:
                     body = await response.read()
                 finally:
                     response.release()
-                return self._reply(response, body)
+                return self._reply(response, body, op)
         except (TimeoutError, aiohttp.ServerTimeoutError):  # connecting included: maybe sent
             return Reply(None, "timeout", detail="no answer within the timeout")
         except aiohttp.ClientConnectorError as exc:
@@ -141,7 +141,7 @@ class ApiClient:
             return Reply(None, "connection_error", detail=_describe(exc))
 
     @staticmethod
-    def _reply(response: aiohttp.ClientResponse, body: bytes) -> Reply:
+    def _reply(response: aiohttp.ClientResponse, body: bytes, op: Op) -> Reply:
         doc: Any = None
         if body:
             try:
@@ -151,12 +151,19 @@ class ApiClient:
         fields = doc if isinstance(doc, dict) else {}
         status = response.status
         problem = status >= 400
+        state = None if problem else _text(fields.get("state"))
+        if problem:
+            error_type = _text(fields.get("type"))
+        elif op is Op.QUERY and status == 200 and not state:
+            error_type = NO_PAYMENT_STATE  # a web page, an empty or a garbled body
+        else:
+            error_type = None
         return Reply(
             status,
-            error_type=_text(fields.get("type")) if problem else None,
+            error_type=error_type,
             title=_text(fields.get("title")) if problem else None,
             detail=_text(fields.get("detail")) if problem else None,
-            payment_state=None if problem else _text(fields.get("state")),
+            payment_state=state,
             retry_after=parse_retry_after(response.headers.get("Retry-After")),
             amount=None if problem else _minor_units(fields.get("amount")),
             currency=None if problem else _text(fields.get("currency")),

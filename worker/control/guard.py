@@ -6,14 +6,16 @@ file would only repeat that at full speed, so when the first K references that g
 answer all ended `not_found` or `rejected`, the run stops sending (exit 4). One other
 outcome among them disarms the rail for good: then the file is mostly right, and a few
 unknown payments are just that. Transient trouble (`failed`) neither counts nor
-disarms: an outage is the health gate's business.
+disarms: an outage is the health gate's business. But a reference that failed on
+payment queries answered 200 without a state (`no_payment_state`) counts: that is a
+wrong `BAMBORA_API_URL` answering a web page to everything.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 
-from worker.model import Outcome, Result
+from worker.model import NO_PAYMENT_STATE, Outcome, Result
 
 WRONG_PLACE = frozenset({Outcome.NOT_FOUND, Outcome.REJECTED})
 
@@ -30,14 +32,18 @@ class RejectionGuard:
         self._statuses: Counter[str] = Counter()
 
     def observe(self, result: Result) -> str | None:
-        if not self._armed or result.attempts == 0 or result.outcome is Outcome.FAILED:
+        if not self._armed or result.attempts == 0:
             return None
-        if result.outcome not in WRONG_PLACE:
+        if result.outcome is Outcome.FAILED and result.error_type != NO_PAYMENT_STATE:
+            return None
+        if result.outcome not in WRONG_PLACE and result.outcome is not Outcome.FAILED:
             self._armed = False
             return None
         self._seen += 1
         status = result.http_status or result.error_type or "?"
-        self._statuses[f"HTTP {status}" if result.http_status else str(status)] += 1
+        if result.error_type == NO_PAYMENT_STATE:
+            status = "HTTP 200 without a payment state"
+        self._statuses[f"HTTP {status}" if type(status) is int else str(status)] += 1
         if self._seen < self._first:
             return None
         self._armed = False
@@ -47,10 +53,16 @@ class RejectionGuard:
             if self._check
             else ("cancel_payment", "rerun with --retry-outcomes rejected,not_found")
         )
+        page = any("payment state" in what for what in self._statuses)
+        ended = "not_found or rejected" + (", or failed with no payment state" if page else "")
+        causes = f"a wrong merchant number, credentials without the {scope} scope" + (
+            ", the wrong input file, or a BAMBORA_API_URL that is not the API (a web page)"
+            if page
+            else ", or the wrong input file"
+        )
         return (
             f"stopped by a guard rail: the first {self._first} references answered all ended "
-            f"not_found or rejected ({seen}). Likely causes: a wrong merchant number, "
-            f"credentials without the {scope} scope, or the wrong input file. No request "
-            "is sent after this (the `stopped` event counts those in flight). Fix the cause, "
-            f"then {then} (--stop-on-rejections 0 turns this check off)"
+            f"{ended} ({seen}). Likely causes: {causes}. No request is sent after this (the "
+            "`stopped` event counts those in flight). Fix the cause, then "
+            f"{then} (--stop-on-rejections 0 turns this check off)"
         )

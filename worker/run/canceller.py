@@ -34,9 +34,9 @@ from worker.bambora.backoff import BACKOFF, RetryLater
 from worker.control.outage import OutageGate
 from worker.control.stop import StopGate, Stopped, Unfinished
 from worker.control.throttle import Throttle
-from worker.decide import NO_STATE, Final, Next, Reauth, Step, decide, is_api_trouble
+from worker.decide import Final, Next, Reauth, Step, decide, is_api_trouble
 from worker.errors import AbortError, CredentialsRefused, StorageError
-from worker.model import Op, Outcome, Reply, Result, Row
+from worker.model import NO_PAYMENT_STATE, Op, Outcome, Reply, Result, Row
 from worker.run.summary import Calls
 
 #: Outcomes whose report row carries the payment's amount and currency: the API
@@ -84,6 +84,10 @@ class Journal(Protocol):
     """
 
     async def journaled(self, merchant: str, reference: str) -> None: ...
+
+
+#: Why a reference whose last query answered 200 without a payment state failed.
+NO_STATE = "the payment query answered 200 without a state"
 
 
 def _what(reply: Reply) -> str:
@@ -171,7 +175,7 @@ class Canceller:
                     break
         last = exchange.last
         why = (last.detail or last.title or last.error_type) if last else None
-        if last and last.status == 200 and not last.payment_state and not why:
+        if last and last.error_type == NO_PAYMENT_STATE:
             why = NO_STATE
         status = (
             f"HTTP {last.status}" if last and last.status else (last.error_type if last else "")

@@ -217,7 +217,9 @@ def _check_merchant(merchant: str | None) -> None:
     if merchant is not None:
         checked = validate(Parsed(0, "reference", None, None), merchant)
         if isinstance(checked, Rejected):
-            raise UsageError(f"--merchant {excerpt(merchant)} is not a merchant number: {checked.detail}")
+            raise UsageError(
+                f"--merchant {excerpt(merchant)} is not a merchant number: {checked.detail}"
+            )
 
 
 def _open(s: Settings) -> Source:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from worker.control.guard import RejectionGuard
-from worker.model import Outcome, Result
+from worker.model import NO_PAYMENT_STATE, Outcome, Result
 
 
 def answered(outcome: Outcome, status: int | None = 404, attempts: int = 1) -> Result:
@@ -33,6 +33,17 @@ def test_failed_and_unsent_rows_neither_count_nor_disarm() -> None:
     assert guard.observe(answered(Outcome.INVALID, None, attempts=0)) is None
     assert guard.observe(answered(Outcome.NOT_FOUND)) is None
     assert guard.observe(answered(Outcome.NOT_FOUND)) is not None
+
+
+def test_references_failed_on_stateless_200s_count_as_a_wrong_place() -> None:
+    """A BAMBORA_API_URL that answers a web page to everything: every reference ends
+    failed on queries without a payment state (a night of retries, exit 5, before)."""
+    guard = RejectionGuard(2)
+    page = Result(1, "T1", "r", Outcome.FAILED, 200, NO_PAYMENT_STATE, attempts=10)
+    assert guard.observe(page) is None
+    reason = guard.observe(page)
+    assert reason is not None and "HTTP 200 without a payment state x2" in reason
+    assert "a BAMBORA_API_URL that is not the API" in reason
 
 
 def test_zero_turns_it_off() -> None:

@@ -17,10 +17,9 @@ from tests.fakes import FakeTime, run_on
 from worker.control.outage import OutageGate
 from worker.control.stop import StopGate, Stopped, Unfinished
 from worker.control.throttle import Throttle
-from worker.decide import NO_STATE
 from worker.errors import ApiUnreachable, StorageError
-from worker.model import Op, Outcome, Reply, Result, Row
-from worker.run.canceller import CALLS_PER_TRY, SPARE_CALLS, Canceller
+from worker.model import NO_PAYMENT_STATE, Op, Outcome, Reply, Result, Row
+from worker.run.canceller import CALLS_PER_TRY, NO_STATE, SPARE_CALLS, Canceller
 
 ROW = Row(line=2, merchant="T1", reference="order-1")
 
@@ -147,13 +146,19 @@ async def test_a_query_answering_200_without_a_state_is_asked_again(
 ) -> None:
     """A 500 after the cancel applied, then a garbled 200 to the query: the payment
     was final `rejected` (and never reported canceled); the next query tells."""
-    api = ScriptedApi([Reply(500), Reply(200), Reply(200, payment_state="Canceled")])
+    empty = Reply(200, error_type=NO_PAYMENT_STATE)  # as api.py reads it
+    api = ScriptedApi([Reply(500), empty, Reply(200, payment_state="Canceled")])
     result = await canceller(api, fake_time).process(ROW)
-    assert result.outcome is Outcome.CANCELED
+    assert result.outcome is Outcome.CANCELED and result.error_type is None
     assert api.calls == [Op.CANCEL, Op.QUERY, Op.QUERY]
-    garbled = ScriptedApi([Reply(500), Reply(200)])
+    # a 2xx to the cancel (it may have gone through), then an empty 200: not `rejected`
+    disputed = ScriptedApi([Reply(200), empty, Reply(200, payment_state="Canceled")])
+    result = await canceller(disputed, fake_time).process(ROW)
+    assert result.outcome is Outcome.CANCELED
+    garbled = ScriptedApi([Reply(500), empty])
     result = await canceller(garbled, fake_time, max_attempts=3).process(ROW)
     assert result.outcome is Outcome.FAILED  # a rerun asks again
+    assert result.error_type == NO_PAYMENT_STATE  # which the guard rail counts
     assert result.detail == "gave up after 3 tries; last: HTTP 200 (" + NO_STATE + ")"
 
 
