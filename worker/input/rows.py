@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import re
 from collections import deque
 
 from worker.errors import InputError
@@ -100,19 +99,18 @@ def _split_header(cell: str) -> list[str]:
     return []
 
 
-#: A header's cell once matched (`norm`: spaces and hyphens are `_`): letters and `_`.
-_NAME = re.compile(r"[a-z_]+")
+#: Which column each name is; a header names two of them (a payment row does not).
+_KIND = (
+    dict.fromkeys(REFERENCE_KEYS, "reference")
+    | dict.fromkeys(MERCHANT_KEYS, "merchant")
+    | dict.fromkeys(COMMENT_KEYS, "comment")
+)
 
 
 def _a_header(names: list[str]) -> bool:
-    """Cells only a header holds: two at least, all names, one a known column's
-    (`T1,reference,payment` is a payment: `t1` is no name)."""
-    given = [n for n in names if n]
-    return (
-        len(given) >= 2
-        and any(n in _HEADER_WORDS for n in given)
-        and all(_NAME.fullmatch(n) for n in given)
-    )
+    """Cells that name two of the known columns, a header's (`merchant,payment`); a
+    payment names one at most (`T1,reference,payment`, `payment,,urgent`)."""
+    return len({_KIND[n] for n in names if n in _KIND}) >= 2
 
 
 class RowParser:
@@ -313,10 +311,11 @@ class RowParser:
     def _header_again(self, number: int, fields: list[str]) -> str | None:
         """A row whose reference cell is a column's name may be a header again (`cat
         a.csv b.csv`), in any case, spacing or alias: invalid when it puts the columns
-        where the first header did. One that is a header by every cell (`_a_header`) but
-        puts them elsewhere, or uses another separator, would have the rows after it
-        read in the wrong columns (a merchant number sent as a reference): InputError,
-        exit 2 before any request. Anything else (`Payment_Reference,T1`) is a payment."""
+        where the first header did. One that names two known columns (`_a_header`) but
+        puts them elsewhere, or in one cell cut by another separator, would have the rows
+        after it read in the wrong columns (a merchant number sent as a reference):
+        InputError, exit 2 before any request. Anything else (`Payment_Reference,T1`) is
+        a payment."""
         again = columns_for(fields, self._delimiter, number)
         layout = None if again is None else (again.reference, again.merchant, again.comment)
         if layout == self._cells:

@@ -161,7 +161,14 @@ def test_a_repeated_header_in_its_quoting_spacing_or_aliases_is_invalid(tmp_path
 
 @pytest.mark.parametrize(
     "again",
-    ["merchant_number,payment_reference", "payment_reference;merchant_number", "merchant,payment"],
+    [
+        "merchant_number,payment_reference",
+        "payment_reference;merchant_number",
+        "merchant,payment",
+        # another column that is no plain name does not hide it
+        "merchant_number,payment_reference,Amount (EUR)",
+        "payment_reference;merchant_number;Amount (EUR)",
+    ],
 )
 def test_a_second_header_with_its_columns_elsewhere_stops_the_file(
     tmp_path: Path, again: str
@@ -195,6 +202,7 @@ def test_a_space_or_hyphen_in_a_column_name_counts_as_an_underscore(tmp_path: Pa
         ("payment_reference,merchant_number", '"payment;2024-001",T1'),
         ("merchant_number,payment_reference,note", "T1,reference,payment"),
         ("payment_reference,merchant_number", "payment,T1"),
+        ("payment_reference,merchant_number,comment", "payment,,urgent"),
     ],
 )
 def test_a_payment_that_only_starts_like_a_header_is_sent(
