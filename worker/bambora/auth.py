@@ -308,7 +308,9 @@ def _failure(exc: aiohttp.ClientError) -> str:
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         # its errno is OpenSSL's 1, which os.strerror calls "operation not permitted"
         why = getattr(exc.certificate_error, "verify_message", None) or "verify failed"
-        return f"TLS certificate not trusted ({why}): for a private CA, give --ca-bundle"
+        private = "issuer" in why or "self-signed" in why or "self signed" in why
+        hint = ": for a private CA, give --ca-bundle" if private else ""
+        return f"TLS certificate not trusted ({why}){hint}"
     cause = getattr(exc, "os_error", None)
     errno = getattr(cause, "errno", None) or getattr(exc, "errno", None)
     if errno:

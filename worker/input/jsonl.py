@@ -89,6 +89,11 @@ def _refuse(constant: str) -> Any:
 _KNOWN = frozenset((*REFERENCE_KEYS, *MERCHANT_KEYS, *COMMENT_KEYS))
 
 
+#: A known key's spellings as they stand in a line, quoted (a second one may be a
+#: second key); kept for the first few spellings met.
+_QUOTED: dict[str, bytes] = {}
+
+
 def _named_twice(data: bytes, obj: dict[str, Any], named: dict[str, Any]) -> str | None:
     """A known key given twice (`{"payment_reference": "A", "payment_reference": "B"}`,
     or two spellings of it): JSON readers keep the last, a CSV reader the first. The
@@ -104,7 +109,12 @@ def _named_twice(data: bytes, obj: dict[str, Any], named: dict[str, Any]) -> str
     for key in obj:  # some `":` is a second key, or inside a value
         if norm(key) not in _KNOWN:
             continue
-        if data.count(orjson.dumps(key)) > 1:  # as written, `Payment Reference` too
+        quoted = _QUOTED.get(key)
+        if quoted is None:  # as written, `Payment Reference` too
+            quoted = orjson.dumps(key)
+            if len(_QUOTED) < 64:  # a file uses a few spellings
+                _QUOTED[key] = quoted
+        if data.count(quoted) > 1:
             text = data.decode("utf-8", "surrogateescape")  # as read (see `_not_utf8`)
             try:  # rare: the key's text recurs in the line
                 pairs = json.loads(text, object_pairs_hook=list)
