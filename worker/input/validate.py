@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from worker.input.parsed import Parsed, has_surrogates, printable
+from worker.errors import UsageError
+from worker.input.parsed import Parsed, excerpt, has_surrogates, printable
 from worker.model import Outcome, Rejected, Row
 from worker.settings import MAX_COMMENT, MAX_MERCHANT, MAX_REFERENCE
 
@@ -94,3 +95,14 @@ def _checked(parsed: Parsed, reference: str, merchant: str, comment: str | None)
     if not merchant:
         return reject("no merchant number: add a merchant_number column or use --merchant")
     return Row(parsed.line, merchant, reference, comment, parsed.extra)
+
+
+def check_default_merchant(merchant: str | None) -> None:
+    """`--merchant` by the rules of a row's merchant cell (UsageError, exit 2): one a row
+    could not hold (a control character, too long) made every row naming none `invalid`."""
+    if merchant is not None:
+        checked = validate(Parsed(0, "reference", None, None), merchant)
+        if isinstance(checked, Rejected):
+            raise UsageError(
+                f"--merchant {excerpt(merchant)} is not a merchant number: {checked.detail}"
+            )

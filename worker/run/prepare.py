@@ -26,10 +26,9 @@ from worker.input.dedup import CandidateDeduper, CandidateFinder, Deduper, Exact
 from worker.input.fingerprint import Fingerprint, Recorder
 from worker.input.head import fresh_head, head_digest
 from worker.input.lines import GZIP_MAGIC
-from worker.input.parsed import Parsed, excerpt
 from worker.input.screened import Keeper, Screened
 from worker.input.source import Source, open_input
-from worker.input.validate import validate
+from worker.input.validate import check_default_merchant
 from worker.model import Mode, Outcome, Rejected, Row
 from worker.names import other_report
 from worker.observe import logs
@@ -118,7 +117,7 @@ def prepare(settings: Settings) -> Prepared:
 
 
 def _prepare(settings: Settings, lock: ReportLock, store: SpillStore) -> Prepared:
-    _check_merchant(settings.merchant)
+    check_default_merchant(settings.merchant)
     if not lock.supported:
         logs.log.warning("report_not_locked", report=str(settings.report), why=NO_LOCKS)
     source = _open(settings)
@@ -194,32 +193,9 @@ def _prepare(settings: Settings, lock: ReportLock, store: SpillStore) -> Prepare
             + ("" if done is None else f", {done:,} settled"),
         )
     return Prepared(
-        settings,
-        source,
-        prior,
-        pending,
-        deduper,
-        total,
-        lock,
-        store,
-        runs,
-        sha,
-        left,
-        counts,
-        binding,
-        screened,
-    )
-
-
-def _check_merchant(merchant: str | None) -> None:
-    """`--merchant` by the rules of a row's merchant cell: one a row could not hold
-    (a control character, too long) made every row naming none `invalid` (exit 1)."""
-    if merchant is not None:
-        checked = validate(Parsed(0, "reference", None, None), merchant)
-        if isinstance(checked, Rejected):
-            raise UsageError(
-                f"--merchant {excerpt(merchant)} is not a merchant number: {checked.detail}"
-            )
+        settings, source, prior, pending, deduper, total, lock, store, runs, sha, left,
+        counts, binding, screened,
+    )  # fmt: skip
 
 
 def _open(s: Settings) -> Source:
