@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import re
 from collections import deque
 
 from worker.errors import InputError
@@ -99,6 +100,8 @@ def _split_header(cell: str) -> list[str]:
     return []
 
 
+#: A name in a header (after `norm`: spaces and hyphens are `_`): no digits, no data.
+_NAME = re.compile(r"[a-z_]+")
 #: Which column each name is; a header names two of them (a payment row does not).
 _KIND = (
     dict.fromkeys(REFERENCE_KEYS, "reference")
@@ -320,9 +323,12 @@ class RowParser:
         layout = None if again is None else (again.reference, again.merchant, again.comment)
         if layout == self._cells:
             return "repeats the header row (files joined together?): not a payment"
-        ref = self._cells[0]
         names = [norm(f).strip('"') for f in fields]
-        if not (_a_header(names) or _a_header(_split_header(fields[ref]))):
+        # the cells where the first header has its columns: names (or empty) in a header,
+        # data in a payment (`Payment,12345,Merchant`: 12345 is a merchant number)
+        placed = [names[i] for i in self._cells if i is not None and i < len(names)]
+        cells = all(_NAME.fullmatch(n) for n in placed if n) and _a_header(names)
+        if not (cells or _a_header(_split_header(fields[self._cells[0]]))):
             return None
         raise InputError(
             f"line {number} is another header, {excerpt(self._delimiter.join(fields))}, with "
@@ -341,7 +347,11 @@ class RowParser:
         ref, merchant, comment = self._cells
         n = len(fields)
         first = fields[ref] if ref < n else ""
-        if first[:1] in _HEADER_START and error is None and _header_word(first):
+        other = fields[merchant] if merchant is not None and merchant < n else ""
+        if error is None and (
+            (first[:1] in _HEADER_START and _header_word(first))
+            or (other[:1] in _HEADER_START and _header_word(other))
+        ):
             error = self._header_again(number, fields)
         elif first == "sep=" and error is None and not "".join(fields[1:]):
             error = "an Excel sep= line inside the file (files joined together?): not a payment"

@@ -180,6 +180,15 @@ def test_a_second_header_with_its_columns_elsewhere_stops_the_file(
         read(write(tmp_path, "in.csv", data))
 
 
+def test_a_second_header_found_by_its_merchant_cell_stops_the_file(tmp_path: Path) -> None:
+    """Only the reference cell was looked at: `amount,payment_reference,merchant_number`
+    under `payment_reference,merchant_number,amount` sent `amount` as a reference."""
+    data = "payment_reference,merchant_number,amount\nA1,T1,5\n"
+    data += "amount,payment_reference,merchant_number\n6,A2,T2\n"
+    with pytest.raises(InputError, match=r"line 3 is another header"):
+        read(write(tmp_path, "in.csv", data))
+
+
 def test_a_lone_column_name_beside_other_cells_is_still_a_payment(tmp_path: Path) -> None:
     data = "payment_reference,merchant_number\nPayment_Reference,T1\nmerchant,T2\n"
     rows = read(write(tmp_path, "in.csv", data))
@@ -203,6 +212,9 @@ def test_a_space_or_hyphen_in_a_column_name_counts_as_an_underscore(tmp_path: Pa
         ("merchant_number,payment_reference,note", "T1,reference,payment"),
         ("payment_reference,merchant_number", "payment,T1"),
         ("payment_reference,merchant_number,comment", "payment,,urgent"),
+        # a merchant number where the first header has its merchant column: data
+        ("payment_reference,merchant_number,initiated_by", "Payment,12345,Merchant"),
+        ("payment_reference,merchant_number,comment", "payment,12345,comment"),
     ],
 )
 def test_a_payment_that_only_starts_like_a_header_is_sent(
