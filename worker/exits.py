@@ -57,7 +57,7 @@ MEANINGS: dict[Exit, Meaning] = {
     ),
     Exit.GUARD_RAIL: Meaning(
         "stopped by a guard rail",
-        "stopped by a guard rail (wrong merchant, credentials or file): nothing else sent",
+        "stopped by a guard rail (wrong merchant, credentials, file or URL): nothing sent",
         False,
     ),
     Exit.FAILED_ROWS: Meaning(

@@ -200,7 +200,8 @@ def _common(run: bool) -> list[Decorator]:
         _tuned(
             "--stop-on-rejections",
             click.IntRange(0),
-            "Stop (exit 4) when the first K answers are all not_found or rejected; 0: off.",
+            "Stop (exit 4) when the first K answers are all not_found or rejected (or a "
+            "page with no payment state: a wrong URL); 0: off.",
             "K",
         ),
         _opt(

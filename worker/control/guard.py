@@ -34,8 +34,10 @@ class RejectionGuard:
     def observe(self, result: Result) -> str | None:
         if not self._armed or result.attempts == 0:
             return None
-        if result.outcome is Outcome.FAILED and result.error_type != NO_PAYMENT_STATE:
-            return None
+        if result.outcome is Outcome.FAILED and (
+            result.error_type != NO_PAYMENT_STATE or result.payment_state is not None
+        ):
+            return None  # trouble, or a payment that did answer with its state once
         if result.outcome not in WRONG_PLACE and result.outcome is not Outcome.FAILED:
             self._armed = False
             return None
@@ -48,12 +50,14 @@ class RejectionGuard:
             return None
         self._armed = False
         seen = ", ".join(f"{what} x{n}" for what, n in self._statuses.most_common())
+        page = any("payment state" in what for what in self._statuses)
         scope, then = (
             ("read_payment", "run check again with a new --report (its rows are final)")
             if self._check
             else ("cancel_payment", "rerun with --retry-outcomes rejected,not_found")
         )
-        page = any("payment state" in what for what in self._statuses)
+        if page:  # the report is bound to the URL it was written against
+            then += "; after a wrong BAMBORA_API_URL, with a new --report"
         ended = "not_found or rejected" + (", or failed with no payment state" if page else "")
         causes = f"a wrong merchant number, credentials without the {scope} scope" + (
             ", the wrong input file, or a BAMBORA_API_URL that is not the API (a web page)"

@@ -273,6 +273,8 @@ class Canceller:
                     what=_what(reply),
                     retry_after=decision.after if isinstance(decision, Next) else None,
                 )
+            elif reply.error_type == NO_PAYMENT_STATE:
+                counted = True  # a web page's 200 proves no API is there: neither up nor down
             else:
                 self._health.record_ok()
                 self._throttle.on_success()

@@ -149,7 +149,9 @@ class Job:
                 detail=f"{type(exc).__name__}: {exc}"[:DETAIL_LIMIT],
             )
         else:
-            if (reason := self._guard.observe(result)) is not None:
+            # after a stop, rows end early (`failed`, "stopped before its next request"):
+            # not answers the rail may read, and its exit 4 would hide the stop's own
+            if not self.ledger.stopped and (reason := self._guard.observe(result)) is not None:
                 self.ledger.stop(Stop.guard(reason))
             return result
         return None

@@ -46,6 +46,13 @@ def test_references_failed_on_stateless_200s_count_as_a_wrong_place() -> None:
     assert "a BAMBORA_API_URL that is not the API" in reason
 
 
+def test_a_payment_that_answered_its_state_once_is_not_a_web_page() -> None:
+    """The last answer alone counted: Authorized three times, then one HTML page."""
+    guard = RejectionGuard(1)
+    flaky = Result(1, "T1", "r", Outcome.FAILED, 200, NO_PAYMENT_STATE, "Authorized", 8)
+    assert guard.observe(flaky) is None
+
+
 def test_zero_turns_it_off() -> None:
     guard = RejectionGuard(0)
     assert all(guard.observe(answered(Outcome.NOT_FOUND)) is None for _ in range(50))

@@ -162,6 +162,15 @@ async def test_a_query_answering_200_without_a_state_is_asked_again(
     assert result.detail == "gave up after 3 tries; last: HTTP 200 (" + NO_STATE + ")"
 
 
+async def test_a_stateless_200_is_no_sign_of_a_working_api(fake_time: FakeTime) -> None:
+    """A maintenance page answering 200 to everything refreshed the outage gate's last
+    success, so no hold and no give-up came: it counts neither way."""
+    api = ScriptedApi([Reply(503), Reply(200, error_type=NO_PAYMENT_STATE)])
+    c = canceller(api, fake_time, max_attempts=2)
+    await c.process(ROW)
+    assert c._health.successes == 0
+
+
 async def test_the_ceiling_leaves_room_for_a_401_before_every_call(fake_time: FakeTime) -> None:
     # every try: 401, the cancel's 422, 401, the query's Authorized; then success
     tries = [Reply(401), Reply(422), Reply(401), Reply(200, payment_state="Authorized")]

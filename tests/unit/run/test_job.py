@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from worker.control.guard import RejectionGuard
 from worker.errors import CredentialsRefused, StorageError
 from worker.input.admission import Admission, Send
 from worker.input.dedup import ExactDeduper
@@ -124,6 +125,7 @@ def make_job(
     prior: PriorRows | None = None,
     clock: Callable[[], float] = time.monotonic,
     max_sends: int | None = None,
+    guard: RejectionGuard | None = None,
 ) -> Job:
     """`processor.writer` is set to the job's writer when it has that field."""
     path = tmp_path / "in.csv"
@@ -160,6 +162,7 @@ def make_job(
         grace_seconds=grace,
         hard_exit=(exits if exits is not None else []).append,
         clock=clock,
+        guard=guard,
     )
 
 
@@ -239,6 +242,29 @@ async def test_sigterm_lets_in_flight_rows_finish_and_sends_nothing_new(tmp_path
     assert not complete(job, read)
     assert processor.started == ["r0", "r1"]
     assert sorted(r.reference for r in writer.rows) == ["r0", "r1"]  # drained, not lost
+
+
+@dataclass
+class NotFoundProcessor(FakeProcessor):
+    async def process(self, row: Row, *, maybe_landed: bool = False) -> Result:
+        done = await super().process(row, maybe_landed=maybe_landed)
+        return Result(done.line, row.merchant, row.reference, Outcome.NOT_FOUND, 404, attempts=1)
+
+
+async def test_rows_that_end_after_a_stop_do_not_trip_the_guard_rail(tmp_path: Path) -> None:
+    """Rows finishing after SIGTERM tripped the rail, and its exit 4 (final for the
+    Kubernetes samples) hid the signal's 143."""
+    processor = NotFoundProcessor(hold={"r0", "r1"})
+    job = make_job(
+        tmp_path, [f"r{i}" for i in range(10)], processor, FakeWriter(), guard=RejectionGuard(2)
+    )
+    run = asyncio.create_task(job.run(Quiet(), 60, None))
+    await processor.held.wait()
+    job.interrupt(signal.SIGTERM)
+    processor.release.set()
+    await run
+    assert job.ledger.guard is None
+    assert job.ledger.signal is not None and job.ledger.signal.code == 143
 
 
 async def test_a_second_signal_abandons_in_flight_rows_at_once(tmp_path: Path) -> None:
