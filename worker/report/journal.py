@@ -35,6 +35,11 @@ from worker.report.storage import (
 Syncer = Callable[[int, Path], None]
 
 
+#: The key of a record that closes a pair's intents (an older version skips it as
+#: unreadable, and queries first: the safe side).
+ANSWERED = "answered"
+
+
 def journal_path(report: Path) -> Path:
     return report.with_name(report.name + ".journal")
 
@@ -58,10 +63,15 @@ class IntentJournal:
         self.append(pairs)
         self.sync()
 
-    def append(self, pairs: Iterable[tuple[str, str]]) -> None:
+    def append(self, pairs: Iterable[tuple[str, str]], *, answered: bool = False) -> None:
         """Append (merchant, reference) pairs with one write, whole or not at all (not
-        yet durable: `sync`). Raises StorageError."""
-        data = b"".join(orjson.dumps(pair) + b"\n" for pair in pairs)
+        yet durable: `sync`). Raises StorageError. `answered`: records that each pair's
+        cancels all got clear answers (refused, or never sent) before the run stopped
+        or gave up on it, so none landed: a rerun sends it as new, not query-first (a
+        payment someone else had canceled was then reported `canceled`, as ours)."""
+        data = b"".join(
+            orjson.dumps({ANSWERED: pair} if answered else pair) + b"\n" for pair in pairs
+        )
         if not data:
             return
         if self._fd is None:
@@ -101,13 +111,22 @@ class IntentJournal:
     @staticmethod
     def keys(path: Path) -> Iterator[bytes]:
         """Keys whose cancel a killed run may have sent (final or not: admission asks
-        the report first, so a final one is never sent again either way)."""
+        the report first, so a final one is never sent again either way), `answered`
+        records ignored: a superset (see `entries`)."""
+        return (key for key, intent in IntentJournal.entries(path) if intent)
+
+    @staticmethod
+    def entries(path: Path) -> Iterator[tuple[bytes, bool]]:
+        """In file order: (key, True) for an intent, (key, False) for an `answered`
+        record, which closes the intents before it (a later intent opens it again)."""
         if not path.exists():
             return
         with open(path, "rb") as f:
             for raw in f:
                 try:
-                    merchant, reference = orjson.loads(raw)
-                except (orjson.JSONDecodeError, ValueError, TypeError):
+                    doc = orjson.loads(raw)
+                    intent = not isinstance(doc, dict)
+                    merchant, reference = doc if intent else doc[ANSWERED]
+                except (orjson.JSONDecodeError, ValueError, TypeError, KeyError):
                     continue  # a torn last line: that cancel was never sent
-                yield key_of(str(merchant), str(reference))
+                yield key_of(str(merchant), str(reference)), intent

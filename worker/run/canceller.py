@@ -85,6 +85,9 @@ class Journal(Protocol):
 
     async def journaled(self, merchant: str, reference: str) -> None: ...
 
+    def answered(self, merchant: str, reference: str) -> None:
+        """Its cancels all got clear answers: none landed (best effort, no wait)."""
+
 
 #: Why a reference whose last query answered 200 without a payment state failed.
 NO_STATE = "the payment query answered 200 without a state"
@@ -149,7 +152,7 @@ class Canceller:
                 raise  # never sent: no row, the rerun sends it; or the writer's own failure
             last = _what(exchange.last or Reply(None))
             detail = f"the run stopped before its next request (last: {last})"
-            result = self._result(row, exchange, Outcome.FAILED, detail)
+            result = self._failed(row, exchange, detail)
             if isinstance(stop, AbortError):  # the row, and the abort for the run
                 raise Unfinished(stop, result) from stop
             return result
@@ -183,6 +186,15 @@ class Canceller:
         detail = f"gave up after {self._max_attempts} tries; last: {status}"
         if why and why != status:
             detail += f" ({why})"
+        return self._failed(row, exchange, detail)
+
+    def _failed(self, row: Row, exchange: _Exchange, detail: str) -> Result:
+        """A `failed` row. When every cancel it sent got a clear answer (a refusal, a
+        429, a 409: nothing unclear, and no killed run's intent to settle), none landed,
+        and the journal says so: the rerun then sends it as new, and a payment someone
+        else canceled is reported `already_canceled`, not `canceled` by a query first."""
+        if exchange.journaled and exchange.unclear is None and self._journal is not None:
+            self._journal.answered(row.merchant, row.reference)
         return self._result(row, exchange, Outcome.FAILED, detail)
 
     async def _everyone_failing(self, row: Row, exchange: _Exchange) -> bool:

@@ -138,8 +138,11 @@ def _prepare(settings: Settings, lock: ReportLock, store: SpillStore) -> Prepare
         sends = settings.mode is Mode.RUN and not settings.dry_run
         pending = KeyMap(store)
         if sends:
-            for key in IntentJournal.keys(journal_path(lock.real)):
-                pending.set(key, 1)
+            for key, intent in IntentJournal.entries(journal_path(lock.real)):
+                if intent:
+                    pending.set(key, 1)
+                else:
+                    pending.delete(key)
             pending.flush()
         deduper: Deduper = ExactDeduper(KeyMap(store))
         total = left = sha = None

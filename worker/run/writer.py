@@ -58,7 +58,7 @@ class RowWriter(Protocol):
 class IntentLog(Protocol):
     """Appends intents with one write, and makes them durable: `report.IntentJournal`."""
 
-    def append(self, pairs: list[tuple[str, str]]) -> None: ...
+    def append(self, pairs: list[tuple[str, str]], *, answered: bool = False) -> None: ...
 
     def sync(self) -> None: ...  # called through `offload`: in a worker thread
 
@@ -152,6 +152,7 @@ class Writer:
         self._rows: list[Result] = []
         self._intents: list[tuple[str, str]] = []
         self._waiters: list[asyncio.Future[None]] = []  # one per intent above
+        self._answered: list[tuple[str, str]] = []
         self._wake = asyncio.Event()
         self._closing = False
         self.failure: str | None = None  # the first write that failed, as the reason
@@ -180,6 +181,14 @@ class Writer:
         if self.failure is not None:
             raise StorageError(self.failure)
 
+    def answered(self, merchant: str, reference: str) -> None:
+        """This journaled reference's cancels all got clear answers before the run gave
+        up on it: none landed (`IntentJournal.append`). Written with the next batch, and
+        best effort: without it the rerun only queries first, as after a kill."""
+        if self._journal is not None:
+            self._answered.append((merchant, reference))
+            self._wake.set()
+
     async def run(self) -> None:
         """The task: one batch per turn, until `close` and nothing is left. However it
         ends otherwise (a bug, a cancel), nobody is left waiting and nothing more is sent."""
@@ -190,12 +199,15 @@ class Writer:
                 self._wake.clear()
                 rows, self._rows = self._rows, []
                 intents, self._intents = self._intents, []
+                answered, self._answered = self._answered, []
                 flushing, self._waiters = self._waiters, []
                 self._write(rows)
                 if intents:
                     await self._journal_batch(intents)
+                if answered:
+                    self._journal_answered(answered)
                 _release(flushing)
-                if self._closing and not self._rows and not self._intents:
+                if self._closing and not (self._rows or self._intents or self._answered):
                     return
         except BaseException as exc:
             self._fail(f"the writer stopped: {exc!r}")  # first: the waiters then raise
@@ -238,6 +250,13 @@ class Writer:
             await self._offload(journal.sync)
         except Exception as exc:
             self._fail(f"the intent journal could not be synced: {_why(exc)}")
+
+    def _journal_answered(self, pairs: list[tuple[str, str]]) -> None:
+        journal = self._journal
+        assert journal is not None  # pairs come only through `answered`, which checks
+        if self.failure is None:
+            with contextlib.suppress(Exception):  # best effort (see `answered`)
+                journal.append(pairs, answered=True)
 
     def _fail(self, reason: str) -> None:
         if self.failure is None:

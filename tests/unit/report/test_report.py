@@ -481,3 +481,30 @@ def test_a_cell_that_is_not_utf8_is_shown_with_a_replacement_in_a_jsonl_report(
     writer.close()
     (got,) = list(read_records(path))
     assert got["customer"] == "Jos\ufffd" and got["outcome"] == "canceled"
+
+
+def test_an_answered_record_closes_the_intents_before_it(tmp_path: Path) -> None:
+    """A reference whose cancels all got clear answers (a 422) before a stop: the
+    journal says none landed, so the rerun sends it as new; a later intent opens it
+    again. An older version reads past the record (it queries first: the safe side)."""
+    journal = IntentJournal(tmp_path / "r.csv.journal")
+    journal.record([("T1", "a"), ("T1", "b")])
+    journal.append([("T1", "a")], answered=True)
+    journal.record([("T1", "c")])
+    journal.append([("T1", "c")], answered=True)
+    journal.record([("T1", "c")])  # a later run's cancel of it
+    journal.close()
+    entries = list(IntentJournal.entries(journal.path))
+    assert entries == [
+        (key_of("T1", "a"), True),
+        (key_of("T1", "b"), True),
+        (key_of("T1", "a"), False),
+        (key_of("T1", "c"), True),
+        (key_of("T1", "c"), False),
+        (key_of("T1", "c"), True),
+    ]
+    open_keys: set[bytes] = set()
+    for key, intent in entries:
+        (open_keys.add if intent else open_keys.discard)(key)
+    assert open_keys == {key_of("T1", "b"), key_of("T1", "c")}
+    assert set(IntentJournal.keys(journal.path)) == {key_of("T1", k) for k in "abc"}

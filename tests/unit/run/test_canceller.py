@@ -482,6 +482,43 @@ async def test_a_reference_whose_answer_was_unclear_is_not_queried_after_a_stop(
     assert result.detail == "the run stopped before its next request (last: timeout)"
 
 
+class AnsweringJournal(CountingJournal):
+    def __init__(self) -> None:
+        super().__init__()
+        self.answered_refs: list[str] = []
+
+    def answered(self, merchant: str, reference: str) -> None:
+        self.answered_refs.append(reference)
+
+
+@pytest.mark.parametrize(
+    ("reply", "maybe_landed", "closed"),
+    [
+        (Reply(422, error_type="invalid_payment_state_transition"), False, True),
+        (Reply(429), False, True),  # not applied either
+        (Reply(None, "timeout"), False, False),  # may have landed: the rerun queries first
+        (Reply(503), False, False),
+        (Reply(422), True, False),  # a killed run's intent, never settled here
+    ],
+)
+async def test_a_stop_after_clear_answers_only_closes_the_references_intent(
+    fake_time: FakeTime, reply: Reply, maybe_landed: bool, closed: bool
+) -> None:
+    """A 422 (the payment already Canceled), then a SIGTERM before the query: the rerun
+    queried the journaled reference and reported it `canceled`, its amount released."""
+    gate = StopGate()
+    api = StoppingApi(gate, reply, stop_at=1)
+    journal = AnsweringJournal()
+    health = OutageGate(threshold=3, give_up_after=10_000, clock=fake_time)
+    throttle = Throttle(None, clock=fake_time, stop=gate)
+    c = Canceller(api, OneToken(), throttle, health, max_attempts=3, stop=gate, journal=journal)
+    if maybe_landed:  # its query answers a refusal-shaped reply: not a state, a failed row
+        api.reply = Reply(None, "timeout")
+    result = await c.process(ROW, maybe_landed=maybe_landed)
+    assert result.outcome is Outcome.FAILED and len(api.calls) == 1
+    assert journal.answered_refs == (["order-1"] if closed else [])
+
+
 async def test_a_worker_held_behind_an_outage_leaves_at_the_stop() -> None:
     gate = StopGate()
     api = StoppingApi(gate, Reply(201), stop_at=0)

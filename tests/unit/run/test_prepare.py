@@ -92,3 +92,26 @@ def test_a_merchant_option_no_row_could_hold_is_a_usage_error(
     with pytest.raises(UsageError, match=r"--merchant .* is not a merchant number: "):
         prepare(settings)
     assert not (tmp_path / "r.csv").exists()
+
+
+def test_the_journal_s_answered_references_are_not_queried_first(tmp_path: Path) -> None:
+    """Their cancels all got clear answers before the stop: sent as new, not query-first
+    (which reported a payment someone else had canceled as `canceled`)."""
+    from worker.keys import key_of
+    from worker.report.journal import IntentJournal, journal_path
+
+    src = tmp_path / "in.csv"
+    src.write_text("payment_reference,merchant_number\nA1,T1\nA2,T1\n")
+    report = tmp_path / "r.csv"
+    journal = IntentJournal(journal_path(report))
+    journal.record([("T1", "A1"), ("T1", "A2")])
+    journal.append([("T1", "A1")], answered=True)
+    journal.close()
+    prepared = prepare(Settings(mode=Mode.RUN, input=str(src), report=report))
+    try:
+        assert key_of("T1", "A1") not in prepared.pending
+        assert key_of("T1", "A2") in prepared.pending
+    finally:
+        prepared.store.close()
+        prepared.lock.release()
+        prepared.source.close()

@@ -346,3 +346,19 @@ async def test_a_writer_syncs_its_journal_through_the_offload_it_is_given(tmp_pa
         journal.close()
     assert len(list(IntentJournal.keys(tmp_path / "r.csv.journal"))) == 50
     assert during_the_run and threading.get_ident() not in during_the_run
+
+
+async def test_answered_references_are_written_to_the_journal_after_their_intents(
+    tmp_path: Path,
+) -> None:
+    journal = IntentJournal(tmp_path / "r.csv.journal")
+    writer = Writer(Report(), Tally(), journal)
+    task = started(writer)
+    await writer.journaled("T1", "a")
+    await writer.journaled("T1", "b")
+    writer.answered("T1", "a")
+    await writer.close(task)
+    journal.close()
+    entries = [(k, i) for k, i in IntentJournal.entries(tmp_path / "r.csv.journal")]
+    assert [intent for _, intent in entries] == [True, True, False]
+    assert entries[2][0] == entries[0][0]  # a's intent, then its answer
