@@ -94,6 +94,14 @@ def _after_cancel(step: Step, reply: Reply, status: int) -> Decision:
         return Next(Step(Op.QUERY, maybe_landed=step.maybe_landed, refusal=status))
     if status == 404:
         return Final(Outcome.NOT_FOUND)
+    if status == 408:
+        # A gateway's timeout: sent again, yet the first may have landed, so a later
+        # refusal's query reports `Canceled` as ours (not someone else's).
+        return Next(
+            Step(Op.CANCEL, maybe_landed=True, check_only=step.check_only),
+            transient=True,
+            after=reply.retry_after,
+        )
     if status in _RETRY_STATUSES:
         return Next(step, transient=True, throttled=status == 429, after=reply.retry_after)
     if status >= 500:

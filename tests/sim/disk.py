@@ -109,17 +109,17 @@ class SimJournal(IntentJournal):
         super().__init__(path, durable=self._durable_step)
         self._disk = disk
 
-    def append(self, pairs: Iterable[tuple[str, str]]) -> None:
+    def append(self, pairs: Iterable[tuple[str, str]], *, answered: bool = False) -> None:
         pairs = list(pairs)
         tl = self._disk.tl
         if tl.frozen:
             return
         refs = ",".join(r for _, r in pairs[:4]) + (f",+{len(pairs) - 4}" if len(pairs) > 4 else "")
-        if tl.event(f"intent {refs}") and not tl.lands():
+        if tl.event(f"{'answered' if answered else 'intent'} {refs}") and not tl.lands():
             return
         if tl.disk_full():
             raise StorageError(f"{self.path}: No space left on device")
-        super().append(pairs)
+        super().append(pairs, answered=answered)
 
     def _durable_step(self, fd: int, path: Path) -> None:
         tl = self._disk.tl

@@ -36,6 +36,8 @@ CASES = [
     (CANCEL, Reply(404), Final(Outcome.NOT_FOUND)),
     (CANCEL, Reply(405), Final(Outcome.REJECTED, "unexpected HTTP status 405")),
     (CANCEL, Reply(409, retry_after=2.0), Next(CANCEL, transient=True, after=2.0)),
+    # a gateway's 408 may hide a landed cancel: sent again, but the doubt is carried
+    (CANCEL, Reply(408), Next(Step(Op.CANCEL, maybe_landed=True), transient=True)),
     (CANCEL, Reply(415), Final(Outcome.REJECTED, "unexpected HTTP status 415")),
     (CANCEL, Reply(422), Next(QUERY_AFTER_422)),
     (CANCEL_AFTER_DOUBT, Reply(422), Next(Step(Op.QUERY, maybe_landed=True, refusal=422))),

@@ -148,8 +148,11 @@ class Canceller:
         try:
             return await self._settle(row, exchange)
         except (Stopped, AbortError) as stop:
-            if exchange.attempts == 0 or isinstance(stop, StorageError):
-                raise  # never sent: no row, the rerun sends it; or the writer's own failure
+            if isinstance(stop, StorageError):
+                raise  # the writer's own failure: nothing more goes to the journal
+            if exchange.attempts == 0:
+                self._close_intent(row, exchange)  # journaled, then caught before the send
+                raise  # never sent: no row, the rerun sends it
             last = _what(exchange.last or Reply(None))
             detail = f"the run stopped before its next request (last: {last})"
             result = self._failed(row, exchange, detail)
@@ -189,13 +192,18 @@ class Canceller:
         return self._failed(row, exchange, detail)
 
     def _failed(self, row: Row, exchange: _Exchange, detail: str) -> Result:
-        """A `failed` row. When every cancel it sent got a clear answer (a refusal, a
-        429, a 409: nothing unclear, and no killed run's intent to settle), none landed,
-        and the journal says so: the rerun then sends it as new, and a payment someone
-        else canceled is reported `already_canceled`, not `canceled` by a query first."""
+        """A `failed` row, its intent closed when no cancel of it can have landed."""
+        self._close_intent(row, exchange)
+        return self._result(row, exchange, Outcome.FAILED, detail)
+
+    def _close_intent(self, row: Row, exchange: _Exchange) -> None:
+        """When every cancel this reference sent got a clear answer (a refusal, a 429, a
+        409: nothing unclear, a 408 included, and no killed run's intent to settle) or
+        none went out, none landed, and the journal says so: the rerun then sends it as
+        new, and a payment someone else canceled is reported `already_canceled`, not
+        `canceled` by a query first."""
         if exchange.journaled and exchange.unclear is None and self._journal is not None:
             self._journal.answered(row.merchant, row.reference)
-        return self._result(row, exchange, Outcome.FAILED, detail)
 
     async def _everyone_failing(self, row: Row, exchange: _Exchange) -> bool:
         """After this reference used up its tries: was that the API failing for everyone?
@@ -298,7 +306,10 @@ class Canceller:
             if isinstance(decision, Final):
                 return self._result(row, exchange, decision.outcome, decision.detail)
             assert isinstance(decision, Next)
-            if step.op is Op.CANCEL and decision.step.op is Op.QUERY and decision.step.maybe_landed:
+            if step.op is Op.CANCEL and (
+                (decision.step.op is Op.QUERY and decision.step.maybe_landed)
+                or reply.status == 408  # a gateway's timeout: retried, yet it may have landed
+            ):
                 # the status, not the problem's `type` (Bambora's is often about:blank)
                 exchange.unclear = (
                     f"HTTP {reply.status}" if reply.status is not None else reply.error_type

@@ -183,8 +183,8 @@ class Writer:
 
     def answered(self, merchant: str, reference: str) -> None:
         """This journaled reference's cancels all got clear answers before the run gave
-        up on it: none landed (`IntentJournal.append`). Written with the next batch, and
-        best effort: without it the rerun only queries first, as after a kill."""
+        up on it, or none went out: none landed (`IntentJournal.append`). Written with
+        the next batch, not synced: lost to a power cut, the rerun only queries first."""
         if self._journal is not None:
             self._answered.append((merchant, reference))
             self._wake.set()
@@ -255,8 +255,11 @@ class Writer:
         journal = self._journal
         assert journal is not None  # pairs come only through `answered`, which checks
         if self.failure is None:
-            with contextlib.suppress(Exception):  # best effort (see `answered`)
+            try:  # not synced (see `answered`), but a failed write stops the run as an
+                # intent's does: a line it could not cut back would swallow the next intent
                 journal.append(pairs, answered=True)
+            except Exception as exc:
+                self._fail(f"the intent journal could not be written: {_why(exc)}")
 
     def _fail(self, reason: str) -> None:
         if self.failure is None:

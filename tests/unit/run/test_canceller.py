@@ -348,6 +348,9 @@ class FullJournal:
     async def journaled(self, merchant: str, reference: str) -> None:
         raise StorageError("r.csv.journal: No space left on device")
 
+    def answered(self, merchant: str, reference: str) -> None:
+        raise AssertionError("no intent was journaled: none to close")
+
 
 async def test_a_cancel_whose_intent_cannot_be_journaled_is_not_sent(fake_time: FakeTime) -> None:
     health = OutageGate(threshold=3, give_up_after=10_000, clock=fake_time)
@@ -374,6 +377,9 @@ class CountingJournal:
 
     async def journaled(self, merchant: str, reference: str) -> None:
         self.records.append(reference)
+
+    def answered(self, merchant: str, reference: str) -> None:
+        pass
 
 
 async def test_one_intent_per_reference_however_many_tries(fake_time: FakeTime) -> None:
@@ -496,6 +502,7 @@ class AnsweringJournal(CountingJournal):
     [
         (Reply(422, error_type="invalid_payment_state_transition"), False, True),
         (Reply(429), False, True),  # not applied either
+        (Reply(408), False, False),  # a gateway's timeout: it may have landed
         (Reply(None, "timeout"), False, False),  # may have landed: the rerun queries first
         (Reply(503), False, False),
         (Reply(422), True, False),  # a killed run's intent, never settled here
@@ -538,10 +545,14 @@ class StoppingJournal:
 
     def __init__(self, gate: StopGate) -> None:
         self.gate = gate
+        self.closed: list[str] = []
 
     async def journaled(self, merchant: str, reference: str) -> None:
         self.gate.stop()
         await asyncio.sleep(0)
+
+    def answered(self, merchant: str, reference: str) -> None:
+        self.closed.append(reference)
 
 
 async def test_the_gate_is_checked_after_the_last_wait_before_the_send(
@@ -556,12 +567,14 @@ async def test_the_gate_is_checked_after_the_last_wait_before_the_send(
         Throttle(None),
         health,
         max_attempts=3,
-        journal=StoppingJournal(gate),
+        journal=(journal := StoppingJournal(gate)),
         stop=gate,
     )
     with pytest.raises(Stopped):
         await c.process(ROW)
     assert api.calls == [] and gate.sent == 0
+    # journaled, then caught before the send: the rerun sends it as new, not query-first
+    assert journal.closed == ["order-1"]
 
 
 class Steps:
@@ -573,6 +586,9 @@ class Steps:
     async def journaled(self, merchant: str, reference: str) -> None:
         self.seen.append("journal")
         await asyncio.sleep(0)
+
+    def answered(self, merchant: str, reference: str) -> None:
+        self.seen.append("answered")
 
 
 class RecordingThrottle(Throttle):

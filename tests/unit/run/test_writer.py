@@ -8,6 +8,7 @@ import json
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -362,3 +363,26 @@ async def test_answered_references_are_written_to_the_journal_after_their_intent
     entries = [(k, i) for k, i in IntentJournal.entries(tmp_path / "r.csv.journal")]
     assert [intent for _, intent in entries] == [True, True, False]
     assert entries[2][0] == entries[0][0]  # a's intent, then its answer
+
+
+async def test_an_answered_record_that_cannot_be_written_stops_the_run(tmp_path: Path) -> None:
+    """Swallowed, a write it could not cut back left half a line, onto which the next
+    intent was glued, unreadable: that cancel went out with no intent on record."""
+
+    class Failing(IntentJournal):
+        def append(self, pairs: Any, *, answered: bool = False) -> None:
+            if answered:
+                raise StorageError("r.csv.journal: No space left on device")
+            super().append(pairs)
+
+    journal = Failing(tmp_path / "r.csv.journal")
+    reasons: list[str] = []
+    writer = Writer(Report(), Tally(), journal, on_failure=reasons.append)
+    task = started(writer)
+    await writer.journaled("T1", "a")
+    writer.answered("T1", "a")
+    await writer.close(task)
+    journal.close()
+    assert reasons and "the intent journal could not be written" in reasons[0]
+    with pytest.raises(StorageError):
+        await writer.journaled("T1", "b")  # no cancel goes out after it
