@@ -106,6 +106,17 @@ async def test_a_cancel_confirmed_by_query_says_after_what(
     assert result.detail == f"confirmed by query after {after}"
 
 
+async def test_a_refusal_after_a_408_is_confirmed_as_ours_after_the_408(
+    fake_time: FakeTime,
+) -> None:
+    """408, then 422, then Canceled: ours (the 408 may have landed); the detail named
+    the 422, which is no unclear answer."""
+    api = ScriptedApi([Reply(408), Reply(422), Reply(200, payment_state="Canceled")])
+    result = await canceller(api, fake_time).process(ROW)
+    assert result.outcome is Outcome.CANCELED
+    assert result.detail == "confirmed by query after HTTP 408"
+
+
 async def test_trouble_outlasting_max_attempts_is_failed_with_the_last_error(
     fake_time: FakeTime,
 ) -> None:
