@@ -80,9 +80,15 @@ _HEADER_PREFIXES = ("payment", "reference", "merchant", "comment")
 def _header_word(cell: str) -> bool:
     """A column's name, alone or first in a header of another separator
     (`payment_reference;merchant_number` read with `,`)."""
-    if not cell.strip(' \t\ufeff"').lower().startswith(_HEADER_PREFIXES):
+    if len(cell) > 24:  # longer than any name, quoted: a header only cut by a separator
+        cut = ";" in cell or "\t" in cell or "|" in cell or "," in cell
+        return cut and _other_separator(cell)
+    low = cell.strip(' \t\ufeff"').lower()
+    if not low.startswith(_HEADER_PREFIXES):
         return False  # the usual reference, `pay_0042` too, cheaply
-    return norm(cell).strip('"') in _HEADER_WORDS or _other_separator(cell)
+    if ";" in low or "\t" in low or "|" in low or "," in low:
+        return _other_separator(cell)
+    return low.replace(" ", "_").replace("-", "_") in _HEADER_WORDS  # as `norm` matches
 
 
 def _other_separator(cell: str) -> bool:
@@ -312,29 +318,41 @@ class RowParser:
         return None
 
     def _header_again(self, number: int, fields: list[str]) -> str | None:
-        """A row whose reference cell is a column's name may be a header again (`cat
-        a.csv b.csv`), in any case, spacing or alias: invalid when it puts the columns
-        where the first header did. One that names two known columns (`_a_header`) but
-        puts them elsewhere, or in one cell cut by another separator, would have the rows
-        after it read in the wrong columns (a merchant number sent as a reference):
-        InputError, exit 2 before any request. Anything else (`Payment_Reference,T1`) is
-        a payment."""
-        again = columns_for(fields, self._delimiter, number)
-        layout = None if again is None else (again.reference, again.merchant, again.comment)
-        if layout == self._cells:
-            return "repeats the header row (files joined together?): not a payment"
+        """A row whose reference or merchant cell is a column's name may be a header
+        again (`cat a.csv b.csv`), in any case, spacing or alias. It is one when it holds
+        names, not data, where the first header has its columns (`payment_reference,12`
+        under `payment_reference,amount`, `Payment,12345,Merchant` are payments). In the
+        same places: invalid. Naming two known columns elsewhere (`_a_header`), or cut by
+        another separator, it would have the rows after it read in the wrong columns (a
+        merchant number sent as a reference): InputError, exit 2 before any request."""
         names = [norm(f).strip('"') for f in fields]
-        # the cells where the first header has its columns: names (or empty) in a header,
-        # data in a payment (`Payment,12345,Merchant`: 12345 is a merchant number)
-        placed = [names[i] for i in self._cells if i is not None and i < len(names)]
-        cells = all(_NAME.fullmatch(n) for n in placed if n) and _a_header(names)
-        if not (cells or _a_header(_split_header(fields[self._cells[0]]))):
+        keys = [i for i in self._cells if i is not None]
+        placed = [names[i] if i < len(names) else "" for i in keys]
+        named = all(_NAME.fullmatch(n) for n in placed if n)
+        again = columns_for(fields, self._delimiter, number)
+        if again is not None and self._same_places(again):
+            whole = all(_NAME.fullmatch(n) for n in names if n) or _a_header(names)
+            if named and all(placed) and whole:
+                return "repeats the header row (files joined together?): not a payment"
+            return None
+        cut = next((c for i in keys if i < len(fields) and (c := _split_header(fields[i]))), [])
+        if not ((named and _a_header(names)) or _a_header(cut)):
             return None
         raise InputError(
             f"line {number} is another header, {excerpt(self._delimiter.join(fields))}, with "
             "its columns in other places than the first header's (files joined together?): "
             "the rows after it would be read in the wrong columns; join only files with the "
             "same header, or run each file on its own"
+        )
+
+    def _same_places(self, again: Columns) -> bool:
+        """The known columns a repeated header names stand where the first header's do
+        (one it leaves out, a comment say, counts as in place)."""
+        ref, merchant, comment = self._cells
+        return (
+            again.reference == ref
+            and again.merchant in (None, merchant)
+            and again.comment in (None, comment)
         )
 
     def _column_name(self, index: int) -> str:

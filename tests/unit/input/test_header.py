@@ -189,6 +189,37 @@ def test_a_second_header_found_by_its_merchant_cell_stops_the_file(tmp_path: Pat
         read(write(tmp_path, "in.csv", data))
 
 
+@pytest.mark.parametrize(
+    ("data", "outcomes"),
+    [
+        # a reference named like the only known column, beside data: a payment
+        ("payment_reference,amount\nA1,1\npayment_reference,12\n", ["Row", "Row"]),
+        # the header again, its extra column spelled otherwise: still the header
+        (
+            "payment_reference,merchant_number,amount\nA1,T1,5\n"
+            "payment_reference,merchant_number,Amount (EUR)\n",
+            ["Row", "Rejected"],
+        ),
+        # names where the first header has its columns, the comment a word: the header
+        (
+            "payment_reference,merchant_number,comment\nA1,T1,x\npayment,merchant_number,urgent\n",
+            ["Row", "Rejected"],
+        ),
+        # a row cut short after a merchant-like cell: an invalid row, not a traceback
+        ("merchant_number,payment_reference\nT1,A1\nmerchant\n", ["Row", "Rejected"]),
+    ],
+)
+def test_rows_near_the_header_rule(tmp_path: Path, data: str, outcomes: list[str]) -> None:
+    """A differential fuzz against the version before the rule found each of these."""
+    assert [type(r).__name__ for r in read(write(tmp_path, "in.csv", data))] == outcomes
+
+
+def test_a_second_header_in_another_separator_found_by_its_merchant_cell(tmp_path: Path) -> None:
+    data = "merchant_number,payment_reference\nT1,A1\nmerchant_number;payment_reference\n"
+    with pytest.raises(InputError, match="line 3 is another header"):
+        read(write(tmp_path, "in.csv", data))
+
+
 def test_a_lone_column_name_beside_other_cells_is_still_a_payment(tmp_path: Path) -> None:
     data = "payment_reference,merchant_number\nPayment_Reference,T1\nmerchant,T2\n"
     rows = read(write(tmp_path, "in.csv", data))
