@@ -136,6 +136,7 @@ class RowParser:
             (columns.reference, columns.merchant, columns.comment) if columns else (0, None, None)
         )
         self._header = columns.header_line if columns else 1  # Excel's `sep=;` line first
+        self._header_names = [norm(n).strip('"') for n in columns.names] if columns else []
         self._next = 1  # number of the next physical line
         self._pending: list[str] = []  # lines of a CSV record whose comment spans lines
         self._pending_start = 0
@@ -331,8 +332,7 @@ class RowParser:
         named = all(_NAME.fullmatch(n) for n in placed if n)
         again = columns_for(fields, self._delimiter, number)
         if again is not None and self._same_places(again):
-            whole = all(_NAME.fullmatch(n) for n in names if n) or _a_header(names)
-            if named and all(placed) and whole:
+            if named and self._repeats(names):
                 return "repeats the header row (files joined together?): not a payment"
             return None
         cut = next((c for i in keys if i < len(fields) and (c := _split_header(fields[i]))), [])
@@ -343,6 +343,22 @@ class RowParser:
             "its columns in other places than the first header's (files joined together?): "
             "the rows after it would be read in the wrong columns; join only files with the "
             "same header, or run each file on its own"
+        )
+
+    def _repeats(self, names: list[str]) -> bool:
+        """The first header again, its known columns where they were: naming two of them
+        (`Payment,Merchant`), or one but otherwise cell for cell the first header (an
+        alias for its own column allowed): `Payment;` under `payment_reference;comment`
+        is a payment, `Reference,Amount (EUR)` again is the header."""
+        if _a_header(names):
+            ref, merchant, _ = self._cells
+            return all(names[i] if i < len(names) else "" for i in (ref, merchant) if i is not None)
+        first, cells = self._header_names, self._cells
+        if len(names) != len(first):
+            return False
+        return all(
+            n == name or (n in _KIND and i in cells and _KIND.get(name) == _KIND[n])
+            for i, (n, name) in enumerate(zip(names, first, strict=True))
         )
 
     def _same_places(self, again: Columns) -> bool:

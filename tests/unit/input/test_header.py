@@ -205,6 +205,9 @@ def test_a_second_header_found_by_its_merchant_cell_stops_the_file(tmp_path: Pat
             "payment_reference,merchant_number,comment\nA1,T1,x\npayment,merchant_number,urgent\n",
             ["Row", "Rejected"],
         ),
+        # the header again whole, its only known column the reference beside a column
+        # name that is no plain word: the header, not payment `Reference`
+        ("Reference,Amount (EUR)\nR1,5\nReference,Amount (EUR)\n", ["Row", "Rejected"]),
         # a row cut short after a merchant-like cell: an invalid row, not a traceback
         ("merchant_number,payment_reference\nT1,A1\nmerchant\n", ["Row", "Rejected"]),
     ],
