@@ -14,22 +14,13 @@ from __future__ import annotations
 
 import codecs
 import csv
-import re
 from collections import deque
 
-from worker.errors import InputError
-from worker.input.header import Columns, columns_for
+from worker.input.header import Columns
 from worker.input.jsonl import parse_json_object
 from worker.input.lines import MAX_LINE, TooLong
-from worker.input.parsed import (
-    COMMENT_KEYS,
-    MERCHANT_KEYS,
-    REFERENCE_KEYS,
-    Parsed,
-    error_row,
-    excerpt,
-    norm,
-)
+from worker.input.parsed import Parsed, error_row, excerpt
+from worker.input.repeated import HEADER_START, RepeatedHeader, may_name_a_column
 from worker.settings import MAX_COMMENT
 
 #: Why a CSV line with a carriage return of its own is `invalid`: only LF ends a line,
@@ -69,59 +60,6 @@ def _quoted_cells(text: str, delimiter: str) -> list[bool]:
         at = nxt + 1
 
 
-#: A cell that names a column, as a header repeated mid-file holds it.
-_HEADER_WORDS = frozenset((*REFERENCE_KEYS, *MERCHANT_KEYS, *COMMENT_KEYS))
-#: What such a cell can start with (any case, after spaces, a BOM or a quote): a cheap
-#: first test for the one row in millions it is.
-_HEADER_START = frozenset('prmcPRMC \t\ufeff"')
-_HEADER_PREFIXES = ("payment", "reference", "merchant", "comment")
-
-
-def _header_word(cell: str) -> bool:
-    """A column's name, alone or first in a header of another separator
-    (`payment_reference;merchant_number` read with `,`)."""
-    if len(cell) > 24:  # longer than any name, quoted: a header only cut by a separator
-        cut = ";" in cell or "\t" in cell or "|" in cell or "," in cell
-        return cut and _other_separator(cell)
-    low = cell.strip(' \t\ufeff"').lower()
-    if not low.startswith(_HEADER_PREFIXES):
-        return False  # the usual reference, `pay_0042` too, cheaply
-    if ";" in low or "\t" in low or "|" in low or "," in low:
-        return _other_separator(cell)
-    return low.replace(" ", "_").replace("-", "_") in _HEADER_WORDS  # as `norm` matches
-
-
-def _other_separator(cell: str) -> bool:
-    """`payment_reference;merchant_number`: a header cut by another separator."""
-    return bool(_split_header(cell))
-
-
-def _split_header(cell: str) -> list[str]:
-    """The names of a header cut by another separator, first a column's; else []."""
-    word = norm(cell).strip('"')
-    for sep in ";\t|,":
-        if sep in word:
-            names = [norm(part).strip('"') for part in word.split(sep)]
-            return names if names[0] in _HEADER_WORDS else []
-    return []
-
-
-#: A name in a header (after `norm`: spaces and hyphens are `_`): no digits, no data.
-_NAME = re.compile(r"[a-z_]+")
-#: Which column each name is; a header names two of them (a payment row does not).
-_KIND = (
-    dict.fromkeys(REFERENCE_KEYS, "reference")
-    | dict.fromkeys(MERCHANT_KEYS, "merchant")
-    | dict.fromkeys(COMMENT_KEYS, "comment")
-)
-
-
-def _a_header(names: list[str]) -> bool:
-    """Cells that name two of the known columns, a header's (`merchant,payment`); a
-    payment names one at most (`T1,reference,payment`, `payment,,urgent`)."""
-    return len({_KIND[n] for n in names if n in _KIND}) >= 2
-
-
 class RowParser:
     """Physical lines to `Parsed` rows, for one format; the header is already known."""
 
@@ -136,7 +74,7 @@ class RowParser:
             (columns.reference, columns.merchant, columns.comment) if columns else (0, None, None)
         )
         self._header = columns.header_line if columns else 1  # Excel's `sep=;` line first
-        self._header_names = [norm(n).strip('"') for n in columns.names] if columns else []
+        self._repeated = RepeatedHeader(columns) if columns else None
         self._next = 1  # number of the next physical line
         self._pending: list[str] = []  # lines of a CSV record whose comment spans lines
         self._pending_start = 0
@@ -318,59 +256,6 @@ class RowParser:
                     return f"stray quote in {self._column_name(col)}"
         return None
 
-    def _header_again(self, number: int, fields: list[str]) -> str | None:
-        """A row whose reference or merchant cell is a column's name may be a header
-        again (`cat a.csv b.csv`), in any case, spacing or alias. It is one when it holds
-        names, not data, where the first header has its columns (`payment_reference,12`
-        under `payment_reference,amount`, `Payment,12345,Merchant` are payments). In the
-        same places: invalid. Naming two known columns elsewhere (`_a_header`), or cut by
-        another separator, it would have the rows after it read in the wrong columns (a
-        merchant number sent as a reference): InputError, exit 2 before any request."""
-        names = [norm(f).strip('"') for f in fields]
-        keys = [i for i in self._cells if i is not None]
-        placed = [names[i] if i < len(names) else "" for i in keys]
-        named = all(_NAME.fullmatch(n) for n in placed if n)
-        again = columns_for(fields, self._delimiter, number)
-        if again is not None and self._same_places(again):
-            if named and self._repeats(names):
-                return "repeats the header row (files joined together?): not a payment"
-            return None
-        cut = next((c for i in keys if i < len(fields) and (c := _split_header(fields[i]))), [])
-        if not ((named and _a_header(names)) or _a_header(cut)):
-            return None
-        raise InputError(
-            f"line {number} is another header, {excerpt(self._delimiter.join(fields))}, with "
-            "its columns in other places than the first header's (files joined together?): "
-            "the rows after it would be read in the wrong columns; join only files with the "
-            "same header, or run each file on its own"
-        )
-
-    def _repeats(self, names: list[str]) -> bool:
-        """The first header again, its known columns where they were: naming two of them
-        (`Payment,Merchant`), or one but otherwise cell for cell the first header (an
-        alias for its own column allowed): `Payment;` under `payment_reference;comment`
-        is a payment, `Reference,Amount (EUR)` again is the header."""
-        if _a_header(names):
-            ref, merchant, _ = self._cells
-            return all(names[i] if i < len(names) else "" for i in (ref, merchant) if i is not None)
-        first, cells = self._header_names, self._cells
-        if len(names) != len(first):
-            return False
-        return all(
-            n == name or (n in _KIND and i in cells and _KIND.get(name) == _KIND[n])
-            for i, (n, name) in enumerate(zip(names, first, strict=True))
-        )
-
-    def _same_places(self, again: Columns) -> bool:
-        """The known columns a repeated header names stand where the first header's do
-        (one it leaves out, a comment say, counts as in place)."""
-        ref, merchant, comment = self._cells
-        return (
-            again.reference == ref
-            and again.merchant in (None, merchant)
-            and again.comment in (None, comment)
-        )
-
     def _column_name(self, index: int) -> str:
         columns = self._columns
         if columns is not None and index < len(columns.names):
@@ -382,11 +267,15 @@ class RowParser:
         n = len(fields)
         first = fields[ref] if ref < n else ""
         other = fields[merchant] if merchant is not None and merchant < n else ""
-        if error is None and (
-            (first[:1] in _HEADER_START and _header_word(first))
-            or (other[:1] in _HEADER_START and _header_word(other))
+        if (
+            error is None
+            and self._repeated is not None
+            and (
+                (first[:1] in HEADER_START and may_name_a_column(first))
+                or (other[:1] in HEADER_START and may_name_a_column(other))
+            )
         ):
-            error = self._header_again(number, fields)
+            error = self._repeated.check(number, fields)
         elif first == "sep=" and error is None and not "".join(fields[1:]):
             error = "an Excel sep= line inside the file (files joined together?): not a payment"
         if error is not None:
