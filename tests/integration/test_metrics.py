@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.support import answering, env_for, read_report, run_cli, sandbox, write_csv
+from tests.support import Completed, answering, env_for, read_report, run_cli, sandbox, write_csv
 
 
 @pytest.fixture
@@ -158,21 +158,23 @@ async def real_gateway() -> AsyncIterator[str]:
         await proc.wait()
 
 
+async def night_pushed(src: Path, gateway: str, cwd: Path) -> tuple[Completed, str]:
+    """A run against the sandbox that pushes to `gateway`; then what the gateway holds."""
+    async with sandbox() as server:
+        done = await run_cli(
+            "run", str(src), "--pushgateway", gateway, env=env_for(server), cwd=cwd
+        )
+    async with aiohttp.ClientSession() as session, session.get(f"{gateway}/metrics") as response:
+        return done, await response.text()
+
+
 async def test_a_real_pushgateway_holds_every_metric_the_readme_lists(
     tmp_path: Path, real_gateway: str
 ) -> None:
     rows = [("a", "T1"), ("b", "T1"), ("captured-c", "T1"), ("unknown-d", "T1")]
     src = write_csv(tmp_path / "in.csv", rows)
-    async with sandbox() as server:
-        done = await run_cli(
-            "run", str(src), "--pushgateway", real_gateway, env=env_for(server), cwd=tmp_path
-        )
-        assert done.code == 0, done.stderr[-2000:]
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(f"{real_gateway}/metrics") as response,
-        ):
-            body = await response.text()
+    done, body = await night_pushed(src, real_gateway, tmp_path)
+    assert done.code == 0, done.stderr[-2000:]
     assert "metrics_push_failed" not in done.stderr
     # name -> [(labels, value)]; the gateway adds its own empty `instance` label
     series: dict[str, list[tuple[dict[str, str], float]]] = {}
@@ -200,16 +202,8 @@ async def test_a_real_pushgateway_holds_every_metric_the_readme_lists(
     # night before's counts and money are gone (a push-add left them standing), its
     # success timestamp stays (the alert on it counts from there).
     wrong = write_csv(tmp_path / "wrong.csv", [(f"forbidden-{i}", "T1") for i in range(30)])
-    async with sandbox() as server:
-        stopped = await run_cli(
-            "run", str(wrong), "--pushgateway", real_gateway, env=env_for(server), cwd=tmp_path
-        )
-        assert stopped.code == 4, stopped.stderr[-2000:]
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(f"{real_gateway}/metrics") as response,
-        ):
-            after = await response.text()
+    stopped, after = await night_pushed(wrong, real_gateway, tmp_path)
+    assert stopped.code == 4, stopped.stderr[-2000:]
     assert "cancel_worker_last_exit_code{" in after and 'outcome="canceled"' not in after
     assert "cancel_worker_released_minor_units{" not in after
     assert re.search(r"^cancel_worker_last_success_timestamp_seconds\{.*\} \S+$", after, re.M)
