@@ -45,13 +45,16 @@ class Next:
     """Make another call.
 
     `transient` marks trouble that counts as a failed try (backoff, `--max-attempts`);
-    `throttled` is a 429 (slow everyone down); `after` is the server's Retry-After.
+    `throttled` is a 429 (slow everyone down); `after` is the server's Retry-After;
+    `unclear`: the cancel's answer may hide a cancel that landed (a timeout, a dropped
+    connection, a 5xx, a 408, a 2xx other than 201), so the journal keeps its intent.
     """
 
     step: Step
     transient: bool = False
     throttled: bool = False
     after: float | None = None
+    unclear: bool = False
 
 
 @dataclass(slots=True)
@@ -80,7 +83,11 @@ def decide(step: Step, reply: Reply) -> Decision:
 def _transport_trouble(step: Step, reply: Reply) -> Decision:
     if step.op is Op.CANCEL and reply.maybe_sent:
         # Unknown is not failed: the cancel may have landed, and a GET tells.
-        return Next(Step(Op.QUERY, maybe_landed=True, check_only=step.check_only), transient=True)
+        return Next(
+            Step(Op.QUERY, maybe_landed=True, check_only=step.check_only),
+            transient=True,
+            unclear=True,
+        )
     return Next(step, transient=True)
 
 
@@ -89,7 +96,7 @@ def _after_cancel(step: Step, reply: Reply, status: int) -> Decision:
         return Final(Outcome.CANCELED)
     if 200 <= status < 300:
         # Not the documented answer: believe the payment's state, not the status.
-        return Next(Step(Op.QUERY, maybe_landed=True, disputed=True))
+        return Next(Step(Op.QUERY, maybe_landed=True, disputed=True), unclear=True)
     if status in (402, 422):
         return Next(Step(Op.QUERY, maybe_landed=step.maybe_landed, refusal=status))
     if status == 404:
@@ -101,12 +108,18 @@ def _after_cancel(step: Step, reply: Reply, status: int) -> Decision:
             Step(Op.CANCEL, maybe_landed=True, check_only=step.check_only),
             transient=True,
             after=reply.retry_after,
+            unclear=True,
         )
     if status in _RETRY_STATUSES:
         return Next(step, transient=True, throttled=status == 429, after=reply.retry_after)
     if status >= 500:
         # A 5xx may come from a gateway after the backend applied the cancel.
-        return Next(Step(Op.QUERY, maybe_landed=True), transient=True, after=reply.retry_after)
+        return Next(
+            Step(Op.QUERY, maybe_landed=True),
+            transient=True,
+            after=reply.retry_after,
+            unclear=True,
+        )
     return Final(
         Outcome.REJECTED, _unexpected(status) if status not in _REJECTED_STATUSES else None
     )

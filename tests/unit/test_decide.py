@@ -28,7 +28,7 @@ def state(name: str) -> Reply:
 CASES = [
     # cancel answers
     (CANCEL, Reply(201, payment_state="Canceled"), Final(Outcome.CANCELED)),
-    (CANCEL, Reply(200), Next(Step(Op.QUERY, maybe_landed=True, disputed=True))),
+    (CANCEL, Reply(200), Next(Step(Op.QUERY, maybe_landed=True, disputed=True), unclear=True)),
     (CANCEL, Reply(400), Final(Outcome.REJECTED)),
     (CANCEL, Reply(401), Reauth()),
     (CANCEL, Reply(402), Next(QUERY_AFTER_402)),
@@ -37,18 +37,22 @@ CASES = [
     (CANCEL, Reply(405), Final(Outcome.REJECTED, "unexpected HTTP status 405")),
     (CANCEL, Reply(409, retry_after=2.0), Next(CANCEL, transient=True, after=2.0)),
     # a gateway's 408 may hide a landed cancel: sent again, but the doubt is carried
-    (CANCEL, Reply(408), Next(Step(Op.CANCEL, maybe_landed=True), transient=True)),
+    (CANCEL, Reply(408), Next(Step(Op.CANCEL, maybe_landed=True), transient=True, unclear=True)),
     (CANCEL, Reply(415), Final(Outcome.REJECTED, "unexpected HTTP status 415")),
     (CANCEL, Reply(422), Next(QUERY_AFTER_422)),
     (CANCEL_AFTER_DOUBT, Reply(422), Next(Step(Op.QUERY, maybe_landed=True, refusal=422))),
     (CANCEL, Reply(429, retry_after=3.0), Next(CANCEL, transient=True, throttled=True, after=3.0)),
-    (CANCEL, Reply(500), Next(QUERY_AFTER_DOUBT, transient=True)),
-    (CANCEL, Reply(502), Next(QUERY_AFTER_DOUBT, transient=True)),
-    (CANCEL, Reply(503, retry_after=1.0), Next(QUERY_AFTER_DOUBT, transient=True, after=1.0)),
-    (CANCEL, Reply(504), Next(QUERY_AFTER_DOUBT, transient=True)),
+    (CANCEL, Reply(500), Next(QUERY_AFTER_DOUBT, transient=True, unclear=True)),
+    (CANCEL, Reply(502), Next(QUERY_AFTER_DOUBT, transient=True, unclear=True)),
+    (
+        CANCEL,
+        Reply(503, retry_after=1.0),
+        Next(QUERY_AFTER_DOUBT, transient=True, after=1.0, unclear=True),
+    ),
+    (CANCEL, Reply(504), Next(QUERY_AFTER_DOUBT, transient=True, unclear=True)),
     (CANCEL, Reply(302), Final(Outcome.REJECTED, "unexpected HTTP status 302")),
-    (CANCEL, TIMEOUT, Next(QUERY_AFTER_DOUBT, transient=True)),
-    (CANCEL, RESET_AFTER_SEND, Next(QUERY_AFTER_DOUBT, transient=True)),
+    (CANCEL, TIMEOUT, Next(QUERY_AFTER_DOUBT, transient=True, unclear=True)),
+    (CANCEL, RESET_AFTER_SEND, Next(QUERY_AFTER_DOUBT, transient=True, unclear=True)),
     (CANCEL, REFUSED_CONNECT, Next(CANCEL, transient=True)),
     # query answers after a doubtful cancel
     (QUERY_AFTER_DOUBT, state("Canceled"), Final(Outcome.CANCELED)),

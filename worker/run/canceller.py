@@ -306,12 +306,7 @@ class Canceller:
             if isinstance(decision, Final):
                 return self._result(row, exchange, decision.outcome, decision.detail)
             assert isinstance(decision, Next)
-            if step.op is Op.CANCEL and (
-                # a refusal's query only carries an earlier doubt: the detail names that one
-                (decision.step.op is Op.QUERY and decision.step.maybe_landed and not
-                 decision.step.refusal)
-                or reply.status == 408  # a gateway's timeout: retried, yet it may have landed
-            ):  # fmt: skip
+            if decision.unclear:
                 # the status, not the problem's `type` (Bambora's is often about:blank)
                 exchange.unclear = (
                     f"HTTP {reply.status}" if reply.status is not None else reply.error_type
