@@ -18,6 +18,8 @@ from collections import Counter
 from worker.model import NO_PAYMENT_STATE, Outcome, Result
 
 WRONG_PLACE = frozenset({Outcome.NOT_FOUND, Outcome.REJECTED})
+#: How the rail counts a reference that failed on 200s without a payment state.
+_PAGE = "HTTP 200 without a payment state"
 
 
 class RejectionGuard:
@@ -42,15 +44,18 @@ class RejectionGuard:
             self._armed = False
             return None
         self._seen += 1
-        status = result.http_status or result.error_type or "?"
         if result.error_type == NO_PAYMENT_STATE:
-            status = "HTTP 200 without a payment state"
-        self._statuses[f"HTTP {status}" if type(status) is int else str(status)] += 1
+            label = _PAGE
+        elif result.http_status:
+            label = f"HTTP {result.http_status}"
+        else:
+            label = result.error_type or "?"
+        self._statuses[label] += 1
         if self._seen < self._first:
             return None
         self._armed = False
         seen = ", ".join(f"{what} x{n}" for what, n in self._statuses.most_common())
-        page = any("payment state" in what for what in self._statuses)
+        page = _PAGE in self._statuses
         scope, then = (
             ("read_payment", "run check again with a new --report (its rows are final)")
             if self._check
