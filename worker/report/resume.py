@@ -38,6 +38,7 @@ from worker.keys import key_of
 from worker.model import CHECK_FINAL, RUN_FINAL, UNSENT, Mode, Outcome, Rejected
 from worker.report.index import KeyMap, SpillStore
 from worker.report.records import Brief, Totals, is_jsonl, scan_report
+from worker.report.runs import is_end
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ def torn_rows(
     records = list(runs)
     carried: list[TornRow] = []
     for record in records:
-        if record.get("event", "end") == "end" and record.get("complete"):
+        if is_end(record) and record.get("complete"):
             carried = []  # a complete run saw every line through
         elif record.get("event") == "start" and isinstance(text := record.get("torn_row"), str):
             carried.append(TornRow.parse(text))

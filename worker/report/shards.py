@@ -54,9 +54,9 @@ def _check_one_night(records: Records, by_input: bool) -> None:
         return
     inputs: dict[str, Path] = {}
     for path, recs in records.items():
-        latest = [r for r in recs or [] if r.get("mode") != "merge" and whole_hash(r)]
-        if latest:
-            inputs.setdefault(str(whole_hash(latest[-1])), path)
+        hashes = [h for r in recs or [] if r.get("mode") != "merge" and (h := whole_hash(r))]
+        if hashes:  # the latest run's
+            inputs.setdefault(hashes[-1], path)
     _refuse_two(
         inputs,
         "input",
