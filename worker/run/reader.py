@@ -109,9 +109,8 @@ class Reader:
                     continue
                 if isinstance(admitted, Send):
                     if cap is not None and self._sends == cap:
-                        self._on_cap(
-                            over_cap(cap, self._dry_run)
-                        )  # this row is not taken: not read
+                        # this row is not taken: not read
+                        self._on_cap(over_cap(cap, self._dry_run))
                         return
                     await queue.put(admitted)  # a stop while it waits: not taken
                     self._sends += 1

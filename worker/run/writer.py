@@ -237,29 +237,31 @@ class Writer:
         self.tally.rows_written = self._report.rows_written
 
     async def _journal_batch(self, intents: list[tuple[str, str]]) -> None:
-        journal = self._journal
-        assert journal is not None  # intents come only through `journaled`, which checks
-        if self.failure is not None:
+        if not self._append(intents):  # any failure: their cancels are not sent
             return
+        assert self._journal is not None  # `_append` wrote to it
         try:
-            journal.append(intents)
-        except Exception as exc:  # any failure: their cancels are not sent
-            self._fail(f"the intent journal could not be written: {_why(exc)}")
-            return
-        try:
-            await self._offload(journal.sync)
+            await self._offload(self._journal.sync)
         except Exception as exc:
             self._fail(f"the intent journal could not be synced: {_why(exc)}")
 
     def _journal_answered(self, pairs: list[tuple[str, str]]) -> None:
+        """Not synced (see `answered`), but a failed write stops the run as an intent's
+        does: a line it could not cut back would swallow the next intent."""
+        self._append(pairs, answered=True)
+
+    def _append(self, pairs: list[tuple[str, str]], *, answered: bool = False) -> bool:
+        """One write to the journal (none after a failure); False if it failed."""
         journal = self._journal
-        assert journal is not None  # pairs come only through `answered`, which checks
-        if self.failure is None:
-            try:  # not synced (see `answered`), but a failed write stops the run as an
-                # intent's does: a line it could not cut back would swallow the next intent
-                journal.append(pairs, answered=True)
-            except Exception as exc:
-                self._fail(f"the intent journal could not be written: {_why(exc)}")
+        assert journal is not None  # pairs come only through `journaled` and `answered`
+        if self.failure is not None:
+            return False
+        try:
+            journal.append(pairs, answered=answered)
+        except Exception as exc:
+            self._fail(f"the intent journal could not be written: {_why(exc)}")
+            return False
+        return True
 
     def _fail(self, reason: str) -> None:
         if self.failure is None:

@@ -81,7 +81,7 @@ class FakeJournal:
     references: list[str] = field(default_factory=list)
     calls: int = 0
 
-    def append(self, pairs: list[tuple[str, str]]) -> None:
+    def append(self, pairs: list[tuple[str, str]], *, answered: bool = False) -> None:
         self.calls += 1
         self.references.extend(ref for _, ref in pairs)
 

@@ -96,7 +96,7 @@ class Journal:
         self.writes: list[list[tuple[str, str]]] = []
         self.full = full
 
-    def append(self, pairs: list[tuple[str, str]]) -> None:
+    def append(self, pairs: list[tuple[str, str]], *, answered: bool = False) -> None:
         if self.full:
             raise StorageError("r.csv.journal: No space left on device")
         self.writes.append(pairs)
