@@ -84,11 +84,15 @@ class ExactDeduper:
 
 
 class CandidateDeduper:
-    """Exact, given the keys a first pass found to repeat (or to collide in the filter)."""
+    """Exact, given the keys a first pass found to repeat (or to collide in the filter).
+    `seen`: candidates already met, and their first line (by a run that starts after
+    the rows an earlier run finished: `run.skip`)."""
 
-    def __init__(self, candidates: Container[bytes]) -> None:
+    def __init__(
+        self, candidates: Container[bytes], seen: Mapping[bytes, int] | None = None
+    ) -> None:
         self._candidates = candidates
-        self._seen: dict[bytes, int] = {}
+        self._seen: dict[bytes, int] = dict(seen or {})
 
     def prefetch(self, keys: list[bytes]) -> None:
         """Nothing to fetch: the candidates are in memory."""

@@ -81,6 +81,11 @@ class Lines:
         self._hold(last)
         return out
 
+    @property
+    def held(self) -> int | None:
+        """Bytes of an unfinished line held back (None: an overlong one being skipped)."""
+        return None if self._skipping else len(self._tail)
+
     def finish(self) -> list[bytes | TooLong]:
         if not self._tail and not self._skipping:
             return []

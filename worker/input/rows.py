@@ -82,6 +82,16 @@ class RowParser:
         self.lines = 0  # physical lines accounted for (the CSV header included)
         self.blank = 0
 
+    @property
+    def pending(self) -> bool:
+        """A record whose comment spans lines is open (`--multiline-cells`)."""
+        return bool(self._pending)
+
+    def resume_at(self, line: int, accounted: int, blank: int) -> None:
+        """Go on at physical line `line`, the lines before it counted as a first read
+        of the same bytes counted them (`Source.resume_at`)."""
+        self._next, self.lines, self.blank = line, accounted, blank
+
     def rows(self, lines: list[bytes | TooLong]) -> list[Parsed]:
         out: list[Parsed] = []
         todo: deque[tuple[int, bytes | str | TooLong]] = deque()

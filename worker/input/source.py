@@ -22,6 +22,7 @@ from collections.abc import AsyncGenerator, Iterator
 from typing import IO
 
 from worker.errors import InputError
+from worker.input.checkpoint import Checkpoint
 from worker.input.fingerprint import BLOCK, Digest, Fingerprint, Verifier
 from worker.input.header import Columns, delimiter_option, parse_header
 from worker.input.lines import CHUNK, GZIP_MAGIC, MAX_LINE, Gunzip, Lines
@@ -95,7 +96,37 @@ class Source:
         self._gunzip = gunzip
         self._parser = RowParser(self.format, self.columns, self.multiline)
         self._rows = 0
-        self.bytes_fed = 0  # raw bytes parsed so far (gzip or not)
+        self.bytes_fed = 0  # raw bytes fed so far (gzip or not), skipped ones included
+        self._skip = 0  # raw bytes still to pass by unparsed (see `resume_at`)
+
+    def mark(self) -> Checkpoint | None:
+        """Where reading could start again after what was fed so far (None: not here,
+        or not in this input: see `checkpoint`); `rows` and `proof` are the caller's."""
+        parser = self._parser
+        if parser is None or self._gunzip is not None or self.multiline or self._skip:
+            return None
+        held = self._lines.held
+        if held is None or parser.pending:
+            return None
+        return Checkpoint(
+            offset=self.bytes_fed - held,
+            line=self._lines.count + 1,
+            accounted=parser.lines,
+            blank=parser.blank,
+            rows_seen=self._rows,
+            rows=0,
+            proof=0,
+        )
+
+    def resume_at(self, mark: Checkpoint) -> None:
+        """Parse from `mark` on (a plain file, not read yet): the bytes before it are
+        still read, hashed and checked (`digest`, `expect`), but not parsed, and the
+        counts go on from the mark's, as if the rows before it had been read."""
+        assert self._parser is not None and self._gunzip is None and not self.bytes_fed
+        self._skip = mark.offset
+        self._lines.count = mark.line - 1
+        self._parser.resume_at(mark.line, mark.accounted, mark.blank)
+        self._rows = mark.rows_seen
 
     def feed(self, data: bytes) -> list[Parsed]:
         """Rows completed by `data` (raw bytes as read, gzip or not)."""
@@ -103,6 +134,10 @@ class Source:
         self.bytes_fed += len(data)
         if self.digest is not None:
             self.digest.update(data)
+        if self._skip:
+            cut = min(self._skip, len(data))
+            self._skip -= cut
+            data = data[cut:]
         if self._gunzip is not None:
             data = self._gunzip.feed(data)
         out = self._parser.rows(self._lines.feed(data))

@@ -20,16 +20,15 @@ from typing import Any
 
 import structlog
 
-from worker.errors import InputError, ReportError, StorageError, UsageError
-from worker.input.admission import Admission, screen_batch
-from worker.input.dedup import CandidateDeduper, CandidateFinder, Deduper, ExactDeduper
-from worker.input.fingerprint import Fingerprint, Recorder
+from worker.errors import ReportError, StorageError, UsageError
+from worker.input.admission import Admission
+from worker.input.dedup import Deduper, ExactDeduper
 from worker.input.head import fresh_head, head_digest
 from worker.input.lines import GZIP_MAGIC
-from worker.input.screened import Keeper, Screened
+from worker.input.screened import Screened
 from worker.input.source import Source, open_input
 from worker.input.validate import check_default_merchant
-from worker.model import Mode, Outcome, Rejected, Row
+from worker.model import Mode
 from worker.names import other_report
 from worker.observe import logs
 from worker.observe.words import count
@@ -40,6 +39,7 @@ from worker.report.resume import ByLine, PriorRows, Progress, load_report, polic
 from worker.report.runs import SANDBOX, Binding, check_binding, read_runs, run_count
 from worker.report.writer import Echo, check_report_path
 from worker.run.count import Counts
+from worker.run.prepass import Survey, prepass
 from worker.settings import Settings, run_kind
 
 NO_LOCKS = "this filesystem does not support locks: make sure no other run uses this report"
@@ -201,6 +201,10 @@ def _prepare(settings: Settings, lock: ReportLock, store: SpillStore) -> Prepare
     )  # fmt: skip
 
 
+def _prepass(settings: Settings, source: Source, prior: PriorRows) -> Survey:
+    return prepass(settings, lambda: _open(settings), source.estimated_lines(), prior)
+
+
 def _open(s: Settings) -> Source:
     return open_input(s.input, s.input_format, s.delimiter, s.multiline_cells)
 
@@ -302,92 +306,3 @@ def _check_binding(
         logs.log.warning("input_changed", message=warning)
     size = fresh_head(source)  # after the check, which may have read further
     return replace(this, head_bytes=size, head_sha256=head_digest(source, size) if size else None)
-
-
-@dataclass
-class Survey:
-    """What the first pass over a file learnt."""
-
-    deduper: CandidateDeduper
-    rows: int  # rows of this shard
-    left: int  # of those, rows the report does not settle yet
-    fingerprint: Fingerprint  # the bytes read: their size, SHA-256 and block marks
-    #: merchant -> references this run would send (first sight, not settled; a key the
-    #: duplicate filter mistook for a repeat, ~0.1 %, is missing from it: see `count`)
-    to_send: Counter[str]
-    candidates: dict[bytes, int]  # keys that may repeat -> the offer that made them one
-    #: what the input's lines add to the by-line resume's proof (see `resume.ByLine`)
-    proof: int = 0
-    screened: Screened | None = None  # every row screened, when the file is small
-
-
-def _prepass(settings: Settings, run_source: Source, prior: PriorRows) -> Survey:
-    """First read of a file: count rows, find keys that may repeat (see `dedup`), count
-    what an earlier run settled and what this one would send, fingerprint the bytes;
-    keep a small file's screened rows for the run (see `screened`)."""
-    source = _open(settings)
-    source.digest = recorder = Recorder()
-    expected = run_source.estimated_lines()
-    finder = CandidateFinder(expected)
-    keeper = Keeper(expected)
-    rows = settled = proof = 0
-    to_send: Counter[str] = Counter()
-    by_line = prior if isinstance(prior, ByLine) else None
-    fresh = prior.rows == 0  # nothing reported yet: nothing settled, nothing to prove
-    merchant, shard = settings.merchant, settings.shard
-    try:
-        for batch in source.batches():
-            items, keys = screen_batch(batch, merchant, shard)
-            keeper.keep((items, keys), source.bytes_fed, source.lines_seen)
-            if fresh:
-                for item, key in zip(items, keys, strict=True):
-                    if item is not None:
-                        rows += 1
-                        if key is not None and not finder.offer(key):
-                            to_send[item.merchant] += 1
-                continue
-            prior.prefetch(
-                [k for k in keys if k is not None], [i.line for i in items if i is not None]
-            )
-            for item, key in zip(items, keys, strict=True):
-                if item is None:
-                    continue
-                rows += 1
-                if by_line is not None:
-                    proof += by_line.expected(item.line, item.merchant, item.reference)
-                if key is not None:
-                    done = prior.final(item.line, key) is not None
-                    repeat = finder.offer(key)
-                    if repeat and not done:  # a repeat the report has: the run passes it by
-                        done = prior.unsent_before(_duplicate(item))
-                    settled += done
-                    if not repeat and not done:
-                        to_send[item.merchant] += 1
-                else:
-                    assert isinstance(item, Rejected)
-                    settled += prior.unsent_before(item)
-    except OSError as exc:
-        raise InputError(f"cannot read input {settings.input}: {exc.strerror or exc}") from None
-    except InputError as exc:
-        raise InputError(f"cannot read input {settings.input}: {exc}") from None
-    finally:
-        source.close()
-    screened = keeper.screened(source)
-    return Survey(
-        CandidateDeduper(finder.candidates),
-        rows,
-        rows - settled,
-        recorder.fingerprint(),
-        to_send,
-        finder.candidates,
-        proof & ((1 << 64) - 1),
-        screened,
-    )
-
-
-def _duplicate(row: Row | Rejected) -> Rejected:
-    """A row as the run reports it when it repeats an earlier one. By line, a line the
-    report says was a duplicate is one again (the same file); by reference, one the
-    filter mistook for a repeat (~0.1 %) and that no longer repeats anything is counted
-    settled but sent: `left` is then one too low, `to_send` stays exact (see `count`)."""
-    return Rejected(row.line, row.merchant, row.reference, Outcome.DUPLICATE, "")
