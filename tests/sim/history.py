@@ -43,8 +43,9 @@ from tests.sim.world import (
     start_run,
 )
 from worker.access import Credentials
-from worker.input import screened
+from worker.input import screened, source
 from worker.model import Mode
+from worker.report import survey
 from worker.run.prepare import Prepared, UsageError, prepare
 from worker.settings import MAX_REFERENCE, Settings
 
@@ -246,13 +247,24 @@ def run_history(seed: int, *, keep: Path | None = None) -> History:
     """Play the night of `seed`; its files go to `keep` when given (else removed)."""
     plan = make_plan(seed)
     folder = Path(tempfile.mkdtemp(prefix=f"sim-{seed}-", dir=SCRATCH)) if keep is None else keep
-    kept = screened.READ_ONCE_ROWS
+    kept, reads, spacing, least = (
+        screened.READ_ONCE_ROWS,
+        source.CHUNK,
+        survey.SPACING,
+        survey.MIN_BYTES,
+    )
     screened.READ_ONCE_ROWS = 0 if plan.reread else kept
+    # Small reads give a small file many checkpoints (one per chunk: no spacing), so
+    # reruns start past finished rows (`run.skip`) at many places. Drawn apart from the
+    # plan, so that each seed's night stays the one it was.
+    source.CHUNK = random.Random(f"reads/{seed}").choice((reads, 512, 97))
+    survey.SPACING = survey.MIN_BYTES = 0
     try:
         with quiet_logs():
             return _night(plan, folder)
     finally:
-        screened.READ_ONCE_ROWS = kept
+        screened.READ_ONCE_ROWS, source.CHUNK = kept, reads
+        survey.SPACING, survey.MIN_BYTES = spacing, least
         if keep is None:
             shutil.rmtree(folder, ignore_errors=True)
 
@@ -295,11 +307,11 @@ def _night(plan: Plan, folder: Path) -> History:
         world.new_run(tl, rp.faults, invariants.final_keys(settings.report))
         random.seed(f"{plan.seed}/{run}")  # tenacity's full jitter draws from `random`
         try:
-            prepared = prepare(settings)
+            prepared = prepare(settings, f"run{run + 1}")
         except UsageError as exc:
             history.violations.append(f"prepare: run {run + 1} refused to start: {exc}")
             break
-        result = _run(prepared, world, disk, f"run{run + 1}")
+        result = _run(prepared, world, disk, prepared.run_id)
         history.runs += 1
         if result is None:
             if rp.crash is not None and rp.crash.power_cut:

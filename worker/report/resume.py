@@ -178,8 +178,12 @@ class ByLine:
         self._relevant = policy.relevant
 
     def add(self, line: int, merchant: str, reference: str, outcome: Outcome) -> None:
+        self.put(line, row_hash(line, merchant, reference), outcome)
+
+    def put(self, line: int, hashed: int, outcome: Outcome) -> None:
+        """`add`, given the row's `row_hash`."""
         self.rows += 1
-        self.checksum = (self.checksum + row_hash(line, merchant, reference)) & _MASK
+        self.checksum = (self.checksum + hashed) & _MASK
         if line > self.max_line:
             return
         cells = self.cells
@@ -281,10 +285,16 @@ def load_report(
     by_line: bool,
     max_line: int = 1 << 40,
     progress: Progress | None = None,
+    into: ByLine | None = None,
 ) -> PriorRows:
     """Read an existing report (latest row wins) into the shape asked for; changes
-    nothing on disk. `max_line`: no input line is beyond it (by line only)."""
-    prior: PriorRows = ByLine(policy, max_line) if by_line else ByKey(policy, store)
+    nothing on disk. `max_line`: no input line is beyond it (by line only); `into`: the
+    `ByLine` to read it into, by line (one that watches more: `run.skip`)."""
+    prior: PriorRows
+    if by_line:
+        prior = into if into is not None else ByLine(policy, max_line)
+    else:
+        prior = ByKey(policy, store)
     if not path.exists():
         return prior
     if not path.is_file():

@@ -22,12 +22,13 @@ from worker import __version__
 from worker.bambora.backoff import BACKOFF
 from worker.errors import ReportError, StorageError, UsageError
 from worker.exits import RERUN_HELPS
-from worker.model import Mode
+from worker.model import Mode, Outcome
 from worker.observe import logs, progress
 from worker.observe.report_card import Card, render, termination_line
 from worker.report.journal import IntentJournal, journal_path
 from worker.report.resume import repair_torn_tail, torn_pair
 from worker.report.runs import append_run
+from worker.report.survey import remove_survey, survey_path
 from worker.report.writer import Echo, ReportWriter, utc_now
 from worker.run.prepare import Prepared
 from worker.run.stages import run_stages
@@ -105,6 +106,8 @@ async def _execute(prepared: Prepared, command: str, wait: WaitBaseT) -> int:
         if not logs.for_a_person():  # a person reads the card below instead
             logs.log.info("summary", **summary_fields(s, run))
         _record_run(prepared, s, run_id, started_at, run)
+        if run.complete and not run.outcomes.get(Outcome.FAILED.value):
+            remove_survey(survey_path(prepared.lock.real))  # nothing left for a rerun
         _write_card(s, prepared.lock.real, command)
         _tell(s, run, command)
         return run.exit_code

@@ -35,11 +35,29 @@ from worker.observe.words import count
 from worker.report.index import KeyMap, SpillStore
 from worker.report.journal import IntentJournal, journal_path
 from worker.report.lock import ReportLock, same_file
-from worker.report.resume import ByLine, PriorRows, Progress, load_report, policy_for, torn_rows
+from worker.report.resume import (
+    ByLine,
+    PriorRows,
+    Progress,
+    ResumePolicy,
+    load_report,
+    policy_for,
+    torn_rows,
+)
 from worker.report.runs import SANDBOX, Binding, check_binding, read_runs, run_count
+from worker.report.survey import (
+    SavedSurvey,
+    load_survey,
+    save_survey,
+    screening,
+    spaced,
+    survey_path,
+    worth_saving,
+)
 from worker.report.writer import Echo, check_report_path
 from worker.run.count import Counts
-from worker.run.prepass import Survey, prepass
+from worker.run.prepass import Start, Survey, prepass
+from worker.run.skip import Before, Watched, before, plan
 from worker.settings import Settings, run_kind
 
 NO_LOCKS = "this filesystem does not support locks: make sure no other run uses this report"
@@ -64,6 +82,7 @@ class Prepared:
     binding: Binding | None = None  # what this run records before its first request
     screened: Screened | None = None  # a small file's rows, screened once (see screened)
     run_id: str = ""  # on every log line from `prepare` on, in every row and record
+    before: Before | None = None  # where the run starts reading, past finished rows (`skip`)
 
     @property
     def to_send(self) -> Counter[str] | None:
@@ -82,14 +101,15 @@ class Prepared:
         )
 
 
-def prepare(settings: Settings) -> Prepared:
+def prepare(settings: Settings, run_id: str | None = None) -> Prepared:
     """Everything before the first request; raises a UsageError (exit 2) on bad input.
 
     Takes the report's lock first and keeps it (the caller releases it at the end), so
-    that a second run on the same report stops here, before reading anything.
+    that a second run on the same report stops here, before reading anything. `run_id`:
+    the run's id (a new random one when None; the simulator names its runs).
     """
     s = settings
-    run_id = uuid.uuid4().hex[:12]
+    run_id = run_id or uuid.uuid4().hex[:12]
     structlog.contextvars.bind_contextvars(run_id=run_id)  # `resuming` and the rest say it too
     if s.input != "-" and same_file(Path(s.input), s.report):
         kind = run_kind(s.mode, s.dry_run)
@@ -107,7 +127,7 @@ def prepare(settings: Settings) -> Prepared:
     store = SpillStore(lock.real, settings.memory_budget)
     try:
         store.remove_stale()  # left by a killed run: never shared between runs
-        return replace(_prepare(settings, lock, store), run_id=run_id)
+        return replace(_prepare(settings, lock, store, run_id), run_id=run_id)
     except BaseException as exc:
         store.close()
         lock.release()
@@ -116,7 +136,7 @@ def prepare(settings: Settings) -> Prepared:
         raise
 
 
-def _prepare(settings: Settings, lock: ReportLock, store: SpillStore) -> Prepared:
+def _prepare(settings: Settings, lock: ReportLock, store: SpillStore, run_id: str) -> Prepared:
     check_default_merchant(settings.merchant)
     if not lock.supported:
         logs.log.warning("report_not_locked", report=str(settings.report), why=NO_LOCKS)
@@ -125,16 +145,6 @@ def _prepare(settings: Settings, lock: ReportLock, store: SpillStore) -> Prepare
         _check_echo(settings, source)
         policy = policy_for(settings.mode, settings.retry_outcomes)
         reading = _reading(settings)
-        # A file's rerun is resumed by line; the pre-pass proves the fit (see resume).
-        prior = load_report(
-            settings.report,
-            policy,
-            store,
-            by_line=source.rereadable,
-            max_line=_line_bound(source) if source.rereadable else 0,
-            progress=reading,
-        )
-        runs = read_runs(lock.real)  # beside the real file, whatever its name here
         sends = settings.mode is Mode.RUN and not settings.dry_run
         pending = KeyMap(store)
         if sends:
@@ -144,13 +154,31 @@ def _prepare(settings: Settings, lock: ReportLock, store: SpillStore) -> Prepare
                 else:
                     pending.delete(key)
             pending.flush()
+        max_line = _line_bound(source) if source.rereadable else 0
+        saved = _saved_survey(settings, source, lock.real)
+        # A file's rerun is resumed by line; the pre-pass proves the fit (see resume).
+        prior = load_report(
+            settings.report,
+            policy,
+            store,
+            by_line=source.rereadable,
+            max_line=max_line,
+            progress=reading,
+            into=Watched(policy, max_line, saved, pending) if saved else None,
+        )
+        runs = read_runs(lock.real)  # beside the real file, whatever its name here
         deduper: Deduper = ExactDeduper(KeyMap(store))
         total = left = sha = None
         counts: Counts | None = None
         screened: Screened | None = None
+        start: Start | None = None
         if source.rereadable:
             source.digest = None  # the pre-pass hashes the file
-            survey = _prepass(settings, source, prior)
+            start = _start(prior, runs, policy)
+            survey = _prepass(settings, source, prior, start)
+            if start is not None and saved and survey.fingerprint.sha256 != saved.sha256:
+                start = None  # not the bytes the survey read: the whole file, as before
+                survey = _prepass(settings, source, prior)
             if isinstance(prior, ByLine) and (
                 survey.proof != prior.checksum or _changed(runs, survey.fingerprint.sha256)
             ):
@@ -163,7 +191,7 @@ def _prepare(settings: Settings, lock: ReportLock, store: SpillStore) -> Prepare
                     "lines (options changed): resuming by merchant and reference instead",
                 )
                 prior = load_report(settings.report, policy, store, by_line=False, progress=reading)
-                survey = _prepass(settings, source, prior)
+                start, survey = None, _prepass(settings, source, prior)
             source.expect(survey.fingerprint)  # the run reads what the pre-pass counted
             deduper, total, left = survey.deduper, survey.rows, survey.left
             screened = survey.screened
@@ -179,6 +207,8 @@ def _prepare(settings: Settings, lock: ReportLock, store: SpillStore) -> Prepare
             if settings.max_references is not None:
                 _check_cap(settings, sum(counts.exact().values()))
         binding = _check_binding(settings, source, prior, runs, sha)
+        if source.rereadable:
+            _keep_survey(settings, lock.real, survey, saved, run_id)
     except BaseException:
         source.close()
         raise
@@ -190,19 +220,73 @@ def _prepare(settings: Settings, lock: ReportLock, store: SpillStore) -> Prepare
             rows=prior.rows,
             earlier_runs=run_count(runs),
             references_left=left,
+            from_line=start.at.line if start else None,
             message=f"resuming {settings.report}: {count(prior.rows, 'row')} from "
             f"{count(run_count(runs), 'earlier run')}, "
             + ("? references left" if left is None else f"{count(left, 'reference')} left")
-            + ("" if done is None else f", {done:,} settled"),
+            + ("" if done is None else f", {done:,} settled")
+            + (f"; reading {settings.input} from line {start.at.line:,}" if start else ""),
         )
     return Prepared(
         settings, source, prior, pending, deduper, total, lock, store, runs, sha, left,
         counts, binding, screened,
+        before=before(prior, start.at) if start and isinstance(prior, Watched) else None,
     )  # fmt: skip
 
 
-def _prepass(settings: Settings, source: Source, prior: PriorRows) -> Survey:
-    return prepass(settings, lambda: _open(settings), source.estimated_lines(), prior)
+def _prepass(
+    settings: Settings, source: Source, prior: PriorRows, start: Start | None = None
+) -> Survey:
+    return prepass(settings, lambda: _open(settings), source.estimated_lines(), prior, start)
+
+
+def _saved_survey(settings: Settings, source: Source, real: Path) -> SavedSurvey | None:
+    """The survey an earlier run saved, when this run could start past its finished
+    rows with it (see `skip`): a plain file, read with the same screening, and a
+    `--retry-outcomes` run reopens finished rows, so it reads them all."""
+    if not source.rereadable or source.head[:2] == GZIP_MAGIC or settings.retry_outcomes:
+        return None
+    saved = load_survey(survey_path(real))
+    return saved if saved and saved.screening == screening(settings) else None
+
+
+def _start(prior: PriorRows, runs: list[dict[str, Any]], policy: ResumePolicy) -> Start | None:
+    """Where the pre-pass and the run start: past the rows the report proves finished,
+    when every run the report records read the file under the survey's screening."""
+    if not isinstance(prior, Watched) or not runs or _changed(runs, prior.saved.sha256):
+        return None
+    if any(r.get("run_id") not in prior.saved.runs for r in runs):
+        return None
+    return plan(prior, policy)
+
+
+def _keep_survey(
+    settings: Settings, real: Path, found: Survey, saved: SavedSurvey | None, run_id: str
+) -> None:
+    """Save what the pre-pass learnt for a rerun (see `report.survey`): never a reason
+    to stop, since a rerun without it reads the whole file."""
+    if not found.checkpoints or found.pairs is None or not worth_saving(found.fingerprint.size):
+        return
+    screened, sha = screening(settings), found.fingerprint.sha256
+    earlier = saved.runs if saved and saved.screening == screened and saved.sha256 == sha else ()
+    keep = SavedSurvey(
+        screened,
+        sha,
+        found.fingerprint.size,
+        (*earlier, run_id),
+        tuple(spaced(found.checkpoints)),
+        tuple(found.pairs.values()),
+    )
+    try:
+        save_survey(survey_path(real), keep)
+    except OSError as exc:
+        logs.log.warning(
+            "survey_not_saved",
+            survey=str(survey_path(real)),
+            error=exc.strerror or str(exc),
+            why="a rerun of this night reads the whole file again instead of starting "
+            "past the rows it finished",
+        )
 
 
 def _open(s: Settings) -> Source:

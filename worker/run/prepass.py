@@ -28,6 +28,7 @@ from worker.input.screened import Keeper, Screened
 from worker.input.source import Source
 from worker.model import Outcome, Rejected, Row
 from worker.report.resume import ByLine, PriorRows, row_hash
+from worker.report.survey import MAX_CANDIDATES
 from worker.settings import Settings
 
 _MASK = (1 << 64) - 1
@@ -50,8 +51,9 @@ class Survey:
     screened: Screened | None = None  # every row screened, when the file is small
     #: where a later read may start (plain files only; see `checkpoint`)
     checkpoints: list[Checkpoint] = field(default_factory=list)
-    #: the (merchant, reference) of every candidate, for the survey saved on disk
-    pairs: dict[bytes, tuple[str, str]] = field(default_factory=dict)
+    #: the (merchant, reference) of every candidate, for the survey saved on disk (None:
+    #: more than `survey.MAX_CANDIDATES`, no survey)
+    pairs: dict[bytes, tuple[str, str]] | None = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,7 @@ def prepass(
     checkpoints: list[Checkpoint] = []
     pairs: dict[bytes, tuple[str, str]] = {}
     first_seen: dict[bytes, int] = {}
+    marks = source.mark() is not None  # a plain file: checkpoints are worth their cost
     if start is not None:
         source.resume_at(start.at)
         checkpoints = list(start.checkpoints)
@@ -95,7 +98,6 @@ def prepass(
         marked = start.at.proof
     exact = None if start is None else _exact_offer(pairs, first_seen)
     offer = finder.offer
-    marks = source.mark() is not None  # a plain file: checkpoints are worth their cost
     try:
         for batch in source.batches():
             items, keys = screen_batch(batch, merchant, shard)
@@ -116,7 +118,7 @@ def prepass(
                 if fresh:
                     if key is not None:
                         repeat = offer(key) if exact is None else exact(key, item.line)
-                        if repeat and key not in pairs:
+                        if repeat and key not in pairs and len(pairs) <= MAX_CANDIDATES:
                             pairs[key] = (item.merchant, item.reference)
                         if not repeat:
                             to_send[item.merchant] += 1
@@ -124,7 +126,7 @@ def prepass(
                 if key is not None:
                     done = prior.final(item.line, key) is not None
                     repeat = offer(key) if exact is None else exact(key, item.line)
-                    if repeat and key not in pairs:
+                    if repeat and key not in pairs and len(pairs) <= MAX_CANDIDATES:
                         pairs[key] = (item.merchant, item.reference)
                     if repeat and not done:  # a repeat the report has: the run passes it by
                         done = prior.unsent_before(_duplicate(item))
@@ -153,10 +155,10 @@ def prepass(
         recorder.fingerprint(),
         to_send,
         candidates,
-        proof & _MASK,
+        (proof + (start.at.proof if start else 0)) & _MASK,  # the rows before it: `skip`
         keeper.screened(source),
         checkpoints if marks else [],
-        pairs,
+        pairs if len(pairs) <= MAX_CANDIDATES else None,
     )
 
 

@@ -27,6 +27,7 @@ from worker.input.parsed import Parsed
 from worker.input.screened import Batch, Screened
 from worker.input.source import Source, read_batches
 from worker.observe import logs
+from worker.run.skip import Before
 from worker.run.summary import Reading
 from worker.run.writer import Writer
 
@@ -65,9 +66,12 @@ class Reader:
         on_cap: Callable[[str], None] = lambda reason: None,
         screened: Screened | None = None,
         dry_run: bool = False,
+        before: Before | None = None,
     ) -> None:
         """`screened`: the whole of `source` as the pre-pass screened it (then the
-        file is not read again); `dry_run`: the cap's message says nothing was sent."""
+        file is not read again; past `before`, when given); `dry_run`: the cap's message
+        says nothing was sent; `before`: the rows an earlier run finished before a
+        checkpoint, which the input is read from (`run.skip`)."""
         self._source = source
         self._admission = admission
         self._queue = queue
@@ -77,6 +81,9 @@ class Reader:
         self._on_cap = on_cap
         self._screened = screened
         self._dry_run = dry_run
+        self._before = before
+        if before is not None and screened is None:
+            source.resume_at(before.at)
         self._batches: AsyncGenerator[Batch, None] = (
             _kept(screened, source) if screened else self._screen(read_batches(source))
         )
@@ -102,6 +109,10 @@ class Reader:
 
     async def _read(self) -> None:
         queue, writer, cap = self._queue, self._writer, self._max_sends
+        if self._before is not None:  # rows the report finished, not read again
+            for outcome, rows in self._before.settled.items():
+                writer.settled(outcome, rows)
+                self._rows += rows
         async for items, keys in self._batches:
             self._taken += 1
             for admitted in self._admission.decide(items, keys):
@@ -140,7 +151,8 @@ class Reader:
         read = self._screened or source  # what counted the lines: the pre-pass, or this read
         lines = read.lines_seen
         if self._screened and not done:  # stopped early: the lines of the chunks handed on
-            lines = self._screened.lines_at[self._taken - 1] if self._taken else 0
+            at = self._before.at.line - 1 if self._before else 0
+            lines = self._screened.lines_at[self._taken - 1] if self._taken else at
         return Reading(
             done=done,
             error=self._error,

@@ -94,6 +94,7 @@ async def run_stages(
                     on_cap=lambda why: ledger.stop(Stop.guard(why, closes_gate=False)),
                     screened=prepared.screened,
                     dry_run=s.dry_run,
+                    before=prepared.before,
                 ),
                 queue=queue,
                 processor=sender.canceller,
@@ -117,7 +118,10 @@ async def run_stages(
             report.close()
         except StorageError as exc:
             ledger.stop(Stop.abort(f"the report could not be written: {exc}"))
-    _settle_journal(journal, ledger, reading, tally, writer.unwritten, admission.open_intents)
+    skipped = prepared.before.open_intents if prepared.before else 0  # see `skip`
+    _settle_journal(
+        journal, ledger, reading, tally, writer.unwritten, admission.open_intents + skipped
+    )
     return RunReport(
         mode=s.mode,
         strict=s.strict,

@@ -46,10 +46,10 @@ class Tally:
     #: payment_state -> `checked` references, the report's earlier rows included
     states: Counter[str] = field(default_factory=Counter)
 
-    def count(self, outcome: Outcome) -> None:
-        self.outcomes[outcome.value] += 1
+    def count(self, outcome: Outcome, rows: int = 1) -> None:
+        self.outcomes[outcome.value] += rows
         if outcome is not Outcome.DUPLICATE:
-            self.decisive[outcome.value] += 1
+            self.decisive[outcome.value] += rows
 
     def count_many(self, outcomes: list[str]) -> None:
         """`count` for a batch of outcome values, in Counter's C loop (every row)."""

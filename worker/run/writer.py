@@ -163,10 +163,10 @@ class Writer:
         self._rows.append(result)
         self._wake.set()
 
-    def settled(self, outcome: Outcome) -> None:
-        """A row an earlier run already reported: counted, not written again."""
-        self.tally.rows_already_reported += 1
-        self.tally.count(outcome)
+    def settled(self, outcome: Outcome, rows: int = 1) -> None:
+        """Rows an earlier run already reported: counted, not written again."""
+        self.tally.rows_already_reported += rows
+        self.tally.count(outcome, rows)
 
     async def journaled(self, merchant: str, reference: str) -> None:
         """Returns once this cancel's intent is durable; raises StorageError if it is

@@ -1,0 +1,130 @@
+"""Skip: where a rerun of the same file may start reading, past the rows it finished.
+
+A rerun of a big night killed late would parse every finished row twice (the pre-pass,
+then the run) before its first request. With the survey an earlier run saved
+(`report.survey`), it reads the report as before, then starts both passes at the last
+checkpoint before which the report proves every row finished:
+
+- every line before it has at most one report row, whose outcome is final for this
+  mode or a row never sent (`invalid`, `duplicate`), and no other outcome;
+- the lines with a row number exactly the rows the checkpoint counted;
+- the sum of `row_hash` over the report's rows before it equals the checkpoint's sum
+  over the input's rows: each row is the one its line holds.
+
+Before the checkpoint nothing is parsed: those rows count as settled with the outcome
+the report has for them, and the duplicate check learns where the report first has
+each saved candidate (a valid row's first sight is never `invalid` or `duplicate`).
+The survey must also have been saved under this run's screening by every run the
+report records, and the file must still hash to what the survey read, or there is no
+skip (`prepare` checks both). Usage::
+
+    prior = load_report(..., into=Watched(policy, max_line, saved))
+    start = plan(prior, policy)                   # None: read the whole file
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections import Counter
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
+
+from worker.input.checkpoint import Checkpoint
+from worker.input.dedup import KeyIndex
+from worker.keys import key_of
+from worker.model import UNSENT, Outcome
+from worker.report.resume import CODE, OUTCOMES, ByLine, ResumePolicy, row_hash
+from worker.report.survey import SavedSurvey
+from worker.run.prepass import Start
+from worker.settings import RETRYABLE
+
+_MASK = (1 << 64) - 1
+
+
+class Watched(ByLine):
+    """`ByLine`, also summing `row_hash` between the saved checkpoints and noting the
+    first line each saved candidate has a sent row on."""
+
+    def __init__(
+        self,
+        policy: ResumePolicy,
+        max_line: int,
+        saved: SavedSurvey,
+        pending: KeyIndex | AbstractSet[bytes] = frozenset(),
+    ) -> None:
+        """`pending`: the keys the intent journal leaves open (see `open_before`)."""
+        super().__init__(policy, max_line)
+        self.saved = saved
+        self._pending = pending
+        #: lines whose row has an outcome `--retry-outcomes` reopens, of a journaled key
+        self.open_lines: list[int] = []
+        self._lines = [c.line for c in saved.checkpoints]
+        #: rows' hashes summed by span: span i holds lines below checkpoint i's line
+        #: and at or above the one before it; the last holds the lines after them all
+        self.spans = [0] * (len(self._lines) + 1)
+        self.pairs = {pair: key_of(*pair) for pair in saved.candidates}
+        self._references = {reference for _, reference in saved.candidates}
+        self.first_seen: dict[bytes, int] = {}
+
+    def add(self, line: int, merchant: str, reference: str, outcome: Outcome) -> None:
+        hashed = row_hash(line, merchant, reference)
+        span = bisect_right(self._lines, line)
+        self.spans[span] = (self.spans[span] + hashed) & _MASK
+        if reference in self._references and outcome not in UNSENT:
+            key = self.pairs.get((merchant, reference))
+            if key is not None and line < self.first_seen.get(key, line + 1):
+                self.first_seen[key] = line
+        if (
+            outcome.value in RETRYABLE
+            and self._pending
+            and key_of(merchant, reference) in self._pending
+        ):
+            self.open_lines.append(line)
+        self.put(line, hashed, outcome)
+
+
+def plan(prior: Watched, policy: ResumePolicy) -> Start | None:
+    """The last checkpoint the report proves finished before, or None (see above)."""
+    saved = prior.saved
+    ok_codes = {CODE[o] for o in policy.final | UNSENT}
+    table = bytes(1 if b == 0 or (b >> 4 == 1 and b & 0x0F in ok_codes) else 0 for b in range(256))
+    cells = bytes(prior.cells)
+    first_misfit = cells.translate(table).find(0)  # the first line it cannot pass (-1: none)
+    best: int | None = None
+    total = with_rows = 0
+    done = 1  # lines below this are counted in `with_rows`
+    for i, mark in enumerate(saved.checkpoints):
+        if first_misfit != -1 and first_misfit < mark.line:
+            break
+        total = (total + prior.spans[i]) & _MASK
+        end = max(min(mark.line, len(cells)), done)
+        with_rows += (end - done) - cells.count(0, done, end)
+        done = end
+        if with_rows != mark.rows or total != mark.proof:
+            break
+        best = i
+    if best is None:
+        return None
+    at = saved.checkpoints[best]
+    return Start(
+        at=at,
+        candidates={key: pair for pair, key in prior.pairs.items()},
+        first_seen={k: line for k, line in prior.first_seen.items() if line < at.line},
+        checkpoints=list(saved.checkpoints[: best + 1]),
+    )
+
+
+@dataclass(frozen=True)
+class Before:
+    """What the rows before the checkpoint stand for in the run (`Reader`)."""
+
+    at: Checkpoint
+    settled: Counter[Outcome]  # their outcomes, as the report has them
+    open_intents: int  # as `Admission.open_intents` would have counted them
+
+
+def before(prior: Watched, at: Checkpoint) -> Before:
+    """The rows before `at` as the run would have found them (one report row a line)."""
+    cells = prior.cells[: at.line]
+    settled = Counter({o: n for o in OUTCOMES if (n := cells.count(0x10 | CODE[o]))})
+    return Before(at, settled, sum(line < at.line for line in prior.open_lines))
