@@ -11,6 +11,7 @@ Answers what `cancel-worker` needs and nothing else:
   (`time.time()`, recorded only with `--record`; token calls are not recorded)
 - `GET  /__first`                           -> `{"first": t or null, "count": n}`: the first
   payment call's arrival and how many came (with `--record`; cheap to poll)
+- `POST /__reset`                            -> 204: forget the arrivals recorded so far
 
 `--delay S` sleeps S seconds in every payment call (not the token call). Once listening it
 prints `READY <port>` on standard output. Binds 127.0.0.1 only.
@@ -58,6 +59,9 @@ def make_handler(
             first = stamps[0] if stamps else None
             body = {"first": first, "count": len(stamps or [])}
             return web.Response(status=200, text=json.dumps(body), content_type=JSON)
+        elif path == "/__reset" and method == "POST" and stamps is not None:
+            stamps.clear()  # the next run's first call is measured afresh
+            return web.Response(status=204)
         elif path == "/__timestamps" and method == "GET":
             return web.Response(status=200, text=json.dumps(stamps or []), content_type=JSON)
         return web.Response(status=404, body=NOT_FOUND, content_type=JSON)

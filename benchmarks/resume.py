@@ -4,12 +4,17 @@
     python benchmarks/resume.py --resume 1000000 --stdin 3000000 --after-first 5
 
 - **Rerun of a big report** (`--resume N...`): the input is `benchmarks/out/data/
-  refs-N.csv` (see harness/data.py); the report beside it holds a `canceled` row for the
-  first 90 % of its references and a run record naming the input's SHA-256, as a night
-  killed at 90 % leaves them. `cancel-worker run` is started against the fake API
-  (`fake_server.py --record`), which tells when the first payment call arrived: time to
-  the first request is that moment minus the process start. The run goes on for
-  `--after-first` seconds, then gets SIGTERM (its normal shutdown).
+  refs-N.csv` (see harness/data.py). The night is first run for real against the fake
+  API and stopped (SIGTERM) once its first cancel arrived, so its run records, intent
+  journal and survey (`<report>.survey.json`) are the ones a killed night leaves; then
+  its report's rows are replaced by a `canceled` row for the first 90 % of the
+  references, as if it had been killed at 90 % (nine million real cancels would take
+  hours). With `--no-survey` that first run is left out: the report holds those rows
+  and a run record naming the input's SHA-256, as earlier versions measured, and the
+  rerun reads the whole file. The rerun, `cancel-worker run` against a fresh fake API
+  (`fake_server.py --record`, which tells when the first payment call arrived), is what
+  is measured: time to the first request is that moment minus the process start. It
+  goes on for `--after-first` seconds, then gets SIGTERM (its normal shutdown).
 - **A dry run on standard input** (`--stdin N...`): `cat refs-N.csv | cancel-worker run -
   --dry-run`, to the end: exact duplicate detection over a stream.
 
@@ -55,8 +60,8 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_report(report: Path, source: Path, n: int) -> None:
-    """A report as a night killed at 90 % leaves it, with its run record."""
+def write_report(report: Path, source: Path, n: int, record: bool = True) -> None:
+    """A report as a night killed at 90 % leaves it, with its run record (`record`)."""
     done = int(n * FINAL_SHARE)
     with open(report, "w", encoding="utf-8") as out:
         out.write(HEADER)
@@ -68,6 +73,8 @@ def write_report(report: Path, source: Path, n: int) -> None:
                     for i in range(start, min(done, start + 200_000))
                 )
             )
+    if not record:
+        return
     record = {
         "run_id": "benchrun0001",
         "mode": "run",
@@ -94,23 +101,44 @@ def first_call(url: str) -> tuple[float | None, int]:
     return doc["first"], int(doc["count"])
 
 
-def resume(n: int, after_first: float, timeout: float) -> dict[str, Any]:
+def _env(url: str) -> dict[str, str]:
+    # the sandbox switch is left out, not emptied: an empty one is a usage error
+    return {k: v for k, v in os.environ.items() if k != "CANCEL_WORKER_SANDBOX"} | {
+        "BAMBORA_API_URL": url,
+        "BAMBORA_AUTH_URL": f"{url}/connect/token",
+        "BAMBORA_CLIENT_ID": "resume-benchmark",
+        # not a word of any path: the log masker would star it out of the paths
+        "BAMBORA_CLIENT_SECRET": "s3cr3t-9f2c",
+    }
+
+
+def first_night(cmd: list[str], url: str, timeout: float) -> None:
+    """The night itself, stopped by SIGTERM once its first cancel arrived; the fake API
+    then forgets it (a report names its API: the rerun must use the same one)."""
+    proc = subprocess.Popen(cmd, env=_env(url), stderr=subprocess.DEVNULL)
+    started = time.time()
+    while proc.poll() is None and first_call(url)[0] is None:
+        if time.time() - started > timeout:
+            break
+        time.sleep(POLL)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait()
+    urllib.request.urlopen(urllib.request.Request(f"{url}/__reset", method="POST"), timeout=5)
+
+
+def resume(n: int, after_first: float, timeout: float, survey: bool = True) -> dict[str, Any]:
     source = ensure_input(n)
-    server, url = start_server()
-    try:
-        with tempfile.TemporaryDirectory(prefix="resume-bench-") as tmp:
-            report = Path(tmp) / "night.report.csv"
-            write_report(report, source, n)
-            # the sandbox switch is left out, not emptied: an empty one is a usage error
-            env = {k: v for k, v in os.environ.items() if k != "CANCEL_WORKER_SANDBOX"} | {
-                "BAMBORA_API_URL": url,
-                "BAMBORA_AUTH_URL": f"{url}/connect/token",
-                "BAMBORA_CLIENT_ID": "resume-benchmark",
-                # not a word of any path: the log masker would star it out of the paths
-                "BAMBORA_CLIENT_SECRET": "s3cr3t-9f2c",
-            }
-            cmd = [*WORKER, "run", str(source), "--report", str(report), "--rate", "0"]
-            cmd += ["--concurrency", "64", "--yes", "--log-format", "json"]
+    with tempfile.TemporaryDirectory(prefix="resume-bench-") as tmp:
+        report = Path(tmp) / "night.report.csv"
+        cmd = [*WORKER, "run", str(source), "--report", str(report), "--rate", "0"]
+        cmd += ["--concurrency", "64", "--yes", "--log-format", "json"]
+        server, url = start_server()
+        env = _env(url)
+        try:
+            if survey:
+                first_night(cmd, url, timeout)
+            write_report(report, source, n, record=not survey)
+            surveyed = report.with_name(report.name + ".survey.json").exists()
             load = os.getloadavg()[0]
             with open(Path(tmp) / "stderr.log", "wb") as err:
                 started = time.time()
@@ -134,11 +162,12 @@ def resume(n: int, after_first: float, timeout: float) -> dict[str, Any]:
                 first, _ = first_call(url)
             _, count = first_call(url)
             events = _events(Path(tmp) / "stderr.log")
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait()
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait()
     return {
-        "case": f"resume {n:,} (90 % final)",
+        "case": f"resume {n:,} (90 % final)" + ("" if survey else ", no survey"),
+        "survey": surveyed,
         "references": n,
         "peak_rss_mb": round(hwm / 1024, 1),
         "first_request_s": None if first is None else round(first - started, 2),
@@ -209,10 +238,14 @@ def main() -> int:
     parser.add_argument("--stdin", type=int, nargs="*", default=[3_000_000, 10_000_000])
     parser.add_argument("--after-first", type=float, default=10.0)
     parser.add_argument("--timeout", type=float, default=900.0)
+    parser.add_argument(
+        "--no-survey", action="store_true", help="no first run: the rerun reads the whole file"
+    )
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     results: list[dict[str, Any]] = []
-    cases = [lambda n=n: resume(n, args.after_first, args.timeout) for n in args.resume]
+    survey = not args.no_survey
+    cases = [lambda n=n: resume(n, args.after_first, args.timeout, survey) for n in args.resume]
     cases += [lambda n=n: stdin_dry_run(n, args.timeout) for n in args.stdin]
     for case in cases:
         results.append(case())

@@ -199,7 +199,8 @@ class ByLine:
 
     def repeats(self, brief: Brief) -> bool:
         """Whether a row says again what its line's latest row said (a copied row)."""
-        return self.latest(brief[0]) is brief[3]
+        line, cells = brief[0], self.cells
+        return line < len(cells) and cells[line] & 0x0F == CODE[brief[3]]
 
     def rows_on(self, line: int) -> int:
         """How many rows the report has on input line `line` (mod 16): the input's side

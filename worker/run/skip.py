@@ -39,6 +39,8 @@ from worker.run.prepass import Start
 from worker.settings import RETRYABLE
 
 _MASK = (1 << 64) - 1
+#: Final outcomes `--retry-outcomes` may reopen.
+_REOPENED = frozenset(o for o in Outcome if o.value in RETRYABLE)
 
 
 class Watched(ByLine):
@@ -65,20 +67,20 @@ class Watched(ByLine):
         self.pairs = {pair: key_of(*pair) for pair in saved.candidates}
         self._references = {reference for _, reference in saved.candidates}
         self.first_seen: dict[bytes, int] = {}
+        self._span, self._low, self._high = 0, 1, 0  # the span of the last row's line
 
     def add(self, line: int, merchant: str, reference: str, outcome: Outcome) -> None:
         hashed = row_hash(line, merchant, reference)
-        span = bisect_right(self._lines, line)
-        self.spans[span] = (self.spans[span] + hashed) & _MASK
+        if not self._low <= line < self._high:  # rows come mostly in line order
+            self._span = bisect_right(self._lines, line)
+            self._low = self._lines[self._span - 1] if self._span else 0
+            self._high = self._lines[self._span] if self._span < len(self._lines) else 1 << 62
+        self.spans[self._span] += hashed  # summed mod 2**64 by `plan`
         if reference in self._references and outcome not in UNSENT:
             key = self.pairs.get((merchant, reference))
             if key is not None and line < self.first_seen.get(key, line + 1):
                 self.first_seen[key] = line
-        if (
-            outcome.value in RETRYABLE
-            and self._pending
-            and key_of(merchant, reference) in self._pending
-        ):
+        if self._pending and outcome in _REOPENED and key_of(merchant, reference) in self._pending:
             self.open_lines.append(line)
         self.put(line, hashed, outcome)
 
@@ -96,7 +98,7 @@ def plan(prior: Watched, policy: ResumePolicy) -> Start | None:
     for i, mark in enumerate(saved.checkpoints):
         if first_misfit != -1 and first_misfit < mark.line:
             break
-        total = (total + prior.spans[i]) & _MASK
+        total = (total + prior.spans[i]) & _MASK  # the spans are plain sums
         end = max(min(mark.line, len(cells)), done)
         with_rows += (end - done) - cells.count(0, done, end)
         done = end
