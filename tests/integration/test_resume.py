@@ -5,11 +5,17 @@ index left nowhere."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from pathlib import Path
+from typing import Any
 
-from tests.inprocess import run_job
+import pytest
+
+from tests.inprocess import Ran, run_job
 from tests.support import cancel_requests, env_for, read_report, run_cli, sandbox, write_csv
+from worker.input import source as source_module
+from worker.report import survey
 
 
 def index_files(folder: Path) -> list[Path]:
@@ -123,3 +129,65 @@ async def test_a_bad_memory_budget_is_a_usage_error(tmp_path: Path) -> None:
     )
     assert run.code == 2 and "--memory-budget must be a size" in run.stderr
     assert not (tmp_path / "in.dry-run.csv").exists()
+
+
+async def test_a_rerun_starts_past_the_finished_rows_and_ends_as_one_that_reads_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A night whose `broken-` payments failed (503): its rerun starts past the rows
+    the report finished (its survey, small reads: many checkpoints), sends only the
+    failed ones, and ends with the report, counts and exit code of a rerun that reads
+    the whole file; a night that completes leaves no survey behind."""
+    monkeypatch.setattr(source_module, "CHUNK", 200)
+    monkeypatch.setattr(survey, "SPACING", 0)
+    monkeypatch.setattr(survey, "MIN_BYTES", 0)
+    rows = [(f"p{n}", "T1") for n in range(300)]
+    rows[40] = rows[7]  # a repeat of a row before the checkpoint
+    rows[250] = rows[9]  # and one after it
+    rows[60] = ("", "T1")  # invalid
+    rows[200], rows[260] = ("broken-a", "T1"), ("broken-b", "T1")
+    src = write_csv(tmp_path / "in.csv", rows)
+    async with sandbox() as server:
+        first = await run_job("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
+        assert first.code == 5, first.log[-2000:]  # failed rows: a rerun finishes them
+        report = tmp_path / "in.report.csv"
+        assert survey.survey_path(report).exists()
+        other = tmp_path / "whole"
+        other.mkdir()
+        for name in (
+            "in.csv",
+            "in.report.csv",
+            "in.report.csv.runs.jsonl",
+            "in.report.csv.journal",
+        ):
+            (other / name).write_bytes((tmp_path / name).read_bytes())  # all but the survey
+        sent = cancel_requests(server)
+        fast = await run_job("run", str(src), *FAST, env=env_for(server), cwd=tmp_path)
+        by_fast = cancel_requests(server) - sent
+        whole = await run_job(
+            "run", str(other / "in.csv"), *FAST, "--report", str(other / "in.report.csv"),
+            env=env_for(server), cwd=other,
+        )  # fmt: skip
+        by_whole = cancel_requests(server) - sent - by_fast
+
+    def resumed(ran: Ran) -> dict[str, Any]:
+        events = [json.loads(x) for x in ran.log.splitlines() if x.startswith("{")]
+        return next(e for e in events if e.get("event") == "resuming" and "rows" in e)
+
+    assert resumed(fast)["from_line"] > 150 and resumed(whole)["from_line"] is None
+    assert fast.code == whole.code == 5, (fast.log[-1500:], whole.log[-1500:])
+    assert by_fast == by_whole  # the broken ones only (queried first: journaled), as often
+    timing = ("elapsed_seconds", "requests_per_second", "run_id", "timestamp", "report")
+    same = [{k: v for k, v in r.summary().items() if k not in timing} for r in (fast, whole)]
+    assert same[0] == same[1]
+    view = [[(r["line"], r["payment_reference"], r["outcome"]) for r in read_report(p)]
+            for p in (report, other / "in.report.csv")]  # fmt: skip
+    assert view[0] == view[1]
+    assert ("42", "p7", "duplicate") in view[0] and ("252", "p9", "duplicate") in view[0]
+    assert not cancel_requests(server, "p7") > 1
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    src = write_csv(clean / "in.csv", [(f"c{n}", "T1") for n in range(100)])
+    async with sandbox() as server:
+        done = await run_job("run", str(src), *FAST, env=env_for(server), cwd=clean)
+    assert done.code == 0 and not survey.survey_path(clean / "in.report.csv").exists()

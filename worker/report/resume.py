@@ -178,12 +178,8 @@ class ByLine:
         self._relevant = policy.relevant
 
     def add(self, line: int, merchant: str, reference: str, outcome: Outcome) -> None:
-        self.put(line, row_hash(line, merchant, reference), outcome)
-
-    def put(self, line: int, hashed: int, outcome: Outcome) -> None:
-        """`add`, given the row's `row_hash`."""
         self.rows += 1
-        self.checksum = (self.checksum + hashed) & _MASK
+        self.checksum = (self.checksum + row_hash(line, merchant, reference)) & _MASK
         if line > self.max_line:
             return
         cells = self.cells

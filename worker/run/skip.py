@@ -8,8 +8,10 @@ checkpoint before which the report proves every row finished:
 - every line before it has at most one report row, whose outcome is final for this
   mode or a row never sent (`invalid`, `duplicate`), and no other outcome;
 - the lines with a row number exactly the rows the checkpoint counted;
-- the sum of `row_hash` over the report's rows before it equals the checkpoint's sum
-  over the input's rows: each row is the one its line holds.
+- the by-line proof (`resume.ByLine`) holds over the whole report, the checkpoint's
+  sum of `row_hash` standing for the input's rows before it: each report row is the
+  row its line holds. `prepare` checks it after the pre-pass, as for any by-line
+  rerun; a report that does not fit is read by reference, the whole file with it.
 
 Before the checkpoint nothing is parsed: those rows count as settled with the outcome
 the report has for them, and the duplicate check learns where the report first has
@@ -24,7 +26,6 @@ skip (`prepare` checks both). Usage::
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections import Counter
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
@@ -33,19 +34,18 @@ from worker.input.checkpoint import Checkpoint
 from worker.input.dedup import KeyIndex
 from worker.keys import key_of
 from worker.model import UNSENT, Outcome
-from worker.report.resume import CODE, OUTCOMES, ByLine, ResumePolicy, row_hash
+from worker.report.resume import CODE, OUTCOMES, ByLine, ResumePolicy
 from worker.report.survey import SavedSurvey
 from worker.run.prepass import Start
 from worker.settings import RETRYABLE
 
-_MASK = (1 << 64) - 1
 #: Final outcomes `--retry-outcomes` may reopen.
 _REOPENED = frozenset(o for o in Outcome if o.value in RETRYABLE)
 
 
 class Watched(ByLine):
-    """`ByLine`, also summing `row_hash` between the saved checkpoints and noting the
-    first line each saved candidate has a sent row on."""
+    """`ByLine`, also noting the first line each saved candidate has a sent row on, and
+    the lines of journaled references whose outcome a retry may reopen."""
 
     def __init__(
         self,
@@ -60,29 +60,18 @@ class Watched(ByLine):
         self._pending = pending
         #: lines whose row has an outcome `--retry-outcomes` reopens, of a journaled key
         self.open_lines: list[int] = []
-        self._lines = [c.line for c in saved.checkpoints]
-        #: rows' hashes summed by span: span i holds lines below checkpoint i's line
-        #: and at or above the one before it; the last holds the lines after them all
-        self.spans = [0] * (len(self._lines) + 1)
         self.pairs = {pair: key_of(*pair) for pair in saved.candidates}
         self._references = {reference for _, reference in saved.candidates}
         self.first_seen: dict[bytes, int] = {}
-        self._span, self._low, self._high = 0, 1, 0  # the span of the last row's line
 
     def add(self, line: int, merchant: str, reference: str, outcome: Outcome) -> None:
-        hashed = row_hash(line, merchant, reference)
-        if not self._low <= line < self._high:  # rows come mostly in line order
-            self._span = bisect_right(self._lines, line)
-            self._low = self._lines[self._span - 1] if self._span else 0
-            self._high = self._lines[self._span] if self._span < len(self._lines) else 1 << 62
-        self.spans[self._span] += hashed  # summed mod 2**64 by `plan`
         if reference in self._references and outcome not in UNSENT:
             key = self.pairs.get((merchant, reference))
             if key is not None and line < self.first_seen.get(key, line + 1):
                 self.first_seen[key] = line
         if self._pending and outcome in _REOPENED and key_of(merchant, reference) in self._pending:
             self.open_lines.append(line)
-        self.put(line, hashed, outcome)
+        super().add(line, merchant, reference, outcome)
 
 
 def plan(prior: Watched, policy: ResumePolicy) -> Start | None:
@@ -93,16 +82,15 @@ def plan(prior: Watched, policy: ResumePolicy) -> Start | None:
     cells = bytes(prior.cells)
     first_misfit = cells.translate(table).find(0)  # the first line it cannot pass (-1: none)
     best: int | None = None
-    total = with_rows = 0
+    with_rows = 0
     done = 1  # lines below this are counted in `with_rows`
     for i, mark in enumerate(saved.checkpoints):
         if first_misfit != -1 and first_misfit < mark.line:
             break
-        total = (total + prior.spans[i]) & _MASK  # the spans are plain sums
         end = max(min(mark.line, len(cells)), done)
         with_rows += (end - done) - cells.count(0, done, end)
         done = end
-        if with_rows != mark.rows or total != mark.proof:
+        if with_rows != mark.rows:  # a row not finished (in flight at a kill?) before it
             break
         best = i
     if best is None:

@@ -519,3 +519,66 @@ def test_the_fallback_reads_a_number_past_64_bits_as_orjson_does() -> None:
     line = b'{"payment_reference": 123456789012345678901234567890, "merchant_number": "1", '
     line += b'"x": "\xe9"}'
     assert parse_json_object(1, line).error is not None  # orjson: a float, made invalid
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_a_read_resumed_at_any_mark_goes_on_as_the_whole_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str
+) -> None:
+    """Every checkpoint a read marks (after each chunk: small chunks here) starts a read
+    that parses only the rest, numbering and counting as the whole read does."""
+    from worker.input import source as source_module
+
+    monkeypatch.setattr(source_module, "CHUNK", 37)
+    rnd = random.Random(5)
+    if fmt == "csv":
+        lines = ["payment_reference,merchant_number,comment"]
+        pick = [
+            "r{n},T1,",
+            "",
+            ",,",
+            'r{n},T1,"open',
+            "r{n},T1,a\r",
+            "r{n};T1",
+            "  ",
+            "x\rr{n},T1,",
+        ]
+    else:
+        lines = []
+        pick = ['{{"payment_reference":"r{n}","merchant_number":"T1"}}', "", "{{", "[1]", " "]
+    lines += [rnd.choice(pick).format(n=n) for n in range(300)]
+    path = tmp_path / f"in.{fmt}"
+    path.write_bytes("\n".join(lines).encode() + (b"\n" if fmt == "csv" else b""))
+
+    whole = open_input(str(path))
+    marks, parsed = [], []
+    for batch in whole.batches():
+        parsed += batch
+        if (mark := whole.mark()) is not None:
+            marks.append(mark)
+    counts = (whole.lines_seen, whole.lines_accounted, whole.blank_rows, whole.rows_seen)
+    whole.close()
+    assert len(marks) > 40
+    for mark in marks:
+        resumed = open_input(str(path))
+        resumed.resume_at(mark)
+        rest = [p for batch in resumed.batches() for p in batch]
+        assert rest == [p for p in parsed if p.line >= mark.line]
+        assert (resumed.lines_seen, resumed.lines_accounted) == counts[:2]
+        assert (resumed.blank_rows, resumed.rows_seen) == counts[2:]
+        resumed.close()
+
+
+def test_no_mark_in_a_gzip_file_or_with_cells_spanning_lines(tmp_path: Path) -> None:
+    text = "payment_reference,merchant_number\n" + "".join(f"r{n},T1\n" for n in range(50))
+    packed = tmp_path / "in.csv.gz"
+    packed.write_bytes(gzip.compress(text.encode()))
+    plain = tmp_path / "in.csv"
+    plain.write_text(text)
+    for source in (open_input(str(packed)), open_input(str(plain), multiline=True)):
+        for _ in source.batches():
+            assert source.mark() is None
+        source.close()
+    source = open_input(str(plain))
+    assert all(source.mark() is not None for _ in source.batches())
+    source.close()

@@ -1,0 +1,86 @@
+"""Survey: saved whole with the report's file mode, read back as saved, and anything
+else (another version, a torn or edited file) read as no survey at all."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from worker.input.checkpoint import Checkpoint
+from worker.model import Mode
+from worker.report.survey import (
+    SavedSurvey,
+    load_survey,
+    save_survey,
+    screening,
+    spaced,
+    survey_path,
+)
+from worker.settings import Settings, Shard
+
+SAVED = SavedSurvey(
+    screening="s" * 32,
+    sha256="a" * 64,
+    size=5000,
+    runs=("run1", "run2"),
+    checkpoints=(
+        Checkpoint(100, 5, 4, 0, 3, 3, 2**64 - 1),
+        Checkpoint(4000, 200, 199, 2, 196, 190, 7),
+    ),
+    candidates=(("T1", "r1"), ("T2", "r,2")),
+)
+
+
+def test_a_survey_reads_back_as_saved_with_the_report_s_mode(tmp_path: Path) -> None:
+    path = survey_path(tmp_path / "night.report.csv")
+    assert path.name == "night.report.csv.survey.json"
+    save_survey(path, SAVED)
+    assert load_survey(path) == SAVED
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o640  # it names references, as the report
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda text: text[: len(text) // 2],  # torn
+        lambda text: text.replace('"version":1', '"version":2'),
+        lambda text: text.replace("[100,5,", "[-100,5,"),
+        lambda text: text.replace("[4000,", "[50,"),  # offsets out of order
+        lambda text: text.replace("[4000,", "[9000,"),  # beyond the file's size
+        lambda text: text.replace('"runs":', '"rons":'),
+        lambda text: "[]",
+    ],
+)
+def test_a_survey_that_is_not_one_whole_reads_as_none(tmp_path: Path, damage: object) -> None:
+    path = tmp_path / "r.survey.json"
+    save_survey(path, SAVED)
+    path.write_text(damage(path.read_text()))  # type: ignore[operator]
+    assert load_survey(path) is None
+    assert load_survey(tmp_path / "missing.json") is None
+
+
+def test_every_option_that_reads_the_rows_changes_the_screening(tmp_path: Path) -> None:
+    def of(**kw: object) -> str:
+        return screening(Settings(mode=Mode.RUN, input="in.csv", report=tmp_path / "r", **kw))  # type: ignore[arg-type]
+
+    base = of()
+    others = [
+        of(merchant="T1"),
+        of(delimiter=";"),
+        of(input_format="jsonl"),
+        of(multiline_cells=True),
+        of(shard=Shard(1, 2)),
+    ]
+    assert base == of() and base not in others and len(set(others)) == len(others)
+    assert of(rate=5.0, concurrency=3) == base  # how fast it sends is not how it reads
+
+
+def test_checkpoints_are_kept_a_spacing_apart() -> None:
+    marks = [
+        Checkpoint(offset, 1, 0, 0, 0, 0, 0) for offset in (0, 10, 1 << 20, (1 << 20) + 5, 3 << 20)
+    ]
+    assert [c.offset for c in spaced(marks)] == [0, 1 << 20, 3 << 20]
