@@ -298,16 +298,19 @@ def merge_reports(
 
 def _reports_only(paths: list[Path]) -> tuple[list[Path], list[Path]]:
     """The reports among `paths`, and the files a run keeps beside one of them (its run
-    record, report card, journal, lock, index): `p.report.shard-*` names those too."""
+    record, report card, journal, lock, index, survey): `p.report.shard-*` names those too."""
     from worker.page.write import card_path
     from worker.report.index import index_path
     from worker.report.journal import journal_path
     from worker.report.lock import lock_path
     from worker.report.runs import runs_path
+    from worker.report.survey import survey_path
 
     beside = {
-        str(make(p)) for p in paths for make in (runs_path, card_path, journal_path, lock_path)
-    } | {str(index_path(p)) for p in paths}
+        str(make(p))
+        for p in paths
+        for make in (runs_path, card_path, journal_path, lock_path, index_path, survey_path)
+    }
     reports = [p for p in paths if str(p) not in beside]
     return reports, [p for p in paths if str(p) in beside]
 

@@ -23,6 +23,7 @@ from worker.page.verdict import judge
 from worker.report.journal import journal_path
 from worker.report.lock import lock_path, real_path, same_file
 from worker.report.runs import read_runs, recorded_inputs, runs_path
+from worker.report.survey import survey_path
 
 
 def card_path(report: Path) -> Path:
@@ -38,6 +39,7 @@ def check_target(report: Path, target: Path) -> None:
         (runs_path(real), "the run record"),
         (journal_path(real), "the intent journal"),
         (lock_path(real), "the lock"),
+        (survey_path(real), "the survey"),
     ]]  # fmt: skip
     kept += [(p, f"the input {name}") for p, name in recorded_inputs(real, read_runs(real))]
     for path, what in kept:

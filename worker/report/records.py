@@ -220,9 +220,14 @@ class Totals:
         if self.repeat is not None and self.repeat(brief):
             return
         if outcome is Outcome.CANCELED:
-            minor = _whole(amount)
+            # the common cell (a CSV report's digits) first: once a row on a big rerun
+            minor = (
+                int(amount)
+                if type(amount) is str and amount.isascii() and amount.isdigit()
+                else _whole(amount)
+            )
             if minor is not None and currency:
-                self.released[str(currency)] += minor
+                self.released[currency if type(currency) is str else str(currency)] += minor
         elif outcome is Outcome.CHECKED and state:
             self.states[str(state)] += 1
 

@@ -18,7 +18,7 @@ row (see `run.skip`); anything that does not fit (another version or option, a c
 file, an unreadable survey) means the rerun reads the whole file as before. Written
 whole or not at all (a temporary file renamed over it); removed when a night ends
 complete, and only saved for an input of `MIN_BYTES` or more. Memory: ~60 bytes a
-checkpoint (~16 KB per GB of input) and ~250 bytes a candidate while it is loaded.
+checkpoint (~16 KB per GB of input) and ~400 bytes a candidate while it is loaded.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from worker.settings import Settings
 #: Bumped whenever what the survey holds, or means, changes.
 VERSION = 1
 #: Candidates a survey holds at most: a file repeating more keys is reread whole.
-MAX_CANDIDATES = 100_000
+MAX_CANDIDATES = 20_000
 #: Bytes of input between two checkpoints, at least.
 SPACING = 1 << 20
 #: A smaller input gets no survey: its rerun reads it whole in a few seconds at most,

@@ -58,6 +58,7 @@ class Watched(ByLine):
         super().__init__(policy, max_line)
         self.saved = saved
         self._pending = pending
+        self._journaled = bool(pending)  # asked once: a map on disk answers it by a query
         #: lines whose row has an outcome `--retry-outcomes` reopens, of a journaled key
         self.open_lines: list[int] = []
         self.pairs = {pair: key_of(*pair) for pair in saved.candidates}
@@ -69,7 +70,11 @@ class Watched(ByLine):
             key = self.pairs.get((merchant, reference))
             if key is not None and line < self.first_seen.get(key, line + 1):
                 self.first_seen[key] = line
-        if self._pending and outcome in _REOPENED and key_of(merchant, reference) in self._pending:
+        if (
+            outcome in _REOPENED
+            and self._journaled
+            and key_of(merchant, reference) in self._pending
+        ):
             self.open_lines.append(line)
         super().add(line, merchant, reference, outcome)
 
