@@ -187,3 +187,25 @@ def test_merchant_variables_that_disagree_are_fine_when_merchant_is_typed(
     code, _, err = invoke(capsys, "run", "in.csv", "--dry-run", "--merchant", "T9")
     assert code == 0, err
     assert (tmp_path / "in.dry-run.csv").read_text().splitlines()[1].startswith("2,T9,a,")
+
+
+def test_merge_takes_the_files_a_run_keeps_beside_a_report_for_no_report(tmp_path: Path) -> None:
+    """`p.report.shard-*` as a shell expands it: each shard's companions are skipped,
+    the survey and the on-disk index among them."""
+    report = tmp_path / "p.report.shard-0-of-2.csv"
+    beside = [Path(f"{report}{end}") for end in (".runs.jsonl", ".html", ".journal", ".lock")]
+    beside += [Path(f"{report}.index.sqlite"), Path(f"{report}.survey.json")]
+    reports, skipped = cli._reports_only([report, *beside])
+    assert reports == [report] and skipped == beside
+
+
+def test_a_report_card_is_never_written_over_the_survey(tmp_path: Path) -> None:
+    from worker.errors import ReportError
+    from worker.page.write import check_target
+
+    report = tmp_path / "night.report.csv"
+    report.write_text("line\n")
+    survey = tmp_path / "night.report.csv.survey.json"
+    survey.write_text("{}")
+    with pytest.raises(ReportError, match="the survey"):
+        check_target(report, survey)
