@@ -9,7 +9,9 @@
   journal and survey (`<report>.survey.json`) are the ones a killed night leaves; then
   its report's rows are replaced by a `canceled` row for the first 90 % of the
   references, as if it had been killed at 90 % (nine million real cancels would take
-  hours). With `--no-survey` that first run is left out: the report holds those rows
+  hours). With `--killed` the intent journal is the one a SIGKILL at 90 % leaves (an
+  intent for every finished reference: only a clean end removes it). With
+  `--no-survey` that first run is left out: the report holds those rows
   and a run record naming the input's SHA-256, as earlier versions measured, and the
   rerun reads the whole file. The rerun, `cancel-worker run` against a fresh fake API
   (`fake_server.py --record`, which tells when the first payment call arrived), is what
@@ -86,6 +88,20 @@ def write_report(report: Path, source: Path, n: int, record: bool = True) -> Non
     report.with_name(report.name + ".runs.jsonl").write_bytes(json.dumps(record).encode() + b"\n")
 
 
+def write_journal(report: Path, n: int) -> None:
+    """The intent journal a night SIGKILLed at 90 % leaves: an intent for every cancel
+    it sent (a clean end or a completed night removes it; a kill cannot)."""
+    done = int(n * FINAL_SHARE)
+    with open(report.with_name(report.name + ".journal"), "w", encoding="utf-8") as out:
+        for start in range(0, done, 200_000):
+            out.write(
+                "".join(
+                    f'["{MERCHANTS[i & 3]}","BENCH{i:012d}"]\n'
+                    for i in range(start, min(done, start + 200_000))
+                )
+            )
+
+
 def start_server() -> tuple[subprocess.Popen[bytes], str]:
     proc = subprocess.Popen(SERVER, stdout=subprocess.PIPE)
     assert proc.stdout is not None
@@ -126,7 +142,9 @@ def first_night(cmd: list[str], url: str, timeout: float) -> None:
     urllib.request.urlopen(urllib.request.Request(f"{url}/__reset", method="POST"), timeout=5)
 
 
-def resume(n: int, after_first: float, timeout: float, survey: bool = True) -> dict[str, Any]:
+def resume(
+    n: int, after_first: float, timeout: float, survey: bool = True, journal: bool = False
+) -> dict[str, Any]:
     source = ensure_input(n)
     with tempfile.TemporaryDirectory(prefix="resume-bench-") as tmp:
         report = Path(tmp) / "night.report.csv"
@@ -138,6 +156,8 @@ def resume(n: int, after_first: float, timeout: float, survey: bool = True) -> d
             if survey:
                 first_night(cmd, url, timeout)
             write_report(report, source, n, record=not survey)
+            if journal:
+                write_journal(report, n)
             surveyed = report.with_name(report.name + ".survey.json").exists()
             load = os.getloadavg()[0]
             with open(Path(tmp) / "stderr.log", "wb") as err:
@@ -166,7 +186,9 @@ def resume(n: int, after_first: float, timeout: float, survey: bool = True) -> d
             server.send_signal(signal.SIGTERM)
             server.wait()
     return {
-        "case": f"resume {n:,} (90 % final)" + ("" if survey else ", no survey"),
+        "case": f"resume {n:,} (90 % final)"
+        + ("" if survey else ", no survey")
+        + (", journal of a SIGKILL" if journal else ""),
         "survey": surveyed,
         "references": n,
         "peak_rss_mb": round(hwm / 1024, 1),
@@ -241,11 +263,18 @@ def main() -> int:
     parser.add_argument(
         "--no-survey", action="store_true", help="no first run: the rerun reads the whole file"
     )
+    parser.add_argument(
+        "--killed",
+        action="store_true",
+        help="the journal a SIGKILL leaves: an intent for each of the 90 %% finished",
+    )
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     results: list[dict[str, Any]] = []
-    survey = not args.no_survey
-    cases = [lambda n=n: resume(n, args.after_first, args.timeout, survey) for n in args.resume]
+    survey, killed = not args.no_survey, args.killed
+    cases = [
+        lambda n=n: resume(n, args.after_first, args.timeout, survey, killed) for n in args.resume
+    ]
     cases += [lambda n=n: stdin_dry_run(n, args.timeout) for n in args.stdin]
     for case in cases:
         results.append(case())

@@ -26,6 +26,7 @@ skip (`prepare` checks both). Usage::
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
@@ -54,13 +55,15 @@ class Watched(ByLine):
         saved: SavedSurvey,
         pending: KeyIndex | AbstractSet[bytes] = frozenset(),
     ) -> None:
-        """`pending`: the keys the intent journal leaves open (see `open_before`)."""
+        """`pending`: the keys the intent journal leaves open (see `before`)."""
         super().__init__(policy, max_line)
         self.saved = saved
         self._pending = pending
         self._journaled = bool(pending)  # asked once: a map on disk answers it by a query
-        #: lines whose row has an outcome `--retry-outcomes` reopens, of a journaled key
-        self.open_lines: list[int] = []
+        self._marks = [c.line for c in saved.checkpoints]
+        #: rows of a journaled reference with an outcome `--retry-outcomes` reopens, by
+        #: span: span i holds the lines below checkpoint i and not below the one before
+        self.opened = [0] * (len(self._marks) + 1)
         self.pairs = {pair: key_of(*pair) for pair in saved.candidates}
         self._references = {reference for _, reference in saved.candidates}
         self.first_seen: dict[bytes, int] = {}
@@ -75,8 +78,12 @@ class Watched(ByLine):
             and self._journaled
             and key_of(merchant, reference) in self._pending
         ):
-            self.open_lines.append(line)
+            self.opened[bisect_right(self._marks, line)] += 1
         super().add(line, merchant, reference, outcome)
+
+    def opened_before(self, line: int) -> int:
+        """The rows counted in `opened` on lines below `line`, a checkpoint's line."""
+        return sum(self.opened[: bisect_left(self._marks, line) + 1])
 
 
 def plan(prior: Watched, policy: ResumePolicy) -> Start | None:
@@ -122,4 +129,4 @@ def before(prior: Watched, at: Checkpoint) -> Before:
     """The rows before `at` as the run would have found them (one report row a line)."""
     cells = prior.cells[: at.line]
     settled = Counter({o: n for o in OUTCOMES if (n := cells.count(0x10 | CODE[o]))})
-    return Before(at, settled, sum(line < at.line for line in prior.open_lines))
+    return Before(at, settled, prior.opened_before(at.line))

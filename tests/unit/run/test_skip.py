@@ -226,10 +226,10 @@ def test_journaled_references_a_retry_reopens_keep_the_journal_as_a_whole_read_d
     """A killed run's journal names references the report has `not_found` before the
     checkpoint: counted as the whole read counts them (the journal must outlive the run)."""
     s, rows = killed_night(tmp_path, 11, cut=400)
-    refs = [r.split(",")[2] for r in rows[:300:40] if ",canceled," in r]
+    refs = [r.split(",")[2] for r in rows if ",canceled," in r][::3]  # near the checkpoint too
     rows = [r.replace(",canceled,", ",not_found,") if r.split(",")[2] in refs else r for r in rows]
     journal = s.report.with_name(s.report.name + ".journal")
     journal.write_text("".join(f'["T1","{ref}"]\n' for ref in [*refs, "elsewhere"]))
     fast, skipped, whole = both_ways(s, rows)
-    assert fast.before is not None and fast.before.open_intents == len(refs) > 0
+    assert fast.before is not None and 0 < fast.before.open_intents < len(refs)
     assert skipped == whole
