@@ -74,12 +74,13 @@ CODE: dict[Outcome, int] = {o: i + 1 for i, o in enumerate(OUTCOMES)}
 _MASK = (1 << 64) - 1
 
 
-def row_hash(line: int, merchant: str, reference: str) -> int:
-    """64 bits of what a row says of its line: the by-line proof's term. XXH3 seeded with
-    the line, not Python's `hash`, which is salted per process: the skip of a finished
-    prefix (`run.skip`) compares these sums with ones an earlier run saved."""
+def row_hash(line: int, merchant: str, reference: str, invalid: bool = False) -> int:
+    """64 bits of what a row says of its line: the by-line proof's term, `invalid` or
+    not included (so a valid row's line reported `invalid` does not fit). XXH3 seeded
+    with the line, not Python's `hash`, which is salted per process: the skip of a
+    finished prefix (`run.skip`) compares these sums with ones an earlier run saved."""
     text = f"{merchant}\x00{reference}".encode("utf-8", "surrogateescape")
-    return _xxh3(text, line)
+    return _xxh3(text, line << 1 | invalid)
 
 
 _xxh3 = xxhash.xxh3_64_intdigest
@@ -179,7 +180,8 @@ class ByLine:
 
     def add(self, line: int, merchant: str, reference: str, outcome: Outcome) -> None:
         self.rows += 1
-        self.checksum = (self.checksum + row_hash(line, merchant, reference)) & _MASK
+        hashed = row_hash(line, merchant, reference, outcome is Outcome.INVALID)
+        self.checksum = (self.checksum + hashed) & _MASK
         if line > self.max_line:
             return
         cells = self.cells

@@ -15,7 +15,8 @@ screening rules and this run's options (`screening`):
 It is a shortcut, never a source of truth: the report is still read whole, and a
 checkpoint is used only when the report proves every row before it finished, row for
 row (see `run.skip`); anything that does not fit (another version or option, a changed
-file, an unreadable survey) means the rerun reads the whole file as before. Written
+file, an unreadable survey, or one changed since it was saved: it carries the SHA-256
+of what it holds) means the rerun reads the whole file as before. Written
 whole or not at all (a temporary file renamed over it); removed when a night ends
 complete, and only saved for an input of `MIN_BYTES` or more. Memory: ~60 bytes a
 checkpoint (~16 KB per GB of input) and ~400 bytes a candidate while it is loaded.
@@ -48,7 +49,17 @@ SPACING = 1 << 20
 MIN_BYTES = 8 << 20
 #: The modules whose rules decide what a line's row is and whether it is valid: a
 #: survey saved by another version of any of them is not used.
-_RULES = ("input", "keys.py", "settings.py", "model.py", "report/resume.py", "run/prepass.py")
+_RULES = (
+    "input",
+    "keys.py",
+    "settings.py",
+    "model.py",
+    "report/records.py",
+    "report/resume.py",
+    "report/survey.py",
+    "run/prepass.py",
+    "run/skip.py",
+)
 
 
 def worth_saving(size: int) -> bool:
@@ -99,8 +110,8 @@ def load_survey(path: Path) -> SavedSurvey | None:
     one this version wrote whole (then the rerun reads the whole file)."""
     try:
         doc = orjson.loads(path.read_bytes())
-        if doc.get("version") != VERSION:
-            return None
+        if doc.get("version") != VERSION or doc.pop("digest", None) != _digest_of(doc):
+            return None  # another version's, or edited since it was saved
         checkpoints = tuple(Checkpoint(*map(_int, c)) for c in doc["checkpoints"])
         candidates = tuple((str(m), str(r)) for m, r in doc["candidates"])
         survey = SavedSurvey(
@@ -128,7 +139,7 @@ def _int(value: Any) -> int:
 
 def save_survey(path: Path, survey: SavedSurvey) -> None:
     """Write it whole or leave the old one (raises OSError: the caller goes on without)."""
-    doc = {
+    doc: dict[str, Any] = {
         "version": VERSION,
         "screening": survey.screening,
         "sha256": survey.sha256,
@@ -137,7 +148,8 @@ def save_survey(path: Path, survey: SavedSurvey) -> None:
         "checkpoints": [_row(c) for c in survey.checkpoints],
         "candidates": [list(pair) for pair in survey.candidates],
     }
-    tmp = path.with_name(path.name + ".tmp")
+    doc["digest"] = _digest_of(doc)
+    tmp = _tmp(path)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)  # as the report's
         with open(fd, "wb") as f:
@@ -149,13 +161,25 @@ def save_survey(path: Path, survey: SavedSurvey) -> None:
         raise
 
 
+def _digest_of(doc: dict[str, Any]) -> str:
+    """SHA-256 of what the survey holds: the candidates it names decide what is a repeat
+    past the checkpoint, so a survey changed by hand must not be used."""
+    return hashlib.sha256(orjson.dumps(doc)).hexdigest()
+
+
+def _tmp(path: Path) -> Path:
+    return path.with_name(path.name + ".tmp")
+
+
 def _row(c: Checkpoint) -> list[int]:
     return [c.offset, c.line, c.accounted, c.blank, c.rows_seen, c.rows, c.proof]
 
 
 def remove_survey(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
+    """The survey, and a temporary one a kill left half-written."""
+    for each in (path, _tmp(path)):
+        with contextlib.suppress(FileNotFoundError):
+            each.unlink()
 
 
 def spaced(checkpoints: Iterable[Checkpoint]) -> list[Checkpoint]:

@@ -111,7 +111,7 @@ def prepass(
                     continue
                 rows += 1
                 if marks or by_line is not None:
-                    h = row_hash(item.line, item.merchant, item.reference)
+                    h = row_hash(item.line, item.merchant, item.reference, key is None)
                     marked += h
                     if by_line is not None:
                         proof += by_line.rows_on(item.line) * h

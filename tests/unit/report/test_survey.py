@@ -14,6 +14,7 @@ from worker.model import Mode
 from worker.report.survey import (
     SavedSurvey,
     load_survey,
+    remove_survey,
     save_survey,
     screening,
     spaced,
@@ -52,6 +53,8 @@ def test_a_survey_reads_back_as_saved_with_the_report_s_mode(tmp_path: Path) -> 
         lambda text: text.replace("[4000,", "[50,"),  # offsets out of order
         lambda text: text.replace("[4000,", "[9000,"),  # beyond the file's size
         lambda text: text.replace('"runs":', '"rons":'),
+        lambda text: text.replace('["T2","r,2"]', '["T2","r,3"]'),  # edited: its digest
+        lambda text: text.replace("[100,5,4,0,3,3,", "[100,5,4,0,2,3,"),
         lambda text: "[]",
     ],
 )
@@ -84,3 +87,12 @@ def test_checkpoints_are_kept_a_spacing_apart() -> None:
         Checkpoint(offset, 1, 0, 0, 0, 0, 0) for offset in (0, 10, 1 << 20, (1 << 20) + 5, 3 << 20)
     ]
     assert [c.offset for c in spaced(marks)] == [0, 1 << 20, 3 << 20]
+
+
+def test_removing_the_survey_removes_a_half_written_one_too(tmp_path: Path) -> None:
+    path = survey_path(tmp_path / "night.report.csv")
+    save_survey(path, SAVED)
+    half = path.with_name(path.name + ".tmp")
+    half.write_text('{"version":')  # a kill inside the write
+    remove_survey(path)
+    assert list(tmp_path.iterdir()) == []

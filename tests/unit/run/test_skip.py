@@ -168,6 +168,7 @@ def test_a_repeat_of_a_reference_first_seen_before_the_checkpoint_is_a_duplicate
         "a failed row",
         "a second row on a line",
         "a row on a blank line",
+        "a valid row reported invalid",
     ],
 )
 def test_the_checkpoint_stays_before_a_line_the_report_does_not_prove(
@@ -183,11 +184,13 @@ def test_the_checkpoint_stays_before_a_line_the_report_does_not_prove(
         rows[at] = row(int(line), ref, "failed")
     elif edit == "a second row on a line":
         rows.append(rows[at])
-    else:
+    elif edit == "a row on a blank line":
         rows.append(row(blank, "z", "canceled"))
         line = str(blank)
+    else:
+        rows[at] = row(int(line), ref, "invalid")
     fast, skipped, whole = both_ways(s, rows)
-    if edit in ("a row of another reference on its line", "a row on a blank line"):
+    if edit not in ("a failed row", "a second row on a line"):
         assert fast.before is None and not fast.prior.by_line  # the proof fails: by reference
     else:
         assert fast.before is not None and 50 < fast.before.at.line <= int(line)
