@@ -78,6 +78,12 @@ def is_end(record: Mapping[str, Any]) -> bool:
     return bool(record.get("event", "end") == "end")
 
 
+def read_other_bytes(runs: list[dict[str, Any]], sha256: str) -> bool:
+    """The last run that recorded its input's SHA-256 read other bytes than `sha256`."""
+    recorded = [r.get("input_sha256") for r in runs if r.get("input_sha256")]
+    return bool(recorded) and recorded[-1] != sha256
+
+
 def run_count(runs: list[dict[str, Any]]) -> int:
     """Runs that wrote the report: a start and an end record are one run."""
     return len({r.get("run_id") for r in runs if r.get("run_id")}) or len(runs)

@@ -18,8 +18,8 @@ row (see `run.skip`); anything that does not fit (another version or option, a c
 file, an unreadable survey, or one changed since it was saved: it carries the SHA-256
 of what it holds) means the rerun reads the whole file as before. Written
 whole or not at all (a temporary file renamed over it); removed when a night ends
-complete, and only saved for an input of `MIN_BYTES` or more. Memory: ~60 bytes a
-checkpoint (~16 KB per GB of input) and ~400 bytes a candidate while it is loaded.
+complete, and only saved for an input of `MIN_BYTES` or more. Memory while it is
+loaded: ~370 bytes a checkpoint (~370 KB per GB of input) and ~400 a candidate.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import sys
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,10 +85,13 @@ class SavedSurvey:
 
 def screening(settings: Settings) -> str:
     """What, beside the input's bytes, decides each line's row and its validity: the
-    options that read the file, and this version's rules (their source, hashed)."""
+    options that read the file, and this version's rules (their source, hashed) on this
+    Python (its Unicode tables)."""
     s = settings
     options = [VERSION, s.input_format, s.delimiter, s.multiline_cells, s.merchant]
     options += [s.shard.index, s.shard.count, _rules_digest()]
+    # the row rules ask Unicode's categories, which change with Python's tables
+    options += [unicodedata.unidata_version, sys.version.split()[0]]
     return hashlib.sha256(orjson.dumps(options)).hexdigest()[:32]
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import structlog
 
-from worker.errors import ReportError, StorageError, UsageError
+from worker.errors import InputError, ReportError, StorageError, UsageError
 from worker.input.admission import Admission
 from worker.input.dedup import Deduper, ExactDeduper
 from worker.input.head import fresh_head, head_digest
@@ -39,25 +39,23 @@ from worker.report.resume import (
     ByLine,
     PriorRows,
     Progress,
-    ResumePolicy,
     load_report,
     policy_for,
     torn_rows,
 )
-from worker.report.runs import SANDBOX, Binding, check_binding, read_runs, run_count
-from worker.report.survey import (
-    SavedSurvey,
-    load_survey,
-    save_survey,
-    screening,
-    spaced,
-    survey_path,
-    worth_saving,
+from worker.report.runs import (
+    SANDBOX,
+    Binding,
+    check_binding,
+    read_other_bytes,
+    read_runs,
+    run_count,
 )
 from worker.report.writer import Echo, check_report_path
 from worker.run.count import Counts
 from worker.run.prepass import Start, Survey, prepass
-from worker.run.skip import Before, Watched, before, plan
+from worker.run.shortcut import keep_survey, saved_survey, start_at
+from worker.run.skip import Before, Watched, before
 from worker.settings import Settings, run_kind
 
 NO_LOCKS = "this filesystem does not support locks: make sure no other run uses this report"
@@ -155,7 +153,8 @@ def _prepare(settings: Settings, lock: ReportLock, store: SpillStore, run_id: st
                     pending.delete(key)
             pending.flush()
         max_line = _line_bound(source) if source.rereadable else 0
-        saved = _saved_survey(settings, source, lock.real)
+        saved = saved_survey(settings, source, lock.real)
+        skips = not settings.retry_outcomes  # a retry reopens finished rows: it reads them
         # A file's rerun is resumed by line; the pre-pass proves the fit (see resume).
         prior = load_report(
             settings.report,
@@ -164,7 +163,7 @@ def _prepare(settings: Settings, lock: ReportLock, store: SpillStore, run_id: st
             by_line=source.rereadable,
             max_line=max_line,
             progress=reading,
-            into=Watched(policy, max_line, saved, pending) if saved else None,
+            into=Watched(policy, max_line, saved, pending) if saved and skips else None,
         )
         runs = read_runs(lock.real)  # beside the real file, whatever its name here
         deduper: Deduper = ExactDeduper(KeyMap(store))
@@ -174,13 +173,13 @@ def _prepare(settings: Settings, lock: ReportLock, store: SpillStore, run_id: st
         start: Start | None = None
         if source.rereadable:
             source.digest = None  # the pre-pass hashes the file
-            start = _start(prior, runs, policy)
-            survey = _prepass(settings, source, prior, start)
-            if start is not None and saved and survey.fingerprint.sha256 != saved.sha256:
-                start = None  # not the bytes the survey read: the whole file, as before
-                survey = _prepass(settings, source, prior)
+            start = start_at(prior, runs, policy)
+            skipped = _skipping_prepass(settings, source, prior, start)
+            if skipped is None:  # not the bytes the survey read: the whole file, as before
+                start, skipped = None, _prepass(settings, source, prior)
+            survey = skipped
             if isinstance(prior, ByLine) and (
-                survey.proof != prior.checksum or _changed(runs, survey.fingerprint.sha256)
+                survey.proof != prior.checksum or read_other_bytes(runs, survey.fingerprint.sha256)
             ):
                 # A changed file may hold a finished reference on a line the report
                 # never reached (in flight at a kill): only a lookup by reference sees it.
@@ -208,7 +207,7 @@ def _prepare(settings: Settings, lock: ReportLock, store: SpillStore, run_id: st
                 _check_cap(settings, sum(counts.exact().values()))
         binding = _check_binding(settings, source, prior, runs, sha)
         if source.rereadable:
-            _keep_survey(settings, lock.real, survey, saved, run_id)
+            keep_survey(settings, lock.real, survey, saved, run_id)
     except BaseException:
         source.close()
         raise
@@ -240,53 +239,20 @@ def _prepass(
     return prepass(settings, lambda: _open(settings), source.estimated_lines(), prior, start)
 
 
-def _saved_survey(settings: Settings, source: Source, real: Path) -> SavedSurvey | None:
-    """The survey an earlier run saved, when this run could start past its finished
-    rows with it (see `skip`): a plain file, read with the same screening, and a
-    `--retry-outcomes` run reopens finished rows, so it reads them all."""
-    if not source.rereadable or source.head[:2] == GZIP_MAGIC or settings.retry_outcomes:
-        return None
-    saved = load_survey(survey_path(real))
-    return saved if saved and saved.screening == screening(settings) else None
-
-
-def _start(prior: PriorRows, runs: list[dict[str, Any]], policy: ResumePolicy) -> Start | None:
-    """Where the pre-pass and the run start: past the rows the report proves finished,
-    when every run the report records read the file under the survey's screening."""
-    if not isinstance(prior, Watched) or not runs or _changed(runs, prior.saved.sha256):
-        return None
-    if any(r.get("run_id") not in prior.saved.runs for r in runs):
-        return None
-    return plan(prior, policy)
-
-
-def _keep_survey(
-    settings: Settings, real: Path, found: Survey, saved: SavedSurvey | None, run_id: str
-) -> None:
-    """Save what the pre-pass learnt for a rerun (see `report.survey`): never a reason
-    to stop, since a rerun without it reads the whole file."""
-    if not found.checkpoints or found.pairs is None or not worth_saving(found.fingerprint.size):
-        return
-    screened, sha = screening(settings), found.fingerprint.sha256
-    earlier = saved.runs if saved and saved.screening == screened and saved.sha256 == sha else ()
-    keep = SavedSurvey(
-        screened,
-        sha,
-        found.fingerprint.size,
-        (*earlier, run_id),
-        tuple(spaced(found.checkpoints)),
-        tuple(found.pairs.values()),
-    )
+def _skipping_prepass(
+    settings: Settings, source: Source, prior: PriorRows, start: Start | None
+) -> Survey | None:
+    """The pre-pass from `start`; None when the file is not the one the survey read
+    (its SHA-256, known at the end): then a start in the middle of a line may even have
+    read a fragment as another header (InputError), which a whole read must judge."""
+    if start is None:
+        return _prepass(settings, source, prior)
+    assert isinstance(prior, Watched)
     try:
-        save_survey(survey_path(real), keep)
-    except OSError as exc:
-        logs.log.warning(
-            "survey_not_saved",
-            survey=str(survey_path(real)),
-            error=exc.strerror or str(exc),
-            why="a rerun of this night reads the whole file again instead of starting "
-            "past the rows it finished",
-        )
+        survey = _prepass(settings, source, prior, start)
+    except InputError:
+        return None  # the whole read raises it again if the file really is bad
+    return survey if survey.fingerprint.sha256 == prior.saved.sha256 else None
 
 
 def _open(s: Settings) -> Source:
@@ -302,12 +268,6 @@ def _check_echo(settings: Settings, source: Source) -> None:
             f"--echo-columns names {', '.join(map(repr, unknown))}, which the header of "
             f"{settings.input} does not have; its columns: {', '.join(columns.names)}"
         )
-
-
-def _changed(runs: list[dict[str, Any]], sha256: str) -> bool:
-    """The last run that recorded its input read other bytes than this file's."""
-    recorded = [r.get("input_sha256") for r in runs if r.get("input_sha256")]
-    return bool(recorded) and recorded[-1] != sha256
 
 
 def _line_bound(source: Source) -> int:

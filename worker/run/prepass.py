@@ -78,7 +78,6 @@ def prepass(
     """Read the file once (from `start`, when given); raises InputError if it cannot."""
     source = open_source()
     source.digest = recorder = Recorder()
-    finder = CandidateFinder(expected_lines if start is None else 0)
     keeper = Keeper(expected_lines)
     rows = settled = proof = marked = 0
     to_send: Counter[str] = Counter()
@@ -87,17 +86,19 @@ def prepass(
     merchant, shard = settings.merchant, settings.shard
     checkpoints: list[Checkpoint] = []
     pairs: dict[bytes, tuple[str, str]] = {}
-    first_seen: dict[bytes, int] = {}
+    overflow = False  # more candidates than a survey holds
     marks = source.mark() is not None  # a plain file: checkpoints are worth their cost
-    if start is not None:
+    finder: CandidateFinder | None = None
+    known: CandidateDeduper | None = None
+    if start is None:
+        finder = CandidateFinder(expected_lines)
+    else:  # only a saved candidate can repeat: exact, with where each was first seen
         source.resume_at(start.at)
         checkpoints = list(start.checkpoints)
         pairs = start.candidates
-        first_seen = dict(start.first_seen)
+        known = CandidateDeduper(pairs, seen=start.first_seen)
         rows = settled = start.at.rows  # every row before it is finished
         marked = start.at.proof
-    exact = None if start is None else _exact_offer(pairs, first_seen)
-    offer = finder.offer
     try:
         for batch in source.batches():
             items, keys = screen_batch(batch, merchant, shard)
@@ -115,27 +116,26 @@ def prepass(
                     marked += h
                     if by_line is not None:
                         proof += by_line.rows_on(item.line) * h
-                if fresh:
-                    if key is not None:
-                        repeat = offer(key) if exact is None else exact(key, item.line)
-                        if repeat and key not in pairs and len(pairs) <= MAX_CANDIDATES:
-                            pairs[key] = (item.merchant, item.reference)
-                        if not repeat:
-                            to_send[item.merchant] += 1
-                    continue
-                if key is not None:
-                    done = prior.final(item.line, key) is not None
-                    repeat = offer(key) if exact is None else exact(key, item.line)
-                    if repeat and key not in pairs and len(pairs) <= MAX_CANDIDATES:
-                        pairs[key] = (item.merchant, item.reference)
-                    if repeat and not done:  # a repeat the report has: the run passes it by
-                        done = prior.unsent_before(_duplicate(item))
-                    settled += done
-                    if not repeat and not done:
-                        to_send[item.merchant] += 1
-                else:
+                if key is None:
                     assert isinstance(item, Rejected)
-                    settled += prior.unsent_before(item)
+                    settled += not fresh and prior.unsent_before(item)
+                    continue
+                repeat = (
+                    finder.offer(key)
+                    if finder is not None
+                    else known is not None and known.earlier(key, item.line) is not None
+                )
+                if repeat and key not in pairs:
+                    if len(pairs) < MAX_CANDIDATES:
+                        pairs[key] = (item.merchant, item.reference)
+                    else:
+                        overflow = True
+                done = not fresh and prior.final(item.line, key) is not None
+                if repeat and not done and not fresh:  # a repeat the report has: passed by
+                    done = prior.unsent_before(_duplicate(item))
+                settled += done
+                if not repeat and not done:
+                    to_send[item.merchant] += 1
             if marks and (mark := source.mark()) is not None:
                 checkpoints.append(replace(mark, rows=rows, proof=marked & _MASK))
     except OSError as exc:
@@ -144,9 +144,10 @@ def prepass(
         raise InputError(f"cannot read input {settings.input}: {exc}") from None
     finally:
         source.close()
-    if start is None:
+    if finder is not None:
         candidates, deduper = finder.candidates, CandidateDeduper(finder.candidates)
     else:  # exact: nothing for `count` to settle
+        assert start is not None
         candidates, deduper = {}, CandidateDeduper(pairs, seen=start.first_seen)
     return Survey(
         deduper,
@@ -158,25 +159,8 @@ def prepass(
         (proof + (start.at.proof if start else 0)) & _MASK,  # the rows before it: `skip`
         keeper.screened(source),
         checkpoints if marks else [],
-        pairs if len(pairs) <= MAX_CANDIDATES else None,
+        None if overflow else pairs,
     )
-
-
-def _exact_offer(
-    candidates: dict[bytes, tuple[str, str]], seen: dict[bytes, int]
-) -> Callable[[bytes, int], bool]:
-    """A repeat test without the filter: only a saved candidate can repeat, and it does
-    once it was seen (before the checkpoint, as the report says, or since)."""
-
-    def offer(key: bytes, line: int) -> bool:
-        if key not in candidates:
-            return False
-        if key in seen:
-            return True
-        seen[key] = line
-        return False
-
-    return offer
 
 
 def _duplicate(row: Row | Rejected) -> Rejected:

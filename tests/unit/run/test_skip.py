@@ -215,12 +215,14 @@ def test_a_file_changed_since_the_survey_is_read_whole(tmp_path: Path) -> None:
     assert prepared.before is None
 
 
-def test_a_retry_run_reads_the_whole_file(tmp_path: Path) -> None:
+def test_a_retry_run_reads_the_whole_file_and_a_plain_rerun_after_it_skips(tmp_path: Path) -> None:
     s, rows = killed_night(tmp_path, 10, cut=400)
     s.report.write_text(HEADER + "".join(rows))
     retry = settings(Path(s.input), s.report, retry_outcomes=frozenset({Outcome.NOT_FOUND}))
-    assert prepared_for(retry, "run2").before is None
-    assert prepared_for(s, "run3").before is None  # the retry run's survey names only it
+    run2 = prepared_for(retry, "run2")
+    assert run2.before is None
+    started(s, run2)
+    assert prepared_for(s, "run3").before is not None  # the retry read it as the others did
 
 
 def test_journaled_references_a_retry_reopens_keep_the_journal_as_a_whole_read_does(
@@ -236,3 +238,23 @@ def test_journaled_references_a_retry_reopens_keep_the_journal_as_a_whole_read_d
     fast, skipped, whole = both_ways(s, rows)
     assert fast.before is not None and 0 < fast.before.open_intents < len(refs)
     assert skipped == whole
+
+
+def test_a_changed_file_read_from_a_stale_checkpoint_is_judged_by_a_whole_read(
+    tmp_path: Path,
+) -> None:
+    """The file changed since the survey: its saved offset now falls one byte into a line
+    whose rest reads as another header with its columns swapped (a read that starts
+    there stops the file). The whole read sees one row, not a header, and goes on."""
+    s, rows = killed_night(tmp_path, 12, cut=400)
+    s.report.write_text(HEADER + "".join(rows))
+    at = prepared_for(s, "probe").before
+    assert at is not None
+    src = Path(s.input)
+    data = src.read_bytes()
+    offset = at.at.offset
+    src.write_bytes(
+        data[: offset - 2] + b"\nx" + b"merchant_number,payment_reference\n" + data[offset:]
+    )
+    again = prepared_for(settings(src, s.report, allow_changed_input=True), "run2")
+    assert again.before is None and again.total is not None
