@@ -72,6 +72,8 @@ def policy_for(mode: Mode, retry: frozenset[Outcome] = frozenset()) -> ResumePol
 OUTCOMES: tuple[Outcome, ...] = tuple(Outcome)
 CODE: dict[Outcome, int] = {o: i + 1 for i, o in enumerate(OUTCOMES)}
 _MASK = (1 << 64) - 1
+#: An enum member looked up once: `Outcome.INVALID` costs an attribute lookup a row.
+_INVALID = Outcome.INVALID
 
 
 def row_hash(line: int, merchant: str, reference: str, invalid: bool = False) -> int:
@@ -180,7 +182,7 @@ class ByLine:
 
     def add(self, line: int, merchant: str, reference: str, outcome: Outcome) -> None:
         self.rows += 1
-        hashed = row_hash(line, merchant, reference, outcome is Outcome.INVALID)
+        hashed = row_hash(line, merchant, reference, outcome is _INVALID)
         self.checksum = (self.checksum + hashed) & _MASK
         if line > self.max_line:
             return
