@@ -5,7 +5,8 @@ checked, the existing report read strictly (by line for a file, by reference
 otherwise: see `report.resume`), the intent journal read, and, for a file that can be
 read twice, the duplicate pre-pass made. The run's binding (input, kind, target,
 shard) is checked against the report's run record. Nothing here sends anything or
-writes anything but the run's own on-disk index (`report.index`), which the run removes.
+writes anything but the run's own on-disk index (`report.index`), which the run removes,
+and the survey a rerun may start from (`report.survey`, `run.shortcut`).
 """
 
 from __future__ import annotations

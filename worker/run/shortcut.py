@@ -57,7 +57,7 @@ def keep_survey(
     if not found.checkpoints or found.pairs is None or not worth_saving(found.fingerprint.size):
         return
     key, sha = screening(settings), found.fingerprint.sha256
-    earlier = saved.runs if saved and saved.screening == key and saved.sha256 == sha else ()
+    earlier = saved.runs if saved and saved.sha256 == sha else ()  # `saved`: this screening
     keep = SavedSurvey(
         key,
         sha,
