@@ -96,3 +96,22 @@ def test_removing_the_survey_removes_a_half_written_one_too(tmp_path: Path) -> N
     half.write_text('{"version":')  # a kill inside the write
     remove_survey(path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_fifo_or_an_oversized_file_at_the_survey_s_path_is_not_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from worker.report import survey
+
+    fifo = tmp_path / "fifo.survey.json"
+    os.mkfifo(fifo)
+    assert load_survey(fifo) is None  # returns at once: nobody writes to it
+    big = tmp_path / "big.survey.json"
+    save_survey(big, SAVED)
+    monkeypatch.setattr(survey, "MAX_BYTES", big.stat().st_size - 1)
+    assert load_survey(big) is None
+    (tmp_path / "dir.survey.json").mkdir()
+    assert load_survey(tmp_path / "dir.survey.json") is None
+    with pytest.raises(OSError):
+        save_survey(tmp_path / "dir.survey.json", SAVED)  # the caller warns and goes on
+    assert not (tmp_path / "dir.survey.json.tmp").exists()
