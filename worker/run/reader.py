@@ -93,6 +93,7 @@ class Reader:
         self._error: str | None = None
         self._fix: str | None = None
         self._taken = 0  # kept chunks handed on (see `close`)
+        self._past = 0  # lines before the checkpoint, once their rows are counted
 
     async def run(self) -> None:
         """Read to the end (or the cap, or an input error), then end every worker."""
@@ -113,6 +114,7 @@ class Reader:
             for outcome, rows in self._before.settled.items():
                 writer.settled(outcome, rows)
                 self._rows += rows
+            self._past = self._before.at.line - 1  # and their lines, read as far as counts go
         async for items, keys in self._batches:
             self._taken += 1
             for admitted in self._admission.decide(items, keys):
@@ -151,8 +153,7 @@ class Reader:
         read = self._screened or source  # what counted the lines: the pre-pass, or this read
         lines = read.lines_seen
         if self._screened and not done:  # stopped early: the lines of the chunks handed on
-            at = self._before.at.line - 1 if self._before else 0
-            lines = self._screened.lines_at[self._taken - 1] if self._taken else at
+            lines = self._screened.lines_at[self._taken - 1] if self._taken else self._past
         return Reading(
             done=done,
             error=self._error,

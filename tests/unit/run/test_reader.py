@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from worker.input.admission import Admission, Send
 from worker.input.dedup import ExactDeduper
 from worker.input.fingerprint import BLOCK, Recorder
@@ -61,7 +63,7 @@ class Harness:
         self.source = open_input(str(path))
         # read_once: as prepare does for a small file, a first pass screens and keeps
         self.screened = _first_pass(path, self.source) if read_once else None
-        admission = Admission(
+        self.admission = admission = Admission(
             merchant=None,
             shard=Shard(),
             deduper=ExactDeduper(),
@@ -203,3 +205,35 @@ async def test_a_kept_row_is_not_sent_once_its_block_changed_under_the_run(tmp_p
     # nothing of the changed block went out; all of the first block did
     assert rows_before(BLOCK) <= len(sends) <= rows_before(2 * BLOCK)
     assert [s.row.reference for s in sends] == [f"row-{i:06d}" for i in range(len(sends))]
+
+
+async def test_a_reader_started_past_a_checkpoint_counts_the_rows_before_it_and_reads_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`before` (run.skip): the rows before the checkpoint are settled with the report's
+    outcome, not read; the rest are read and sent; the line counts are the whole file's."""
+    from collections import Counter
+
+    from worker.input import source as source_module
+    from worker.run.skip import Before
+
+    monkeypatch.setattr(source_module, "CHUNK", 256)  # many checkpoints in a small file
+    refs = [f"r{n}" for n in range(200)]
+    prior = ByLine(RUN)
+    harness = Harness(tmp_path, [f"{r},T1" for r in refs], prior=prior)
+    marking = open_input(str(harness.path))
+    marks = [m for _ in marking.batches() if (m := marking.mark()) is not None]
+    marking.close()
+    at = marks[len(marks) // 2]
+    for line in range(2, at.line):
+        prior.add(line, "T1", refs[line - 2], Outcome.CANCELED)
+    before = Before(at, Counter({Outcome.CANCELED: at.line - 2}), 0)
+    harness.reader = Reader(
+        harness.source, harness.admission, harness.queue, harness.writer,
+        workers=WORKERS, before=before,
+    )  # fmt: skip
+    sends, reading = await harness.drain()
+    assert reading.error is None, reading
+    assert [s.row.line for s in sends] == list(range(at.line, 202))
+    assert harness.tally.rows_already_reported == at.line - 2 > 50
+    assert (reading.done, reading.rows, reading.lines, reading.rows_seen) == (True, 200, 201, 200)
