@@ -10,7 +10,9 @@ screening rules and this run's options (`screening`):
   with the rows and the by-line proof's sum (`resume.row_hash`) up to there;
 - the keys that may repeat (the duplicate filter's candidates) as (merchant,
   reference), at most `MAX_CANDIDATES` of them (a file with more gets no survey);
-- the runs that read the file under that screening (`runs`).
+- the runs that read the file under that screening (`runs`);
+- the lines those runs sent again (a `failed` row retried), with their row's hash, at
+  most `MAX_AGAIN`: their report rows are more than the one a checkpoint counts.
 
 It is a shortcut, never a source of truth: the report is still read whole, and a
 checkpoint is used only when the report proves every row before it finished, row for
@@ -31,7 +33,7 @@ import stat
 import sys
 import unicodedata
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +44,12 @@ from worker.report.storage import FILE_MODE
 from worker.settings import Settings
 
 #: Bumped whenever what the survey holds, or means, changes.
-VERSION = 1
+VERSION = 2
 #: Candidates a survey holds at most: a file repeating more keys is reread whole.
 MAX_CANDIDATES = 20_000
+#: Lines sent again a survey remembers at most (see `SavedSurvey.again`): a rerun
+#: starts before the first line reported twice that it does not know.
+MAX_AGAIN = 100_000
 #: A bigger file is not read as a survey: no survey this version writes comes near it
 #: (a checkpoint per MiB is ~90 bytes: 9 MB for a 100 GB input; candidates ~2 MB).
 MAX_BYTES = 64 << 20
@@ -85,6 +90,9 @@ class SavedSurvey:
     runs: tuple[str, ...]  # run ids that read the input under this screening
     checkpoints: tuple[Checkpoint, ...]
     candidates: tuple[tuple[str, str], ...]  # (merchant, reference)
+    #: line -> `row_hash` of its row, for the lines a run sent again (a `failed` row
+    #: retried): a report row for each time, which a checkpoint's sum counts once
+    again: dict[int, int] = field(default_factory=dict)
 
 
 def screening(settings: Settings) -> str:
@@ -133,6 +141,7 @@ def load_survey(path: Path) -> SavedSurvey | None:
             tuple(str(r) for r in doc["runs"]),
             checkpoints,
             candidates,
+            {_int(line): _int(hashed) for line, hashed in doc["again"]},
         )
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None
@@ -159,6 +168,7 @@ def save_survey(path: Path, survey: SavedSurvey) -> None:
         "runs": list(survey.runs),
         "checkpoints": [_row(c) for c in survey.checkpoints],
         "candidates": [list(pair) for pair in survey.candidates],
+        "again": sorted(survey.again.items()),
     }
     doc["digest"] = _digest_of(doc)
     tmp = _tmp(path)

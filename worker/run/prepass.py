@@ -28,7 +28,7 @@ from worker.input.screened import Keeper, Screened
 from worker.input.source import Source
 from worker.model import Outcome, Rejected, Row
 from worker.report.resume import ByLine, PriorRows, row_hash
-from worker.report.survey import MAX_CANDIDATES
+from worker.report.survey import MAX_AGAIN, MAX_CANDIDATES
 from worker.settings import Settings
 
 _MASK = (1 << 64) - 1
@@ -54,6 +54,9 @@ class Survey:
     #: the (merchant, reference) of every candidate, for the survey saved on disk (None:
     #: more than `survey.MAX_CANDIDATES`, no survey)
     pairs: dict[bytes, tuple[str, str]] | None = field(default_factory=dict)
+    #: line -> row hash of the lines this run sends (or reports) again, with an earlier
+    #: run's (None: more than `survey.MAX_AGAIN`)
+    again: dict[int, int] | None = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,8 @@ class Start:
     candidates: dict[bytes, tuple[str, str]]
     first_seen: dict[bytes, int]
     checkpoints: list[Checkpoint]  # the saved ones up to `at`, which it goes on from
+    again: dict[int, int]  # the saved lines sent again before `at` (`survey.again`)
+    extra: int  # what their rows after the first add to the proof
 
 
 def prepass(
@@ -87,6 +92,7 @@ def prepass(
     checkpoints: list[Checkpoint] = []
     pairs: dict[bytes, tuple[str, str]] = {}
     overflow = False  # more candidates than a survey holds
+    again: dict[int, int] = {}  # lines with rows that this run writes again
     marks = source.mark() is not None  # a plain file: checkpoints are worth their cost
     finder: CandidateFinder | None = None
     known: CandidateDeduper | None = None
@@ -99,6 +105,7 @@ def prepass(
         known = CandidateDeduper(pairs, seen=start.first_seen)
         rows = settled = start.at.rows  # every row before it is finished
         marked = start.at.proof
+        again = dict(start.again)
     try:
         for batch in source.batches():
             items, keys = screen_batch(batch, merchant, shard)
@@ -111,14 +118,18 @@ def prepass(
                 if item is None:
                     continue
                 rows += 1
+                reported = 0
                 if marks or by_line is not None:
                     h = row_hash(item.line, item.merchant, item.reference, key is None)
                     marked += h
-                    if by_line is not None:
-                        proof += by_line.rows_on(item.line) * h
+                    if by_line is not None and (reported := by_line.rows_on(item.line)):
+                        proof += reported * h
                 if key is None:
                     assert isinstance(item, Rejected)
-                    settled += not fresh and prior.unsent_before(item)
+                    unsent = not fresh and prior.unsent_before(item)
+                    settled += unsent
+                    if reported and not unsent:  # its line gets another row
+                        again[item.line] = h
                     continue
                 repeat = (
                     finder.offer(key)
@@ -134,6 +145,8 @@ def prepass(
                 if repeat and not done and not fresh:  # a repeat the report has: passed by
                     done = prior.unsent_before(_duplicate(item))
                 settled += done
+                if reported and not done:  # its line gets another row
+                    again[item.line] = h
                 if not repeat and not done:
                     to_send[item.merchant] += 1
             if marks and (mark := source.mark()) is not None:
@@ -156,10 +169,11 @@ def prepass(
         recorder.fingerprint(),
         to_send,
         candidates,
-        (proof + (start.at.proof if start else 0)) & _MASK,  # the rows before it: `skip`
+        (proof + (start.at.proof + start.extra if start else 0)) & _MASK,  # see `skip`
         keeper.screened(source),
         checkpoints if marks else [],
         None if overflow else pairs,
+        again if len(again) <= MAX_AGAIN else None,
     )
 
 

@@ -17,6 +17,7 @@ from worker.observe import logs
 from worker.report.resume import PriorRows, ResumePolicy
 from worker.report.runs import read_other_bytes
 from worker.report.survey import (
+    MAX_AGAIN,
     SavedSurvey,
     load_survey,
     save_survey,
@@ -56,6 +57,8 @@ def keep_survey(
     to stop, since a rerun without it reads the whole file."""
     if not found.checkpoints or found.pairs is None or not worth_saving(found.fingerprint.size):
         return
+    same = saved is not None and saved.sha256 == found.fingerprint.sha256
+    again = ({**saved.again} if same and saved else {}) | (found.again or {})
     key, sha = screening(settings), found.fingerprint.sha256
     earlier = saved.runs if saved and saved.sha256 == sha else ()  # `saved`: this screening
     keep = SavedSurvey(
@@ -65,6 +68,7 @@ def keep_survey(
         (*earlier, run_id),
         tuple(spaced(found.checkpoints)),
         tuple(found.pairs.values()),
+        again if found.again is not None and len(again) <= MAX_AGAIN else {},
     )
     try:
         save_survey(survey_path(real), keep)

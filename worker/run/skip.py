@@ -40,6 +40,8 @@ from worker.report.survey import SavedSurvey
 from worker.run.prepass import Start
 from worker.settings import RETRYABLE
 
+_MASK = (1 << 64) - 1
+
 #: Final outcomes `--retry-outcomes` may reopen.
 _REOPENED = frozenset(o for o in Outcome if o.value in RETRYABLE)
 
@@ -88,23 +90,32 @@ class Watched(ByLine):
 
 def plan(prior: Watched, policy: ResumePolicy) -> Start | None:
     """The last checkpoint the report proves finished before, or None (see above)."""
-    saved = prior.saved
+    saved, again = prior.saved, prior.saved.again
     ok_codes = {CODE[o] for o in policy.final | UNSENT}
-    table = bytes(1 if b == 0 or (b >> 4 == 1 and b & 0x0F in ok_codes) else 0 for b in range(256))
+    fit = bytes(1 if b == 0 or (b >> 4 and b & 0x0F in ok_codes) else 0 for b in range(256))
+    twice = bytes(1 if b >> 4 >= 2 else 0 for b in range(256))
     cells = bytes(prior.cells)
-    first_misfit = cells.translate(table).find(0)  # the first line it cannot pass (-1: none)
+    limit = cells.translate(fit).find(0)  # the first line it cannot pass (-1: none)
+    multi = cells.translate(twice)  # lines with two rows or more
+    line = multi.find(1, 1)
     best: int | None = None
-    with_rows = 0
+    with_rows = extra = best_extra = 0
     done = 1  # lines below this are counted in `with_rows`
     for i, mark in enumerate(saved.checkpoints):
-        if first_misfit != -1 and first_misfit < mark.line:
+        while line != -1 and line < mark.line and (limit == -1 or line < limit):
+            if line not in again:  # reported twice, by no run the survey knows of
+                limit = line
+                break
+            extra += ((cells[line] >> 4) - 1) * again[line]  # the rows after the first
+            line = multi.find(1, line + 1)
+        if limit != -1 and limit < mark.line:
             break
         end = max(min(mark.line, len(cells)), done)
         with_rows += (end - done) - cells.count(0, done, end)
         done = end
         if with_rows != mark.rows:  # a row not finished (in flight at a kill?) before it
             break
-        best = i
+        best, best_extra = i, extra
     if best is None:
         return None
     at = saved.checkpoints[best]
@@ -113,6 +124,8 @@ def plan(prior: Watched, policy: ResumePolicy) -> Start | None:
         candidates={key: pair for pair, key in prior.pairs.items()},
         first_seen={k: line for k, line in prior.first_seen.items() if line < at.line},
         checkpoints=list(saved.checkpoints[: best + 1]),
+        again={k: h for k, h in again.items() if k < at.line},
+        extra=best_extra & _MASK,
     )
 
 
@@ -126,7 +139,8 @@ class Before:
 
 
 def before(prior: Watched, at: Checkpoint) -> Before:
-    """The rows before `at` as the run would have found them (one report row a line)."""
-    cells = prior.cells[: at.line]
-    settled = Counter({o: n for o in OUTCOMES if (n := cells.count(0x10 | CODE[o]))})
+    """The rows before `at` as the run would have found them (their latest outcome)."""
+    latest = bytes(b & 0x0F if b >> 4 else 0 for b in range(256))  # a line with rows
+    cells = bytes(prior.cells[: at.line]).translate(latest)
+    settled = Counter({o: n for o in OUTCOMES if (n := cells.count(CODE[o]))})
     return Before(at, settled, prior.opened_before(at.line))

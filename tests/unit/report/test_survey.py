@@ -12,6 +12,7 @@ import pytest
 from worker.input.checkpoint import Checkpoint
 from worker.model import Mode
 from worker.report.survey import (
+    VERSION,
     SavedSurvey,
     load_survey,
     remove_survey,
@@ -32,6 +33,7 @@ SAVED = SavedSurvey(
         Checkpoint(4000, 200, 199, 2, 196, 190, 7),
     ),
     candidates=(("T1", "r1"), ("T2", "r,2")),
+    again={7: 2**64 - 1, 150: 3},
 )
 
 
@@ -48,7 +50,7 @@ def test_a_survey_reads_back_as_saved_with_the_report_s_mode(tmp_path: Path) -> 
     "damage",
     [
         lambda text: text[: len(text) // 2],  # torn
-        lambda text: text.replace('"version":1', '"version":2'),
+        lambda text: text.replace(f'"version":{VERSION}', f'"version":{VERSION + 1}'),
         lambda text: text.replace("[100,5,", "[-100,5,"),
         lambda text: text.replace("[4000,", "[50,"),  # offsets out of order
         lambda text: text.replace("[4000,", "[9000,"),  # beyond the file's size

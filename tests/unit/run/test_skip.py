@@ -258,3 +258,27 @@ def test_a_changed_file_read_from_a_stale_checkpoint_is_judged_by_a_whole_read(
     )
     again = prepared_for(settings(src, s.report, allow_changed_input=True), "run2")
     assert again.before is None and again.total is not None
+
+
+def test_a_line_an_earlier_rerun_reported_again_does_not_end_the_skip(tmp_path: Path) -> None:
+    """A SIGTERM left `failed` rows; the rerun that retried them saved their lines'
+    hashes in its survey, so the next rerun starts past those lines (each has two report
+    rows) and still decides as a whole read. A copied row on a line no run retried still
+    ends the skip before it."""
+    s, rows = killed_night(tmp_path, 13, cut=450)
+    failed = [n for n in (120, 121, 200) if ",canceled," in rows[n]]
+    for n in failed:
+        rows[n] = rows[n].replace(",canceled,", ",failed,")
+    s.report.write_text(HEADER + "".join(rows))
+    retry = prepared_for(s, "run2")  # sends the failed ones again
+    assert retry.before is not None and retry.before.at.line <= int(rows[failed[0]].split(",")[0])
+    started(s, retry)
+    rows += [rows[n].replace(",failed,", ",canceled,") for n in failed]  # what run2 wrote
+    fast, skipped, whole = both_ways(s, rows)
+    last = max(int(rows[n].split(",")[0]) for n in failed)
+    assert fast.before is not None and fast.before.at.line > last
+    assert skipped == whole
+    rows.append(rows[300])  # copied by hand
+    fast, skipped, whole = both_ways(s, rows)
+    assert fast.before is not None and fast.before.at.line <= int(rows[300].split(",")[0])
+    assert skipped == whole
