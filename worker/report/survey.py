@@ -49,7 +49,7 @@ VERSION = 2
 MAX_CANDIDATES = 20_000
 #: Lines sent again a survey remembers at most (see `SavedSurvey.again`): a rerun
 #: starts before the first line reported twice that it does not know.
-MAX_AGAIN = 100_000
+MAX_AGAIN = 20_000
 #: A bigger file is not read as a survey: no survey this version writes comes near it
 #: (a checkpoint per MiB is ~90 bytes: 9 MB for a 100 GB input; candidates ~2 MB).
 MAX_BYTES = 64 << 20
