@@ -95,12 +95,13 @@ class SavedSurvey:
     again: dict[int, int] = field(default_factory=dict)
 
 
-def screening(settings: Settings) -> str:
+def screening(settings: Settings, fmt: str, delimiter: str | None) -> str:
     """What, beside the input's bytes, decides each line's row and its validity: the
-    options that read the file, and this version's rules (their source, hashed) on this
-    Python (its Unicode tables)."""
+    options that read the file (the format and separator as found, so that naming the
+    one detected changes nothing), and this version's rules (their source, hashed) on
+    this Python (its Unicode tables)."""
     s = settings
-    options = [VERSION, s.input_format, s.delimiter, s.multiline_cells, s.merchant]
+    options = [VERSION, fmt, delimiter, s.multiline_cells, s.merchant]
     options += [s.shard.index, s.shard.count, _rules_digest()]
     # the row rules ask Unicode's categories, which change with Python's tables
     options += [unicodedata.unidata_version, sys.version.split()[0]]

@@ -208,7 +208,7 @@ def _prepare(settings: Settings, lock: ReportLock, store: SpillStore, run_id: st
                 _check_cap(settings, sum(counts.exact().values()))
         binding = _check_binding(settings, source, prior, runs, sha)
         if source.rereadable:
-            keep_survey(settings, lock.real, survey, saved, run_id)
+            keep_survey(settings, source, lock.real, survey, saved, run_id)
     except BaseException:
         source.close()
         raise

@@ -37,7 +37,7 @@ def saved_survey(settings: Settings, source: Source, real: Path) -> SavedSurvey 
     if not source.rereadable or source.head[:2] == GZIP_MAGIC:
         return None
     saved = load_survey(survey_path(real))
-    return saved if saved and saved.screening == screening(settings) else None
+    return saved if saved and saved.screening == _screening(settings, source) else None
 
 
 def start_at(prior: PriorRows, runs: list[dict[str, Any]], policy: ResumePolicy) -> Start | None:
@@ -51,7 +51,12 @@ def start_at(prior: PriorRows, runs: list[dict[str, Any]], policy: ResumePolicy)
 
 
 def keep_survey(
-    settings: Settings, real: Path, found: Survey, saved: SavedSurvey | None, run_id: str
+    settings: Settings,
+    source: Source,
+    real: Path,
+    found: Survey,
+    saved: SavedSurvey | None,
+    run_id: str,
 ) -> None:
     """Save what the pre-pass learnt for a rerun (see `report.survey`): never a reason
     to stop, since a rerun without it reads the whole file."""
@@ -59,7 +64,7 @@ def keep_survey(
         return
     same = saved is not None and saved.sha256 == found.fingerprint.sha256
     again = ({**saved.again} if same and saved else {}) | (found.again or {})
-    key, sha = screening(settings), found.fingerprint.sha256
+    key, sha = _screening(settings, source), found.fingerprint.sha256
     earlier = saved.runs if saved and saved.sha256 == sha else ()  # `saved`: this screening
     keep = SavedSurvey(
         key,
@@ -80,3 +85,8 @@ def keep_survey(
             why="a rerun of this night reads the whole file again instead of starting "
             "past the rows it finished",
         )
+
+
+def _screening(settings: Settings, source: Source) -> str:
+    columns = source.columns
+    return screening(settings, source.format, columns.delimiter if columns else None)

@@ -69,19 +69,22 @@ def test_a_survey_that_is_not_one_whole_reads_as_none(tmp_path: Path, damage: ob
 
 
 def test_every_option_that_reads_the_rows_changes_the_screening(tmp_path: Path) -> None:
-    def of(**kw: object) -> str:
-        return screening(Settings(mode=Mode.RUN, input="in.csv", report=tmp_path / "r", **kw))  # type: ignore[arg-type]
+    def of(fmt: str = "csv", delimiter: str | None = ",", **kw: object) -> str:
+        s = Settings(mode=Mode.RUN, input="in.csv", report=tmp_path / "r", **kw)  # type: ignore[arg-type]
+        return screening(s, fmt, delimiter)
 
     base = of()
     others = [
         of(merchant="T1"),
         of(delimiter=";"),
-        of(input_format="jsonl"),
+        of(fmt="jsonl", delimiter=None),
         of(multiline_cells=True),
         of(shard=Shard(1, 2)),
     ]
     assert base == of() and base not in others and len(set(others)) == len(others)
     assert of(rate=5.0, concurrency=3) == base  # how fast it sends is not how it reads
+    # the format and separator as found: naming the ones detected changes nothing
+    assert of(input_format="csv", delimiter=",") == base
 
 
 def test_checkpoints_are_kept_a_spacing_apart() -> None:

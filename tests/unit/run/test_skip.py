@@ -282,3 +282,10 @@ def test_a_line_an_earlier_rerun_reported_again_does_not_end_the_skip(tmp_path: 
     fast, skipped, whole = both_ways(s, rows)
     assert fast.before is not None and fast.before.at.line <= int(rows[300].split(",")[0])
     assert skipped == whole
+
+
+def test_naming_the_format_and_separator_found_still_skips(tmp_path: Path) -> None:
+    s, rows = killed_night(tmp_path, 14, cut=400)
+    s.report.write_text(HEADER + "".join(rows))
+    spelled = settings(Path(s.input), s.report, input_format="csv", delimiter=",")
+    assert prepared_for(spelled, "run2").before is not None
