@@ -92,12 +92,15 @@ def plan(prior: Watched, policy: ResumePolicy) -> Start | None:
     """The last checkpoint the report proves finished before, or None (see above)."""
     saved, again = prior.saved, prior.saved.again
     ok_codes = {CODE[o] for o in policy.final | UNSENT}
-    fit = bytes(1 if b == 0 or (b >> 4 and b & 0x0F in ok_codes) else 0 for b in range(256))
-    twice = bytes(1 if b >> 4 >= 2 else 0 for b in range(256))
-    cells = bytes(prior.cells)
-    limit = cells.translate(fit).find(0)  # the first line it cannot pass (-1: none)
-    multi = cells.translate(twice)  # lines with two rows or more
-    line = multi.find(1, 1)
+    # per line: 0 it cannot be passed, 1 no row or one that fits, 2 more rows, the latest fits
+    kind = bytes(
+        0 if b and not (b >> 4 and b & 0x0F in ok_codes) else 2 if b >> 4 >= 2 else 1
+        for b in range(256)
+    )
+    cells = prior.cells
+    kinds = cells.translate(kind)  # one copy of the cells' size, none of them kept
+    limit = kinds.find(0, 1)  # the first line it cannot pass (-1: none)
+    line = kinds.find(2, 1)  # the first with more rows
     best: int | None = None
     with_rows = extra = best_extra = 0
     done = 1  # lines below this are counted in `with_rows`
@@ -107,7 +110,7 @@ def plan(prior: Watched, policy: ResumePolicy) -> Start | None:
                 limit = line
                 break
             extra += ((cells[line] >> 4) - 1) * again[line]  # the rows after the first
-            line = multi.find(1, line + 1)
+            line = kinds.find(2, line + 1)
         if limit != -1 and limit < mark.line:
             break
         end = max(min(mark.line, len(cells)), done)
@@ -141,6 +144,6 @@ class Before:
 def before(prior: Watched, at: Checkpoint) -> Before:
     """The rows before `at` as the run would have found them (their latest outcome)."""
     latest = bytes(b & 0x0F if b >> 4 else 0 for b in range(256))  # a line with rows
-    cells = bytes(prior.cells[: at.line]).translate(latest)
-    settled = Counter({o: n for o in OUTCOMES if (n := cells.count(CODE[o]))})
+    codes = prior.cells.translate(latest)
+    settled = Counter({o: n for o in OUTCOMES if (n := codes.count(CODE[o], 0, at.line))})
     return Before(at, settled, prior.opened_before(at.line))
