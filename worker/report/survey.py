@@ -21,7 +21,8 @@ file, an unreadable survey, or one changed since it was saved: it carries the SH
 of what it holds) means the rerun reads the whole file as before. Written
 whole or not at all (a temporary file renamed over it); removed when a night ends
 complete, and only saved for an input of `MIN_BYTES` or more. Memory while it is
-loaded: ~370 bytes a checkpoint (~370 KB per GB of input) and ~400 a candidate.
+loaded: ~370 bytes a checkpoint (~370 KB per GB of input), ~400 a candidate and
+~100 a line sent again.
 """
 
 from __future__ import annotations

@@ -5,13 +5,15 @@ then the run) before its first request. With the survey an earlier run saved
 (`report.survey`), it reads the report as before, then starts both passes at the last
 checkpoint before which the report proves every row finished:
 
-- every line before it has at most one report row, whose outcome is final for this
-  mode or a row never sent (`invalid`, `duplicate`), and no other outcome;
-- the lines with a row number exactly the rows the checkpoint counted;
+- every line before it with a row has, as its latest, an outcome final for this mode
+  or a row never sent (`invalid`, `duplicate`), and no other;
+- a line with more than one row is one a run recorded sending again (`survey.again`,
+  with its row's hash), and as many lines have a row as the checkpoint counted rows;
 - the by-line proof (`resume.ByLine`) holds over the whole report, the checkpoint's
-  sum of `row_hash` standing for the input's rows before it: each report row is the
-  row its line holds. `prepare` checks it after the pre-pass, as for any by-line
-  rerun; a report that does not fit is read by reference, the whole file with it.
+  sum of `row_hash` (plus the recorded hash for each extra row) standing for the
+  input's rows before it: each report row is the row its line holds. `prepare` checks
+  it after the pre-pass, as for any by-line rerun; a report that does not fit is read
+  by reference, the whole file with it.
 
 Before the checkpoint nothing is parsed: those rows count as settled with the outcome
 the report has for them, and the duplicate check learns where the report first has
