@@ -93,6 +93,7 @@ def prepass(
     pairs: dict[bytes, tuple[str, str]] = {}
     overflow = False  # more candidates than a survey holds
     again: dict[int, int] = {}  # lines with rows that this run writes again
+    crowded = False  # more of them than a survey holds: no more are kept
     marks = source.mark() is not None  # a plain file: checkpoints are worth their cost
     finder: CandidateFinder | None = None
     known: CandidateDeduper | None = None
@@ -129,7 +130,7 @@ def prepass(
                     unsent = not fresh and prior.unsent_before(item)
                     settled += unsent
                     if reported and not unsent:  # its line gets another row
-                        again[item.line] = h
+                        crowded = _note(again, item.line, h) or crowded
                     continue
                 repeat = (
                     finder.offer(key)
@@ -146,7 +147,7 @@ def prepass(
                     done = prior.unsent_before(_duplicate(item))
                 settled += done
                 if reported and not done:  # its line gets another row
-                    again[item.line] = h
+                    crowded = _note(again, item.line, h) or crowded
                 if not repeat and not done:
                     to_send[item.merchant] += 1
             if marks and (mark := source.mark()) is not None:
@@ -173,8 +174,17 @@ def prepass(
         keeper.screened(source),
         checkpoints if marks else [],
         None if overflow else pairs,
-        again if len(again) <= MAX_AGAIN else None,
+        None if crowded else again,
     )
+
+
+def _note(again: dict[int, int], line: int, hashed: int) -> bool:
+    """Keep a line sent again, while the survey can hold it; True once it cannot (so
+    that a night of failed rows does not grow the map past `MAX_AGAIN` in memory)."""
+    if len(again) >= MAX_AGAIN:
+        return True
+    again[line] = hashed
+    return False
 
 
 def _duplicate(row: Row | Rejected) -> Rejected:

@@ -289,3 +289,31 @@ def test_naming_the_format_and_separator_found_still_skips(tmp_path: Path) -> No
     s.report.write_text(HEADER + "".join(rows))
     spelled = settings(Path(s.input), s.report, input_format="csv", delimiter=",")
     assert prepared_for(spelled, "run2").before is not None
+
+
+def test_more_lines_to_send_again_than_a_survey_holds_saves_none_of_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from worker.run import prepass
+
+    monkeypatch.setattr(prepass, "MAX_AGAIN", 5)
+    sizes: list[int] = []
+    note = prepass._note
+
+    def noted(again: dict[int, int], line: int, hashed: int) -> bool:
+        full = note(again, line, hashed)
+        sizes.append(len(again))
+        return full
+
+    monkeypatch.setattr(prepass, "_note", noted)
+    s, rows = killed_night(tmp_path, 15, cut=400)
+    rows = [r.replace(",canceled,", ",failed,") for r in rows]  # an outage: all failed
+    s.report.write_text(HEADER + "".join(rows))
+    prepared_for(s, "run2")
+    saved = survey.load_survey(survey.survey_path(s.report))
+    assert saved is not None and saved.again == {}
+    assert len(sizes) > 300 and max(sizes) == 5  # never more held while reading
+    monkeypatch.setattr(prepass, "MAX_AGAIN", 10_000)
+    prepared_for(s, "run3")
+    saved = survey.load_survey(survey.survey_path(s.report))
+    assert saved is not None and len(saved.again) > 300
