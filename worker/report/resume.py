@@ -71,7 +71,8 @@ def policy_for(mode: Mode, retry: frozenset[Outcome] = frozenset()) -> ResumePol
 #: Outcome <-> a 4-bit code (0: no row).
 OUTCOMES: tuple[Outcome, ...] = tuple(Outcome)
 CODE: dict[Outcome, int] = {o: i + 1 for i, o in enumerate(OUTCOMES)}
-_MASK = (1 << 64) - 1
+#: The proof's sums are kept mod 2**64 (here, in the pre-pass and in `run.skip`).
+MASK = (1 << 64) - 1
 #: An enum member looked up once: `Outcome.INVALID` costs an attribute lookup a row.
 _INVALID = Outcome.INVALID
 
@@ -183,7 +184,7 @@ class ByLine:
     def add(self, line: int, merchant: str, reference: str, outcome: Outcome) -> None:
         self.rows += 1
         hashed = row_hash(line, merchant, reference, outcome is _INVALID)
-        self.checksum = (self.checksum + hashed) & _MASK
+        self.checksum = (self.checksum + hashed) & MASK
         if line > self.max_line:
             return
         cells = self.cells

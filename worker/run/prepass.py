@@ -27,11 +27,9 @@ from worker.input.fingerprint import Fingerprint, Recorder
 from worker.input.screened import Keeper, Screened
 from worker.input.source import Source
 from worker.model import Outcome, Rejected, Row
-from worker.report.resume import ByLine, PriorRows, row_hash
+from worker.report.resume import MASK, ByLine, PriorRows, row_hash
 from worker.report.survey import MAX_AGAIN, MAX_CANDIDATES
 from worker.settings import Settings
-
-_MASK = (1 << 64) - 1
 
 
 @dataclass
@@ -151,7 +149,7 @@ def prepass(
                 if not repeat and not done:
                     to_send[item.merchant] += 1
             if marks and (mark := source.mark()) is not None:
-                checkpoints.append(replace(mark, rows=rows, proof=marked & _MASK))
+                checkpoints.append(replace(mark, rows=rows, proof=marked & MASK))
     except OSError as exc:
         raise InputError(f"cannot read input {settings.input}: {exc.strerror or exc}") from None
     except InputError as exc:
@@ -170,7 +168,7 @@ def prepass(
         recorder.fingerprint(),
         to_send,
         candidates,
-        (proof + (start.at.proof + start.extra if start else 0)) & _MASK,  # see `skip`
+        (proof + (start.at.proof + start.extra if start else 0)) & MASK,  # see `skip`
         keeper.screened(source),
         checkpoints if marks else [],
         None if overflow else pairs,

@@ -37,12 +37,10 @@ from worker.input.checkpoint import Checkpoint
 from worker.input.dedup import KeyIndex
 from worker.keys import key_of
 from worker.model import UNSENT, Outcome
-from worker.report.resume import CODE, OUTCOMES, ByLine, ResumePolicy
+from worker.report.resume import CODE, MASK, OUTCOMES, ByLine, ResumePolicy
 from worker.report.survey import SavedSurvey
 from worker.run.prepass import Start
 from worker.settings import RETRYABLE
-
-_MASK = (1 << 64) - 1
 
 #: Final outcomes `--retry-outcomes` may reopen.
 _REOPENED = frozenset(o for o in Outcome if o.value in RETRYABLE)
@@ -130,7 +128,7 @@ def plan(prior: Watched, policy: ResumePolicy) -> Start | None:
         first_seen={k: line for k, line in prior.first_seen.items() if line < at.line},
         checkpoints=list(saved.checkpoints[: best + 1]),
         again={k: h for k, h in again.items() if k < at.line},
-        extra=best_extra & _MASK,
+        extra=best_extra & MASK,
     )
 
 
