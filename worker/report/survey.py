@@ -28,6 +28,7 @@ loaded: ~370 bytes a checkpoint (~370 KB per GB of input), ~400 a candidate and
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import stat
@@ -109,19 +110,15 @@ def screening(settings: Settings, fmt: str, delimiter: str | None) -> str:
     return hashlib.sha256(orjson.dumps(options)).hexdigest()[:32]
 
 
-_digest: list[str] = []
-
-
+@functools.cache
 def _rules_digest() -> str:
-    if not _digest:
-        root = Path(__file__).resolve().parents[1]
-        digest = hashlib.sha256()
-        for name in _RULES:
-            path = root / name
-            for file in sorted(path.glob("*.py")) if path.is_dir() else [path]:
-                digest.update(file.name.encode() + b"\x00" + file.read_bytes())
-        _digest.append(digest.hexdigest())
-    return _digest[0]
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for name in _RULES:
+        path = root / name
+        for file in sorted(path.glob("*.py")) if path.is_dir() else [path]:
+            digest.update(file.name.encode() + b"\x00" + file.read_bytes())
+    return digest.hexdigest()
 
 
 def load_survey(path: Path) -> SavedSurvey | None:

@@ -62,15 +62,15 @@ def keep_survey(
     to stop, since a rerun without it reads the whole file."""
     if not found.checkpoints or found.pairs is None or not worth_saving(found.fingerprint.size):
         return
-    same = saved is not None and saved.sha256 == found.fingerprint.sha256
-    again = ({**saved.again} if same and saved else {}) | (found.again or {})
-    key, sha = _screening(settings, source), found.fingerprint.sha256
-    earlier = saved.runs if saved and saved.sha256 == sha else ()  # `saved`: this screening
+    sha = found.fingerprint.sha256
+    # what an earlier survey of the same bytes (and, as `saved` is, this screening) knew
+    same = saved if saved is not None and saved.sha256 == sha else None
+    again = (same.again if same else {}) | (found.again or {})
     keep = SavedSurvey(
-        key,
+        _screening(settings, source),
         sha,
         found.fingerprint.size,
-        (*earlier, run_id),
+        (*(same.runs if same else ()), run_id),
         tuple(spaced(found.checkpoints)),
         tuple(found.pairs.values()),
         again if found.again is not None and len(again) <= MAX_AGAIN else {},
